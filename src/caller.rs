@@ -1,0 +1,182 @@
+//! Who invoked kvmnet, and whether anything they control (the environment) may
+//! steer it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::config::DEFAULT_PATH;
+
+/// `AT_SECURE` from <elf.h>: the kernel sets it when the program gained
+/// privilege at exec (setuid, setgid, file capabilities).
+const AT_SECURE: u64 = 23;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub ruid: u32,
+    pub euid: u32,
+    /// The user on whose behalf kvmnet acts: the real uid, or SUDO_UID when
+    /// root runs it through sudo. Taps it creates are owned by this user.
+    pub uid: u32,
+    pub gid: u32,
+    pub via_sudo: bool,
+    /// AT_SECURE was set (or could not be read, which counts as set).
+    pub elevated: bool,
+}
+
+/// The environment variables kvmnet reads, all read at one place.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub sudo_uid: Option<OsString>,
+    pub sudo_gid: Option<OsString>,
+    pub config: Option<OsString>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            sudo_uid: std::env::var_os("SUDO_UID"),
+            sudo_gid: std::env::var_os("SUDO_GID"),
+            config: std::env::var_os("KVMNET_CONFIG"),
+        }
+    }
+}
+
+impl Caller {
+    pub fn detect(env: &Env) -> Caller {
+        Caller::from_parts(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+            at_secure(),
+            env,
+        )
+    }
+
+    /// The pure part of [`Caller::detect`].
+    pub fn from_parts(ruid: u32, euid: u32, rgid: u32, elevated: bool, env: &Env) -> Caller {
+        let parse = |v: &Option<OsString>| v.as_ref()?.to_str()?.parse::<u32>().ok();
+        // SUDO_UID only means something when sudo really made us root; from any
+        // other caller it is just a string they chose.
+        let sudo = if ruid == 0 && euid == 0 && !elevated {
+            parse(&env.sudo_uid).filter(|&u| u != 0)
+        } else {
+            None
+        };
+        match sudo {
+            Some(uid) => Caller {
+                ruid,
+                euid,
+                uid,
+                gid: parse(&env.sudo_gid).unwrap_or(uid),
+                via_sudo: true,
+                elevated,
+            },
+            None => Caller {
+                ruid,
+                euid,
+                uid: ruid,
+                gid: rgid,
+                via_sudo: false,
+                elevated,
+            },
+        }
+    }
+
+    /// Only a real root, not elevated and not acting for a sudo user, may point
+    /// kvmnet elsewhere through the environment (tests do, with KVMNET_CONFIG).
+    pub fn trusts_environment(&self) -> bool {
+        self.ruid == 0 && self.euid == 0 && !self.elevated && !self.via_sudo
+    }
+
+    pub fn config_path(&self, env: &Env) -> PathBuf {
+        match &env.config {
+            Some(p) if self.trusts_environment() && !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_PATH),
+        }
+    }
+}
+
+/// Reads AT_SECURE from /proc/self/auxv. Anything unreadable (no /proc in a
+/// chroot, say) counts as elevated: the safe answer is to distrust the
+/// environment.
+fn at_secure() -> bool {
+    let Ok(bytes) = std::fs::read("/proc/self/auxv") else {
+        return true;
+    };
+    auxv_value(&bytes, AT_SECURE).is_none_or(|v| v != 0)
+}
+
+fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
+    const W: usize = std::mem::size_of::<usize>();
+    let word = |c: &[u8]| {
+        let mut b = [0u8; W];
+        b.copy_from_slice(c);
+        usize::from_ne_bytes(b) as u64
+    };
+    auxv.chunks_exact(2 * W)
+        .map(|pair| (word(&pair[..W]), word(&pair[W..])))
+        .take_while(|(k, _)| *k != 0)
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(sudo_uid: Option<&str>, config: Option<&str>) -> Env {
+        Env {
+            sudo_uid: sudo_uid.map(Into::into),
+            sudo_gid: sudo_uid.map(Into::into),
+            config: config.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn plain_user_is_the_real_uid() {
+        let c = Caller::from_parts(1000, 1000, 1000, false, &env(Some("5"), None));
+        assert_eq!((c.uid, c.via_sudo), (1000, false));
+    }
+
+    #[test]
+    fn sudo_uid_counts_only_for_real_root() {
+        let c = Caller::from_parts(0, 0, 0, false, &env(Some("1000"), None));
+        assert_eq!((c.uid, c.gid, c.via_sudo), (1000, 1000, true));
+        // setuid root started by user 1000 who set SUDO_UID=0 to look like root
+        let c = Caller::from_parts(1000, 0, 1000, true, &env(Some("0"), None));
+        assert_eq!((c.uid, c.via_sudo), (1000, false));
+        // garbage is ignored
+        let c = Caller::from_parts(0, 0, 0, false, &env(Some("-1"), None));
+        assert_eq!((c.uid, c.via_sudo), (0, false));
+    }
+
+    #[test]
+    fn config_override_needs_real_unelevated_root() {
+        let e = env(None, Some("/tmp/evil.toml"));
+        let root = Caller::from_parts(0, 0, 0, false, &e);
+        assert_eq!(root.config_path(&e), PathBuf::from("/tmp/evil.toml"));
+        for c in [
+            Caller::from_parts(1000, 1000, 1000, false, &e),
+            Caller::from_parts(1000, 0, 1000, true, &e),
+            Caller::from_parts(0, 0, 0, true, &e),
+        ] {
+            assert_eq!(c.config_path(&e), PathBuf::from(DEFAULT_PATH), "{c:?}");
+        }
+        let e = env(Some("1000"), Some("/tmp/evil.toml"));
+        let sudo = Caller::from_parts(0, 0, 0, false, &e);
+        assert_eq!(sudo.config_path(&e), PathBuf::from(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn auxv_parsing() {
+        let mut v = Vec::new();
+        for (k, val) in [(6u64, 4096u64), (AT_SECURE, 1), (0, 0)] {
+            v.extend_from_slice(&(k as usize).to_ne_bytes());
+            v.extend_from_slice(&(val as usize).to_ne_bytes());
+        }
+        assert_eq!(auxv_value(&v, AT_SECURE), Some(1));
+        assert_eq!(auxv_value(&v, 99), None);
+        // this test process was not elevated
+        assert!(!at_secure());
+    }
+}

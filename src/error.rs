@@ -1,0 +1,65 @@
+//! The error a run ends with: one line that says what happened and what to do.
+
+use crate::config::ConfigError;
+use crate::name::NameError;
+use crate::netlink::NetlinkError;
+use crate::plan::PlanError;
+use crate::tap::TapError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("usage: {prog} TAP (QEMU passes the tap name when it runs this as script= or downscript=)")]
+    Usage { prog: &'static str },
+    #[error("interface name is not valid UTF-8; use only ASCII letters, digits, '-', '_' and '.'")]
+    NotUtf8,
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Netlink(NetlinkError),
+    #[error("{op}: operation not permitted; kvmnet needs CAP_NET_ADMIN: run it as root, through sudo, or give it the capability (setcap cap_net_admin+ep)")]
+    NotPermitted { op: String },
+    #[error("{name} is {what}; kvmnet only configures tap devices (check the ifname= given to QEMU)")]
+    NotATap { name: String, what: String },
+    #[error("bridge {bridge} does not exist; create it (ip link add {bridge} up type bridge) or set create_bridge = true in {config}")]
+    BridgeMissing { bridge: String, config: String },
+    #[error("{name} is {what}, not a bridge; set bridge = \"NAME\" in {config} to a bridge")]
+    NotABridge {
+        name: String,
+        what: String,
+        config: String,
+    },
+    #[error("bridge {bridge} is full (a Linux bridge holds at most 1023 ports); put this tap on another bridge")]
+    BridgeFull { bridge: String },
+    #[error("bridge {bridge} disappeared while tap {tap} was being attached; recreate the bridge and start the VM again")]
+    BridgeVanished { bridge: String, tap: String },
+    /// A failure after something was changed, and what the rollback did.
+    #[error("{cause}; {rollback}")]
+    RolledBack { cause: Box<Error>, rollback: String },
+}
+
+impl From<NetlinkError> for Error {
+    fn from(e: NetlinkError) -> Error {
+        match (e.errno(), &e) {
+            (Some(libc::EPERM | libc::EACCES), NetlinkError::Kernel { op, .. }) => {
+                Error::NotPermitted { op: op.clone() }
+            }
+            _ => Error::Netlink(e),
+        }
+    }
+}
+
+/// "Operation not permitted (os error 1)" -> "Operation not permitted": the errno
+/// number helps nobody reading a one-line message.
+pub fn plain(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}

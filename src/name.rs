@@ -1,0 +1,169 @@
+//! Interface names. The only way to get a [`TapName`] or [`BridgeName`] is to pass
+//! [`validate`], so every name that reaches netlink or an ioctl has been checked.
+
+use std::fmt;
+
+/// The kernel's IFNAMSIZ is 16 including the terminating NUL.
+pub const MAX_LEN: usize = 15;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("interface name is empty; pass the tap name as the only argument (QEMU does this itself)")]
+    Empty,
+    #[error("interface name {shown} is {len} bytes; Linux allows at most {MAX_LEN}")]
+    TooLong { shown: String, len: usize },
+    #[error("interface name {shown} is reserved by the kernel; choose another name")]
+    Reserved { shown: String },
+    #[error(
+        "interface name {shown} contains {bad}; use only ASCII letters, digits, '-', '_' and '.'"
+    )]
+    BadChar { shown: String, bad: String },
+}
+
+/// Checks a name against the kernel's rules (`dev_valid_name`) and kvmnet's
+/// stricter set. The stricter set keeps names safe to print in one log line and to
+/// match with globs: no shell metacharacters, no `%` (the kernel would expand it
+/// into a number when creating a link), no non-ASCII look-alikes.
+pub fn validate(raw: &str) -> Result<&str, NameError> {
+    let shown = escape(raw);
+    if raw.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if raw.len() > MAX_LEN {
+        return Err(NameError::TooLong {
+            shown,
+            len: raw.len(),
+        });
+    }
+    if raw == "." || raw == ".." {
+        return Err(NameError::Reserved { shown });
+    }
+    if let Some(c) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        let bad = match c {
+            '/' => "'/'".to_string(),
+            ':' => "':'".to_string(),
+            c if c.is_whitespace() => "whitespace".to_string(),
+            c => format!("{:?}", c),
+        };
+        return Err(NameError::BadChar { shown, bad });
+    }
+    Ok(raw)
+}
+
+/// Quotes a name for an error message so that control characters and invisible
+/// bytes in hostile input cannot forge log lines.
+pub fn escape(raw: &str) -> String {
+    let mut s = String::with_capacity(raw.len() + 2);
+    s.push('"');
+    for c in raw.chars().take(64) {
+        s.extend(c.escape_default());
+    }
+    if raw.chars().count() > 64 {
+        s.push_str("...");
+    }
+    s.push('"');
+    s
+}
+
+macro_rules! ifname_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(raw: &str) -> Result<Self, NameError> {
+                validate(raw).map(|s| Self(s.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+ifname_type!(
+    /// A validated name for a tap device.
+    TapName
+);
+ifname_type!(
+    /// A validated name for a bridge.
+    BridgeName
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for n in ["tap0", "vm-web_1", "a", "tap.100", "ABCDEFGHIJKLMNO", "br0"] {
+            assert_eq!(validate(n), Ok(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn rejects_kernel_invalid_names() {
+        assert_eq!(validate(""), Err(NameError::Empty));
+        assert!(matches!(validate("."), Err(NameError::Reserved { .. })));
+        assert!(matches!(validate(".."), Err(NameError::Reserved { .. })));
+        assert!(matches!(
+            validate("abcdefghijklmnop"),
+            Err(NameError::TooLong { len: 16, .. })
+        ));
+        for n in ["a/b", "a:b", "a b", "a\tb", "a\nb", "\u{0}"] {
+            assert!(
+                matches!(validate(n), Err(NameError::BadChar { .. })),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_names_the_kernel_would_take_but_kvmnet_does_not() {
+        for n in ["tap%d", "tap*", "t$(id)", "tap;", "tapé", "tap\u{200b}", "-", "t'"] {
+            if n == "-" {
+                // a lone dash is a valid interface name for the kernel and for us
+                assert!(validate(n).is_ok());
+                continue;
+            }
+            assert!(
+                matches!(validate(n), Err(NameError::BadChar { .. })),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_counts_bytes_not_chars() {
+        // 8 two-byte characters: 16 bytes, too long, even though it is 8 chars
+        let n = "éééééééé";
+        assert!(matches!(
+            validate(n),
+            Err(NameError::TooLong { len: 16, .. })
+        ));
+    }
+
+    #[test]
+    fn error_messages_escape_control_characters() {
+        let e = validate("a\nforged log line").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("\\n"), "{e}");
+    }
+}

@@ -1,0 +1,361 @@
+//! rtnetlink: one socket, one current-thread runtime, look-ups by name or index
+//! only (a dump would make ifup's cost grow with the number of interfaces on the
+//! host), and every wait bounded so that a stuck kernel request can never hang a
+//! VM start (QEMU waits for its script with no timeout).
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use futures_util::stream::TryStreamExt;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoTun, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+
+use crate::mac::Mac;
+
+/// Long enough for a loaded host (deleting a link waits for an RCU grace period,
+/// ~20 ms), short enough that a wedged request fails the VM start visibly.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(io::Error),
+    #[error("{op}: the kernel did not answer within {} s; check `dmesg` for a stuck driver", TIMEOUT.as_secs())]
+    Timeout { op: String },
+    #[error("{op}: {}", crate::error::plain(source))]
+    Kernel { op: String, source: io::Error },
+    #[error("{op}: unexpected netlink reply: {msg}")]
+    Protocol { op: String, msg: String },
+}
+
+impl NetlinkError {
+    /// The errno the kernel answered with, if it did.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Tun/tap specific facts (IFLA_INFO_DATA of kind "tun").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunInfo {
+    pub tap_mode: bool,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub persist: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    Tun(TunInfo),
+    Bridge,
+    /// Any other `rtnl_link_ops` kind: "veth", "dummy", "vxlan", ...
+    Other(String),
+    /// No IFLA_LINKINFO at all: physical NICs, loopback, wireless.
+    Unknown,
+}
+
+impl LinkKind {
+    /// For error messages: "a veth device", "a tun-mode device", ...
+    pub fn describe(&self) -> String {
+        match self {
+            LinkKind::Tun(t) if t.tap_mode => "a tap device".into(),
+            LinkKind::Tun(_) => "a tun-mode (layer 3) device, not a tap".into(),
+            LinkKind::Bridge => "a bridge".into(),
+            LinkKind::Other(k) => format!("a {k} device"),
+            LinkKind::Unknown => "a physical or other non-virtual device".into(),
+        }
+    }
+}
+
+/// What kvmnet needs to know about one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub kind: LinkKind,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    pub master: Option<u32>,
+    pub up: bool,
+    pub alias: Option<String>,
+}
+
+impl Link {
+    pub fn tun(&self) -> Option<&TunInfo> {
+        match &self.kind {
+            LinkKind::Tun(t) => Some(t),
+            _ => None,
+        }
+    }
+    pub fn is_tap(&self) -> bool {
+        self.tun().is_some_and(|t| t.tap_mode)
+    }
+    pub fn is_bridge(&self) -> bool {
+        self.kind == LinkKind::Bridge
+    }
+
+    pub fn from_message(msg: LinkMessage) -> Link {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            kind: LinkKind::Unknown,
+            mtu: 0,
+            mac: None,
+            master: None,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            alias: None,
+        };
+        let mut tun = TunInfo::default();
+        for attr in msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n,
+                LinkAttribute::Mtu(m) => link.mtu = m,
+                LinkAttribute::Address(a) => link.mac = Mac::from_slice(&a),
+                LinkAttribute::Controller(i) if i != 0 => link.master = Some(i),
+                LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(InfoKind::Tun) => {
+                                link.kind = LinkKind::Tun(TunInfo::default())
+                            }
+                            LinkInfo::Kind(InfoKind::Bridge) => link.kind = LinkKind::Bridge,
+                            LinkInfo::Kind(k) => link.kind = LinkKind::Other(k.to_string()),
+                            LinkInfo::Data(InfoData::Tun(nlas)) => parse_tun(&nlas, &mut tun),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let LinkKind::Tun(t) = &mut link.kind {
+            *t = tun;
+        }
+        link
+    }
+}
+
+// IFLA_TUN_* from <linux/if_link.h>; netlink-packet-route leaves them raw.
+const IFLA_TUN_OWNER: u16 = 1;
+const IFLA_TUN_GROUP: u16 = 2;
+const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PERSIST: u16 = 6;
+const IFF_TAP: u8 = 2;
+
+fn parse_tun(nlas: &[InfoTun], out: &mut TunInfo) {
+    use rtnetlink::packet_core::Nla;
+    for nla in nlas {
+        let mut v = vec![0u8; nla.value_len()];
+        nla.emit_value(&mut v);
+        let u32v = || v.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        match nla.kind() {
+            IFLA_TUN_OWNER => out.owner = u32v(),
+            IFLA_TUN_GROUP => out.group = u32v(),
+            IFLA_TUN_TYPE => out.tap_mode = v.first() == Some(&IFF_TAP),
+            IFLA_TUN_PERSIST => out.persist = v.first().is_some_and(|b| *b != 0),
+            _ => {}
+        }
+    }
+}
+
+/// One RTM_SETLINK: every field that is `Some` is changed, all in one request so
+/// that the kernel applies them under one rtnl lock in its fixed order (address,
+/// MTU, alias, flags, master): the MTU is right before the port joins the bridge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkChange {
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub alias: Option<String>,
+    pub up: Option<bool>,
+    /// `Some(0)` detaches from any master.
+    pub master: Option<u32>,
+}
+
+impl LinkChange {
+    pub fn is_empty(&self) -> bool {
+        *self == LinkChange::default()
+    }
+}
+
+pub struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+}
+
+impl Netlink {
+    pub fn open() -> Result<Netlink, NetlinkError> {
+        // Current-thread: ifup makes a handful of sequential requests; a worker
+        // pool would only add threads and start-up time.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(NetlinkError::Socket)?;
+        let (conn, handle) = rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            Ok::<_, io::Error>((conn, handle))
+        })
+        .map_err(NetlinkError::Socket)?;
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle })
+    }
+
+    fn run<T, F>(&self, op: impl Fn() -> String, fut: F) -> Result<T, NetlinkError>
+    where
+        F: Future<Output = Result<T, rtnetlink::Error>>,
+    {
+        self.rt.block_on(async {
+            match tokio::time::timeout(TIMEOUT, fut).await {
+                Err(_) => Err(NetlinkError::Timeout { op: op() }),
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(map_err(op(), e)),
+            }
+        })
+    }
+
+    /// Looks one link up by name with a single non-dump RTM_GETLINK.
+    pub fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
+        let req = self.handle.link().get().match_name(name.to_owned());
+        self.get_one(|| format!("looking up {name}"), req)
+    }
+
+    pub fn link_by_index(&self, index: u32) -> Result<Option<Link>, NetlinkError> {
+        let req = self.handle.link().get().match_index(index);
+        self.get_one(|| format!("looking up interface #{index}"), req)
+    }
+
+    fn get_one(
+        &self,
+        op: impl Fn() -> String,
+        req: rtnetlink::LinkGetRequest,
+    ) -> Result<Option<Link>, NetlinkError> {
+        let res = self.run(&op, async { req.execute().try_next().await });
+        match res {
+            Ok(Some(msg)) => Ok(Some(Link::from_message(msg))),
+            Ok(None) => Ok(None),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn set_link(&self, index: u32, change: &LinkChange, what: &str) -> Result<(), NetlinkError> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(mtu) = change.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(mac) = change.mac {
+            b = b.address(mac.0.to_vec());
+        }
+        if let Some(alias) = &change.alias {
+            b = b.alias(alias.clone());
+        }
+        match change.up {
+            Some(true) => b = b.up(),
+            Some(false) => b = b.down(),
+            None => {}
+        }
+        if let Some(master) = change.master {
+            b = b.controller(master);
+        }
+        let req = self.handle.link().set(b.build());
+        self.run(|| what.to_owned(), req.execute())
+    }
+
+    /// Creates an up bridge with a fixed address. Returns `false` when another
+    /// process created the name first (EEXIST): the caller re-checks what it is.
+    pub fn create_bridge(&self, name: &str, mac: Mac) -> Result<bool, NetlinkError> {
+        // A bridge whose address was never set follows its lowest port address,
+        // so it would change as guests come and go; a set address stays put.
+        let msg = LinkBridge::new(name).address(mac.0.to_vec()).build();
+        let req = self.handle.link().add(msg);
+        match self.run(|| format!("creating bridge {name}"), req.execute()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a link; one that is already gone counts as deleted.
+    pub fn delete_link(&self, index: u32, what: &str) -> Result<(), NetlinkError> {
+        let req = self.handle.link().del(index);
+        match self.run(|| what.to_owned(), req.execute()) {
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Output interfaces of the IPv4 default routes in the main table, in the
+    /// kernel's order (what Debian's qemu-ifup reads from `ip route ls`). This is
+    /// a route dump, used only when no bridge is configured.
+    pub fn default_route_oifs(&self) -> Result<Vec<u32>, NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        let req = self.handle.route().get(msg);
+        let routes: Vec<RouteMessage> = self.run(
+            || "reading the default route".to_owned(),
+            req.execute().try_collect(),
+        )?;
+        Ok(default_oifs(&routes))
+    }
+}
+
+const RT_TABLE_MAIN: u32 = 254;
+
+fn default_oifs(routes: &[RouteMessage]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for r in routes {
+        let table = r
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(r.header.table as u32);
+        if r.header.destination_prefix_length != 0
+            || table != RT_TABLE_MAIN
+            || r.header.kind != RouteType::Unicast
+        {
+            continue;
+        }
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Oif(i) => out.push(*i),
+                RouteAttribute::MultiPath(hops) => {
+                    out.extend(hops.iter().map(|h| h.interface_index))
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn map_err(op: String, e: rtnetlink::Error) -> NetlinkError {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => NetlinkError::Kernel {
+            op,
+            source: m.to_io(),
+        },
+        rtnetlink::Error::RequestFailed => NetlinkError::Protocol {
+            op,
+            msg: "the netlink connection closed".into(),
+        },
+        other => NetlinkError::Protocol {
+            op,
+            msg: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,185 @@
+//! The undo record: what `kvmnet-ifup` changed on a tap, so that `kvmnet-ifdown`
+//! can undo exactly that and nothing more.
+//!
+//! It is kept in the tap's own interface alias (IFLA_IFALIAS, `ip link show`
+//! prints it), not in a file under /run:
+//! - it lives and dies with the link: no stale files when QEMU closes a
+//!   non-persistent tap, no confusion when a name or ifindex is reused;
+//! - ifdown reads it over netlink, which works where QEMU runs the downscript
+//!   inside a chroot with no /run, and costs no extra system call (RTM_GETLINK
+//!   returns it with the rest of the link);
+//! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
+//!   forge "kvmnet created this" to make ifdown delete something.
+//!
+//! Format: `kvmnet:v1 [created] [attached=BR] [up] [mtu=N] [mac=M] [alias=REST]`.
+//! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
+//! `alias=` must be last and keeps an alias the tap had before (restored later).
+
+use crate::mac::Mac;
+
+pub const PREFIX: &str = "kvmnet:v1";
+/// The kernel refuses aliases of IFALIASZ (256) bytes or more.
+pub const MAX_ALIAS: usize = 255;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub created: bool,
+    pub attached: Option<String>,
+    pub brought_up: bool,
+    pub old_mtu: Option<u32>,
+    pub old_mac: Option<Mac>,
+    pub prior_alias: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("its kvmnet record (interface alias) is damaged at {at:?}; inspect it with `ip link show {tap}` and clear it with `ip link set {tap} alias \"\"`")]
+    Damaged { tap: String, at: String },
+    #[error("it has an alias of {len} bytes, too long to keep beside kvmnet's undo record; shorten or clear it (`ip link set {tap} alias \"\"`)")]
+    AliasTooLong { tap: String, len: usize },
+}
+
+impl Record {
+    pub fn is_empty(&self) -> bool {
+        *self == Record::default()
+    }
+
+    /// `Ok(None)` when the alias is not kvmnet's (or absent): nothing to undo.
+    pub fn parse(tap: &str, alias: Option<&str>) -> Result<Option<Record>, RecordError> {
+        let Some(alias) = alias else { return Ok(None) };
+        let Some(rest) = alias.strip_prefix(PREFIX) else {
+            return Ok(None);
+        };
+        let damaged = |at: &str| RecordError::Damaged {
+            tap: tap.to_owned(),
+            at: at.chars().take(40).collect(),
+        };
+        if !(rest.is_empty() || rest.starts_with(' ')) {
+            return Err(damaged(rest));
+        }
+        let mut r = Record::default();
+        let mut rest = rest.trim_start_matches(' ');
+        while !rest.is_empty() {
+            if let Some(prior) = rest.strip_prefix("alias=") {
+                r.prior_alias = Some(prior.to_owned());
+                break;
+            }
+            let (word, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            rest = tail;
+            match word.split_once('=') {
+                None if word == "created" => r.created = true,
+                None if word == "up" => r.brought_up = true,
+                Some(("attached", br)) if crate::name::validate(br).is_ok() => {
+                    r.attached = Some(br.to_owned())
+                }
+                Some(("mtu", n)) => r.old_mtu = Some(n.parse().map_err(|_| damaged(word))?),
+                Some(("mac", m)) => r.old_mac = Some(m.parse().map_err(|_| damaged(word))?),
+                _ => return Err(damaged(word)),
+            }
+        }
+        Ok(Some(r))
+    }
+
+    pub fn encode(&self, tap: &str) -> Result<String, RecordError> {
+        let mut s = String::from(PREFIX);
+        if self.created {
+            s.push_str(" created");
+        }
+        if let Some(br) = &self.attached {
+            s.push_str(" attached=");
+            s.push_str(br);
+        }
+        if self.brought_up {
+            s.push_str(" up");
+        }
+        if let Some(m) = self.old_mtu {
+            s.push_str(&format!(" mtu={m}"));
+        }
+        if let Some(m) = self.old_mac {
+            s.push_str(&format!(" mac={m}"));
+        }
+        if let Some(a) = &self.prior_alias {
+            s.push_str(" alias=");
+            s.push_str(a);
+        }
+        if s.len() > MAX_ALIAS {
+            return Err(RecordError::AliasTooLong {
+                tap: tap.to_owned(),
+                len: self.prior_alias.as_ref().map_or(0, |a| a.len()),
+            });
+        }
+        Ok(s)
+    }
+
+    /// The alias to put back when the record is removed.
+    pub fn restored_alias(&self) -> &str {
+        self.prior_alias.as_deref().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Record {
+        Record {
+            created: false,
+            attached: Some("br-lab".into()),
+            brought_up: true,
+            old_mtu: Some(1500),
+            old_mac: Some("52:54:00:aa:bb:cc".parse().unwrap()),
+            prior_alias: Some("web vm = prod".into()),
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        for r in [
+            Record::default(),
+            full(),
+            Record {
+                created: true,
+                attached: Some("br0".into()),
+                ..Default::default()
+            },
+        ] {
+            let s = r.encode("t").unwrap();
+            assert!(s.starts_with(PREFIX));
+            assert_eq!(Record::parse("t", Some(&s)).unwrap(), Some(r));
+        }
+    }
+
+    #[test]
+    fn foreign_or_absent_alias_is_no_record() {
+        assert_eq!(Record::parse("t", None).unwrap(), None);
+        assert_eq!(Record::parse("t", Some("my vm")).unwrap(), None);
+        assert_eq!(Record::parse("t", Some("kvmnet")).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_guesses() {
+        for bad in [
+            "kvmnet:v1x",
+            "kvmnet:v1 created=yes",
+            "kvmnet:v1 mtu=abc",
+            "kvmnet:v1 mac=zz",
+            "kvmnet:v1 attached=a/b",
+            "kvmnet:v1 deleted",
+        ] {
+            assert!(Record::parse("t", Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn too_long_prior_alias_is_refused() {
+        let r = Record {
+            prior_alias: Some("x".repeat(250)),
+            attached: Some("br0".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            r.encode("t"),
+            Err(RecordError::AliasTooLong { len: 250, .. })
+        ));
+    }
+}
