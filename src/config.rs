@@ -84,16 +84,23 @@ impl Config {
             path: path.to_owned(),
             line: e.span().map_or(1, |s| line_of(s.start)),
             // toml's message is multi-line with a source excerpt; keep its first line
-            message: e.message().lines().next().unwrap_or("invalid TOML").to_owned(),
+            message: e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_owned(),
         })?;
         let bridge = match raw.bridge {
             None => None,
-            Some(b) => Some(BridgeName::new(b.get_ref()).map_err(|e| ConfigError::Value {
-                path: path.to_owned(),
-                line: line_of(b.span().start),
-                key: "bridge",
-                message: e.to_string(),
-            })?),
+            Some(b) => Some(
+                BridgeName::new(b.get_ref()).map_err(|e| ConfigError::Value {
+                    path: path.to_owned(),
+                    line: line_of(b.span().start),
+                    key: "bridge",
+                    message: e.to_string(),
+                })?,
+            ),
         };
         Ok(Config {
             source: Some(path.to_owned()),
@@ -128,7 +135,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let e = parse("bridge = \"br0\"\n\nbrigde = \"br1\"\n").unwrap_err().to_string();
+        let e = parse("bridge = \"br0\"\n\nbrigde = \"br1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/etc/kvmnet/kvmnet.toml line 3: "), "{e}");
         assert!(e.contains("brigde"), "{e}");
         assert!(!e.contains('\n'), "{e}");
@@ -136,7 +145,9 @@ mod tests {
 
     #[test]
     fn malformed_toml_is_one_line_with_line_number() {
-        let e = parse("bridge = \"br0\"\ncreate_bridge = yes\n").unwrap_err().to_string();
+        let e = parse("bridge = \"br0\"\ncreate_bridge = yes\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/etc/kvmnet/kvmnet.toml line 2: "), "{e}");
         assert!(!e.contains('\n'), "{e}");
     }
@@ -145,9 +156,13 @@ mod tests {
     fn wrong_type_and_bad_bridge_name() {
         let e = parse("create_bridge = \"yes\"\n").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
-        let e = parse("\nbridge = \"br0;reboot\"\n").unwrap_err().to_string();
+        let e = parse("\nbridge = \"br0;reboot\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2: bridge: "), "{e}");
-        let e = parse("bridge = \"a-very-long-bridge-name\"\n").unwrap_err().to_string();
+        let e = parse("bridge = \"a-very-long-bridge-name\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at most 15"), "{e}");
     }
 

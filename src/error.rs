@@ -8,7 +8,9 @@ use crate::tap::TapError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("usage: {prog} TAP (QEMU passes the tap name when it runs this as script= or downscript=)")]
+    #[error(
+        "usage: {prog} TAP (QEMU passes the tap name when it runs this as script= or downscript=)"
+    )]
     Usage { prog: &'static str },
     #[error("interface name is not valid UTF-8; use only ASCII letters, digits, '-', '_' and '.'")]
     NotUtf8,
@@ -24,7 +26,9 @@ pub enum Error {
     Netlink(NetlinkError),
     #[error("{op}: operation not permitted; kvmnet needs CAP_NET_ADMIN: run it as root, through sudo, or give it the capability (setcap cap_net_admin+ep)")]
     NotPermitted { op: String },
-    #[error("{name} is {what}; kvmnet only configures tap devices (check the ifname= given to QEMU)")]
+    #[error(
+        "{name} is {what}; kvmnet only configures tap devices (check the ifname= given to QEMU)"
+    )]
     NotATap { name: String, what: String },
     #[error("bridge {bridge} does not exist; create it (ip link add {bridge} up type bridge) or set create_bridge = true in {config}")]
     BridgeMissing { bridge: String, config: String },

@@ -3,7 +3,6 @@
 //! everything this run changed is undone.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use crate::caller::Caller;
 use crate::config::Config;
@@ -13,9 +12,6 @@ use crate::name::{BridgeName, TapName};
 use crate::netlink::{Link, LinkChange, Netlink};
 use crate::plan::{self, BridgeChoice};
 use crate::tap::{self, NewTap, TapError};
-
-/// How long a loser of a creation race waits for the winner's record.
-const RACE_WAIT: Duration = Duration::from_secs(2);
 
 /// What a successful run did, for the log line.
 #[derive(Debug, Clone)]
@@ -41,12 +37,21 @@ impl fmt::Display for Report {
             self.user,
             yn(self.created_tap),
             yn(self.created_bridge),
-            if self.changed { "attached" } else { "unchanged" }
+            if self.changed {
+                "attached"
+            } else {
+                "unchanged"
+            }
         )
     }
 }
 
-pub fn ifup(nl: &Netlink, caller: &Caller, config: &Config, name: &TapName) -> Result<Report, Error> {
+pub fn ifup(
+    nl: &Netlink,
+    caller: &Caller,
+    config: &Config,
+    name: &TapName,
+) -> Result<Report, Error> {
     let existing = nl.link_by_name(name.as_str())?;
     if let Some(l) = &existing {
         require_tap(l)?;
@@ -60,27 +65,114 @@ pub fn ifup(nl: &Netlink, caller: &Caller, config: &Config, name: &TapName) -> R
     };
     let (bridge, created_bridge) = resolve_bridge(nl, &choice, config)?;
 
-    let (tap, created_tap) = match existing {
-        Some(l) => (l, false),
-        None => create_tap(nl, caller, name)?,
-    };
-
-    let attach = match plan::attach(&tap, &bridge, created_tap) {
-        Ok(a) => a,
-        Err(e) => return Err(roll_back(nl, &tap, created_tap, None, e.into())),
-    };
-    if let Err(e) = apply(nl, &tap, &bridge, &attach.change) {
-        return Err(roll_back(nl, &tap, created_tap, Some(&attach.undo), e));
-    }
-    Ok(Report {
-        tap: tap.name.clone(),
+    let report = |changed, created_tap| Report {
+        tap: name.to_string(),
         bridge: bridge.name.clone(),
         mtu: bridge.mtu,
         user: caller.uid,
         created_tap,
         created_bridge,
-        changed: !attach.change.is_empty(),
-    })
+        changed,
+    };
+    let tap = match existing {
+        Some(tap) => tap,
+        None => match create_and_attach(nl, caller, name, &bridge)? {
+            Created::Yes => return Ok(report(true, true)),
+            // A concurrent run (or QEMU, or an admin) took the name first: treat
+            // it like any existing tap.
+            Created::LostRace => {
+                let tap = nl
+                    .link_by_name(name.as_str())?
+                    .ok_or_else(|| Error::NotATap {
+                        name: name.to_string(),
+                        what: "created and deleted again by another process meanwhile".into(),
+                    })?;
+                require_tap(&tap)?;
+                tap
+            }
+        },
+    };
+    let attach = plan::attach(&tap, &bridge, false)?;
+    if let Err(e) = apply(nl, &tap, &bridge, &attach.change) {
+        return Err(roll_back(nl, &tap, Undo::Change(&attach.undo), e));
+    }
+    Ok(report(!attach.change.is_empty(), false))
+}
+
+enum Created {
+    Yes,
+    LostRace,
+}
+
+/// Creates the tap under a private temporary name, writes its record, MTU and
+/// MAC, and only then renames it to `name` while attaching it and bringing it
+/// up. So a tap named `name` is never visible without its "created" record: a
+/// concurrent run cannot mistake it for a foreign tap and overwrite the record,
+/// which would make ifdown leave a persistent tap behind.
+fn create_and_attach(
+    nl: &Netlink,
+    caller: &Caller,
+    name: &TapName,
+    bridge: &Link,
+) -> Result<Created, Error> {
+    let temp = create_temp_tap(caller)?;
+    let tap = match nl.link_by_name(temp.as_str())? {
+        Some(l) => l,
+        None => {
+            return Err(Error::NotATap {
+                name: temp.to_string(),
+                what: "gone right after kvmnet created it".into(),
+            })
+        }
+    };
+    let result = plan::attach(&tap, bridge, true)
+        .map_err(Error::from)
+        .and_then(|a| {
+            let (before, visible) = a.change.split_for_creation(name.as_str());
+            nl.set_link(tap.index, &before, &format!("configuring new tap {}", name))?;
+            match apply(nl, &tap, bridge, &visible) {
+                Err(Error::Netlink(e)) if e.errno() == Some(libc::EEXIST) => Ok(Created::LostRace),
+                Err(e) => Err(e),
+                Ok(()) => Ok(Created::Yes),
+            }
+        });
+    match result {
+        Ok(Created::Yes) => Ok(Created::Yes),
+        Ok(Created::LostRace) => {
+            nl.delete_link(tap.index, &format!("deleting temporary tap {temp}"))?;
+            Ok(Created::LostRace)
+        }
+        Err(e) => Err(roll_back(
+            nl,
+            &Link {
+                name: name.to_string(),
+                ..tap
+            },
+            Undo::Delete,
+            e,
+        )),
+    }
+}
+
+fn create_temp_tap(caller: &Caller) -> Result<TapName, Error> {
+    let mut tries = 0;
+    loop {
+        let temp = TapName::new(&format!(
+            "kvmnet{:09x}",
+            rand::random::<u64>() & 0xf_ffff_ffff
+        ))
+        .expect("15 safe characters");
+        let new = NewTap {
+            name: &temp,
+            owner: caller.uid,
+            group: None,
+        };
+        match tap::create(&new) {
+            Ok(()) => return Ok(temp),
+            Err(TapError::Exists { .. }) if tries < 3 => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn require_tap(l: &Link) -> Result<(), Error> {
@@ -117,7 +209,11 @@ fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
     Ok(None)
 }
 
-fn resolve_bridge(nl: &Netlink, choice: &BridgeChoice, config: &Config) -> Result<(Link, bool), Error> {
+fn resolve_bridge(
+    nl: &Netlink,
+    choice: &BridgeChoice,
+    config: &Config,
+) -> Result<(Link, bool), Error> {
     let name = choice.name.as_str();
     let as_bridge = |l: Link| {
         if l.is_bridge() {
@@ -148,48 +244,6 @@ fn resolve_bridge(nl: &Netlink, choice: &BridgeChoice, config: &Config) -> Resul
     Ok((as_bridge(l)?, created))
 }
 
-fn create_tap(nl: &Netlink, caller: &Caller, name: &TapName) -> Result<(Link, bool), Error> {
-    let new = NewTap {
-        name,
-        owner: caller.uid,
-        group: None,
-    };
-    match tap::create(&new) {
-        Ok(()) => {}
-        Err(TapError::Exists { .. }) => return Ok((lost_race(nl, name)?, false)),
-        Err(e) => return Err(e.into()),
-    }
-    match nl.link_by_name(name.as_str())? {
-        Some(l) => Ok((l, true)),
-        // Deleted by someone else between creation and look-up: nothing of ours
-        // is left, so this is a plain failure.
-        None => Err(Error::NotATap {
-            name: name.to_string(),
-            what: "gone right after kvmnet created it".into(),
-        }),
-    }
-}
-
-/// Another process created the name between our look-up and TUNSETIFF. If it is
-/// a concurrent kvmnet-ifup, wait (bounded) until its record is written, so
-/// that this run sees "created by kvmnet" and does not overwrite it.
-fn lost_race(nl: &Netlink, name: &TapName) -> Result<Link, Error> {
-    let start = Instant::now();
-    loop {
-        let Some(l) = nl.link_by_name(name.as_str())? else {
-            return Err(Error::NotATap {
-                name: name.to_string(),
-                what: "created and deleted again by another process meanwhile".into(),
-            });
-        };
-        require_tap(&l)?;
-        if l.alias.is_some() || start.elapsed() > RACE_WAIT {
-            return Ok(l);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn apply(nl: &Netlink, tap: &Link, bridge: &Link, change: &LinkChange) -> Result<(), Error> {
     let what = format!("attaching {} to bridge {}", tap.name, bridge.name);
     match nl.set_link(tap.index, change, &what) {
@@ -197,7 +251,10 @@ fn apply(nl: &Netlink, tap: &Link, bridge: &Link, change: &LinkChange) -> Result
         Err(e) if e.errno() == Some(libc::EXFULL) => Err(Error::BridgeFull {
             bridge: bridge.name.clone(),
         }),
-        Err(_) if change.master.is_some() && !matches!(nl.link_by_index(bridge.index), Ok(Some(_))) => {
+        Err(_)
+            if change.master.is_some()
+                && !matches!(nl.link_by_index(bridge.index), Ok(Some(_))) =>
+        {
             Err(Error::BridgeVanished {
                 bridge: bridge.name.clone(),
                 tap: tap.name.clone(),
@@ -207,23 +264,30 @@ fn apply(nl: &Netlink, tap: &Link, bridge: &Link, change: &LinkChange) -> Result
     }
 }
 
+enum Undo<'a> {
+    Delete,
+    Change(&'a LinkChange),
+}
+
 /// Puts back what this run changed and says so in the error. A bridge this run
 /// created stays: it is shared, complete, and a concurrent ifup may be using it.
-fn roll_back(nl: &Netlink, tap: &Link, created: bool, undo: Option<&LinkChange>, cause: Error) -> Error {
-    let (result, done) = match (created, undo) {
-        (true, _) => (
+fn roll_back(nl: &Netlink, tap: &Link, undo: Undo<'_>, cause: Error) -> Error {
+    let (result, done) = match undo {
+        Undo::Delete => (
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name)),
             format!("tap {} was removed again", tap.name),
         ),
-        (false, Some(undo)) => (
-            nl.set_link(tap.index, undo, &format!("restoring tap {}", tap.name)),
+        Undo::Change(c) => (
+            nl.set_link(tap.index, c, &format!("restoring tap {}", tap.name)),
             format!("tap {} was left as it was", tap.name),
         ),
-        (false, None) => return cause,
     };
     let rollback = match result {
         Ok(()) => done,
-        Err(e) => format!("rolling back failed too ({e}); check `ip -d link show {}`", tap.name),
+        Err(e) => format!(
+            "rolling back failed too ({e}); check `ip -d link show {}`",
+            tap.name
+        ),
     };
     Error::RolledBack {
         cause: Box::new(cause),

@@ -80,7 +80,13 @@ mod tests {
     fn parse_roundtrip_and_rejects() {
         let m: Mac = "fe:00:0a:ff:10:01".parse().unwrap();
         assert_eq!(m.to_string(), "fe:00:0a:ff:10:01");
-        for bad in ["", "fe:00:0a:ff:10", "fe:00:0a:ff:10:01:02", "fe:0:0a:ff:10:01", "zz:00:0a:ff:10:01"] {
+        for bad in [
+            "",
+            "fe:00:0a:ff:10",
+            "fe:00:0a:ff:10:01:02",
+            "fe:0:0a:ff:10:01",
+            "zz:00:0a:ff:10:01",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }

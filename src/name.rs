@@ -8,7 +8,9 @@ pub const MAX_LEN: usize = 15;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("interface name is empty; pass the tap name as the only argument (QEMU does this itself)")]
+    #[error(
+        "interface name is empty; pass the tap name as the only argument (QEMU does this itself)"
+    )]
     Empty,
     #[error("interface name {shown} is {len} bytes; Linux allows at most {MAX_LEN}")]
     TooLong { shown: String, len: usize },
@@ -137,7 +139,16 @@ mod tests {
 
     #[test]
     fn rejects_names_the_kernel_would_take_but_kvmnet_does_not() {
-        for n in ["tap%d", "tap*", "t$(id)", "tap;", "tapé", "tap\u{200b}", "-", "t'"] {
+        for n in [
+            "tap%d",
+            "tap*",
+            "t$(id)",
+            "tap;",
+            "tapé",
+            "tap\u{200b}",
+            "-",
+            "t'",
+        ] {
             if n == "-" {
                 // a lone dash is a valid interface name for the kernel and for us
                 assert!(validate(n).is_ok());

@@ -156,7 +156,10 @@ fn parse_tun(nlas: &[InfoTun], out: &mut TunInfo) {
     for nla in nlas {
         let mut v = vec![0u8; nla.value_len()];
         nla.emit_value(&mut v);
-        let u32v = || v.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let u32v = || {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
         match nla.kind() {
             IFLA_TUN_OWNER => out.owner = u32v(),
             IFLA_TUN_GROUP => out.group = u32v(),
@@ -172,6 +175,8 @@ fn parse_tun(nlas: &[InfoTun], out: &mut TunInfo) {
 /// MTU, alias, flags, master): the MTU is right before the port joins the bridge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkChange {
+    /// Rename (the link must be down).
+    pub name: Option<String>,
     pub mtu: Option<u32>,
     pub mac: Option<Mac>,
     pub alias: Option<String>,
@@ -183,6 +188,25 @@ pub struct LinkChange {
 impl LinkChange {
     pub fn is_empty(&self) -> bool {
         *self == LinkChange::default()
+    }
+
+    /// Splits the change for a tap created under a temporary name: what can be
+    /// done while nobody can see it, and the rename to `final_name` together
+    /// with what makes it live (up, master).
+    pub fn split_for_creation(self, final_name: &str) -> (LinkChange, LinkChange) {
+        let visible = LinkChange {
+            name: Some(final_name.to_owned()),
+            up: self.up,
+            master: self.master,
+            ..LinkChange::default()
+        };
+        let before = LinkChange {
+            mtu: self.mtu,
+            mac: self.mac,
+            alias: self.alias,
+            ..LinkChange::default()
+        };
+        (before, visible)
     }
 }
 
@@ -200,11 +224,12 @@ impl Netlink {
             .enable_time()
             .build()
             .map_err(NetlinkError::Socket)?;
-        let (conn, handle) = rt.block_on(async {
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            Ok::<_, io::Error>((conn, handle))
-        })
-        .map_err(NetlinkError::Socket)?;
+        let (conn, handle) = rt
+            .block_on(async {
+                let (conn, handle, _) = rtnetlink::new_connection()?;
+                Ok::<_, io::Error>((conn, handle))
+            })
+            .map_err(NetlinkError::Socket)?;
         rt.spawn(conn);
         Ok(Netlink { rt, handle })
     }
@@ -247,11 +272,19 @@ impl Netlink {
         }
     }
 
-    pub fn set_link(&self, index: u32, change: &LinkChange, what: &str) -> Result<(), NetlinkError> {
+    pub fn set_link(
+        &self,
+        index: u32,
+        change: &LinkChange,
+        what: &str,
+    ) -> Result<(), NetlinkError> {
         if change.is_empty() {
             return Ok(());
         }
         let mut b = LinkUnspec::new_with_index(index);
+        if let Some(name) = &change.name {
+            b = b.name(name.clone());
+        }
         if let Some(mtu) = change.mtu {
             b = b.mtu(mtu);
         }

@@ -150,12 +150,11 @@ pub enum Detach {
 
 /// `master_name`: the name of the tap's current master, if it has one.
 pub fn detach(tap: &Link, master_name: Option<&str>) -> Result<Detach, PlanError> {
-    let record = Record::parse(&tap.name, tap.alias.as_deref()).map_err(|source| {
-        PlanError::Record {
+    let record =
+        Record::parse(&tap.name, tap.alias.as_deref()).map_err(|source| PlanError::Record {
             tap: tap.name.clone(),
             source,
-        }
-    })?;
+        })?;
     let Some(record) = record else {
         return Ok(Detach::NotOurs);
     };
@@ -255,7 +254,10 @@ mod tests {
         assert!(!configured_bridge(&named).unwrap().create);
         let br = BridgeName::new("br-uplink").unwrap();
         let c = fallback_bridge(&none, Some(br.clone()));
-        assert_eq!((c.name, c.create, c.reason), (br, false, BridgeReason::DefaultRoute));
+        assert_eq!(
+            (c.name, c.create, c.reason),
+            (br, false, BridgeReason::DefaultRoute)
+        );
         let c = fallback_bridge(&none, None);
         assert_eq!((c.name.as_str(), c.create), ("br0", true));
         // a config file that leaves out the bridge keeps create_bridge = false
@@ -293,7 +295,10 @@ mod tests {
         let a = attach(&t, &bridge(1500), true).unwrap();
         assert_eq!(a.change.mac, None);
         assert_eq!(a.change.mtu, None);
-        assert_eq!(a.change.alias.as_deref(), Some("kvmnet:v1 created attached=br0"));
+        assert_eq!(
+            a.change.alias.as_deref(),
+            Some("kvmnet:v1 created attached=br0")
+        );
         let done = applied(t, &a.change);
         assert_eq!(detach(&done, Some("br0")).unwrap(), Detach::Delete);
     }

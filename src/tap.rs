@@ -46,9 +46,15 @@ struct IfReq {
 pub enum TapError {
     #[error("{path} does not exist; load the tun module (modprobe tun) or create the node (mknod {path} c 10 200)")]
     NoDevice { path: String },
-    #[error("cannot open {path}: {}; kvmnet needs CAP_NET_ADMIN and read-write access to it", crate::error::plain(source))]
+    #[error(
+        "cannot open {path}: {}; kvmnet needs CAP_NET_ADMIN and read-write access to it",
+        crate::error::plain(source)
+    )]
     Open { path: String, source: io::Error },
-    #[error("cannot create tap {tap}: {op} failed: {}", crate::error::plain(source))]
+    #[error(
+        "cannot create tap {tap}: {op} failed: {}",
+        crate::error::plain(source)
+    )]
     Ioctl {
         tap: String,
         op: &'static str,
@@ -120,8 +126,7 @@ pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
     // dropping `file` destroys it, so there is nothing to roll back by hand.
 
     // SAFETY: TUNSETOWNER takes the uid by value; `fd` is attached to our new tap.
-    unsafe { tun_set_owner(fd, new.owner as libc::c_ulong) }
-        .map_err(|e| err("TUNSETOWNER", e))?;
+    unsafe { tun_set_owner(fd, new.owner as libc::c_ulong) }.map_err(|e| err("TUNSETOWNER", e))?;
     if let Some(gid) = new.group {
         // SAFETY: TUNSETGROUP takes the gid by value; `fd` is attached to our tap.
         unsafe { tun_set_group(fd, gid as libc::c_ulong) }.map_err(|e| err("TUNSETGROUP", e))?;

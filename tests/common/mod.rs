@@ -1,0 +1,258 @@
+//! Shared harness for the integration tests: every test that changes links
+//! gets its own network namespace, removed on drop (also when the test panics).
+//! Tests may use `ip`; the binaries under test never do.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const IFUP: &str = env!("CARGO_BIN_EXE_kvmnet-ifup");
+pub const IFDOWN: &str = env!("CARGO_BIN_EXE_kvmnet-ifdown");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Privileged tests cannot pass without root: fail loudly, never skip.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "this test needs root (network namespaces, taps); run the suite as root: \
+             sudo -E cargo test (CI={:?})",
+            std::env::var("CI").ok()
+        );
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn sh(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let p = std::env::temp_dir().join(unique("kvmnet-test-"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// Writes a config file and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let p = self.0.join("kvmnet.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        require_root();
+        let name = unique("kvmnet-t");
+        ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip("link set lo up");
+        ns
+    }
+
+    /// `ip -n NS ARGS...`, which must succeed.
+    pub fn ip(&self, args: &str) -> String {
+        ok(Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args.split_whitespace()))
+    }
+
+    /// Runs many `ip` commands in one process (fast set-up of big topologies).
+    pub fn ip_batch(&self, lines: &str) {
+        let dir = TempDir::new();
+        let f = dir.path().join("batch");
+        std::fs::write(&f, lines).unwrap();
+        ok(Command::new("ip")
+            .args(["-n", &self.name, "-batch"])
+            .arg(&f));
+    }
+
+    /// A command run inside the namespace.
+    pub fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, prog]);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a kvmnet binary in the namespace with the given config (or with a
+    /// path that does not exist, for the no-config mode).
+    pub fn kvmnet(&self, bin: &str, tap: &str, config: Option<&Path>) -> Run {
+        let mut c = self.cmd(bin);
+        c.arg(tap);
+        c.env_remove("SUDO_UID").env_remove("SUDO_GID");
+        c.env(
+            "KVMNET_CONFIG",
+            config.unwrap_or(Path::new("/nonexistent/kvmnet.toml")),
+        );
+        Run::from(sh(&mut c))
+    }
+
+    pub fn ifup(&self, tap: &str, config: Option<&Path>) -> Run {
+        self.kvmnet(IFUP, tap, config)
+    }
+
+    pub fn ifdown(&self, tap: &str, config: Option<&Path>) -> Run {
+        self.kvmnet(IFDOWN, tap, config)
+    }
+
+    /// `ip -d -j link show NAME`, or None when it does not exist.
+    pub fn link(&self, name: &str) -> Option<serde_json::Value> {
+        let out =
+            sh(Command::new("ip")
+                .args(["-n", &self.name, "-d", "-j", "link", "show", "dev", name]));
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().and_then(|a| a.first().cloned())
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.link(name).is_some()
+    }
+
+    /// The comparable state of a link: what ifup may change and ifdown restore.
+    pub fn state(&self, name: &str) -> Option<LinkState> {
+        self.link(name).map(|l| LinkState {
+            mtu: l["mtu"].as_u64().unwrap(),
+            mac: l["address"].as_str().unwrap_or("").to_owned(),
+            master: l["master"].as_str().map(str::to_owned),
+            up: l["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+            alias: l["ifalias"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// Names of the ports of a bridge.
+    pub fn ports(&self, bridge: &str) -> Vec<String> {
+        let out =
+            ok(Command::new("ip").args(["-n", &self.name, "-j", "link", "show", "master", bridge]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::json!([]));
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| l["ifname"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// All link names in the namespace (to prove "nothing else changed").
+    pub fn all_links(&self) -> Vec<String> {
+        let out = ok(Command::new("ip").args(["-n", &self.name, "-j", "link", "show"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut names: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn sys(&self, path: &str) -> String {
+        ok(self.cmd("cat").arg(path)).trim().to_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill anything still running in it (dnsmasq, QEMU) before deleting it.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub mtu: u64,
+    pub mac: String,
+    pub master: Option<String>,
+    pub up: bool,
+    pub alias: Option<String>,
+}
+
+/// The result of running a binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(&self) -> &Run {
+        assert_eq!(self.code, Some(0), "expected success: {self:?}");
+        self
+    }
+    /// A failure with exactly one line on stderr, containing `needle`.
+    #[track_caller]
+    pub fn fails_with(&self, needle: &str) -> &Run {
+        assert_eq!(self.code, Some(1), "expected exit 1: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one error line: {self:?}");
+        assert!(
+            lines[0].contains(needle),
+            "expected {needle:?} in {:?}",
+            lines[0]
+        );
+        self
+    }
+}
