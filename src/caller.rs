@@ -21,6 +21,10 @@ pub struct Caller {
     pub via_sudo: bool,
     /// AT_SECURE was set (or could not be read, which counts as set).
     pub elevated: bool,
+    /// The process's groups at start (before a setuid drop clears them); for
+    /// a sudo caller they are root's, so [`Caller::identity`] looks the
+    /// user's own up instead.
+    pub process_groups: Vec<u32>,
 }
 
 /// The environment variables kvmnet reads, all read at one place.
@@ -29,6 +33,9 @@ pub struct Env {
     pub sudo_uid: Option<OsString>,
     pub sudo_gid: Option<OsString>,
     pub config: Option<OsString>,
+    /// KVMNET_BRIDGE: a bridge the caller asks for; honoured only when the
+    /// ACL allows them that bridge.
+    pub bridge: Option<OsString>,
 }
 
 impl Env {
@@ -37,19 +44,47 @@ impl Env {
             sudo_uid: std::env::var_os("SUDO_UID"),
             sudo_gid: std::env::var_os("SUDO_GID"),
             config: std::env::var_os("KVMNET_CONFIG"),
+            bridge: std::env::var_os("KVMNET_BRIDGE"),
         }
     }
 }
 
 impl Caller {
     pub fn detect(env: &Env) -> Caller {
-        Caller::from_parts(
+        let mut c = Caller::from_parts(
             nix::unistd::getuid().as_raw(),
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getgid().as_raw(),
             at_secure(),
             env,
-        )
+        );
+        c.process_groups = nix::unistd::getgroups()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        c
+    }
+
+    /// Plain root (not root acting for a sudo user): unrestricted.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// The user and all their groups, for the ACL and tap ownership.
+    pub fn identity(&self) -> crate::acl::Identity {
+        let mut groups = if self.via_sudo {
+            sudo_user_groups(self.uid, self.gid)
+        } else {
+            self.process_groups.clone()
+        };
+        groups.push(self.gid);
+        groups.sort_unstable();
+        groups.dedup();
+        crate::acl::Identity {
+            uid: self.uid,
+            groups,
+        }
     }
 
     /// The pure part of [`Caller::detect`].
@@ -70,6 +105,7 @@ impl Caller {
                 gid: parse(&env.sudo_gid).unwrap_or(uid),
                 via_sudo: true,
                 elevated,
+                process_groups: Vec::new(),
             },
             None => Caller {
                 ruid,
@@ -78,6 +114,7 @@ impl Caller {
                 gid: rgid,
                 via_sudo: false,
                 elevated,
+                process_groups: Vec::new(),
             },
         }
     }
@@ -94,6 +131,21 @@ impl Caller {
             _ => PathBuf::from(DEFAULT_PATH),
         }
     }
+}
+
+/// The groups of the user sudo acted for, from the user database; only their
+/// primary group when they have no entry.
+fn sudo_user_groups(uid: u32, gid: u32) -> Vec<u32> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
+    let Some(user) = user else { return vec![gid] };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return vec![gid];
+    };
+    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid))
+        .map(|gs| gs.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|_| vec![gid])
 }
 
 /// Reads AT_SECURE from /proc/self/auxv. Anything unreadable (no /proc in a
@@ -129,6 +181,7 @@ mod tests {
             sudo_uid: sudo_uid.map(Into::into),
             sudo_gid: sudo_uid.map(Into::into),
             config: config.map(Into::into),
+            bridge: None,
         }
     }
 

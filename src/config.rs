@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
 use crate::name::BridgeName;
 
 pub const DEFAULT_PATH: &str = "/etc/kvmnet/kvmnet.toml";
@@ -27,6 +28,8 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("{path} line {line}: {key}: {message}")]
     Value {
         path: PathBuf,
@@ -41,6 +44,29 @@ pub enum ConfigError {
 struct RawConfig {
     bridge: Option<Spanned<String>>,
     create_bridge: Option<bool>,
+    #[serde(default)]
+    allow: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    deny: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    users: Vec<Spanned<RawId>>,
+    #[serde(default)]
+    groups: Vec<Spanned<RawId>>,
+    #[serde(default)]
+    bridges: Vec<Spanned<String>>,
+}
+
+/// `users`/`groups` entries: a name, "*", or a numeric id (integer or string).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawId {
+    Id(u32),
+    Name(String),
 }
 
 /// The effective configuration.
@@ -52,19 +78,30 @@ pub struct Config {
     pub bridge: Option<BridgeName>,
     /// Create a missing bridge as a private bridge and bring it up.
     pub create_bridge: bool,
+    /// Who may use which bridge (applies to everyone but plain root).
+    pub acl: Acl,
 }
 
 impl Config {
     /// Loads `path`; a missing file is not an error but the built-in defaults.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// With `check_trust` (callers other than plain root), the file and its
+    /// directories must pass [`crate::trust::open_trusted`].
+    pub fn load(path: &Path, check_trust: bool) -> Result<Config, ConfigError> {
         let read_err = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
         };
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => return Err(read_err(e)),
+        let opened = if check_trust {
+            crate::trust::open_trusted(path)?
+        } else {
+            match File::open(path) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(read_err(e)),
+            }
+        };
+        let Some(file) = opened else {
+            return Ok(Config::default());
         };
         let mut text = String::new();
         file.take(MAX_SIZE + 1)
@@ -102,12 +139,84 @@ impl Config {
                 })?,
             ),
         };
+        let mut rules = Vec::new();
+        for (verdict, list) in [(Verdict::Allow, raw.allow), (Verdict::Deny, raw.deny)] {
+            for r in list {
+                rules.push(rule(path, &line_of, verdict, r)?);
+            }
+        }
         Ok(Config {
             source: Some(path.to_owned()),
             bridge,
             create_bridge: raw.create_bridge.unwrap_or(false),
+            acl: Acl { rules },
         })
     }
+}
+
+fn rule(
+    path: &Path,
+    line_of: &dyn Fn(usize) -> usize,
+    verdict: Verdict,
+    raw: Spanned<RawRule>,
+) -> Result<Rule, ConfigError> {
+    let table = if verdict == Verdict::Allow {
+        "[[allow]]"
+    } else {
+        "[[deny]]"
+    };
+    let line = line_of(raw.span().start);
+    let err = |line: usize, key: &'static str, message: String| ConfigError::Value {
+        path: path.to_owned(),
+        line,
+        key,
+        message,
+    };
+    let raw = raw.into_inner();
+    let ids = |key: &'static str, list: Vec<Spanned<RawId>>| {
+        list.into_iter()
+            .map(|id| {
+                let at = line_of(id.span().start);
+                match id.into_inner() {
+                    RawId::Id(n) => Ok(Principal::Id(n)),
+                    RawId::Name(s) => Principal::parse(&s).map_err(|m| err(at, key, m)),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let users = ids("users", raw.users)?;
+    let groups = ids("groups", raw.groups)?;
+    let bridges = raw
+        .bridges
+        .into_iter()
+        .map(|b| {
+            let at = line_of(b.span().start);
+            BridgePattern::parse(b.get_ref()).map_err(|m| err(at, "bridges", m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if users.is_empty() && groups.is_empty() {
+        return Err(err(
+            line,
+            "users",
+            format!(
+                "this {table} rule names no users or groups; use users = [\"*\"] to mean everyone"
+            ),
+        ));
+    }
+    if bridges.is_empty() {
+        return Err(err(
+            line,
+            "bridges",
+            format!("this {table} rule names no bridges; use bridges = [\"*\"] to mean all"),
+        ));
+    }
+    Ok(Rule {
+        verdict,
+        location: format!("{} line {line}", path.display()),
+        users,
+        groups,
+        bridges,
+    })
 }
 
 #[cfg(test)]
@@ -167,14 +276,65 @@ mod tests {
     }
 
     #[test]
+    fn acl_rules_with_lines() {
+        let c = parse(
+            "bridge = \"br0\"\n[[allow]]\ngroups = [\"kvm\", 108]\nbridges = [\"br0\", \"br-lab\"]\n\n[[deny]]\nusers = [\"guest\", \"1001\"]\nbridges = [\"*\"]\n",
+        )
+        .unwrap();
+        let r = &c.acl.rules;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].verdict, Verdict::Allow);
+        assert_eq!(r[0].location, "/etc/kvmnet/kvmnet.toml line 2");
+        assert_eq!(
+            r[0].groups,
+            vec![Principal::Name("kvm".into()), Principal::Id(108)]
+        );
+        assert_eq!(r[1].verdict, Verdict::Deny);
+        assert_eq!(r[1].location, "/etc/kvmnet/kvmnet.toml line 6");
+        assert_eq!(r[1].users[1], Principal::Id(1001));
+        assert_eq!(r[1].bridges, vec![BridgePattern::Any]);
+    }
+
+    #[test]
+    fn bad_acl_rules_are_errors_with_lines() {
+        let e = parse("[[allow]]\nbridges = [\"br0\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1: users: this [[allow]] rule names no users"),
+            "{e}"
+        );
+        let e = parse("[[deny]]\nusers = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1: bridges:"), "{e}");
+        let e = parse("[[allow]]\nusers = [\"x\"]\nbridges = [\"br0\", \"b r\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3: bridges:"), "{e}");
+        let e = parse("[[allow]]\nusers = [\"bad name\"]\nbridges = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2: users:"), "{e}");
+        let e = parse("[[allow]]\nuser = [\"x\"]\nbridges = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `user`"), "{e}");
+        let e = parse("[[allow]]\nusers = [-1]\nbridges = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
     fn missing_file_is_defaults_and_too_large_is_refused() {
-        let c = Config::load(Path::new("/nonexistent/kvmnet.toml")).unwrap();
+        let c = Config::load(Path::new("/nonexistent/kvmnet.toml"), true).unwrap();
         assert_eq!(c, Config::default());
         let dir = std::env::temp_dir().join(format!("kvmnet-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let big = dir.join("big.toml");
         std::fs::write(&big, "#".repeat(MAX_SIZE as usize + 1)).unwrap();
-        let r = Config::load(&big);
+        let r = Config::load(&big, false);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(r, Err(ConfigError::TooLarge { .. })));
     }

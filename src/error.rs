@@ -42,9 +42,26 @@ pub enum Error {
     BridgeFull { bridge: String },
     #[error("bridge {bridge} disappeared while tap {tap} was being attached; recreate the bridge and start the VM again")]
     BridgeVanished { bridge: String, tap: String },
+    #[error("{prog} has no privilege to change network interfaces; give it CAP_NET_ADMIN in one of three ways: the sudo rule from packaging/ (sudo {prog} TAP), `setcap cap_net_admin+ep {path}`, or run it as root")]
+    NoPrivilege { prog: &'static str, path: String },
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
+    /// Refused by the access rules; `details` goes to the security log.
+    #[error("{message}")]
+    Denied { message: String, details: String },
     /// A failure after something was changed, and what the rollback did.
     #[error("{cause}; {rollback}")]
     RolledBack { cause: Box<Error>, rollback: String },
+}
+
+impl Error {
+    /// The security-log line for an access refusal.
+    pub fn refusal_details(&self) -> Option<&str> {
+        match self {
+            Error::Denied { details, .. } => Some(details),
+            _ => None,
+        }
+    }
 }
 
 impl From<NetlinkError> for Error {

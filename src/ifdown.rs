@@ -3,16 +3,23 @@
 
 use std::fmt;
 
+use crate::access;
 use crate::error::Error;
 use crate::name::TapName;
 use crate::netlink::Netlink;
 use crate::plan::{self, Detach};
+use crate::privilege::Mode;
+use crate::Invocation;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Gone already: QEMU closes non-persistent taps itself.
     Missing,
     NotOurs,
+    /// Not persistent, and this caller may not change it (QEMU's downscript
+    /// after `-runas`): the kernel removes it with its bridge port when QEMU
+    /// closes it a moment later, so leaving it is the complete undo.
+    LeftToQemu,
     Deleted,
     Restored,
 }
@@ -29,6 +36,7 @@ impl fmt::Display for Report {
         let result = match self.outcome {
             Outcome::Missing => "missing (nothing to do)",
             Outcome::NotOurs => "untouched (no kvmnet record: kvmnet-ifup changed nothing here)",
+            Outcome::LeftToQemu => "untouched (not persistent and this user may not change it: it disappears with its bridge port when QEMU closes it)",
             Outcome::Deleted => "deleted (kvmnet-ifup had created it)",
             Outcome::Restored => "detached and restored",
         };
@@ -36,10 +44,11 @@ impl fmt::Display for Report {
     }
 }
 
-pub fn ifdown(nl: &Netlink, user: u32, name: &TapName) -> Result<Report, Error> {
+pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, Error> {
+    let caller = &inv.caller;
     let report = |outcome| Report {
         tap: name.to_string(),
-        user,
+        user: caller.uid,
         outcome,
     };
     let Some(tap) = nl.link_by_name(name.as_str())? else {
@@ -51,10 +60,29 @@ pub fn ifdown(nl: &Netlink, user: u32, name: &TapName) -> Result<Report, Error> 
             what: tap.kind.describe(),
         });
     }
+    let persistent = tap.tun().is_some_and(|t| t.persist);
+    if inv.mode == Mode::None {
+        return if persistent {
+            Err(crate::no_privilege("kvmnet-ifdown"))
+        } else {
+            Ok(report(Outcome::LeftToQemu))
+        };
+    }
     let master_name = match tap.master {
         Some(i) => nl.link_by_index(i)?.map(|l| l.name),
         None => None,
     };
+    if !caller.is_root() {
+        if let Err(refused) =
+            access::check_tap_owner(&caller.identity(), &tap, master_name.as_deref())
+        {
+            return if persistent {
+                Err(refused)
+            } else {
+                Ok(report(Outcome::LeftToQemu))
+            };
+        }
+    }
     match plan::detach(&tap, master_name.as_deref())? {
         Detach::NotOurs => Ok(report(Outcome::NotOurs)),
         Detach::Delete => {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::access;
 use crate::caller::Caller;
 use crate::config::Config;
 use crate::error::Error;
@@ -12,6 +13,7 @@ use crate::name::{BridgeName, TapName};
 use crate::netlink::{Link, LinkChange, Netlink};
 use crate::plan::{self, BridgeChoice};
 use crate::tap::{self, NewTap, TapError};
+use crate::Invocation;
 
 /// What a successful run did, for the log line.
 #[derive(Debug, Clone)]
@@ -20,6 +22,9 @@ pub struct Report {
     pub bridge: String,
     pub mtu: u32,
     pub user: u32,
+    pub privilege: crate::privilege::Mode,
+    /// Which rule let a non-root caller use the bridge ("root" for root).
+    pub rule: String,
     pub created_tap: bool,
     pub created_bridge: bool,
     pub changed: bool,
@@ -30,38 +35,52 @@ impl fmt::Display for Report {
         let yn = |b| if b { "yes" } else { "no" };
         write!(
             f,
-            "tap={} bridge={} mtu={} user={} created_tap={} created_bridge={} result={}",
+            "tap={} bridge={} mtu={} user={} created_tap={} created_bridge={} result={} privilege={} caps={} acl=\"{}\"",
             self.tap,
             self.bridge,
             self.mtu,
             self.user,
             yn(self.created_tap),
             yn(self.created_bridge),
-            if self.changed {
-                "attached"
-            } else {
-                "unchanged"
-            }
+            if self.changed { "attached" } else { "unchanged" },
+            self.privilege,
+            crate::privilege::kept(),
+            self.rule,
         )
     }
 }
 
 pub fn ifup(
     nl: &Netlink,
-    caller: &Caller,
+    inv: &Invocation,
     config: &Config,
+    requested: Option<BridgeName>,
     name: &TapName,
 ) -> Result<Report, Error> {
+    let caller = &inv.caller;
+    let identity = (!caller.is_root()).then(|| caller.identity());
     let existing = nl.link_by_name(name.as_str())?;
     if let Some(l) = &existing {
         require_tap(l)?;
+        if let Some(who) = &identity {
+            access::check_tap_owner(who, l, None)?;
+        }
     }
 
     // Everything that can be refused without changing anything is checked
     // before the first change.
-    let choice = match plan::configured_bridge(config) {
-        Some(c) => c,
-        None => plan::fallback_bridge(config, default_route_bridge(nl)?),
+    let choice = match (requested, plan::configured_bridge(config)) {
+        (Some(name), _) => BridgeChoice {
+            name,
+            create: false,
+            reason: plan::BridgeReason::Requested,
+        },
+        (None, Some(c)) => c,
+        (None, None) => plan::fallback_bridge(config, default_route_bridge(nl)?),
+    };
+    let rule = match &identity {
+        None => "root".to_owned(),
+        Some(who) => access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?,
     };
     let (bridge, created_bridge) = resolve_bridge(nl, &choice, config)?;
 
@@ -70,6 +89,8 @@ pub fn ifup(
         bridge: bridge.name.clone(),
         mtu: bridge.mtu,
         user: caller.uid,
+        privilege: inv.mode,
+        rule: rule.clone(),
         created_tap,
         created_bridge,
         changed,

@@ -5,9 +5,12 @@
 //! [`ifdown`]) -> [`log`]. The binaries in `bin/` only call [`run_ifup`] and
 //! [`run_ifdown`].
 
+pub mod access;
+pub mod acl;
 pub mod caller;
 pub mod config;
 pub mod error;
+pub mod hardening;
 pub mod ifdown;
 pub mod ifup;
 pub mod log;
@@ -15,8 +18,10 @@ pub mod mac;
 pub mod name;
 pub mod netlink;
 pub mod plan;
+pub mod privilege;
 pub mod record;
 pub mod tap;
+pub mod trust;
 
 use std::ffi::OsString;
 
@@ -36,20 +41,79 @@ pub fn tap_arg(prog: &'static str, args: &[OsString]) -> Result<name::TapName, E
     }
 }
 
-/// Everything `kvmnet-ifup` does after argv is split off.
-pub fn run_ifup(args: &[OsString], env: &caller::Env) -> Result<ifup::Report, Error> {
-    let tap = tap_arg("kvmnet-ifup", args)?;
-    let caller = caller::Caller::detect(env);
-    let config = config::Config::load(&caller.config_path(env))?;
-    let nl = netlink::Netlink::open()?;
-    ifup::ifup(&nl, &caller, &config, &tap)
+/// What every privileged binary establishes first, in this order: a clean
+/// process, who called, how privilege arrived; then everything but
+/// CAP_NET_ADMIN is dropped, before the config or any interface is looked at.
+pub struct Invocation {
+    pub env: caller::Env,
+    pub caller: caller::Caller,
+    pub mode: privilege::Mode,
 }
 
-/// Everything `kvmnet-ifdown` does after argv is split off. It reads no
-/// config: the tap's own record says what to undo.
-pub fn run_ifdown(args: &[OsString], env: &caller::Env) -> Result<ifdown::Report, Error> {
-    let tap = tap_arg("kvmnet-ifdown", args)?;
-    let caller = caller::Caller::detect(env);
+pub fn start() -> Result<Invocation, Error> {
+    hardening::sanitize_process();
+    let env = caller::Env::from_process();
+    let caller = caller::Caller::detect(&env);
+    let mode = privilege::detect();
+    privilege::drop_to_net_admin(mode)?;
+    Ok(Invocation { env, caller, mode })
+}
+
+/// Everything `kvmnet-ifup` does after start-up.
+pub fn run_ifup(args: &[OsString], inv: &Invocation) -> Result<ifup::Report, Error> {
+    let tap = tap_arg("kvmnet-ifup", args)?;
+    if inv.mode == privilege::Mode::None {
+        return Err(no_privilege("kvmnet-ifup"));
+    }
+    let config = config::Config::load(
+        &inv.caller.config_path(&inv.env),
+        !inv.caller.trusts_environment(),
+    )?;
+    let requested = match &inv.env.bridge {
+        Some(b) => Some(name::BridgeName::new(b.to_str().ok_or(Error::NotUtf8)?)?),
+        None => None,
+    };
     let nl = netlink::Netlink::open()?;
-    ifdown::ifdown(&nl, caller.uid, &tap)
+    ifup::ifup(&nl, inv, &config, requested, &tap)
+}
+
+/// Everything `kvmnet-ifdown` does after start-up. It reads no config: the
+/// tap's own record says what to undo, and QEMU may run it in a chroot.
+pub fn run_ifdown(args: &[OsString], inv: &Invocation) -> Result<ifdown::Report, Error> {
+    let tap = tap_arg("kvmnet-ifdown", args)?;
+    let nl = netlink::Netlink::open()?;
+    ifdown::ifdown(&nl, inv, &tap)
+}
+
+pub fn no_privilege(prog: &'static str) -> Error {
+    Error::NoPrivilege {
+        prog,
+        path: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| format!("/usr/libexec/{prog}")),
+    }
+}
+
+/// The shared `main` of the binaries: start-up, run, one log line, exit code.
+pub fn main<R: std::fmt::Display>(
+    prog: &'static str,
+    run: fn(&[OsString], &Invocation) -> Result<R, Error>,
+) -> std::process::ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let inv = start();
+    // Opened only now, with privileges dropped.
+    let mut log = log::Log::open(prog);
+    match inv.and_then(|inv| run(&args, &inv)) {
+        Ok(report) => {
+            log.info(&report.to_string());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            match e.refusal_details() {
+                Some(details) => log.refusal(details, &e.to_string()),
+                None => log.error(&e.to_string()),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

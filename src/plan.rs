@@ -12,6 +12,8 @@ pub const FALLBACK_BRIDGE: &str = "br0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeReason {
+    /// KVMNET_BRIDGE, after the ACL allowed it.
+    Requested,
     Config,
     DefaultRoute,
     Fallback,

@@ -27,7 +27,14 @@ const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// (`dnsmasq` lives in /usr/sbin, which a non-login PATH may lack).
 fn find_program(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin"];
+    let extra = [
+        "/usr/local/sbin",
+        "/usr/sbin",
+        "/sbin",
+        "/usr/local/bin",
+        "/usr/bin",
+        "/bin",
+    ];
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
         .map(|d| d.join(name))
@@ -56,6 +63,11 @@ fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A file in the test's directory ("" while it does not exist yet).
+fn file(dir: &TempDir, name: &str) -> String {
+    read(&dir.path().join(name))
 }
 
 /// Child processes of a test, killed (SIGKILL) and reaped on drop, so that a
@@ -129,7 +141,7 @@ impl Lab {
         let child = ns
             .cmd(dnsmasq.to_str().unwrap())
             .args([
-                "--keep-in-foreground", // unlike --no-daemon, writes the pid file
+                "--keep-in-foreground",  // unlike --no-daemon, writes the pid file
                 "--conf-file=/dev/null", // not the host's /etc/dnsmasq.conf
                 "--port=0",              // no DNS
                 "--bind-interfaces",
@@ -141,7 +153,10 @@ impl Lab {
             ])
             .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
             .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
-            .arg(format!("--log-facility={}", d.join("dnsmasq.log").display()))
+            .arg(format!(
+                "--log-facility={}",
+                d.join("dnsmasq.log").display()
+            ))
             .stdout(File::create(d.join("dnsmasq.out")).unwrap())
             .stderr(File::create(d.join("dnsmasq.err")).unwrap())
             .spawn()
@@ -159,19 +174,24 @@ impl Lab {
             if let Some(st) = lab.procs.get("dnsmasq").try_wait().unwrap() {
                 panic!(
                     "dnsmasq exited at start ({st}): {}{}",
-                    lab.file("dnsmasq.err"),
-                    lab.file("dnsmasq.log")
+                    file(&lab.dir, "dnsmasq.err"),
+                    file(&lab.dir, "dnsmasq.log")
                 );
             }
-            let bound = lab.file("dnsmasq.log").contains("sockets bound exclusively to interface br0");
-            (bound && !lab.file("dnsmasq.pid").is_empty()).then_some(())
+            let bound = file(&lab.dir, "dnsmasq.log")
+                .contains("sockets bound exclusively to interface br0");
+            (bound && !file(&lab.dir, "dnsmasq.pid").is_empty()).then_some(())
         });
-        assert!(ready.is_some(), "dnsmasq not ready after 10 s: {}", lab.file("dnsmasq.log"));
+        assert!(
+            ready.is_some(),
+            "dnsmasq not ready after 10 s: {}",
+            lab.file("dnsmasq.log")
+        );
         lab
     }
 
     fn file(&self, name: &str) -> String {
-        read(&self.dir.path().join(name))
+        file(&self.dir, name)
     }
 
     /// Starts QEMU in the namespace with kvmnet as script=/downscript= and the
@@ -181,18 +201,29 @@ impl Lab {
         let device = format!("virtio-net-pci,netdev=n0,mac={mac}");
         let err = File::create(self.dir.path().join("qemu.err")).unwrap();
         let mut cmd = self.ns.cmd(self.qemu.to_str().unwrap());
-        cmd.args(["-machine", "q35,accel=tcg", "-m", "128", "-nodefaults", "-no-user-config"])
-            .args(["-display", "none", "-serial", "none", "-monitor", "none", "-boot", "n"])
-            .args(["-netdev", &netdev, "-device", &device])
-            // QEMU hands its environment to script=; SUDO_UID would make kvmnet
-            // ignore KVMNET_CONFIG (it trusts the environment only from real root).
-            .env("KVMNET_CONFIG", config)
-            .env_remove("SUDO_UID")
-            .env_remove("SUDO_GID")
-            .stdout(Stdio::null())
-            .stderr(err);
+        cmd.args([
+            "-machine",
+            "q35,accel=tcg",
+            "-m",
+            "128",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args([
+            "-display", "none", "-serial", "none", "-monitor", "none", "-boot", "n",
+        ])
+        .args(["-netdev", &netdev, "-device", &device])
+        // QEMU hands its environment to script=; SUDO_UID would make kvmnet
+        // ignore KVMNET_CONFIG (it trusts the environment only from real root).
+        .env("KVMNET_CONFIG", config)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .stdout(Stdio::null())
+        .stderr(err);
         let start = Instant::now();
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         self.procs.add("qemu", child);
         start
     }
@@ -206,11 +237,19 @@ impl Lab {
         let pid = self.procs.get("qemu").id();
         // `ip netns exec` execs QEMU in place, so the child pid is QEMU's.
         let comm = read(Path::new(&format!("/proc/{pid}/comm")));
-        assert!(comm.starts_with("qemu-system"), "pid {pid} is {comm:?}, not QEMU");
+        assert!(
+            comm.starts_with("qemu-system"),
+            "pid {pid} is {comm:?}, not QEMU"
+        );
         common::ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
         self.procs
             .wait("qemu", Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("QEMU still running 30 s after SIGTERM: {}", self.qemu_stderr()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "QEMU still running 30 s after SIGTERM: {}",
+                    self.qemu_stderr()
+                )
+            })
     }
 
     /// The pids of all processes in the namespace.
@@ -257,10 +296,10 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
             panic!(
                 "QEMU exited before the guest got a lease ({st}); stderr:\n{}\n\
                  (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
-                lab.qemu_stderr()
+                file(&lab.dir, "qemu.err")
             );
         }
-        acked_ip(&lab.file("dnsmasq.log"), mac)
+        acked_ip(&file(&lab.dir, "dnsmasq.log"), mac)
     });
     let lease_time = start.elapsed();
     let Some(ip) = ip else {
@@ -288,17 +327,26 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
     assert_eq!(ports, want, "br0 ports while QEMU runs");
     let t = lab.ns.link(tap).expect("tap exists while QEMU runs");
     let br = lab.ns.link(BRIDGE).unwrap();
-    assert_eq!(t["mtu"], br["mtu"], "tap MTU must equal br0's: tap {t}\nbr0 {br}");
+    assert_eq!(
+        t["mtu"], br["mtu"],
+        "tap MTU must equal br0's: tap {t}\nbr0 {br}"
+    );
     assert_eq!(t["mtu"].as_u64(), Some(MTU));
     let tap_mac = link_field(&t, "address");
-    assert!(tap_mac.starts_with("fe:"), "tap MAC {tap_mac} must start with fe:");
+    assert!(
+        tap_mac.starts_with("fe:"),
+        "tap MAC {tap_mac} must start with fe:"
+    );
     assert_eq!(link_field(&br, "address"), BRIDGE_MAC, "br0's MAC changed");
     assert!(
         t["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
         "tap is not up: {t}"
     );
     let stderr = lab.qemu_stderr();
-    assert!(!stderr.contains("failed"), "QEMU reported a failure: {stderr}");
+    assert!(
+        !stderr.contains("failed"),
+        "QEMU reported a failure: {stderr}"
+    );
 
     eprintln!(
         "qemu e2e: guest {mac} got lease {ip} {:.1} s after QEMU start (tap {tap} mtu {} mac {tap_mac})",
@@ -311,14 +359,34 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
     let status = lab.stop_qemu();
     let stop_time = stop.elapsed();
     let stderr = lab.qemu_stderr();
-    assert!(status.success(), "QEMU exit after SIGTERM: {status}; stderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "QEMU exit after SIGTERM: {status}; stderr:\n{stderr}"
+    );
     assert!(!stderr.contains("failed"), "downscript failed: {stderr}");
-    let gone = poll(Duration::from_secs(5), || (!lab.ns.exists(tap)).then_some(()));
-    assert!(gone.is_some(), "tap {tap} still exists after QEMU exit: {:?}", lab.ns.link(tap));
-    assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()], "br0 ports after QEMU exit");
+    let gone = poll(Duration::from_secs(5), || {
+        (!lab.ns.exists(tap)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "tap {tap} still exists after QEMU exit: {:?}",
+        lab.ns.link(tap)
+    );
+    assert_eq!(
+        lab.ns.ports(BRIDGE),
+        vec![lab.veth.to_owned()],
+        "br0 ports after QEMU exit"
+    );
     assert_eq!(lab.ns.all_links(), links_before, "links after QEMU exit");
-    assert_eq!(link_field(&lab.ns.link(BRIDGE).unwrap(), "address"), BRIDGE_MAC);
-    assert_eq!(lab.pids(), vec![lab.dnsmasq_pid], "only dnsmasq may be left running");
+    assert_eq!(
+        link_field(&lab.ns.link(BRIDGE).unwrap(), "address"),
+        BRIDGE_MAC
+    );
+    assert_eq!(
+        lab.pids(),
+        vec![lab.dnsmasq_pid],
+        "only dnsmasq may be left running"
+    );
     eprintln!(
         "qemu e2e: QEMU exited {:.2} s after SIGTERM; br0 ports left: {:?}",
         stop_time.as_secs_f64(),
@@ -342,21 +410,42 @@ fn qemu_refuses_to_start_when_the_configured_bridge_is_missing() {
         .unwrap_or_else(|| panic!("QEMU still running after 30 s: {}", lab.qemu_stderr()));
     let took = start.elapsed();
     let stderr = lab.qemu_stderr();
-    assert!(!status.success(), "QEMU must fail to start: {status}; stderr:\n{stderr}");
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("kvmnet-ifup:")).collect();
-    assert_eq!(ours.len(), 1, "expected one kvmnet-ifup line in QEMU's stderr:\n{stderr}");
+    assert!(
+        !status.success(),
+        "QEMU must fail to start: {status}; stderr:\n{stderr}"
+    );
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("kvmnet-ifup:"))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "expected one kvmnet-ifup line in QEMU's stderr:\n{stderr}"
+    );
     assert!(
         ours[0].contains("bridge nobr does not exist"),
         "kvmnet-ifup line: {:?}",
         ours[0]
     );
-    assert!(!stderr.contains("kvmnet-ifdown"), "downscript must not run: {stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("kvmnet-ifdown:")),
+        "downscript must not run: {stderr}"
+    );
 
-    assert_eq!(lab.ns.all_links(), links_before, "links after the failed start");
+    assert_eq!(
+        lab.ns.all_links(),
+        links_before,
+        "links after the failed start"
+    );
     assert!(!lab.ns.exists(tap) && !lab.ns.exists("nobr"));
     assert_eq!(lab.ns.state(BRIDGE), br_before, "br0 changed");
     assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()]);
-    assert_eq!(lab.pids(), vec![lab.dnsmasq_pid], "only dnsmasq may be left running");
+    assert_eq!(
+        lab.pids(),
+        vec![lab.dnsmasq_pid],
+        "only dnsmasq may be left running"
+    );
     eprintln!(
         "qemu e2e: with a missing bridge QEMU failed ({status}) after {:.2} s: {}",
         took.as_secs_f64(),

@@ -1,0 +1,54 @@
+//! The access decisions for callers other than plain root, turned into
+//! refusals that name the user, the tap, the bridge and the rule.
+
+use crate::acl::{Acl, Identity, System};
+use crate::error::Error;
+use crate::netlink::Link;
+
+/// May `who` use `bridge` for `tap`? Returns the rule that allowed it.
+pub fn check_bridge(who: &Identity, acl: &Acl, tap: &str, bridge: &str) -> Result<String, Error> {
+    let d = acl.decide(who, bridge, &System);
+    if d.allowed {
+        return Ok(d.rule);
+    }
+    Err(Error::Denied {
+        message: format!(
+            "user {} may not attach {tap} to bridge {bridge}: {}; an admin can add an [[allow]] rule for it to /etc/kvmnet/kvmnet.toml",
+            who.uid, d.rule
+        ),
+        details: format!(
+            "uid={} tap={tap} bridge={bridge} decision=denied rule=\"{}\"",
+            who.uid, d.rule
+        ),
+    })
+}
+
+/// A non-root caller may only touch a tap owned by them or by one of their
+/// groups (the tun device's owner and group, as the kernel itself checks
+/// when QEMU opens it). `bridge` is for the log line only.
+pub fn check_tap_owner(who: &Identity, tap: &Link, bridge: Option<&str>) -> Result<(), Error> {
+    let tun = tap.tun().cloned().unwrap_or_default();
+    let by_owner = tun.owner == Some(who.uid);
+    let by_group = tun.group.is_some_and(|g| who.groups.contains(&g));
+    if by_owner || by_group {
+        return Ok(());
+    }
+    let whose = match (tun.owner, tun.group) {
+        (None, None) => "has no owner, so only root may configure it".to_owned(),
+        (Some(u), None) => format!("belongs to uid {u}"),
+        (None, Some(g)) => format!("belongs to group {g}"),
+        (Some(u), Some(g)) => format!("belongs to uid {u} and group {g}"),
+    };
+    Err(Error::Denied {
+        message: format!(
+            "tap {} {whose}, not to user {}; use a tap of your own (kvmnet-ifup creates one owned by you when the name is free)",
+            tap.name, who.uid
+        ),
+        details: format!(
+            "uid={} tap={} bridge={} decision=denied rule=\"tap ownership: {whose}\"",
+            who.uid,
+            tap.name,
+            bridge.unwrap_or("-")
+        ),
+    })
+}

@@ -1,0 +1,152 @@
+//! How privilege arrived, and dropping everything but CAP_NET_ADMIN before any
+//! input other than argv and the credentials is looked at.
+//!
+//! Modes (what the kernel gave us at exec):
+//! - root: real and effective uid 0 (plain root, or root through sudo);
+//! - setuid: effective uid 0, real uid not 0 (the binary is setuid root);
+//! - file capability: CAP_NET_ADMIN in the permitted set without uid 0
+//!   (`setcap cap_net_admin+ep`);
+//! - none: nothing kvmnet could use.
+
+use std::fmt;
+
+use caps::{CapSet, Capability, CapsHashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Root,
+    Setuid,
+    FileCaps,
+    None,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Root => "root",
+            Mode::Setuid => "setuid",
+            Mode::FileCaps => "file-capability",
+            Mode::None => "none",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error(
+        "cannot drop privileges ({step}: {reason}); refusing to run with more than CAP_NET_ADMIN"
+    )]
+    Drop { step: &'static str, reason: String },
+}
+
+/// Pure classification, from the credentials and whether CAP_NET_ADMIN is
+/// in the permitted set.
+pub fn classify(ruid: u32, euid: u32, net_admin_permitted: bool) -> Mode {
+    match (ruid, euid) {
+        (0, 0) => Mode::Root,
+        (_, 0) => Mode::Setuid,
+        _ if net_admin_permitted => Mode::FileCaps,
+        _ => Mode::None,
+    }
+}
+
+pub fn detect() -> Mode {
+    let net_admin =
+        caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap_or(false);
+    classify(
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::geteuid().as_raw(),
+        net_admin,
+    )
+}
+
+/// Leaves the process with CAP_NET_ADMIN in its effective and permitted sets
+/// and nothing else: inheritable and ambient empty, the bounding set reduced
+/// to CAP_NET_ADMIN where we may change it, no_new_privs set. A setuid
+/// process also becomes its real user (as qemu-bridge-helper does), so that
+/// nothing it touches afterwards is touched as root.
+pub fn drop_to_net_admin(mode: Mode) -> Result<(), PrivilegeError> {
+    let fail = |step: &'static str| {
+        move |e: &dyn fmt::Display| PrivilegeError::Drop {
+            step,
+            reason: e.to_string(),
+        }
+    };
+    if mode == Mode::None {
+        return Ok(());
+    }
+    let only_net_admin: CapsHashSet = [Capability::CAP_NET_ADMIN].into_iter().collect();
+
+    // The bounding set needs CAP_SETPCAP, which only root and setuid have;
+    // with a file capability it stays as the system gave it ("where permitted").
+    if matches!(mode, Mode::Root | Mode::Setuid) {
+        for cap in caps::all() {
+            if cap != Capability::CAP_NET_ADMIN {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set")(&e))?;
+            }
+        }
+    }
+    if mode == Mode::Setuid {
+        let ruid = nix::unistd::getuid();
+        let rgid = nix::unistd::getgid();
+        nix::sys::prctl::set_keepcaps(true).map_err(|e| fail("PR_SET_KEEPCAPS")(&e))?;
+        nix::unistd::setgroups(&[]).map_err(|e| fail("setgroups")(&e))?;
+        nix::unistd::setresgid(rgid, rgid, rgid).map_err(|e| fail("setresgid")(&e))?;
+        nix::unistd::setresuid(ruid, ruid, ruid).map_err(|e| fail("setresuid")(&e))?;
+        nix::sys::prctl::set_keepcaps(false).map_err(|e| fail("PR_SET_KEEPCAPS")(&e))?;
+        if nix::unistd::geteuid() != ruid || nix::unistd::getegid() != rgid {
+            return Err(PrivilegeError::Drop {
+                step: "setresuid",
+                reason: "still root afterwards".into(),
+            });
+        }
+    }
+    // Effective first: it must stay a subset of permitted at every step.
+    caps::set(None, CapSet::Effective, &only_net_admin).map_err(|e| fail("effective set")(&e))?;
+    caps::set(None, CapSet::Permitted, &only_net_admin).map_err(|e| fail("permitted set")(&e))?;
+    caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable set")(&e))?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient set")(&e))?;
+    // kvmnet never execs; this makes sure nothing it could be tricked into
+    // running would gain privilege either.
+    nix::sys::prctl::set_no_new_privs().map_err(|e| fail("PR_SET_NO_NEW_PRIVS")(&e))?;
+
+    let kept = caps::read(None, CapSet::Permitted).map_err(|e| fail("reading back")(&e))?;
+    if kept != only_net_admin {
+        return Err(PrivilegeError::Drop {
+            step: "reading back",
+            reason: format!("permitted set is {kept:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// The capabilities the process holds now, for the log line.
+pub fn kept() -> String {
+    let mut names: Vec<String> = caps::read(None, CapSet::Effective)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.to_string().to_lowercase())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(0, 0, true), Mode::Root);
+        assert_eq!(classify(1000, 0, true), Mode::Setuid);
+        assert_eq!(classify(1000, 1000, true), Mode::FileCaps);
+        assert_eq!(classify(1000, 1000, false), Mode::None);
+        // root that lost CAP_NET_ADMIN is still classified root; the kernel
+        // then answers EPERM and the error says what is missing
+        assert_eq!(classify(0, 0, false), Mode::Root);
+    }
+}
