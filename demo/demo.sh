@@ -61,6 +61,14 @@ trap 'echo "demo: terminated" >&2; exit 143' TERM
 
 [[ $EUID -eq 0 ]] || die "run as root (network namespaces, taps): sudo $0"
 [[ -f Cargo.toml && -d src ]] || cd "$(dirname "$0")/.."
+# On Debian/Ubuntu, bring in what is missing (the README's set-up is this one command).
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v dnsmasq >/dev/null || [[ ! -e /usr/lib/ipxe/qemu/efi-virtio.rom && ! -e /usr/share/qemu/efi-virtio.rom ]]; then
+    if command -v apt-get >/dev/null; then
+        say "installing qemu-system-x86 ipxe-qemu dnsmasq-base iproute2 (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 ipxe-qemu dnsmasq-base iproute2 >/dev/null
+    fi
+fi
 for prog in cargo ip qemu-system-x86_64 dnsmasq; do
     command -v "$prog" >/dev/null || die "$prog not found; needs cargo, iproute2 and: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base"
 done
