@@ -52,3 +52,19 @@ pub fn check_tap_owner(who: &Identity, tap: &Link, bridge: Option<&str>) -> Resu
         ),
     })
 }
+
+/// Routed mode adds host routes, which steer traffic for the whole host: a
+/// user who could pick the tap name could take over an address. Root only.
+pub fn routed_is_root_only(who: &Identity, tap: &str, rule: Option<&str>) -> Error {
+    let rule = rule.unwrap_or("the top-level mode = \"route\"");
+    Error::Denied {
+        message: format!(
+            "tap {tap} is routed ({rule}); routed mode adds host routes and is for root only, not user {}",
+            who.uid
+        ),
+        details: format!(
+            "uid={} tap={tap} bridge=- decision=denied rule=\"routed mode is root-only ({rule})\"",
+            who.uid
+        ),
+    }
+}

@@ -10,6 +10,9 @@ use toml::Spanned;
 
 use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
 use crate::name::BridgeName;
+use crate::settings::{
+    self, Glob, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
+};
 
 pub const DEFAULT_PATH: &str = "/etc/kvmnet/kvmnet.toml";
 /// A real config is a few hundred bytes; the cap bounds what a hostile or
@@ -39,15 +42,100 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    bridge: Option<Spanned<String>>,
+/// Defines the raw (as written) form of the per-tap keys for both the top
+/// level and `[[rule]]`: serde cannot combine `flatten` with
+/// `deny_unknown_fields`, so the list is written once here and spliced in.
+macro_rules! raw_with_layer {
+    ($(#[$m:meta])* struct $name:ident { $($extra:tt)* }) => {
+        $(#[$m])*
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($extra)*
+            bridge: Option<Spanned<String>>,
+            create_bridge: Option<bool>,
+            mode: Option<Spanned<String>>,
+            mtu: Option<Spanned<RawMtu>>,
+            host_mac: Option<Spanned<String>>,
+            group: Option<Spanned<RawId>>,
+            vlan: Option<Spanned<i64>>,
+            trunk: Option<Vec<Spanned<RawVlans>>>,
+            isolated: Option<bool>,
+            learning: Option<bool>,
+            flooding: Option<bool>,
+            addresses: Option<Vec<Spanned<String>>>,
+        }
+
+        impl $name {
+            fn layer(&self, p: &Parser<'_>) -> Result<Layer, ConfigError> {
+                layer(
+                    p,
+                    RawLayer {
+                        bridge: &self.bridge,
+                        create_bridge: self.create_bridge,
+                        mode: &self.mode,
+                        mtu: &self.mtu,
+                        host_mac: &self.host_mac,
+                        group: &self.group,
+                        vlan: &self.vlan,
+                        trunk: &self.trunk,
+                        isolated: self.isolated,
+                        learning: self.learning,
+                        flooding: self.flooding,
+                        addresses: &self.addresses,
+                    },
+                )
+            }
+        }
+    };
+}
+
+raw_with_layer!(
+    struct RawConfig {
+        #[serde(default)]
+        allow: Vec<Spanned<RawRule>>,
+        #[serde(default)]
+        deny: Vec<Spanned<RawRule>>,
+        #[serde(default)]
+        rule: Vec<Spanned<RawTapRule>>,
+    }
+);
+
+raw_with_layer!(
+    struct RawTapRule {
+        #[serde(rename = "match")]
+        pattern: Spanned<String>,
+    }
+);
+
+struct RawLayer<'a> {
+    bridge: &'a Option<Spanned<String>>,
     create_bridge: Option<bool>,
-    #[serde(default)]
-    allow: Vec<Spanned<RawRule>>,
-    #[serde(default)]
-    deny: Vec<Spanned<RawRule>>,
+    mode: &'a Option<Spanned<String>>,
+    mtu: &'a Option<Spanned<RawMtu>>,
+    host_mac: &'a Option<Spanned<String>>,
+    group: &'a Option<Spanned<RawId>>,
+    vlan: &'a Option<Spanned<i64>>,
+    trunk: &'a Option<Vec<Spanned<RawVlans>>>,
+    isolated: Option<bool>,
+    learning: Option<bool>,
+    flooding: Option<bool>,
+    addresses: &'a Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMtu {
+    Number(i64),
+    Word(String),
+}
+
+/// `trunk` entries: 20 or "20" or "30-39".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawVlans {
+    Number(i64),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -74,10 +162,10 @@ enum RawId {
 pub struct Config {
     /// The file it came from; `None` when there was none (Debian drop-in mode).
     pub source: Option<PathBuf>,
-    /// `None`: use the bridge that carries the default route, else `br0`.
-    pub bridge: Option<BridgeName>,
-    /// Create a missing bridge as a private bridge and bring it up.
-    pub create_bridge: bool,
+    /// The top-level per-tap keys: defaults for every tap.
+    pub defaults: Layer,
+    /// `[[rule]]` tables in file order; the first whose glob matches wins.
+    pub rules: Vec<TapRule>,
     /// Who may use which bridge (applies to everyone but plain root).
     pub acl: Acl,
 }
@@ -128,33 +216,202 @@ impl Config {
                 .unwrap_or("invalid TOML")
                 .to_owned(),
         })?;
-        let bridge = match raw.bridge {
-            None => None,
-            Some(b) => Some(
-                BridgeName::new(b.get_ref()).map_err(|e| ConfigError::Value {
-                    path: path.to_owned(),
-                    line: line_of(b.span().start),
-                    key: "bridge",
-                    message: e.to_string(),
-                })?,
-            ),
+        let p = Parser {
+            path,
+            line_of: &line_of,
         };
+        let defaults = raw.layer(&p)?;
+        let top = settings::resolve(&defaults, &[], "");
+        if let Some((key, message)) = settings::contradiction(&defaults, &top) {
+            return Err(p.err(1, key, message));
+        }
         let mut rules = Vec::new();
+        for r in &raw.rule {
+            let line = line_of(r.span().start);
+            let body = r.get_ref();
+            let pattern = Glob::new(body.pattern.get_ref())
+                .map_err(|m| p.err(p.line(&body.pattern), "match", m))?;
+            let layer = body.layer(&p)?;
+            let rule = TapRule {
+                pattern,
+                location: format!("{} line {line}", path.display()),
+                layer,
+            };
+            let eff = settings::resolve(
+                &defaults,
+                std::slice::from_ref(&rule),
+                rule.pattern.as_str(),
+            );
+            if let Some((key, message)) = settings::contradiction(&rule.layer, &eff) {
+                return Err(p.err(line, key, message));
+            }
+            rules.push(rule);
+        }
+        let mut acl = Vec::new();
         for (verdict, list) in [(Verdict::Allow, raw.allow), (Verdict::Deny, raw.deny)] {
             for r in list {
-                rules.push(rule(path, &line_of, verdict, r)?);
+                acl.push(acl_rule(path, &line_of, verdict, r)?);
             }
         }
         Ok(Config {
             source: Some(path.to_owned()),
-            bridge,
-            create_bridge: raw.create_bridge.unwrap_or(false),
-            acl: Acl { rules },
+            defaults,
+            rules,
+            acl: Acl { rules: acl },
         })
+    }
+
+    /// The effective settings for one tap name.
+    pub fn settings_for(&self, tap: &str) -> Settings {
+        settings::resolve(&self.defaults, &self.rules, tap)
     }
 }
 
-fn rule(
+struct Parser<'a> {
+    path: &'a Path,
+    line_of: &'a dyn Fn(usize) -> usize,
+}
+
+impl Parser<'_> {
+    fn err(&self, line: usize, key: &'static str, message: String) -> ConfigError {
+        ConfigError::Value {
+            path: self.path.to_owned(),
+            line,
+            key,
+            message,
+        }
+    }
+    fn line<T>(&self, v: &Spanned<T>) -> usize {
+        (self.line_of)(v.span().start)
+    }
+}
+
+fn layer(p: &Parser<'_>, raw: RawLayer<'_>) -> Result<Layer, ConfigError> {
+    let word =
+        |key: &'static str, v: &Spanned<String>, choices: &[&str]| -> Result<usize, ConfigError> {
+            choices
+                .iter()
+                .position(|c| c == v.get_ref())
+                .ok_or_else(|| {
+                    let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                    p.err(
+                        p.line(v),
+                        key,
+                        format!("{:?} is not {}", v.get_ref(), list.join(" or ")),
+                    )
+                })
+        };
+    let bridge = raw
+        .bridge
+        .as_ref()
+        .map(|b| {
+            BridgeName::new(b.get_ref()).map_err(|e| p.err(p.line(b), "bridge", e.to_string()))
+        })
+        .transpose()?;
+    let mode = raw
+        .mode
+        .as_ref()
+        .map(|m| {
+            word("mode", m, &["bridge", "route"]).map(|i| [NetMode::Bridge, NetMode::Route][i])
+        })
+        .transpose()?;
+    let host_mac = raw
+        .host_mac
+        .as_ref()
+        .map(|m| word("host_mac", m, &["fe", "keep"]).map(|i| [HostMac::Fe, HostMac::Keep][i]))
+        .transpose()?;
+    let mtu = raw
+        .mtu
+        .as_ref()
+        .map(|m| match m.get_ref() {
+            RawMtu::Word(w) if w == "bridge" => Ok(MtuPolicy::Bridge),
+            RawMtu::Number(n) if (68..=65521).contains(n) => Ok(MtuPolicy::Fixed(*n as u32)),
+            RawMtu::Number(n) => Err(p.err(p.line(m), "mtu", format!("{n} is outside 68-65521"))),
+            RawMtu::Word(w) => Err(p.err(
+                p.line(m),
+                "mtu",
+                format!("{w:?} is not \"bridge\" or a number"),
+            )),
+        })
+        .transpose()?;
+    let group = raw
+        .group
+        .as_ref()
+        .map(|g| match g.get_ref() {
+            RawId::Id(n) => Ok(Principal::Id(*n)),
+            RawId::Name(s) if s == "*" => {
+                Err(p.err(p.line(g), "group", "must name one group".into()))
+            }
+            RawId::Name(s) => Principal::parse(s).map_err(|m| p.err(p.line(g), "group", m)),
+        })
+        .transpose()?;
+    let vlan = raw
+        .vlan
+        .as_ref()
+        .map(|v| {
+            u16::try_from(*v.get_ref())
+                .map_err(|_| format!("VLAN {} is outside 1-4094", v.get_ref()))
+                .and_then(settings::check_vid)
+                .map_err(|m| p.err(p.line(v), "vlan", m))
+        })
+        .transpose()?;
+    let trunk = raw
+        .trunk
+        .as_ref()
+        .map(|list| {
+            list.iter()
+                .map(|t| {
+                    let text = match t.get_ref() {
+                        RawVlans::Number(n) => n.to_string(),
+                        RawVlans::Text(s) => s.clone(),
+                    };
+                    VlanRange::parse(&text).map_err(|m| p.err(p.line(t), "trunk", m))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let addresses = raw
+        .addresses
+        .as_ref()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    let ip: std::net::IpAddr = a.get_ref().parse().map_err(|_| {
+                        p.err(
+                            p.line(a),
+                            "addresses",
+                            format!("{:?} is not an IP address", a.get_ref()),
+                        )
+                    })?;
+                    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+                        return Err(p.err(
+                            p.line(a),
+                            "addresses",
+                            format!("{ip} cannot be a guest's address"),
+                        ));
+                    }
+                    Ok(ip)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    Ok(Layer {
+        bridge,
+        create_bridge: raw.create_bridge,
+        mode,
+        mtu,
+        host_mac,
+        group,
+        vlan,
+        trunk,
+        isolated: raw.isolated,
+        learning: raw.learning,
+        flooding: raw.flooding,
+        addresses,
+    })
+}
+
+fn acl_rule(
     path: &Path,
     line_of: &dyn Fn(usize) -> usize,
     verdict: Verdict,
@@ -222,6 +479,7 @@ fn rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::NetMode;
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/kvmnet/kvmnet.toml"), t)
@@ -230,16 +488,17 @@ mod tests {
     #[test]
     fn empty_file_is_defaults() {
         let c = parse("").unwrap();
-        assert_eq!(c.bridge, None);
-        assert!(!c.create_bridge);
+        assert_eq!(c.defaults, Layer::default());
+        assert!(c.rules.is_empty());
         assert!(c.source.is_some());
     }
 
     #[test]
     fn bridge_and_create() {
         let c = parse("# comment\nbridge = \"br-lab\"\ncreate_bridge = true\n").unwrap();
-        assert_eq!(c.bridge.unwrap().as_str(), "br-lab");
-        assert!(c.create_bridge);
+        let s = c.settings_for("any");
+        assert_eq!(s.bridge.unwrap().as_str(), "br-lab");
+        assert!(s.create_bridge);
     }
 
     #[test]
@@ -273,6 +532,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at most 15"), "{e}");
+    }
+
+    #[test]
+    fn the_issues_example_rules() {
+        let c = parse(
+            r#"bridge = "br0"
+[[rule]]
+match = "lab-*"
+bridge = "br-lab"
+vlan = 10
+trunk = ["20", "30-39"]
+isolated = true
+[[rule]]
+match = "rt-*"
+mode = "route"
+addresses = ["192.0.2.10", "2001:db8::10"]
+"#,
+        )
+        .unwrap();
+        let lab = c.settings_for("lab-7");
+        assert_eq!(lab.bridge.unwrap().as_str(), "br-lab");
+        assert_eq!(lab.vlan, Some(10));
+        assert_eq!(lab.trunk.len(), 2);
+        assert_eq!(lab.trunk[1].to_string(), "30-39");
+        assert_eq!(lab.isolated, Some(true));
+        assert_eq!(
+            lab.rule.as_deref(),
+            Some("rule 1 (match = \"lab-*\") at /etc/kvmnet/kvmnet.toml line 2")
+        );
+        let rt = c.settings_for("rt-web");
+        assert_eq!(rt.mode, NetMode::Route);
+        assert_eq!(rt.addresses.len(), 2);
+        let other = c.settings_for("web0");
+        assert_eq!((other.bridge.unwrap().as_str(), other.rule), ("br0", None));
+    }
+
+    #[test]
+    fn per_tap_keys_are_validated_with_lines() {
+        for (text, needle) in [
+            ("vlan = 4095\n", "line 1: vlan: VLAN 4095 is outside 1-4094"),
+            ("vlan = 0\n", "line 1: vlan:"),
+            ("trunk = [\"40-30\"]\n", "line 1: trunk:"),
+            ("mtu = 20\n", "line 1: mtu: 20 is outside 68-65521"),
+            ("mtu = \"jumbo\"\n", "line 1: mtu:"),
+            ("mode = \"nat\"\n", "line 1: mode: \"nat\" is not \"bridge\" or \"route\""),
+            ("host_mac = \"random\"\n", "line 1: host_mac:"),
+            ("[[rule]]\nmatch = \"a b\"\n", "line 2: match:"),
+            ("[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\n", "line 1: addresses: mode = \"route\" needs"),
+            ("[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\naddresses = [\"192.0.2.1\"]\nvlan = 3\n", "line 1: vlan: does not apply"),
+            ("[[rule]]\nmatch = \"x\"\naddresses = [\"192.0.2.1\"]\n", "addresses: only applies"),
+            ("[[rule]]\nmatch = \"x\"\nmode = \"route\"\naddresses = [\"224.0.0.1\"]\n", "line 4: addresses: 224.0.0.1 cannot"),
+            ("[[rule]]\nmatch = \"x\"\nmode = \"route\"\naddresses = [\"nope\"]\n", "line 4: addresses:"),
+            ("vlan = 10\ntrunk = [\"5-15\"]\n", "trunk: VLAN 10 is the untagged"),
+            ("[[rule]]\nmatch = \"x\"\nbogus = 1\n", "unknown field `bogus`"),
+            ("[[rule]]\nbridge = \"br0\"\n", "missing field `match`"),
+            ("group = \"*\"\n", "line 1: group:"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -49,6 +49,22 @@ pub enum Error {
     /// Refused by the access rules; `details` goes to the security log.
     #[error("{message}")]
     Denied { message: String, details: String },
+    #[error("group {group:?} ({rule}) does not exist; create it or fix `group =`")]
+    UnknownGroup { group: String, rule: String },
+    #[error("bridge {bridge} has VLAN filtering off, but {rule} sets vlan/trunk; enable it: ip link set {bridge} type bridge vlan_filtering 1")]
+    VlanFilteringOff { bridge: String, rule: String },
+    #[error("this kernel cannot filter VLANs on bridges (it was built without CONFIG_BRIDGE_VLAN_FILTERING / 802.1Q support), but {rule} sets vlan/trunk; use a distribution kernel or drop vlan/trunk")]
+    NoVlanSupport { rule: String },
+    #[error("setting bridge port options of {tap} on {bridge}: {cause}")]
+    PortSettings {
+        tap: String,
+        bridge: String,
+        cause: String,
+    },
+    #[error("a route to {addr} already exists and is not kvmnet's for {tap}; kvmnet will not replace it: remove it (ip route del {addr}) or fix `addresses`")]
+    RouteExists { addr: std::net::IpAddr, tap: String },
+    #[error("cannot set {path}: {cause}")]
+    Sysctl { path: String, cause: String },
     /// A failure after something was changed, and what the rollback did.
     #[error("{cause}; {rollback}")]
     RolledBack { cause: Box<Error>, rollback: String },

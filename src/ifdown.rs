@@ -89,7 +89,22 @@ pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, 
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name))?;
             Ok(report(Outcome::Deleted))
         }
-        Detach::Restore { detach, restore } => {
+        Detach::Restore {
+            detach,
+            restore,
+            routes,
+            proxy_off,
+        } => {
+            for addr in routes {
+                nl.del_host_route(addr, tap.index, &tap.name)?;
+            }
+            for family in proxy_off {
+                let path = crate::sysctl::proxy_path(family, &tap.name);
+                crate::sysctl::set(&path, false).map_err(|e| Error::Sysctl {
+                    path,
+                    cause: crate::error::plain(&e),
+                })?;
+            }
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
             Ok(report(Outcome::Restored))

@@ -1,17 +1,21 @@
-//! `kvmnet-ifup TAP`: make TAP a port of the configured bridge, creating the tap
-//! (and the bridge, where allowed) when missing. Either everything is done, or
-//! everything this run changed is undone.
+//! `kvmnet-ifup TAP`: make TAP a port of its bridge (or route to it), creating
+//! the tap (and the bridge, where allowed) when missing. Either everything is
+//! done, or everything this run changed is undone.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::access;
+use crate::acl::{Principal, Resolve, System};
 use crate::caller::Caller;
 use crate::config::Config;
 use crate::error::Error;
 use crate::mac::Mac;
 use crate::name::{BridgeName, TapName};
 use crate::netlink::{Link, LinkChange, Netlink};
-use crate::plan::{self, BridgeChoice};
+use crate::plan::{self, Attach, BridgeChoice, Target};
+use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
+use crate::sysctl::{self, Family};
 use crate::tap::{self, NewTap, TapError};
 use crate::Invocation;
 
@@ -19,15 +23,19 @@ use crate::Invocation;
 #[derive(Debug, Clone)]
 pub struct Report {
     pub tap: String,
-    pub bridge: String,
-    pub mtu: u32,
+    /// "bridge=br0 mtu=9000" or "route=192.0.2.10".
+    pub target: String,
     pub user: u32,
     pub privilege: crate::privilege::Mode,
     /// Which rule let a non-root caller use the bridge ("root" for root).
-    pub rule: String,
+    pub acl: String,
+    /// Which `[[rule]]` matched the tap name, if any.
+    pub rule: Option<String>,
     pub created_tap: bool,
     pub created_bridge: bool,
     pub changed: bool,
+    /// Host-wide changes made along the way (forwarding switched on).
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for Report {
@@ -35,18 +43,22 @@ impl fmt::Display for Report {
         let yn = |b| if b { "yes" } else { "no" };
         write!(
             f,
-            "tap={} bridge={} mtu={} user={} created_tap={} created_bridge={} result={} privilege={} caps={} acl=\"{}\"",
+            "tap={} {} user={} created_tap={} created_bridge={} result={} privilege={} caps={} acl=\"{}\" rule=\"{}\"",
             self.tap,
-            self.bridge,
-            self.mtu,
+            self.target,
             self.user,
             yn(self.created_tap),
             yn(self.created_bridge),
             if self.changed { "attached" } else { "unchanged" },
             self.privilege,
             crate::privilege::kept(),
-            self.rule,
-        )
+            self.acl,
+            self.rule.as_deref().unwrap_or("defaults"),
+        )?;
+        for n in &self.notes {
+            write!(f, " note=\"{n}\"")?;
+        }
+        Ok(())
     }
 }
 
@@ -57,6 +69,7 @@ pub fn ifup(
     requested: Option<BridgeName>,
     name: &TapName,
 ) -> Result<Report, Error> {
+    let settings = config.settings_for(name.as_str());
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
     let existing = nl.link_by_name(name.as_str())?;
@@ -66,39 +79,238 @@ pub fn ifup(
             access::check_tap_owner(who, l, None)?;
         }
     }
+    let group = tun_group(&settings)?;
+    let mut report = Report {
+        tap: name.to_string(),
+        target: String::new(),
+        user: caller.uid,
+        privilege: inv.mode,
+        acl: "root".into(),
+        rule: settings.rule.clone(),
+        created_tap: false,
+        created_bridge: false,
+        changed: false,
+        notes: Vec::new(),
+    };
 
     // Everything that can be refused without changing anything is checked
     // before the first change.
-    let choice = match (requested, plan::configured_bridge(config)) {
-        (Some(name), _) => BridgeChoice {
-            name,
-            create: false,
-            reason: plan::BridgeReason::Requested,
-        },
-        (None, Some(c)) => c,
-        (None, None) => plan::fallback_bridge(config, default_route_bridge(nl)?),
-    };
-    let rule = match &identity {
-        None => "root".to_owned(),
-        Some(who) => access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?,
-    };
-    let (bridge, created_bridge) = resolve_bridge(nl, &choice, config)?;
+    match settings.mode {
+        NetMode::Bridge => {
+            let choice = match (requested, plan::configured_bridge(&settings)) {
+                (Some(name), _) => BridgeChoice {
+                    name,
+                    create: false,
+                    reason: plan::BridgeReason::Requested,
+                },
+                (None, Some(c)) => c,
+                (None, None) => plan::fallback_bridge(
+                    config.source.is_some(),
+                    &settings,
+                    default_route_bridge(nl)?,
+                ),
+            };
+            if let Some(who) = &identity {
+                report.acl =
+                    access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?;
+            }
+            let (bridge, created_bridge) = resolve_bridge(nl, &choice, config, &settings)?;
+            let target = Target {
+                bridge: Some(&bridge),
+                mtu: Some(match settings.mtu {
+                    MtuPolicy::Bridge => bridge.mtu,
+                    MtuPolicy::Fixed(n) => n,
+                }),
+                fe_mac: settings.host_mac == HostMac::Fe,
+                routes: &[],
+                proxy: Vec::new(),
+            };
+            let steps = PortSteps {
+                nl,
+                settings: &settings,
+                bridge: &bridge,
+            };
+            let (created, changed) = configure(nl, caller, name, existing, group, &target, &steps)?;
+            report.target = format!(
+                "bridge={} mtu={}",
+                bridge.name,
+                target.mtu.unwrap_or(bridge.mtu)
+            );
+            report.created_bridge = created_bridge;
+            report.created_tap = created;
+            report.changed = changed;
+        }
+        NetMode::Route => {
+            if let Some(who) = &identity {
+                return Err(access::routed_is_root_only(
+                    who,
+                    name.as_str(),
+                    settings.rule.as_deref(),
+                ));
+            }
+            let mut proxy = Vec::new();
+            for family in [Family::V4, Family::V6] {
+                if settings.addresses.iter().any(|a| Family::of(a) == family) {
+                    let already = existing
+                        .as_ref()
+                        .map(|t| {
+                            sysctl::is_on(&sysctl::proxy_path(family, &t.name)).unwrap_or(false)
+                        })
+                        .unwrap_or(false);
+                    if !already {
+                        proxy.push(family);
+                    }
+                }
+            }
+            let target = Target {
+                bridge: None,
+                mtu: match settings.mtu {
+                    MtuPolicy::Bridge => None,
+                    MtuPolicy::Fixed(n) => Some(n),
+                },
+                fe_mac: settings.host_mac == HostMac::Fe,
+                routes: &settings.addresses,
+                proxy: proxy.clone(),
+            };
+            let steps = RouteSteps {
+                nl,
+                name: name.as_str(),
+                proxy: &proxy,
+                notes: std::cell::RefCell::new(Vec::new()),
+            };
+            let (created, changed) = configure(nl, caller, name, existing, group, &target, &steps)?;
+            let list: Vec<String> = settings.addresses.iter().map(IpAddr::to_string).collect();
+            report.target = format!("route={}", list.join(","));
+            report.created_tap = created;
+            report.changed = changed;
+            report.notes = steps.notes.into_inner();
+        }
+    }
+    Ok(report)
+}
 
-    let report = |changed, created_tap| Report {
-        tap: name.to_string(),
-        bridge: bridge.name.clone(),
-        mtu: bridge.mtu,
-        user: caller.uid,
-        privilege: inv.mode,
-        rule: rule.clone(),
-        created_tap,
-        created_bridge,
-        changed,
-    };
+/// The tun group for a tap kvmnet creates (`group = "kvm"`).
+fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
+    match &settings.group {
+        None => Ok(None),
+        Some(Principal::Id(g)) => Ok(Some(*g)),
+        Some(Principal::Name(n)) => System.gid(n).map(Some).ok_or_else(|| Error::UnknownGroup {
+            group: n.clone(),
+            rule: settings
+                .rule
+                .clone()
+                .unwrap_or_else(|| "the top level".into()),
+        }),
+        Some(Principal::Any) => Ok(None),
+    }
+}
+
+/// What follows the link change in a mode: port VLANs and flags, or routes.
+/// `run` happens only after the tap's change was applied; `undo` must put
+/// back whatever `run` did on a tap that existed before.
+trait Steps {
+    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error>;
+    fn undo(&self, tap: &Link, attach: &Attach);
+}
+
+struct PortSteps<'a> {
+    nl: &'a Netlink,
+    settings: &'a Settings,
+    bridge: &'a Link,
+}
+
+impl Steps for PortSteps<'_> {
+    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error> {
+        // Port settings belong to the joining: a tap that was a port already
+        // keeps what it has (re-running ifup changes nothing).
+        if attach.change.master.is_none() || !self.settings.has_port_settings() {
+            return Ok(());
+        }
+        let s = self.settings;
+        if s.needs_vlan_filtering() {
+            self.nl
+                .set_port_vlans(tap.index, &tap.name, s.vlan, &s.trunk)?;
+        }
+        self.nl
+            .set_port_flags(tap.index, &tap.name, s.isolated, s.learning, s.flooding)
+            .map_err(|e| Error::PortSettings {
+                tap: tap.name.clone(),
+                bridge: self.bridge.name.clone(),
+                cause: e.to_string(),
+            })
+    }
+
+    fn undo(&self, _tap: &Link, _attach: &Attach) {
+        // leaving the bridge (the link undo) drops the port's VLANs and flags
+    }
+}
+
+struct RouteSteps<'a> {
+    nl: &'a Netlink,
+    name: &'a str,
+    proxy: &'a [Family],
+    notes: std::cell::RefCell<Vec<String>>,
+}
+
+impl Steps for RouteSteps<'_> {
+    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error> {
+        let sys = |path: &str, e: std::io::Error| Error::Sysctl {
+            path: path.to_owned(),
+            cause: crate::error::plain(&e),
+        };
+        for &family in self.proxy {
+            let path = sysctl::proxy_path(family, self.name);
+            sysctl::set(&path, true).map_err(|e| sys(&path, e))?;
+        }
+        for addr in &attach.new_routes {
+            if !self.nl.add_host_route(*addr, tap.index, self.name)? {
+                return Err(Error::RouteExists {
+                    addr: *addr,
+                    tap: self.name.to_owned(),
+                });
+            }
+        }
+        // Routing to a guest is pointless without forwarding; switching it on
+        // is host-wide, so it is logged and never switched off again.
+        for family in [Family::V4, Family::V6] {
+            if attach.record.routes.iter().any(|a| Family::of(a) == family) {
+                let path = sysctl::forwarding_path(family);
+                if !sysctl::is_on(path).map_err(|e| sys(path, e))? {
+                    sysctl::set(path, true).map_err(|e| sys(path, e))?;
+                    self.notes
+                        .borrow_mut()
+                        .push(format!("switched {} forwarding on ({path})", family.name()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn undo(&self, tap: &Link, attach: &Attach) {
+        for addr in &attach.new_routes {
+            let _ = self.nl.del_host_route(*addr, tap.index, self.name);
+        }
+        for &family in self.proxy {
+            let _ = sysctl::set(&sysctl::proxy_path(family, self.name), false);
+        }
+    }
+}
+
+/// Brings the tap (existing or new) to `target`, then runs the mode's steps;
+/// on any failure puts back what this run changed. Returns (created, changed).
+fn configure(
+    nl: &Netlink,
+    caller: &Caller,
+    name: &TapName,
+    existing: Option<Link>,
+    group: Option<u32>,
+    target: &Target<'_>,
+    steps: &dyn Steps,
+) -> Result<(bool, bool), Error> {
     let tap = match existing {
         Some(tap) => tap,
-        None => match create_and_attach(nl, caller, name, &bridge)? {
-            Created::Yes => return Ok(report(true, true)),
+        None => match create_and_attach(nl, caller, name, group, target, steps)? {
+            Created::Yes => return Ok((true, true)),
             // A concurrent run (or QEMU, or an admin) took the name first: treat
             // it like any existing tap.
             Created::LostRace => {
@@ -113,11 +325,18 @@ pub fn ifup(
             }
         },
     };
-    let attach = plan::attach(&tap, &bridge, false)?;
-    if let Err(e) = apply(nl, &tap, &bridge, &attach.change) {
+    let attach = plan::attach(&tap, target, false)?;
+    if let Err(e) = apply(nl, &tap, target.bridge, &attach.change) {
         return Err(roll_back(nl, &tap, Undo::Change(&attach.undo), e));
     }
-    Ok(report(!attach.change.is_empty(), false))
+    if let Err(e) = steps.run(&tap, &attach) {
+        steps.undo(&tap, &attach);
+        return Err(roll_back(nl, &tap, Undo::Change(&attach.undo), e));
+    }
+    Ok((
+        false,
+        !attach.change.is_empty() || !attach.new_routes.is_empty(),
+    ))
 }
 
 enum Created {
@@ -134,9 +353,11 @@ fn create_and_attach(
     nl: &Netlink,
     caller: &Caller,
     name: &TapName,
-    bridge: &Link,
+    group: Option<u32>,
+    target: &Target<'_>,
+    steps: &dyn Steps,
 ) -> Result<Created, Error> {
-    let temp = create_temp_tap(caller)?;
+    let temp = create_temp_tap(caller, group)?;
     let tap = match nl.link_by_name(temp.as_str())? {
         Some(l) => l,
         None => {
@@ -146,15 +367,21 @@ fn create_and_attach(
             })
         }
     };
-    let result = plan::attach(&tap, bridge, true)
+    let result = plan::attach(&tap, target, true)
         .map_err(Error::from)
         .and_then(|a| {
-            let (before, visible) = a.change.split_for_creation(name.as_str());
-            nl.set_link(tap.index, &before, &format!("configuring new tap {}", name))?;
-            match apply(nl, &tap, bridge, &visible) {
+            let (before, visible) = a.change.clone().split_for_creation(name.as_str());
+            nl.set_link(tap.index, &before, &format!("configuring new tap {name}"))?;
+            match apply(nl, &tap, target.bridge, &visible) {
                 Err(Error::Netlink(e)) if e.errno() == Some(libc::EEXIST) => Ok(Created::LostRace),
                 Err(e) => Err(e),
-                Ok(()) => Ok(Created::Yes),
+                Ok(()) => {
+                    let named = Link {
+                        name: name.to_string(),
+                        ..tap.clone()
+                    };
+                    steps.run(&named, &a).map(|()| Created::Yes)
+                }
             }
         });
     match result {
@@ -163,6 +390,7 @@ fn create_and_attach(
             nl.delete_link(tap.index, &format!("deleting temporary tap {temp}"))?;
             Ok(Created::LostRace)
         }
+        // Deleting the tap also removes its port settings, routes and sysctls.
         Err(e) => Err(roll_back(
             nl,
             &Link {
@@ -175,7 +403,7 @@ fn create_and_attach(
     }
 }
 
-fn create_temp_tap(caller: &Caller) -> Result<TapName, Error> {
+fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<TapName, Error> {
     let mut tries = 0;
     loop {
         let temp = TapName::new(&format!(
@@ -186,7 +414,7 @@ fn create_temp_tap(caller: &Caller) -> Result<TapName, Error> {
         let new = NewTap {
             name: &temp,
             owner: caller.uid,
-            group: None,
+            group,
         };
         match tap::create(&new) {
             Ok(()) => return Ok(temp),
@@ -234,17 +462,31 @@ fn resolve_bridge(
     nl: &Netlink,
     choice: &BridgeChoice,
     config: &Config,
+    settings: &Settings,
 ) -> Result<(Link, bool), Error> {
     let name = choice.name.as_str();
+    let vlans = settings.needs_vlan_filtering();
+    let rule = || {
+        settings
+            .rule
+            .clone()
+            .unwrap_or_else(|| "the top-level vlan/trunk".into())
+    };
     let as_bridge = |l: Link| {
-        if l.is_bridge() {
-            Ok(l)
-        } else {
-            Err(Error::NotABridge {
+        if !l.is_bridge() {
+            return Err(Error::NotABridge {
                 name: l.name.clone(),
                 what: l.kind.describe(),
                 config: config_name(config),
-            })
+            });
+        }
+        match (vlans, l.vlan_filtering) {
+            (true, None) => Err(Error::NoVlanSupport { rule: rule() }),
+            (true, Some(false)) => Err(Error::VlanFilteringOff {
+                bridge: l.name.clone(),
+                rule: rule(),
+            }),
+            _ => Ok(l),
         }
     };
     if let Some(l) = nl.link_by_name(name)? {
@@ -257,7 +499,12 @@ fn resolve_bridge(
         });
     }
     // EEXIST means a concurrent ifup created it first: use theirs.
-    let created = nl.create_bridge(name, Mac::random_local())?;
+    let created = match nl.create_bridge(name, Mac::random_local(), vlans) {
+        Err(e) if vlans && e.errno() == Some(libc::EOPNOTSUPP) => {
+            return Err(Error::NoVlanSupport { rule: rule() })
+        }
+        r => r?,
+    };
     let l = nl.link_by_name(name)?.ok_or_else(|| Error::BridgeMissing {
         bridge: name.to_owned(),
         config: config_name(config),
@@ -265,23 +512,30 @@ fn resolve_bridge(
     Ok((as_bridge(l)?, created))
 }
 
-fn apply(nl: &Netlink, tap: &Link, bridge: &Link, change: &LinkChange) -> Result<(), Error> {
-    let what = format!("attaching {} to bridge {}", tap.name, bridge.name);
-    match nl.set_link(tap.index, change, &what) {
-        Ok(()) => Ok(()),
-        Err(e) if e.errno() == Some(libc::EXFULL) => Err(Error::BridgeFull {
-            bridge: bridge.name.clone(),
+fn apply(
+    nl: &Netlink,
+    tap: &Link,
+    bridge: Option<&Link>,
+    change: &LinkChange,
+) -> Result<(), Error> {
+    let what = match bridge {
+        Some(b) => format!("attaching {} to bridge {}", tap.name, b.name),
+        None => format!("configuring {}", tap.name),
+    };
+    match (nl.set_link(tap.index, change, &what), bridge) {
+        (Ok(()), _) => Ok(()),
+        (Err(e), Some(b)) if e.errno() == Some(libc::EXFULL) => Err(Error::BridgeFull {
+            bridge: b.name.clone(),
         }),
-        Err(_)
-            if change.master.is_some()
-                && !matches!(nl.link_by_index(bridge.index), Ok(Some(_))) =>
+        (Err(_), Some(b))
+            if change.master.is_some() && !matches!(nl.link_by_index(b.index), Ok(Some(_))) =>
         {
             Err(Error::BridgeVanished {
-                bridge: bridge.name.clone(),
+                bridge: b.name.clone(),
                 tap: tap.name.clone(),
             })
         }
-        Err(e) => Err(e.into()),
+        (Err(e), _) => Err(e.into()),
     }
 }
 

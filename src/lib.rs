@@ -20,6 +20,8 @@ pub mod netlink;
 pub mod plan;
 pub mod privilege;
 pub mod record;
+pub mod settings;
+pub mod sysctl;
 pub mod tap;
 pub mod trust;
 

@@ -8,12 +8,21 @@ use std::io;
 use std::time::Duration;
 
 use futures_util::stream::TryStreamExt;
+use std::net::IpAddr;
+
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoTun, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, InfoTun, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+use rtnetlink::{
+    Handle, LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder,
+};
+
+use crate::settings::VlanRange;
 
 use crate::mac::Mac;
 
@@ -86,6 +95,9 @@ pub struct Link {
     pub master: Option<u32>,
     pub up: bool,
     pub alias: Option<String>,
+    /// Bridges only: `None` when the kernel does not report it (built
+    /// without CONFIG_BRIDGE_VLAN_FILTERING).
+    pub vlan_filtering: Option<bool>,
 }
 
 impl Link {
@@ -112,6 +124,7 @@ impl Link {
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
             alias: None,
+            vlan_filtering: None,
         };
         let mut tun = TunInfo::default();
         for attr in msg.attributes {
@@ -130,6 +143,12 @@ impl Link {
                             LinkInfo::Kind(InfoKind::Bridge) => link.kind = LinkKind::Bridge,
                             LinkInfo::Kind(k) => link.kind = LinkKind::Other(k.to_string()),
                             LinkInfo::Data(InfoData::Tun(nlas)) => parse_tun(&nlas, &mut tun),
+                            LinkInfo::Data(InfoData::Bridge(infos)) => {
+                                link.vlan_filtering = infos.iter().find_map(|i| match i {
+                                    InfoBridge::VlanFiltering(v) => Some(*v),
+                                    _ => None,
+                                });
+                            }
                             _ => {}
                         }
                     }
@@ -308,10 +327,19 @@ impl Netlink {
 
     /// Creates an up bridge with a fixed address. Returns `false` when another
     /// process created the name first (EEXIST): the caller re-checks what it is.
-    pub fn create_bridge(&self, name: &str, mac: Mac) -> Result<bool, NetlinkError> {
+    pub fn create_bridge(
+        &self,
+        name: &str,
+        mac: Mac,
+        vlan_filtering: bool,
+    ) -> Result<bool, NetlinkError> {
         // A bridge whose address was never set follows its lowest port address,
         // so it would change as guests come and go; a set address stays put.
-        let msg = LinkBridge::new(name).address(mac.0.to_vec()).build();
+        let mut b = LinkBridge::new(name).address(mac.0.to_vec());
+        if vlan_filtering {
+            b = b.vlan_filtering(true);
+        }
+        let msg = b.build();
         let req = self.handle.link().add(msg);
         match self.run(|| format!("creating bridge {name}"), req.execute()) {
             Ok(()) => Ok(true),
@@ -325,6 +353,120 @@ impl Netlink {
         let req = self.handle.link().del(index);
         match self.run(|| what.to_owned(), req.execute()) {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Makes a port's VLANs exactly `pvid` (untagged) plus `trunk` (tagged):
+    /// the bridge's default VLAN 1, which every new port gets, is removed
+    /// unless asked for. One RTM_SETLINK (AF_BRIDGE) for the additions.
+    pub fn set_port_vlans(
+        &self,
+        port: u32,
+        port_name: &str,
+        pvid: Option<u16>,
+        trunk: &[VlanRange],
+    ) -> Result<(), NetlinkError> {
+        let wants =
+            |v: u16| pvid == Some(v) || trunk.iter().any(|r| (r.first..=r.last).contains(&v));
+        if !wants(1) {
+            let msg = LinkBridgeVlan::new(port)
+                .vlan(1, BridgeVlanInfoFlags::empty())
+                .build();
+            let req = self.handle.link().del_with_message(msg);
+            match self.run(
+                || format!("removing default VLAN 1 from {port_name}"),
+                req.execute(),
+            ) {
+                // not there (bridge default_pvid 0 or another value): fine
+                Err(e) if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::EINVAL) => {}
+                r => r?,
+            }
+        }
+        let mut b = LinkBridgeVlan::new(port);
+        if let Some(v) = pvid {
+            b = b.vlan(v, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
+        }
+        for r in trunk {
+            b = if r.first == r.last {
+                b.vlan(r.first, BridgeVlanInfoFlags::empty())
+            } else {
+                b.vlan_range_start(r.first, BridgeVlanInfoFlags::empty())
+                    .vlan_range_end(r.last, BridgeVlanInfoFlags::empty())
+            };
+        }
+        if pvid.is_none() && trunk.is_empty() {
+            return Ok(());
+        }
+        let req = self.handle.link().set(b.build());
+        self.run(|| format!("setting VLANs on {port_name}"), req.execute())
+    }
+
+    /// Bridge port flags; `None` leaves a flag as the bridge made it.
+    pub fn set_port_flags(
+        &self,
+        port: u32,
+        port_name: &str,
+        isolated: Option<bool>,
+        learning: Option<bool>,
+        flooding: Option<bool>,
+    ) -> Result<(), NetlinkError> {
+        if isolated.is_none() && learning.is_none() && flooding.is_none() {
+            return Ok(());
+        }
+        let mut b = LinkBridgePort::new(port);
+        if let Some(v) = isolated {
+            b = b.isolated(v);
+        }
+        if let Some(v) = learning {
+            b = b.learning(v);
+        }
+        if let Some(v) = flooding {
+            // unknown unicast, multicast and broadcast alike
+            b = b.flood(v).mcast_flood(v).bcast_flood(v);
+        }
+        let req = self.handle.link().set_port(b.build());
+        self.run(
+            || format!("setting bridge port flags on {port_name}"),
+            req.execute(),
+        )
+    }
+
+    fn host_route(addr: IpAddr, oif: u32) -> RouteMessage {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(addr, prefix)
+            .expect("host prefix fits the family")
+            .output_interface(oif)
+            .table_id(RT_TABLE_MAIN)
+            .protocol(RouteProtocol::Static)
+            .scope(RouteScope::Link)
+            .kind(RouteType::Unicast)
+            .build()
+    }
+
+    /// Adds a host route to `addr` via `oif`. `Ok(false)` when that exact
+    /// route exists already (EEXIST).
+    pub fn add_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<bool, NetlinkError> {
+        let req = self.handle.route().add(Self::host_route(addr, oif));
+        match self.run(
+            || format!("adding a route to {addr} via {dev}"),
+            req.execute(),
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the host route to `addr` via `oif`; a missing one is fine.
+    pub fn del_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<(), NetlinkError> {
+        let req = self.handle.route().del(Self::host_route(addr, oif));
+        match self.run(
+            || format!("removing the route to {addr} via {dev}"),
+            req.execute(),
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
             r => r,
         }
     }

@@ -2,10 +2,12 @@
 //! kernel to the exact netlink changes, their undo and the record. No I/O here,
 //! so every rule is unit-tested without privileges.
 
-use crate::config::Config;
+use std::net::IpAddr;
+
 use crate::name::BridgeName;
 use crate::netlink::{Link, LinkChange};
 use crate::record::{Record, RecordError};
+use crate::settings::Settings;
 
 /// The private bridge used when nothing else is configured or found.
 pub const FALLBACK_BRIDGE: &str = "br0";
@@ -26,12 +28,12 @@ pub struct BridgeChoice {
     pub reason: BridgeReason,
 }
 
-/// The configured bridge, if the config names one. Checked before
+/// The configured bridge, if the settings name one. Checked before
 /// [`fallback_bridge`] so that the route dump happens only without one.
-pub fn configured_bridge(config: &Config) -> Option<BridgeChoice> {
-    config.bridge.clone().map(|name| BridgeChoice {
+pub fn configured_bridge(settings: &Settings) -> Option<BridgeChoice> {
+    settings.bridge.clone().map(|name| BridgeChoice {
         name,
-        create: config.create_bridge,
+        create: settings.create_bridge,
         reason: BridgeReason::Config,
     })
 }
@@ -39,7 +41,11 @@ pub fn configured_bridge(config: &Config) -> Option<BridgeChoice> {
 /// Debian's qemu-ifup behaviour: the first default-route interface that is a
 /// bridge; otherwise the private bridge `br0`, created on demand (unless a
 /// config file exists and says `create_bridge = false`).
-pub fn fallback_bridge(config: &Config, default_route_bridge: Option<BridgeName>) -> BridgeChoice {
+pub fn fallback_bridge(
+    config_file: bool,
+    settings: &Settings,
+    default_route_bridge: Option<BridgeName>,
+) -> BridgeChoice {
     match default_route_bridge {
         Some(name) => BridgeChoice {
             name,
@@ -48,7 +54,7 @@ pub fn fallback_bridge(config: &Config, default_route_bridge: Option<BridgeName>
         },
         None => BridgeChoice {
             name: BridgeName::new(FALLBACK_BRIDGE).expect("valid constant"),
-            create: config.source.is_none() || config.create_bridge,
+            create: !config_file || settings.create_bridge,
             reason: BridgeReason::Fallback,
         },
     }
@@ -71,18 +77,57 @@ pub struct Attach {
     pub undo: LinkChange,
     /// The record after this run, as written into the alias by `change`.
     pub record: Record,
+    /// Routes to add after `change` (routed mode).
+    pub new_routes: Vec<IpAddr>,
 }
 
-pub fn attach(tap: &Link, bridge: &Link, created: bool) -> Result<Attach, PlanError> {
+/// Where a tap should end up.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// `None` in routed mode.
+    pub bridge: Option<&'a Link>,
+    /// The MTU to set, if any.
+    pub mtu: Option<u32>,
+    /// Give the tap a `fe:` host-side address.
+    pub fe_mac: bool,
+    /// Host routes this run will add (routed mode), recorded up front so that
+    /// an interrupted run is still undone completely.
+    pub routes: &'a [IpAddr],
+    /// Proxy ARP/NDP families this run switches on (they were off).
+    pub proxy: Vec<crate::sysctl::Family>,
+}
+
+impl<'a> Target<'a> {
+    pub fn bridged(bridge: &'a Link) -> Target<'a> {
+        Target {
+            bridge: Some(bridge),
+            mtu: Some(bridge.mtu),
+            fe_mac: true,
+            routes: &[],
+            proxy: Vec::new(),
+        }
+    }
+}
+
+pub fn attach(tap: &Link, target: &Target<'_>, created: bool) -> Result<Attach, PlanError> {
     let rec_err = |source| PlanError::Record {
         tap: tap.name.clone(),
         source,
     };
-    if let Some(master) = tap.master.filter(|m| *m != bridge.index) {
-        return Err(PlanError::AttachedElsewhere {
-            tap: tap.name.clone(),
-            master,
-        });
+    match (tap.master, target.bridge) {
+        (Some(m), Some(b)) if m != b.index => {
+            return Err(PlanError::AttachedElsewhere {
+                tap: tap.name.clone(),
+                master: m,
+            })
+        }
+        (Some(m), None) => {
+            return Err(PlanError::AttachedElsewhere {
+                tap: tap.name.clone(),
+                master: m,
+            })
+        }
+        _ => {}
     }
     let existing = Record::parse(&tap.name, tap.alias.as_deref()).map_err(rec_err)?;
     let mut record = existing.clone().unwrap_or_else(|| Record {
@@ -96,14 +141,18 @@ pub fn attach(tap: &Link, bridge: &Link, created: bool) -> Result<Attach, PlanEr
 
     let mut change = LinkChange::default();
     let mut undo = LinkChange::default();
-    if tap.mtu != bridge.mtu {
-        change.mtu = Some(bridge.mtu);
+    if let Some(mtu) = target.mtu.filter(|m| *m != tap.mtu) {
+        change.mtu = Some(mtu);
         undo.mtu = Some(tap.mtu);
         if keep_old && record.old_mtu.is_none() {
             record.old_mtu = Some(tap.mtu);
         }
     }
-    if let Some(host) = tap.mac.and_then(|m| m.host_side()) {
+    if let Some(host) = tap
+        .mac
+        .and_then(|m| m.host_side())
+        .filter(|_| target.fe_mac)
+    {
         change.mac = Some(host);
         undo.mac = tap.mac;
         if keep_old && record.old_mac.is_none() {
@@ -115,12 +164,21 @@ pub fn attach(tap: &Link, bridge: &Link, created: bool) -> Result<Attach, PlanEr
         undo.up = Some(false);
         record.brought_up |= keep_old;
     }
-    if tap.master.is_none() {
+    if let (None, Some(bridge)) = (tap.master, target.bridge) {
         change.master = Some(bridge.index);
         undo.master = Some(0);
         record.attached = Some(bridge.name.clone());
     }
-    if !change.is_empty() {
+    let new_routes: Vec<IpAddr> = target
+        .routes
+        .iter()
+        .filter(|a| !record.routes.contains(a))
+        .copied()
+        .collect();
+    record.routes.extend(&new_routes);
+    record.proxy_arp |= target.proxy.contains(&crate::sysctl::Family::V4);
+    record.proxy_ndp |= target.proxy.contains(&crate::sysctl::Family::V6);
+    if !change.is_empty() || !new_routes.is_empty() {
         let alias = record.encode(&tap.name).map_err(rec_err)?;
         if tap.alias.as_deref() != Some(alias.as_str()) {
             change.alias = Some(alias);
@@ -131,6 +189,7 @@ pub fn attach(tap: &Link, bridge: &Link, created: bool) -> Result<Attach, PlanEr
         change,
         undo,
         record,
+        new_routes,
     })
 }
 
@@ -147,6 +206,10 @@ pub enum Detach {
     Restore {
         detach: LinkChange,
         restore: LinkChange,
+        /// Host routes ifup added (routed mode), to delete first.
+        routes: Vec<IpAddr>,
+        /// Proxy ARP/NDP that ifup switched on, to switch off.
+        proxy_off: Vec<crate::sysctl::Family>,
     },
 }
 
@@ -182,14 +245,25 @@ pub fn detach(tap: &Link, master_name: Option<&str>) -> Result<Detach, PlanError
     if let Some(mac) = record.old_mac.filter(|m| Some(*m) != tap.mac) {
         restore.mac = Some(mac);
     }
-    Ok(Detach::Restore { detach, restore })
+    let mut proxy_off = Vec::new();
+    if record.proxy_arp {
+        proxy_off.push(crate::sysctl::Family::V4);
+    }
+    if record.proxy_ndp {
+        proxy_off.push(crate::sysctl::Family::V6);
+    }
+    Ok(Detach::Restore {
+        detach,
+        restore,
+        routes: record.routes.clone(),
+        proxy_off,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::netlink::{LinkKind, TunInfo};
-    use std::path::PathBuf;
 
     fn tap(name: &str) -> Link {
         Link {
@@ -204,6 +278,7 @@ mod tests {
             master: None,
             up: false,
             alias: None,
+            vlan_filtering: None,
         }
     }
 
@@ -217,6 +292,7 @@ mod tests {
             master: None,
             up: true,
             alias: None,
+            vlan_filtering: Some(false),
         }
     }
 
@@ -242,34 +318,61 @@ mod tests {
 
     #[test]
     fn bridge_choice() {
-        let none = Config::default();
-        let file = Config {
-            source: Some(PathBuf::from("/etc/kvmnet/kvmnet.toml")),
-            ..Config::default()
-        };
-        let named = Config {
+        let none = Settings::default();
+        let named = Settings {
             bridge: Some(BridgeName::new("br-lab").unwrap()),
-            ..file.clone()
+            ..Settings::default()
         };
         assert_eq!(configured_bridge(&none), None);
         assert_eq!(configured_bridge(&named).unwrap().name.as_str(), "br-lab");
         assert!(!configured_bridge(&named).unwrap().create);
         let br = BridgeName::new("br-uplink").unwrap();
-        let c = fallback_bridge(&none, Some(br.clone()));
+        let c = fallback_bridge(false, &none, Some(br.clone()));
         assert_eq!(
             (c.name, c.create, c.reason),
             (br, false, BridgeReason::DefaultRoute)
         );
-        let c = fallback_bridge(&none, None);
+        let c = fallback_bridge(false, &none, None);
         assert_eq!((c.name.as_str(), c.create), ("br0", true));
         // a config file that leaves out the bridge keeps create_bridge = false
-        assert!(!fallback_bridge(&file, None).create);
+        assert!(!fallback_bridge(true, &none, None).create);
+    }
+
+    #[test]
+    fn routed_target_records_routes_and_sets_no_master() {
+        let t = tap("rt0");
+        let addrs: Vec<IpAddr> = vec![
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+        ];
+        let target = Target {
+            bridge: None,
+            mtu: None,
+            fe_mac: true,
+            routes: &addrs,
+            proxy: vec![crate::sysctl::Family::V4, crate::sysctl::Family::V6],
+        };
+        let a = attach(&t, &target, false).unwrap();
+        assert_eq!(a.change.master, None);
+        assert_eq!(a.new_routes, addrs);
+        assert!(a
+            .change
+            .alias
+            .as_deref()
+            .unwrap()
+            .contains("route=192.0.2.10,2001:db8::10 parp pndp"));
+        // re-run: routes already recorded are not added again
+        let again = attach(&applied(t, &a.change), &target, false).unwrap();
+        assert!(
+            again.new_routes.is_empty() && again.change.is_empty(),
+            "{again:?}"
+        );
     }
 
     #[test]
     fn qemu_tap_gets_mtu_mac_up_master_and_record_in_one_change() {
         let t = tap("vm0");
-        let a = attach(&t, &bridge(9000), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(9000)), false).unwrap();
         assert_eq!(a.change.mtu, Some(9000));
         assert_eq!(a.change.mac.unwrap().to_string(), "fe:54:00:01:02:03");
         assert_eq!(a.change.up, Some(true));
@@ -285,8 +388,8 @@ mod tests {
     fn second_run_changes_nothing() {
         let t = tap("vm0");
         let br = bridge(9000);
-        let a = attach(&t, &br, false).unwrap();
-        let b = attach(&applied(t, &a.change), &br, false).unwrap();
+        let a = attach(&t, &Target::bridged(&br), false).unwrap();
+        let b = attach(&applied(t, &a.change), &Target::bridged(&br), false).unwrap();
         assert!(b.change.is_empty(), "{b:?}");
     }
 
@@ -294,7 +397,7 @@ mod tests {
     fn created_tap_records_only_creation() {
         let mut t = tap("vm0");
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
-        let a = attach(&t, &bridge(1500), true).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(1500)), true).unwrap();
         assert_eq!(a.change.mac, None);
         assert_eq!(a.change.mtu, None);
         assert_eq!(
@@ -311,7 +414,7 @@ mod tests {
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
         t.up = true;
         t.master = Some(3);
-        let a = attach(&t, &bridge(1500), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
         assert!(a.change.is_empty(), "{a:?}");
         assert_eq!(detach(&t, Some("br0")).unwrap(), Detach::NotOurs);
     }
@@ -321,7 +424,7 @@ mod tests {
         let mut t = tap("vm0");
         t.master = Some(99);
         assert!(matches!(
-            attach(&t, &bridge(1500), false),
+            attach(&t, &Target::bridged(&bridge(1500)), false),
             Err(PlanError::AttachedElsewhere { master: 99, .. })
         ));
     }
@@ -330,9 +433,12 @@ mod tests {
     fn ifdown_restores_exactly_what_ifup_changed() {
         let mut t = tap("vm0");
         t.alias = Some("customer 42".into());
-        let a = attach(&t, &bridge(9000), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(9000)), false).unwrap();
         let up = applied(t.clone(), &a.change);
-        let Detach::Restore { detach: d, restore } = detach(&up, Some("br0")).unwrap() else {
+        let Detach::Restore {
+            detach: d, restore, ..
+        } = detach(&up, Some("br0")).unwrap()
+        else {
             panic!("expected restore")
         };
         assert_eq!(applied(applied(up, &d), &restore), t);
@@ -341,7 +447,7 @@ mod tests {
     #[test]
     fn ifdown_keeps_a_tap_an_admin_moved_to_another_bridge() {
         let t = tap("vm0");
-        let a = attach(&t, &bridge(1500), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
         let moved = applied(t, &a.change);
         let Detach::Restore { detach: d, .. } = detach(&moved, Some("br-other")).unwrap() else {
             panic!()
@@ -354,12 +460,13 @@ mod tests {
         let mut t = tap("vm0");
         t.master = Some(3);
         t.mac = Some("fe:00:00:00:00:01".parse().unwrap());
-        let a = attach(&t, &bridge(1500), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
         assert_eq!(a.change.up, Some(true));
         assert_eq!(a.change.master, None);
         assert_eq!(a.record.attached, None);
-        let Detach::Restore { detach: d, restore } =
-            detach(&applied(t.clone(), &a.change), Some("br0")).unwrap()
+        let Detach::Restore {
+            detach: d, restore, ..
+        } = detach(&applied(t.clone(), &a.change), Some("br0")).unwrap()
         else {
             panic!()
         };
@@ -373,7 +480,7 @@ mod tests {
         let mut t = tap("vm0");
         t.alias = Some("kvmnet:v1 bogus".into());
         assert!(matches!(
-            attach(&t, &bridge(1500), false),
+            attach(&t, &Target::bridged(&bridge(1500)), false),
             Err(PlanError::Record { .. })
         ));
         assert!(detach(&t, None).is_err());
@@ -383,7 +490,7 @@ mod tests {
     fn mac_without_address_is_left_alone() {
         let mut t = tap("vm0");
         t.mac = None;
-        let a = attach(&t, &bridge(1500), false).unwrap();
+        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
         assert_eq!(a.change.mac, None);
     }
 }

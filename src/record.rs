@@ -15,6 +15,8 @@
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
 
+use std::net::IpAddr;
+
 use crate::mac::Mac;
 
 pub const PREFIX: &str = "kvmnet:v1";
@@ -28,6 +30,11 @@ pub struct Record {
     pub brought_up: bool,
     pub old_mtu: Option<u32>,
     pub old_mac: Option<Mac>,
+    /// Host routes to the guest that ifup added (routed mode).
+    pub routes: Vec<IpAddr>,
+    /// ifup switched proxy ARP / proxy NDP on (routed mode).
+    pub proxy_arp: bool,
+    pub proxy_ndp: bool,
     pub prior_alias: Option<String>,
 }
 
@@ -35,7 +42,7 @@ pub struct Record {
 pub enum RecordError {
     #[error("its kvmnet record (interface alias) is damaged at {at:?}; inspect it with `ip link show {tap}` and clear it with `ip link set {tap} alias \"\"`")]
     Damaged { tap: String, at: String },
-    #[error("it has an alias of {len} bytes, too long to keep beside kvmnet's undo record; shorten or clear it (`ip link set {tap} alias \"\"`)")]
+    #[error("its undo record would exceed the kernel's 255-byte interface alias (its own alias is {len} bytes, or too many routed addresses); shorten or clear the alias (`ip link set {tap} alias \"\"`) or route fewer addresses")]
     AliasTooLong { tap: String, len: usize },
 }
 
@@ -69,6 +76,13 @@ impl Record {
             match word.split_once('=') {
                 None if word == "created" => r.created = true,
                 None if word == "up" => r.brought_up = true,
+                None if word == "parp" => r.proxy_arp = true,
+                None if word == "pndp" => r.proxy_ndp = true,
+                Some(("route", list)) => {
+                    for a in list.split(',') {
+                        r.routes.push(a.parse().map_err(|_| damaged(word))?);
+                    }
+                }
                 Some(("attached", br)) if crate::name::validate(br).is_ok() => {
                     r.attached = Some(br.to_owned())
                 }
@@ -97,6 +111,17 @@ impl Record {
         }
         if let Some(m) = self.old_mac {
             s.push_str(&format!(" mac={m}"));
+        }
+        if !self.routes.is_empty() {
+            let list: Vec<String> = self.routes.iter().map(|a| a.to_string()).collect();
+            s.push_str(" route=");
+            s.push_str(&list.join(","));
+        }
+        if self.proxy_arp {
+            s.push_str(" parp");
+        }
+        if self.proxy_ndp {
+            s.push_str(" pndp");
         }
         if let Some(a) = &self.prior_alias {
             s.push_str(" alias=");
@@ -128,6 +153,12 @@ mod tests {
             brought_up: true,
             old_mtu: Some(1500),
             old_mac: Some("52:54:00:aa:bb:cc".parse().unwrap()),
+            routes: vec![
+                "192.0.2.10".parse().unwrap(),
+                "2001:db8::10".parse().unwrap(),
+            ],
+            proxy_arp: true,
+            proxy_ndp: false,
             prior_alias: Some("web vm = prod".into()),
         }
     }

@@ -1,0 +1,386 @@
+//! Per-tap settings: the config's top-level keys are the defaults, and the
+//! first `[[rule]]` whose `match` glob fits the tap name overrides them.
+//! Pure: this is what `kvmnet explain` prints and what ifup acts on.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::acl::Principal;
+use crate::name::BridgeName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetMode {
+    /// A port of a bridge (the how-to's private and public bridges).
+    #[default]
+    Bridge,
+    /// No bridge: host routes to the guest's addresses via the tap, proxy
+    /// ARP/NDP on it (the how-to's "Routing with iptables").
+    Route,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MtuPolicy {
+    /// The bridge's MTU (in routed mode: leave the tap's as it is).
+    #[default]
+    Bridge,
+    Fixed(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostMac {
+    /// First byte 0xFE, so the tap never becomes the bridge's address.
+    #[default]
+    Fe,
+    Keep,
+}
+
+/// An inclusive VLAN range; a single VLAN is `first == last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl VlanRange {
+    pub fn parse(s: &str) -> Result<VlanRange, String> {
+        let vid = |p: &str| -> Result<u16, String> {
+            let v: u16 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{p:?} is not a VLAN id"))?;
+            check_vid(v)
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (vid(a)?, vid(b)?),
+            None => (vid(s)?, vid(s)?),
+        };
+        if first > last {
+            return Err(format!("{s:?}: the range runs backwards"));
+        }
+        Ok(VlanRange { first, last })
+    }
+}
+
+pub fn check_vid(v: u16) -> Result<u16, String> {
+    if (1..=4094).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("VLAN {v} is outside 1-4094"))
+    }
+}
+
+impl fmt::Display for VlanRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// A shell-style glob over interface names: `*` any run, `?` one character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(p: &str) -> Result<Glob, String> {
+        let ok = !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '?'));
+        if ok {
+            Ok(Glob(p.to_owned()))
+        } else {
+            Err(format!(
+                "{} is not a pattern of interface-name characters, '*' and '?'",
+                crate::name::escape(p)
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+/// Iterative glob matching with single-star backtracking: linear in
+/// practice, no recursion a hostile pattern could blow up.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// One level of settings: the top level, or one `[[rule]]`. `None` means
+/// "not set here".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer {
+    pub bridge: Option<BridgeName>,
+    pub create_bridge: Option<bool>,
+    pub mode: Option<NetMode>,
+    pub mtu: Option<MtuPolicy>,
+    pub host_mac: Option<HostMac>,
+    pub group: Option<Principal>,
+    pub vlan: Option<u16>,
+    pub trunk: Option<Vec<VlanRange>>,
+    pub isolated: Option<bool>,
+    pub learning: Option<bool>,
+    pub flooding: Option<bool>,
+    pub addresses: Option<Vec<IpAddr>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapRule {
+    pub pattern: Glob,
+    /// "/etc/kvmnet/kvmnet.toml line 7"
+    pub location: String,
+    pub layer: Layer,
+}
+
+/// The effective settings for one tap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Which rule matched and why, for `kvmnet explain` and the log.
+    pub rule: Option<String>,
+    pub bridge: Option<BridgeName>,
+    pub create_bridge: bool,
+    pub mode: NetMode,
+    pub mtu: MtuPolicy,
+    pub host_mac: HostMac,
+    pub group: Option<Principal>,
+    pub vlan: Option<u16>,
+    pub trunk: Vec<VlanRange>,
+    pub isolated: Option<bool>,
+    pub learning: Option<bool>,
+    pub flooding: Option<bool>,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Settings {
+    pub fn needs_vlan_filtering(&self) -> bool {
+        self.vlan.is_some() || !self.trunk.is_empty()
+    }
+
+    pub fn has_port_settings(&self) -> bool {
+        self.needs_vlan_filtering()
+            || self.isolated.is_some()
+            || self.learning.is_some()
+            || self.flooding.is_some()
+    }
+}
+
+/// Defaults overridden by the first matching rule.
+pub fn resolve(defaults: &Layer, rules: &[TapRule], tap: &str) -> Settings {
+    let hit = rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.pattern.matches(tap));
+    let empty = Layer::default();
+    let top = hit.map_or(&empty, |(_, r)| &r.layer);
+    macro_rules! pick {
+        ($f:ident) => {
+            top.$f.clone().or_else(|| defaults.$f.clone())
+        };
+    }
+    Settings {
+        rule: hit.map(|(i, r)| {
+            format!(
+                "rule {} (match = \"{}\") at {}",
+                i + 1,
+                r.pattern.as_str(),
+                r.location
+            )
+        }),
+        bridge: pick!(bridge),
+        create_bridge: pick!(create_bridge).unwrap_or(false),
+        mode: pick!(mode).unwrap_or_default(),
+        mtu: pick!(mtu).unwrap_or_default(),
+        host_mac: pick!(host_mac).unwrap_or_default(),
+        group: pick!(group),
+        vlan: pick!(vlan),
+        trunk: pick!(trunk).unwrap_or_default(),
+        isolated: pick!(isolated),
+        learning: pick!(learning),
+        flooding: pick!(flooding),
+        addresses: pick!(addresses).unwrap_or_default(),
+    }
+}
+
+/// Contradictions within what one level sets, and in the effective result
+/// of a rule; `None` when consistent.
+pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static str, String)> {
+    let route_keys = layer.mode == Some(NetMode::Route);
+    if route_keys {
+        for (key, set) in [
+            ("bridge", layer.bridge.is_some()),
+            ("vlan", layer.vlan.is_some()),
+            ("trunk", layer.trunk.is_some()),
+            ("isolated", layer.isolated.is_some()),
+            ("learning", layer.learning.is_some()),
+            ("flooding", layer.flooding.is_some()),
+        ] {
+            if set {
+                return Some((key, "does not apply to mode = \"route\"".into()));
+            }
+        }
+    }
+    if layer.addresses.is_some() && effective.mode != NetMode::Route {
+        return Some(("addresses", "only applies to mode = \"route\"".into()));
+    }
+    if effective.mode == NetMode::Route && effective.addresses.is_empty() {
+        return Some((
+            "addresses",
+            "mode = \"route\" needs the guest's addresses, e.g. addresses = [\"192.0.2.10\"]"
+                .into(),
+        ));
+    }
+    if let Some(pvid) = effective.vlan {
+        if effective
+            .trunk
+            .iter()
+            .any(|r| (r.first..=r.last).contains(&pvid))
+        {
+            return Some((
+                "trunk",
+                format!("VLAN {pvid} is the untagged vlan and cannot also be tagged"),
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let g = |p: &str| Glob::new(p).unwrap();
+        assert!(g("lab-*").matches("lab-1"));
+        assert!(g("lab-*").matches("lab-"));
+        assert!(!g("lab-*").matches("xlab-1"));
+        assert!(g("*").matches("anything"));
+        assert!(g("t?p*").matches("tap0"));
+        assert!(!g("t?p").matches("tp"));
+        assert!(g("*-*-*").matches("a-b-c"));
+        assert!(!g("*-*-*").matches("a-b"));
+        assert!(g("a*b*c").matches("aXbYbZc"));
+        for bad in ["", "a b", "a/b", "[ab]", &"*".repeat(65)] {
+            assert!(Glob::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vlan_ranges() {
+        assert_eq!(
+            VlanRange::parse("20"),
+            Ok(VlanRange {
+                first: 20,
+                last: 20
+            })
+        );
+        assert_eq!(
+            VlanRange::parse("30-39"),
+            Ok(VlanRange {
+                first: 30,
+                last: 39
+            })
+        );
+        for bad in ["0", "4095", "39-30", "x", "1-", "-5"] {
+            assert!(VlanRange::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn rule(p: &str, layer: Layer) -> TapRule {
+        TapRule {
+            pattern: Glob::new(p).unwrap(),
+            location: "cfg line 1".into(),
+            layer,
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_overrides_defaults() {
+        let defaults = Layer {
+            bridge: Some(BridgeName::new("br0").unwrap()),
+            isolated: Some(false),
+            ..Layer::default()
+        };
+        let rules = vec![
+            rule(
+                "lab-*",
+                Layer {
+                    bridge: Some(BridgeName::new("br-lab").unwrap()),
+                    vlan: Some(10),
+                    ..Layer::default()
+                },
+            ),
+            rule(
+                "lab-x*",
+                Layer {
+                    bridge: Some(BridgeName::new("never").unwrap()),
+                    ..Layer::default()
+                },
+            ),
+        ];
+        let s = resolve(&defaults, &rules, "lab-x1");
+        assert_eq!(s.bridge.unwrap().as_str(), "br-lab");
+        assert_eq!(s.vlan, Some(10));
+        assert_eq!(s.isolated, Some(false), "inherited from the top level");
+        assert_eq!(
+            s.rule.as_deref(),
+            Some("rule 1 (match = \"lab-*\") at cfg line 1")
+        );
+        let s = resolve(&defaults, &rules, "web0");
+        assert_eq!((s.bridge.unwrap().as_str(), s.rule), ("br0", None));
+    }
+
+    #[test]
+    fn contradictions() {
+        let route = Layer {
+            mode: Some(NetMode::Route),
+            vlan: Some(5),
+            ..Layer::default()
+        };
+        let eff = resolve(&Layer::default(), &[], "x");
+        assert_eq!(contradiction(&route, &eff).unwrap().0, "vlan");
+        let route = Layer {
+            mode: Some(NetMode::Route),
+            ..Layer::default()
+        };
+        let eff = resolve(&Layer::default(), &[rule("*", route.clone())], "x");
+        assert_eq!(contradiction(&route, &eff).unwrap().0, "addresses");
+        let both = Layer {
+            vlan: Some(20),
+            trunk: Some(vec![VlanRange::parse("10-30").unwrap()]),
+            ..Layer::default()
+        };
+        let eff = resolve(&both, &[], "x");
+        assert_eq!(contradiction(&both, &eff).unwrap().0, "trunk");
+    }
+}
