@@ -559,7 +559,7 @@ addresses = ["192.0.2.10", "2001:db8::10"]
         assert_eq!(lab.isolated, Some(true));
         assert_eq!(
             lab.rule.as_deref(),
-            Some("rule 1 (match = \"lab-*\") at /etc/kvmnet/kvmnet.toml line 2")
+            Some("rule 1 (lab-*) at /etc/kvmnet/kvmnet.toml line 2")
         );
         let rt = c.settings_for("rt-web");
         assert_eq!(rt.mode, NetMode::Route);

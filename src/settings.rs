@@ -209,12 +209,8 @@ pub fn resolve(defaults: &Layer, rules: &[TapRule], tap: &str) -> Settings {
     }
     Settings {
         rule: hit.map(|(i, r)| {
-            format!(
-                "rule {} (match = \"{}\") at {}",
-                i + 1,
-                r.pattern.as_str(),
-                r.location
-            )
+            // no quotes: it is quoted itself in the log line
+            format!("rule {} ({}) at {}", i + 1, r.pattern.as_str(), r.location)
         }),
         bridge: pick!(bridge),
         create_bridge: pick!(create_bridge).unwrap_or(false),
@@ -352,10 +348,7 @@ mod tests {
         assert_eq!(s.bridge.unwrap().as_str(), "br-lab");
         assert_eq!(s.vlan, Some(10));
         assert_eq!(s.isolated, Some(false), "inherited from the top level");
-        assert_eq!(
-            s.rule.as_deref(),
-            Some("rule 1 (match = \"lab-*\") at cfg line 1")
-        );
+        assert_eq!(s.rule.as_deref(), Some("rule 1 (lab-*) at cfg line 1"));
         let s = resolve(&defaults, &rules, "web0");
         assert_eq!((s.bridge.unwrap().as_str(), s.rule), ("br0", None));
     }

@@ -409,3 +409,91 @@ exec nsenter --net=/run/netns/$KVMNET_JAIL_NS setpriv --reuid=$KVMNET_JAIL_UID -
         Run::from(sh(&mut self.command(ns, argv)))
     }
 }
+
+nix::ioctl_write_ptr_bad!(
+    tun_set_iff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+    [u8; 40]
+);
+
+/// Opens the queue of an existing persistent tap in `ns`, as QEMU would:
+/// frames written to it enter the host as if sent by the guest, frames the
+/// host sends to the guest can be read from it. Non-blocking.
+pub fn open_tap(ns: &Netns, tap: &str) -> std::fs::File {
+    let path = format!("/run/netns/{}", ns.name);
+    let tap = tap.to_owned();
+    // setns changes only the calling thread's namespace: do it in a thread of
+    // its own; the descriptor it returns is bound to the device for good.
+    std::thread::spawn(move || {
+        let nsf = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&nsf, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .unwrap();
+        let mut req = [0u8; 40];
+        req[..tap.len()].copy_from_slice(tap.as_bytes());
+        let flags: libc::c_short = 0x0002 | 0x1000; // IFF_TAP | IFF_NO_PI
+        req[16..18].copy_from_slice(&flags.to_ne_bytes());
+        use std::os::fd::AsRawFd;
+        // SAFETY: `req` is a 40-byte, zero-padded struct ifreq with a
+        // NUL-terminated name and the flags at offset 16; `f` is an open
+        // /dev/net/tun descriptor that outlives the call.
+        unsafe { tun_set_iff(f.as_raw_fd(), &req) }
+            .unwrap_or_else(|e| panic!("attaching to tap {tap}: {e}"));
+        f
+    })
+    .join()
+    .unwrap()
+}
+
+/// Frames read from a tap within `wait`.
+pub fn read_frames(tap: &mut std::fs::File, wait: std::time::Duration) -> Vec<Vec<u8>> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + wait;
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while std::time::Instant::now() < deadline {
+        match tap.read(&mut buf) {
+            Ok(n) => frames.push(buf[..n].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("reading tap: {e}"),
+        }
+    }
+    frames
+}
+
+/// An Ethernet broadcast frame with a marker payload (an unused ethertype,
+/// so the host's stack ignores it and only the bridge forwards it).
+pub fn broadcast_frame(src: [u8; 6], marker: &[u8]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    f.extend_from_slice(marker);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// Whether any frame contains `marker`.
+pub fn seen(frames: &[Vec<u8>], marker: &[u8]) -> bool {
+    frames
+        .iter()
+        .any(|f| f.windows(marker.len()).any(|w| w == marker))
+}
+
+/// Runs `f` on a thread that entered `ns` (setns affects only that thread).
+pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let nsf = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&nsf, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
