@@ -7,7 +7,9 @@
 
 pub mod access;
 pub mod acl;
+pub mod admin;
 pub mod caller;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod hardening;

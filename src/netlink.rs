@@ -94,6 +94,8 @@ pub struct Link {
     pub mac: Option<Mac>,
     pub master: Option<u32>,
     pub up: bool,
+    /// Carrier: for a tap, someone (QEMU) has its queue open.
+    pub carrier: bool,
     pub alias: Option<String>,
     /// Bridges only: `None` when the kernel does not report it (built
     /// without CONFIG_BRIDGE_VLAN_FILTERING).
@@ -123,6 +125,7 @@ impl Link {
             mac: None,
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
+            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
             alias: None,
             vlan_filtering: None,
         };
@@ -187,6 +190,14 @@ fn parse_tun(nlas: &[InfoTun], out: &mut TunInfo) {
             _ => {}
         }
     }
+}
+
+/// One VLAN of a bridge port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortVlan {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
 }
 
 /// One RTM_SETLINK: every field that is `Some` is changed, all in one request so
@@ -469,6 +480,55 @@ impl Netlink {
             Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
             r => r,
         }
+    }
+
+    /// Every link: a dump, for the admin command only (never on the ifup path,
+    /// whose cost must not grow with the number of interfaces).
+    pub fn all_links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let req = self.handle.link().get();
+        let msgs: Vec<LinkMessage> = self.run(
+            || "listing interfaces".to_owned(),
+            req.execute().try_collect(),
+        )?;
+        Ok(msgs.into_iter().map(Link::from_message).collect())
+    }
+
+    /// VLANs of every bridge port, by port index: (vid, pvid, untagged). A
+    /// dump, for the admin command only.
+    pub fn port_vlans(
+        &self,
+    ) -> Result<std::collections::HashMap<u32, Vec<PortVlan>>, NetlinkError> {
+        use rtnetlink::packet_route::link::{AfSpecBridge, LinkExtentMask};
+        let req = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan]);
+        let msgs: Vec<LinkMessage> = self.run(
+            || "listing bridge port VLANs".to_owned(),
+            req.execute().try_collect(),
+        )?;
+        let mut out = std::collections::HashMap::new();
+        for m in msgs {
+            let index = m.header.index;
+            for a in m.attributes {
+                if let LinkAttribute::AfSpecBridge(specs) = a {
+                    let vlans: Vec<PortVlan> = specs
+                        .iter()
+                        .filter_map(|s| match s {
+                            AfSpecBridge::VlanInfo(v) => Some(PortVlan {
+                                vid: v.vid,
+                                pvid: v.flags.contains(BridgeVlanInfoFlags::Pvid),
+                                untagged: v.flags.contains(BridgeVlanInfoFlags::Untagged),
+                            }),
+                            _ => None,
+                        })
+                        .collect();
+                    out.insert(index, vlans);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Output interfaces of the IPv4 default routes in the main table, in the

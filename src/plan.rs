@@ -277,6 +277,7 @@ mod tests {
             mac: Some("52:54:00:01:02:03".parse().unwrap()),
             master: None,
             up: false,
+            carrier: false,
             alias: None,
             vlan_filtering: None,
         }
@@ -291,6 +292,7 @@ mod tests {
             mac: Some("02:00:00:00:00:01".parse().unwrap()),
             master: None,
             up: true,
+            carrier: true,
             alias: None,
             vlan_filtering: Some(false),
         }

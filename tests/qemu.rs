@@ -3,17 +3,25 @@
 //! guest is QEMU's own iPXE firmware (no OS): it asks for a DHCP lease, which can
 //! only arrive if kvmnet-ifup really put the tap on the bridge.
 //!
-//! Needs root, qemu-system-x86_64 with the iPXE ROMs, and dnsmasq. Missing any
-//! of them is a failure, never a skip. No KVM needed (TCG).
+//! QEMU's privilege drop: QEMU runs `script=` with its starting credentials
+//! but `downscript=` after `-runas`, so kvmnet-ifdown then runs as a user
+//! without privilege who may not own the tap. The `runas_*` tests start QEMU
+//! as root with `-runas 4242:4242` (numeric uid:gid, which QEMU 7.2 accepts
+//! without a passwd entry: no user is added anywhere) and check both kinds of
+//! tap: QEMU's own non-persistent one, and a persistent one made beforehand.
+//!
+//! Needs root, qemu-system-x86_64 with the iPXE ROMs, dnsmasq and setcap.
+//! Missing any of them is a failure, never a skip. No KVM needed (TCG).
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Netns, TempDir, IFDOWN, IFUP};
+use common::{privileged_copy, Grant, LinkState, Netns, TempDir, IFDOWN, IFUP};
 
 const INSTALL_HINT: &str = "install them: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base \
                             (this test never skips)";
@@ -105,7 +113,7 @@ impl Drop for Procs {
 }
 
 /// A namespace with bridge br0 (fixed MAC, MTU 9000, 10.77.0.1/24, one veth
-/// port) and dnsmasq serving DHCP on br0 only.
+/// port) and, with [`Lab::new`], dnsmasq serving DHCP on br0 only.
 ///
 /// Field order is drop order: processes die first, then the files go, then
 /// the namespace.
@@ -114,15 +122,52 @@ struct Lab {
     dir: TempDir,
     ns: Netns,
     qemu: PathBuf,
-    dnsmasq_pid: u32,
+    dnsmasq_pid: Option<u32>,
     veth: &'static str,
 }
 
+/// How QEMU is started: its tap, scripts and credentials.
+struct QemuNet<'a> {
+    tap: &'a str,
+    mac: &'a str,
+    /// Passed as KVMNET_CONFIG, which kvmnet honours only from real root, so
+    /// only `script=` (run before QEMU drops privileges) reads it.
+    config: &'a Path,
+    script: &'a Path,
+    downscript: &'a Path,
+    /// `-runas` (QEMU 7.2 spelling: a user name, or numeric `uid:gid`).
+    runas: Option<&'a str>,
+}
+
+impl<'a> QemuNet<'a> {
+    /// The plain test binaries as script=/downscript=, QEMU stays root.
+    fn new(tap: &'a str, mac: &'a str, config: &'a Path) -> QemuNet<'a> {
+        QemuNet {
+            tap,
+            mac,
+            config,
+            script: Path::new(IFUP),
+            downscript: Path::new(IFDOWN),
+            runas: None,
+        }
+    }
+}
+
 impl Lab {
+    /// Bridge and dnsmasq.
     fn new() -> Lab {
+        Lab::setup(true)
+    }
+
+    /// Bridge only, for tests that need no guest traffic.
+    fn without_dhcp() -> Lab {
+        Lab::setup(false)
+    }
+
+    fn setup(dhcp: bool) -> Lab {
         common::require_root();
         let qemu = find_program("qemu-system-x86_64");
-        let dnsmasq = find_program("dnsmasq");
+        let dnsmasq = dhcp.then(|| find_program("dnsmasq"));
         let ns = Netns::new();
         let dir = TempDir::new();
         let veth = "vport0";
@@ -135,10 +180,24 @@ impl Lab {
              link set {BRIDGE} up\n\
              addr add 10.77.0.1/24 dev {BRIDGE}\n"
         ));
+        let mut lab = Lab {
+            procs: Procs::default(),
+            dir,
+            ns,
+            qemu,
+            dnsmasq_pid: None,
+            veth,
+        };
+        if let Some(dnsmasq) = dnsmasq {
+            lab.start_dnsmasq(&dnsmasq);
+        }
+        lab
+    }
 
-        let d = dir.path();
-        let mut procs = Procs::default();
-        let child = ns
+    fn start_dnsmasq(&mut self, dnsmasq: &Path) {
+        let d = self.dir.path();
+        let child = self
+            .ns
             .cmd(dnsmasq.to_str().unwrap())
             .args([
                 "--keep-in-foreground",  // unlike --no-daemon, writes the pid file
@@ -161,44 +220,40 @@ impl Lab {
             .stderr(File::create(d.join("dnsmasq.err")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
-        let dnsmasq_pid = procs.add("dnsmasq", child);
-        let mut lab = Lab {
-            procs,
-            dir,
-            ns,
-            qemu,
-            dnsmasq_pid,
-            veth,
-        };
+        self.dnsmasq_pid = Some(self.procs.add("dnsmasq", child));
         let ready = poll(Duration::from_secs(10), || {
-            if let Some(st) = lab.procs.get("dnsmasq").try_wait().unwrap() {
+            if let Some(st) = self.procs.get("dnsmasq").try_wait().unwrap() {
                 panic!(
                     "dnsmasq exited at start ({st}): {}{}",
-                    file(&lab.dir, "dnsmasq.err"),
-                    file(&lab.dir, "dnsmasq.log")
+                    file(&self.dir, "dnsmasq.err"),
+                    file(&self.dir, "dnsmasq.log")
                 );
             }
-            let bound = file(&lab.dir, "dnsmasq.log")
+            let bound = file(&self.dir, "dnsmasq.log")
                 .contains("sockets bound exclusively to interface br0");
-            (bound && !file(&lab.dir, "dnsmasq.pid").is_empty()).then_some(())
+            (bound && !file(&self.dir, "dnsmasq.pid").is_empty()).then_some(())
         });
         assert!(
             ready.is_some(),
             "dnsmasq not ready after 10 s: {}",
-            lab.file("dnsmasq.log")
+            self.file("dnsmasq.log")
         );
-        lab
     }
 
     fn file(&self, name: &str) -> String {
         file(&self.dir, name)
     }
 
-    /// Starts QEMU in the namespace with kvmnet as script=/downscript= and the
-    /// given kvmnet config. Its stderr goes to `qemu.err`.
-    fn start_qemu(&mut self, tap: &str, mac: &str, config: &Path) -> Instant {
-        let netdev = format!("tap,id=n0,ifname={tap},script={IFUP},downscript={IFDOWN}");
-        let device = format!("virtio-net-pci,netdev=n0,mac={mac}");
+    /// Starts QEMU in the namespace as root, with `net`'s tap and scripts.
+    /// Its stderr goes to `qemu.err`.
+    fn start_qemu(&mut self, net: &QemuNet) -> Instant {
+        let netdev = format!(
+            "tap,id=n0,ifname={},script={},downscript={}",
+            net.tap,
+            net.script.display(),
+            net.downscript.display()
+        );
+        let device = format!("virtio-net-pci,netdev=n0,mac={}", net.mac);
         let err = File::create(self.dir.path().join("qemu.err")).unwrap();
         let mut cmd = self.ns.cmd(self.qemu.to_str().unwrap());
         cmd.args([
@@ -215,11 +270,14 @@ impl Lab {
         .args(["-netdev", &netdev, "-device", &device])
         // QEMU hands its environment to script=; SUDO_UID would make kvmnet
         // ignore KVMNET_CONFIG (it trusts the environment only from real root).
-        .env("KVMNET_CONFIG", config)
+        .env("KVMNET_CONFIG", net.config)
         .env_remove("SUDO_UID")
         .env_remove("SUDO_GID")
         .stdout(Stdio::null())
         .stderr(err);
+        if let Some(runas) = net.runas {
+            cmd.args(["-runas", runas]);
+        }
         let start = Instant::now();
         let child = cmd
             .spawn()
@@ -232,15 +290,83 @@ impl Lab {
         self.file("qemu.err")
     }
 
+    /// QEMU's pid, once `ip netns exec` has exec'd it in place (10 s at most).
+    fn qemu_pid(&mut self) -> u32 {
+        let pid = self.procs.get("qemu").id();
+        let comm = || read(Path::new(&format!("/proc/{pid}/comm")));
+        let is_qemu = poll(Duration::from_secs(10), || {
+            comm().starts_with("qemu-system").then_some(())
+        });
+        assert!(
+            is_qemu.is_some(),
+            "pid {pid} is {:?}, not QEMU; stderr:\n{}",
+            comm(),
+            self.qemu_stderr()
+        );
+        pid
+    }
+
+    /// Waits (30 s at most) until QEMU has dropped privileges to `uid`:`gid`
+    /// (which it does after setting up its netdevs, so script= has run), and
+    /// returns its /proc/PID/status at that moment.
+    fn wait_for_runas(&mut self, uid: u32, gid: u32) -> HashMap<String, String> {
+        let pid = self.qemu_pid();
+        let want_uid = vec![uid.to_string(); 4].join(" ");
+        let want_gid = vec![gid.to_string(); 4].join(" ");
+        let status = poll(Duration::from_secs(30), || {
+            if let Some(st) = self.procs.get("qemu").try_wait().unwrap() {
+                panic!(
+                    "QEMU exited before dropping privileges ({st}); stderr:\n{}\n\
+                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
+                    self.qemu_stderr()
+                );
+            }
+            let s = proc_status(pid);
+            (s.get("Uid") == Some(&want_uid) && s.get("Gid") == Some(&want_gid)).then_some(s)
+        });
+        status.unwrap_or_else(|| {
+            panic!(
+                "QEMU did not switch to {uid}:{gid} within 30 s: {:?}\nstderr:\n{}",
+                proc_status(pid),
+                self.qemu_stderr()
+            )
+        })
+    }
+
+    /// Waits until dnsmasq acknowledged a lease for the guest `mac` (on
+    /// `tap`), which proves the tap forwards on br0; returns the IP.
+    fn wait_for_lease(&mut self, tap: &str, mac: &str) -> String {
+        let ip = poll(LEASE_TIMEOUT, || {
+            if let Some(st) = self.procs.get("qemu").try_wait().unwrap() {
+                panic!(
+                    "QEMU exited before the guest got a lease ({st}); stderr:\n{}\n\
+                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
+                    file(&self.dir, "qemu.err")
+                );
+            }
+            acked_ip(&file(&self.dir, "dnsmasq.log"), mac)
+        });
+        let Some(ip) = ip else {
+            panic!(
+                "no DHCPACK for {mac} within {LEASE_TIMEOUT:?}\nbr0 ports: {:?}\ntap: {:?}\n\
+                 dnsmasq log:\n{}\nQEMU stderr:\n{}",
+                self.ns.ports(BRIDGE),
+                self.ns.link(tap),
+                self.file("dnsmasq.log"),
+                self.qemu_stderr()
+            )
+        };
+        assert!(
+            self.file("leases").contains(&format!("{mac} {ip} ")),
+            "lease file lacks {mac} {ip}: {}",
+            self.file("leases")
+        );
+        ip
+    }
+
     /// SIGTERM makes QEMU exit cleanly, which runs downscript=.
     fn stop_qemu(&mut self) -> ExitStatus {
-        let pid = self.procs.get("qemu").id();
-        // `ip netns exec` execs QEMU in place, so the child pid is QEMU's.
-        let comm = read(Path::new(&format!("/proc/{pid}/comm")));
-        assert!(
-            comm.starts_with("qemu-system"),
-            "pid {pid} is {comm:?}, not QEMU"
-        );
+        let pid = self.qemu_pid();
         common::ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
         self.procs
             .wait("qemu", Duration::from_secs(30))
@@ -259,8 +385,27 @@ impl Lab {
         v.sort();
         v
     }
+
+    /// What may still run in the namespace after QEMU is gone.
+    fn expected_pids(&self) -> Vec<u32> {
+        self.dnsmasq_pid.into_iter().collect()
+    }
 }
 
+/// /proc/PID/status as key -> value, whitespace-normalised ("Uid" ->
+/// "4242 4242 4242 4242"); empty when the process is gone.
+fn proc_status(pid: u32) -> HashMap<String, String> {
+    read(Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((
+                k.to_owned(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect()
+}
 /// The IP dnsmasq acknowledged for `mac`, from its log line
 /// "... DHCPACK(br0) 10.77.0.158 52:54:00:12:34:56 ...".
 fn acked_ip(log: &str, mac: &str) -> Option<String> {
@@ -290,33 +435,9 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
     assert_eq!(link_field(&br_before, "address"), BRIDGE_MAC);
     assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()]);
 
-    let start = lab.start_qemu(tap, mac, &config);
-    let ip = poll(LEASE_TIMEOUT, || {
-        if let Some(st) = lab.procs.get("qemu").try_wait().unwrap() {
-            panic!(
-                "QEMU exited before the guest got a lease ({st}); stderr:\n{}\n\
-                 (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
-                file(&lab.dir, "qemu.err")
-            );
-        }
-        acked_ip(&file(&lab.dir, "dnsmasq.log"), mac)
-    });
+    let start = lab.start_qemu(&QemuNet::new(tap, mac, &config));
+    let ip = lab.wait_for_lease(tap, mac);
     let lease_time = start.elapsed();
-    let Some(ip) = ip else {
-        panic!(
-            "no DHCPACK for {mac} within {LEASE_TIMEOUT:?}\nbr0 ports: {:?}\ntap: {:?}\n\
-             dnsmasq log:\n{}\nQEMU stderr:\n{}",
-            lab.ns.ports(BRIDGE),
-            lab.ns.link(tap),
-            lab.file("dnsmasq.log"),
-            lab.qemu_stderr()
-        )
-    };
-    assert!(
-        lab.file("leases").contains(&format!("{mac} {ip} ")),
-        "lease file lacks {mac} {ip}: {}",
-        lab.file("leases")
-    );
 
     // While QEMU runs: the tap is a port of br0, looks like a bridge port
     // should, and br0 kept its identity.
@@ -384,7 +505,7 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
     );
     assert_eq!(
         lab.pids(),
-        vec![lab.dnsmasq_pid],
+        lab.expected_pids(),
         "only dnsmasq may be left running"
     );
     eprintln!(
@@ -403,7 +524,7 @@ fn qemu_refuses_to_start_when_the_configured_bridge_is_missing() {
     let links_before = lab.ns.all_links();
     let br_before = lab.ns.state(BRIDGE);
 
-    let start = lab.start_qemu(tap, mac, &config);
+    let start = lab.start_qemu(&QemuNet::new(tap, mac, &config));
     let status = lab
         .procs
         .wait("qemu", Duration::from_secs(30))
@@ -443,12 +564,300 @@ fn qemu_refuses_to_start_when_the_configured_bridge_is_missing() {
     assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()]);
     assert_eq!(
         lab.pids(),
-        vec![lab.dnsmasq_pid],
+        lab.expected_pids(),
         "only dnsmasq may be left running"
     );
     eprintln!(
         "qemu e2e: with a missing bridge QEMU failed ({status}) after {:.2} s: {}",
         took.as_secs_f64(),
         ours[0]
+    );
+}
+
+/// QEMU's `-runas` target in the tests below: numeric, with no passwd entry
+/// (QEMU 7.2 accepts `uid:gid` when no user has that name).
+const RUNAS_UID: u32 = 4242;
+const RUNAS_GID: u32 = 4242;
+const RUNAS: &str = "4242:4242";
+/// A tap owner that is not the `-runas` user.
+const OTHER_UID: u32 = 1000;
+/// <linux/if_tun.h>
+const IFF_TAP: u32 = 0x0002;
+const IFF_PERSIST: u32 = 0x0800;
+
+/// QEMU after `-runas 4242:4242`: that uid and gid, no supplementary group
+/// but 4242, and no capability left.
+///
+/// QEMU 7.2's -runas is setgid + setgroups + setuid and nothing more: it sets
+/// no_new_privs (and installs seccomp) only with `-sandbox on`. That is why a
+/// `setcap cap_net_admin+ep` downscript gets CAP_NET_ADMIN at exec although
+/// QEMU itself has no capability; with no_new_privs set the file capability
+/// would be ignored and ifdown would fail like a plain copy ("no privilege").
+/// Asserted here so that a QEMU that changes this fails with this reason.
+fn assert_dropped(status: &HashMap<String, String>) {
+    let get = |k: &str| status.get(k).map(String::as_str).unwrap_or("?");
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(get(cap), "0000000000000000", "QEMU's {cap}: {status:?}");
+    }
+    assert_eq!(get("Groups"), RUNAS_GID.to_string(), "{status:?}");
+    assert_eq!(
+        get("NoNewPrivs"),
+        "0",
+        "no_new_privs after -runas: {status:?}"
+    );
+    assert_eq!(get("Seccomp"), "0", "seccomp after -runas: {status:?}");
+}
+
+/// The lines of `text` that start with `prefix`.
+fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// The tun part of a link: (persistent, owner uid). From sysfs, which gives
+/// the owner as a number (`ip -j` prints a user name when there is one).
+fn tun_info(ns: &Netns, tap: &str) -> (bool, Option<u32>) {
+    let flags = ns.sys(&format!("/sys/class/net/{tap}/tun_flags"));
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("{tap} tun_flags {flags:?}: {e}"));
+    assert_eq!(flags & IFF_TAP, IFF_TAP, "{tap} is not a tap: {flags:#x}");
+    let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
+    (flags & IFF_PERSIST != 0, owner.parse().ok())
+}
+
+/// What kvmnet-ifup must have done to a tap that existed before it ran.
+#[track_caller]
+fn assert_attached_by_kvmnet(ns: &Netns, tap: &str, before: &LinkState, during: &LinkState) {
+    assert_eq!(during.master.as_deref(), Some(BRIDGE), "{tap}: {during:?}");
+    assert!(during.up, "{tap} not up: {during:?}");
+    assert_eq!(during.mtu, MTU, "{tap}: {during:?}");
+    assert!(during.mac.starts_with("fe:"), "{tap}: {during:?}");
+    let record = during.alias.as_deref().unwrap_or("");
+    assert!(
+        record.starts_with("kvmnet:v1 ") && !record.contains("created"),
+        "{tap}: expected kvmnet's record of an existing tap, got {record:?}"
+    );
+    if let Some(old) = &before.alias {
+        assert!(record.ends_with(&format!(" alias={old}")), "{record:?}");
+    }
+    let mut ports = ns.ports(BRIDGE);
+    ports.sort();
+    assert!(ports.contains(&tap.to_owned()), "br0 ports: {ports:?}");
+}
+
+/// A persistent tap as an admin would make it for QEMU: owned by `owner`,
+/// MTU 1400 (so that restoring it is visible) and an alias of its own.
+fn persistent_tap(ns: &Netns, tap: &str, owner: u32) -> LinkState {
+    ns.ip(&format!("tuntap add {tap} mode tap user {owner}"));
+    ns.ip(&format!("link set {tap} mtu 1400 alias customer-42"));
+    assert_eq!(tun_info(ns, tap), (true, Some(owner)));
+    let s = ns.state(tap).unwrap();
+    assert_eq!(
+        (s.mtu, s.up, s.master.as_deref(), s.alias.as_deref()),
+        (1400, false, None, Some("customer-42"))
+    );
+    s
+}
+
+/// QEMU's own tap (created by QEMU as root, not persistent): the downscript
+/// runs as 4242 without any capability, may not change it, and must succeed
+/// without touching it; the kernel removes the tap and its bridge port when
+/// QEMU closes it right after.
+#[test]
+fn runas_ifdown_leaves_qemus_own_tap_to_qemu_and_says_why() {
+    // The point of the numeric spelling: QEMU needs no user database entry,
+    // and this test adds none.
+    let uid = nix::unistd::Uid::from_raw(RUNAS_UID);
+    assert!(
+        matches!(nix::unistd::User::from_uid(uid), Ok(None)),
+        "uid {RUNAS_UID} must have no passwd entry for this test"
+    );
+    let mut lab = Lab::new();
+    let tap = "vmr0";
+    let mac = "52:54:00:4b:4e:03";
+    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
+    let links_before = lab.ns.all_links();
+
+    let start = lab.start_qemu(&QemuNet {
+        runas: Some(RUNAS),
+        ..QemuNet::new(tap, mac, &config)
+    });
+    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
+    let drop_time = start.elapsed();
+    assert_dropped(&status);
+
+    // script= ran as root, before the drop: the tap is on br0.
+    assert_eq!(tun_info(&lab.ns, tap), (false, None), "QEMU's own tap");
+    let mut ports = lab.ns.ports(BRIDGE);
+    ports.sort();
+    let mut want = vec![tap.to_owned(), lab.veth.to_owned()];
+    want.sort();
+    assert_eq!(ports, want, "br0 ports while QEMU runs");
+    let during = lab.ns.state(tap).unwrap();
+    assert!(during.up && during.mtu == MTU, "{during:?}");
+    let record = during.alias.clone().unwrap_or_default();
+    assert!(record.starts_with("kvmnet:v1 "), "record: {record:?}");
+    // ... and the guest, running as 4242, gets its lease through it.
+    let ip = lab.wait_for_lease(tap, mac);
+    let lease_time = start.elapsed();
+
+    let stop = Instant::now();
+    let exit = lab.stop_qemu();
+    let stop_time = stop.elapsed();
+    let stderr = lab.qemu_stderr();
+    assert!(exit.success(), "QEMU exit after SIGTERM: {exit}\n{stderr}");
+    assert!(
+        !stderr.contains("failed with status"),
+        "downscript failed:\n{stderr}"
+    );
+    // No /dev/log here, so the success line is on stderr (QEMU's).
+    let ifdown = lines_with(&stderr, "kvmnet-ifdown:");
+    assert_eq!(ifdown.len(), 1, "one kvmnet-ifdown line:\n{stderr}");
+    for want in [
+        format!("tap={tap} "),
+        format!("user={RUNAS_UID} "),
+        "result=untouched".to_owned(),
+        "not persistent".to_owned(),
+    ] {
+        assert!(ifdown[0].contains(&want), "{want:?} in {:?}", ifdown[0]);
+    }
+
+    let gone = poll(Duration::from_secs(5), || {
+        (!lab.ns.exists(tap)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "tap {tap} still exists after QEMU exit: {:?}",
+        lab.ns.link(tap)
+    );
+    assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()]);
+    assert_eq!(lab.ns.all_links(), links_before, "links after QEMU exit");
+    assert_eq!(lab.pids(), lab.expected_pids(), "left running");
+    eprintln!(
+        "qemu -runas: dropped to {RUNAS} {:.2} s after start, lease {ip} after {:.1} s, \
+         exit {:.2} s after SIGTERM: {}",
+        drop_time.as_secs_f64(),
+        lease_time.as_secs_f64(),
+        stop_time.as_secs_f64(),
+        ifdown[0]
+    );
+}
+
+/// A persistent tap owned by the `-runas` user, downscript a copy of
+/// kvmnet-ifdown with `cap_net_admin+ep`: ifdown as 4242 owns the tap and has
+/// the capability, so it undoes ifup's changes; the tap stays (kvmnet did not
+/// create it), as it was before.
+#[test]
+fn runas_ifdown_with_the_capability_restores_its_users_persistent_tap() {
+    let mut lab = Lab::without_dhcp();
+    let tap = "vmr1";
+    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
+    let before = persistent_tap(&lab.ns, tap, RUNAS_UID);
+    let links_before = lab.ns.all_links();
+    let ifdown = privileged_copy(lab.dir.path(), IFDOWN, Grant::FileCap);
+
+    let start = lab.start_qemu(&QemuNet {
+        runas: Some(RUNAS),
+        downscript: &ifdown,
+        ..QemuNet::new(tap, "52:54:00:4b:4e:04", &config)
+    });
+    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
+    let drop_time = start.elapsed();
+    assert_dropped(&status);
+    let during = lab.ns.state(tap).unwrap();
+    assert_attached_by_kvmnet(&lab.ns, tap, &before, &during);
+
+    let exit = lab.stop_qemu();
+    let stderr = lab.qemu_stderr();
+    assert!(exit.success(), "QEMU exit after SIGTERM: {exit}\n{stderr}");
+    assert!(!stderr.contains("failed"), "downscript failed:\n{stderr}");
+    let lines = lines_with(&stderr, "kvmnet-ifdown:");
+    assert_eq!(lines.len(), 1, "one kvmnet-ifdown line:\n{stderr}");
+    assert!(
+        lines[0].contains(&format!(
+            "tap={tap} user={RUNAS_UID} result=detached and restored"
+        )),
+        "{:?}",
+        lines[0]
+    );
+
+    assert_eq!(
+        lab.ns.state(tap).as_ref(),
+        Some(&before),
+        "tap after QEMU exit"
+    );
+    assert_eq!(
+        tun_info(&lab.ns, tap),
+        (true, Some(RUNAS_UID)),
+        "still persistent and 4242's"
+    );
+    assert_eq!(lab.ns.ports(BRIDGE), vec![lab.veth.to_owned()]);
+    assert_eq!(lab.ns.all_links(), links_before, "links after QEMU exit");
+    assert_eq!(lab.pids(), lab.expected_pids(), "left running");
+    eprintln!(
+        "qemu -runas, persistent tap of {RUNAS_UID}: dropped after {:.2} s, total {:.2} s: {}",
+        drop_time.as_secs_f64(),
+        start.elapsed().as_secs_f64(),
+        lines[0]
+    );
+}
+
+/// The same, but the persistent tap belongs to uid 1000: root's ifup attaches
+/// it, but ifdown as 4242 (even with CAP_NET_ADMIN) may not change another
+/// user's tap. It refuses, QEMU reports the downscript as failed, and the tap
+/// stays exactly as ifup left it, still on br0.
+#[test]
+fn runas_ifdown_refuses_another_users_persistent_tap() {
+    let mut lab = Lab::without_dhcp();
+    let tap = "vmr2";
+    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
+    let before = persistent_tap(&lab.ns, tap, OTHER_UID);
+    let ifdown = privileged_copy(lab.dir.path(), IFDOWN, Grant::FileCap);
+
+    let start = lab.start_qemu(&QemuNet {
+        runas: Some(RUNAS),
+        downscript: &ifdown,
+        ..QemuNet::new(tap, "52:54:00:4b:4e:05", &config)
+    });
+    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
+    assert_dropped(&status);
+    let during = lab.ns.state(tap).unwrap();
+    assert_attached_by_kvmnet(&lab.ns, tap, &before, &during);
+
+    let exit = lab.stop_qemu();
+    let stderr = lab.qemu_stderr();
+    // The downscript's status is only reported: QEMU still exits 0.
+    assert!(exit.success(), "QEMU exit after SIGTERM: {exit}\n{stderr}");
+    let lines = lines_with(&stderr, "kvmnet-ifdown:");
+    assert_eq!(lines.len(), 1, "one kvmnet-ifdown line:\n{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "kvmnet-ifdown: tap {tap} belongs to uid {OTHER_UID}, not to user {RUNAS_UID}"
+        )),
+        "{:?}",
+        lines[0]
+    );
+    let failed = format!("network script {} failed with status 256", ifdown.display());
+    assert_eq!(
+        stderr.matches(&failed).count(),
+        1,
+        "QEMU must report {failed:?}:\n{stderr}"
+    );
+
+    assert_eq!(
+        lab.ns.state(tap).as_ref(),
+        Some(&during),
+        "ifdown changed a tap it had refused"
+    );
+    assert_eq!(tun_info(&lab.ns, tap), (true, Some(OTHER_UID)));
+    let mut ports = lab.ns.ports(BRIDGE);
+    ports.sort();
+    let mut want = vec![tap.to_owned(), lab.veth.to_owned()];
+    want.sort();
+    assert_eq!(ports, want, "the tap stays on br0");
+    assert_eq!(lab.pids(), lab.expected_pids(), "left running");
+    eprintln!(
+        "qemu -runas, persistent tap of {OTHER_UID}: refused in {:.2} s: {}",
+        start.elapsed().as_secs_f64(),
+        lines[0]
     );
 }

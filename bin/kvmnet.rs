@@ -1,0 +1,5 @@
+//! `kvmnet`: the unprivileged admin command. See README.md.
+
+fn main() -> std::process::ExitCode {
+    kvmnet::admin::main()
+}

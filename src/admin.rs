@@ -1,0 +1,622 @@
+//! `kvmnet`: the unprivileged admin command (check, mac, explain, status).
+//! It never needs privilege and drops any it was given at start.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use rand::Rng;
+
+use crate::acl::{Identity, System};
+use crate::check::{self, CheckOptions, Severity};
+use crate::config::Config;
+use crate::mac::Mac;
+use crate::netlink::{Link, Netlink};
+use crate::record::Record;
+use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kvmnet",
+    version,
+    about = "Inspect and diagnose kvmnet: the tap helpers QEMU runs as script=/downscript=",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Diagnose the host and the config; one line per finding with its fix.
+    /// Exits 1 when any finding is an error.
+    Check {
+        /// Also check what kvmnet-ifup would do for this tap name.
+        #[arg(long, value_name = "NAME")]
+        tap: Option<String>,
+        /// The config file to check.
+        #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Print the findings as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a MAC address for a guest's NIC (`-device ...,mac=`).
+    Mac {
+        /// Derive a stable address from this name, so the VM keeps its MAC
+        /// across restarts.
+        #[arg(long, value_name = "VM")]
+        name: Option<String>,
+        /// Use this vendor prefix (e.g. QEMU's 52:54:00) instead of a locally
+        /// administered address with 46 random bits.
+        #[arg(long, value_name = "XX:XX:XX")]
+        oui: Option<String>,
+    },
+    /// Show the effective settings for a tap name: which rule matched, bridge,
+    /// VLANs, mode, MTU policy, and whether a user would be allowed.
+    Explain {
+        /// The tap name, as QEMU would pass it.
+        tap: String,
+        /// The config file to read.
+        #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Judge the ACL for this user (name or uid) instead of the caller.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// List the taps kvmnet manages now, with bridge, VLANs, mode, owner, state.
+    Status {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Directory to write into.
+        out: PathBuf,
+    },
+}
+
+/// `kvmnet`'s main: returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    drop_all_privilege();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kvmnet: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin command reads only what any user may read. Should it have been
+/// installed setuid or with capabilities by mistake, it gives them up.
+fn drop_all_privilege() {
+    let ruid = nix::unistd::getuid();
+    let rgid = nix::unistd::getgid();
+    if nix::unistd::geteuid() != ruid || nix::unistd::getegid() != rgid {
+        let _ = nix::unistd::setresgid(rgid, rgid, rgid);
+        let _ = nix::unistd::setresuid(ruid, ruid, ruid);
+    }
+    for set in [
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Ambient,
+    ] {
+        let _ = caps::clear(None, set);
+    }
+}
+
+pub fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Check { tap, config, json } => {
+            let opts = CheckOptions {
+                config_path: config,
+                tap,
+                ..CheckOptions::default()
+            };
+            let findings = check::run(&opts);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                for f in &findings {
+                    let level = match f.severity {
+                        Severity::Ok => "ok",
+                        Severity::Warning => "warning",
+                        Severity::Error => "error",
+                    };
+                    match &f.fix {
+                        Some(fix) => println!("{level}: {}; fix: {fix}", f.message),
+                        None => println!("{level}: {}", f.message),
+                    }
+                }
+            }
+            Ok(u8::from(
+                findings.iter().any(|f| f.severity == Severity::Error),
+            ))
+        }
+        Command::Mac { name, oui } => {
+            let oui = oui.map(|o| parse_oui(&o)).transpose()?;
+            let mac = match name {
+                Some(n) => stable_mac(&n, oui),
+                None => random_mac(&mut rand::rng(), oui),
+            };
+            println!("{mac}");
+            Ok(0)
+        }
+        Command::Explain { tap, config, user } => {
+            crate::name::TapName::new(&tap)?;
+            let cfg = Config::load(&config, false)?;
+            let who = match user {
+                None => caller_identity(),
+                Some(u) => identity_of(&u)?,
+            };
+            let nl = Netlink::open().ok();
+            print!("{}", explain(&cfg, &tap, &who, nl.as_ref()));
+            Ok(0)
+        }
+        Command::Status { json } => {
+            let nl = Netlink::open()?;
+            let rows = status(&nl)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", status_table(&rows));
+            }
+            Ok(0)
+        }
+        Command::GenerateDocs { out } => {
+            generate_docs(&out)?;
+            Ok(0)
+        }
+    }
+}
+
+fn parse_oui(s: &str) -> Result<[u8; 3], String> {
+    let full: Result<Mac, ()> = format!("{s}:00:00:00").parse();
+    let m = full.map_err(|_| format!("--oui {s:?}: expected three hex bytes like 52:54:00"))?;
+    if m.0[0] & 1 == 1 {
+        return Err(format!(
+            "--oui {s}: a multicast prefix cannot address one NIC"
+        ));
+    }
+    Ok([m.0[0], m.0[1], m.0[2]])
+}
+
+/// A random guest MAC: with an OUI, its 24 remaining bits are random;
+/// without, a unicast, locally administered address with 46 random bits
+/// (the how-to's DE:AD:BE:EF:xx:xx has 16: a 50 % chance of a clash among
+/// about 300 VMs; 46 bits reach that only around 9.8 million).
+pub fn random_mac<R: Rng + ?Sized>(rng: &mut R, oui: Option<[u8; 3]>) -> Mac {
+    let mut b = [0u8; 6];
+    rng.fill_bytes(&mut b);
+    finish(b, oui)
+}
+
+/// A MAC derived from a VM name: the same name always gives the same
+/// address (on any host, with any kvmnet version: FNV-1a 64 of
+/// "kvmnet-mac\0" + name, a fixed, documented function), so a VM keeps its
+/// MAC, and with it its DHCP lease, across restarts.
+pub fn stable_mac(name: &str, oui: Option<[u8; 3]>) -> Mac {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"kvmnet-mac\0".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let v = h.to_be_bytes();
+    finish([v[2], v[3], v[4], v[5], v[6], v[7]], oui)
+}
+
+fn finish(mut b: [u8; 6], oui: Option<[u8; 3]>) -> Mac {
+    match oui {
+        Some(o) => b[..3].copy_from_slice(&o),
+        // unicast (bit 0 clear), locally administered (bit 1 set)
+        None => b[0] = (b[0] & 0xfc) | 0x02,
+    }
+    Mac(b)
+}
+
+fn caller_identity() -> Identity {
+    let uid = nix::unistd::getuid().as_raw();
+    let mut groups: Vec<u32> = nix::unistd::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    groups.push(nix::unistd::getgid().as_raw());
+    groups.sort_unstable();
+    groups.dedup();
+    Identity { uid, groups }
+}
+
+fn identity_of(user: &str) -> Result<Identity, String> {
+    let u = match user.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(Ok)
+            .unwrap_or(Err(uid)),
+        Err(_) => nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .ok_or(0)
+            .map_err(|_| u32::MAX),
+    };
+    match u {
+        Ok(u) => {
+            let name = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
+            let groups = nix::unistd::getgrouplist(&name, u.gid)
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_else(|_| vec![u.gid.as_raw()]);
+            Ok(Identity {
+                uid: u.uid.as_raw(),
+                groups,
+            })
+        }
+        // a numeric uid without an entry: judged by its uid alone
+        Err(uid) if uid != u32::MAX => Ok(Identity {
+            uid,
+            groups: Vec::new(),
+        }),
+        Err(_) => Err(format!("--user {user:?}: no such user")),
+    }
+}
+
+/// The human-readable explanation (pure but for the optional netlink look-ups
+/// that say whether the bridge exists).
+pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) -> String {
+    let s = cfg.settings_for(tap);
+    let mut o = String::new();
+    let source = cfg.source.as_ref().map_or(
+        "no config file (Debian drop-in behaviour)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let _ = writeln!(o, "tap:        {tap}");
+    let _ = writeln!(o, "config:     {source}");
+    let _ = writeln!(
+        o,
+        "rule:       {}",
+        s.rule
+            .as_deref()
+            .unwrap_or("none matched: the top-level defaults apply")
+    );
+    match s.mode {
+        NetMode::Bridge => explain_bridge(&mut o, cfg, &s, nl),
+        NetMode::Route => {
+            let list: Vec<String> = s.addresses.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(o, "mode:       route (no bridge)");
+            let _ = writeln!(
+                o,
+                "routes:     host routes to {} via {tap}, proxy ARP/NDP on {tap}",
+                list.join(", ")
+            );
+        }
+    }
+    let mtu = match (s.mtu, s.mode) {
+        (MtuPolicy::Fixed(n), _) => n.to_string(),
+        (MtuPolicy::Bridge, NetMode::Bridge) => "the bridge's".into(),
+        (MtuPolicy::Bridge, NetMode::Route) => "left as it is".into(),
+    };
+    let _ = writeln!(o, "mtu:        {mtu}");
+    let mac = match s.host_mac {
+        HostMac::Fe => "first byte set to fe (never the bridge's address)",
+        HostMac::Keep => "kept as QEMU or the admin set it",
+    };
+    let _ = writeln!(o, "host MAC:   {mac}");
+    if let Some(g) = &s.group {
+        let _ = writeln!(o, "tun group:  {g} (for taps kvmnet creates)");
+    }
+    let verdict = if who.uid == 0 {
+        "allowed (root is unrestricted)".to_owned()
+    } else if s.mode == NetMode::Route {
+        "refused: routed mode is for root only".to_owned()
+    } else {
+        match &s.bridge {
+            Some(b) => {
+                let d = cfg.acl.decide(who, b.as_str(), &System);
+                format!(
+                    "{} by {}",
+                    if d.allowed { "allowed" } else { "refused" },
+                    d.rule
+                )
+            }
+            None => "depends on the bridge found at run time; no bridge is configured".to_owned(),
+        }
+    };
+    let _ = writeln!(o, "user {}:  {verdict}", who.uid);
+    o
+}
+
+fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlink>) {
+    let _ = writeln!(o, "mode:       bridge");
+    let found = |name: &str| -> String {
+        match nl.map(|n| n.link_by_name(name)) {
+            Some(Ok(Some(l))) if l.is_bridge() => "exists".into(),
+            Some(Ok(Some(l))) => format!("is {}, not a bridge", l.kind.describe()),
+            Some(Ok(None)) => "does not exist".into(),
+            _ => "unknown".into(),
+        }
+    };
+    match &s.bridge {
+        Some(b) => {
+            let create = if s.create_bridge {
+                "created on demand"
+            } else {
+                "never created by kvmnet"
+            };
+            let _ = writeln!(o, "bridge:     {b} ({}; {create})", found(b.as_str()));
+        }
+        None => {
+            let create = if cfg.source.is_none() || s.create_bridge {
+                "created on demand"
+            } else {
+                "must exist"
+            };
+            let _ = writeln!(
+                o,
+                "bridge:     not configured: the first bridge with an IPv4 default route, else br0 ({create})"
+            );
+        }
+    }
+    let mut v = Vec::new();
+    if let Some(p) = s.vlan {
+        v.push(format!("{p} untagged (PVID)"));
+    }
+    if !s.trunk.is_empty() {
+        let t: Vec<String> = s.trunk.iter().map(|r| r.to_string()).collect();
+        v.push(format!("tagged {}", t.join(", ")));
+    }
+    let _ = writeln!(
+        o,
+        "vlans:      {}",
+        if v.is_empty() {
+            "none set (the bridge's default)".into()
+        } else {
+            v.join("; ")
+        }
+    );
+    let flag = |f: Option<bool>| match f {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "bridge default",
+    };
+    let _ = writeln!(
+        o,
+        "port:       isolated {}, learning {}, flooding {}",
+        flag(s.isolated),
+        flag(s.learning),
+        flag(s.flooding)
+    );
+}
+
+/// One managed tap, for `kvmnet status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusRow {
+    pub tap: String,
+    pub mode: &'static str,
+    pub bridge: Option<String>,
+    pub vlans: Vec<crate::netlink::PortVlan>,
+    pub routes: Vec<String>,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub persistent: bool,
+    pub created_by_kvmnet: bool,
+    pub up: bool,
+    /// Its queue is open (a running QEMU).
+    pub in_use: bool,
+    pub mtu: u32,
+}
+
+pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkError> {
+    let links = nl.all_links()?;
+    let vlans = nl.port_vlans().unwrap_or_default();
+    let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+    let mut rows: Vec<StatusRow> = links
+        .iter()
+        .filter(|l| l.is_tap())
+        .filter_map(|l| Some((l, Record::parse(&l.name, l.alias.as_deref()).ok()??)))
+        .map(|(l, rec): (&Link, Record)| {
+            let tun = l.tun().cloned().unwrap_or_default();
+            StatusRow {
+                tap: l.name.clone(),
+                mode: if rec.routes.is_empty() {
+                    "bridge"
+                } else {
+                    "route"
+                },
+                bridge: l.master.and_then(name_of),
+                vlans: vlans.get(&l.index).cloned().unwrap_or_default(),
+                routes: rec.routes.iter().map(|a| a.to_string()).collect(),
+                owner: tun.owner,
+                group: tun.group,
+                persistent: tun.persist,
+                created_by_kvmnet: rec.created,
+                up: l.up,
+                in_use: l.carrier,
+                mtu: l.mtu,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.tap.cmp(&b.tap));
+    Ok(rows)
+}
+
+pub fn status_table(rows: &[StatusRow]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8}",
+        "TAP", "MODE", "BRIDGE/ROUTES", "VLANS", "OWNER", "MTU", "STATE", "IN USE", "CREATED"
+    );
+    for r in rows {
+        let target = match r.mode {
+            "route" => r.routes.join(","),
+            _ => r.bridge.clone().unwrap_or_else(|| "-".into()),
+        };
+        let vlans: Vec<String> = r
+            .vlans
+            .iter()
+            .map(|v| format!("{}{}", v.vid, if v.pvid { "*" } else { "" }))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8}",
+            r.tap,
+            r.mode,
+            target,
+            if vlans.is_empty() {
+                "-".into()
+            } else {
+                vlans.join(",")
+            },
+            r.owner.map_or("-".into(), |u| u.to_string()),
+            r.mtu,
+            if r.up { "up" } else { "down" },
+            if r.in_use { "yes" } else { "no" },
+            if r.created_by_kvmnet {
+                "kvmnet"
+            } else {
+                "other"
+            },
+        );
+    }
+    if rows.is_empty() {
+        o.push_str("(no taps carry a kvmnet record)\n");
+    }
+    o
+}
+
+/// Man pages for every binary (clap_mangen for the CLIs) and completions.
+fn generate_docs(out: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out)?;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(out.join("kvmnet.1"), page)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let mut cmd = Cli::command();
+        clap_complete::generate_to(shell, &mut cmd, "kvmnet", out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_macs_are_unicast_local_and_use_46_random_bits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let n = 20_000;
+        let macs: Vec<Mac> = (0..n).map(|_| random_mac(&mut rng, None)).collect();
+        let mut ones = [0u32; 48];
+        for m in &macs {
+            assert_eq!(m.0[0] & 0x01, 0, "unicast: {m}");
+            assert_eq!(m.0[0] & 0x02, 0x02, "locally administered: {m}");
+            for (bit, count) in ones.iter_mut().enumerate() {
+                *count += u32::from(m.0[bit / 8] >> (7 - bit % 8) & 1);
+            }
+        }
+        // the two fixed bits are the low bits of the first byte (positions 6, 7)
+        for (bit, &count) in ones.iter().enumerate() {
+            if bit == 6 || bit == 7 {
+                continue;
+            }
+            let share = f64::from(count) / n as f64;
+            assert!((0.47..0.53).contains(&share), "bit {bit} set in {share}");
+        }
+        let mut sorted = macs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), macs.len(), "no repeats among {n}");
+    }
+
+    #[test]
+    fn oui_prefix_and_stable_names() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let m = random_mac(&mut rng, Some([0x52, 0x54, 0x00]));
+        assert_eq!(&m.0[..3], &[0x52, 0x54, 0x00]);
+        assert_eq!(stable_mac("web1", None), stable_mac("web1", None));
+        assert_ne!(stable_mac("web1", None), stable_mac("web2", None));
+        // pinned: the derivation is a promise to users, it must never change
+        assert_eq!(stable_mac("web1", None).to_string(), stable_mac_pinned());
+        let q = stable_mac("web1", Some([0x52, 0x54, 0x00]));
+        assert_eq!(&q.0[..3], &[0x52, 0x54, 0x00]);
+        assert_eq!(q.0[3..], stable_mac("web1", None).0[3..]);
+        assert!(parse_oui("53:54:00").is_err(), "multicast");
+        assert!(parse_oui("52:54").is_err());
+        assert_eq!(parse_oui("52:54:00"), Ok([0x52, 0x54, 0x00]));
+    }
+
+    fn stable_mac_pinned() -> String {
+        // FNV-1a 64 of "kvmnet-mac\0web1", bytes 2..8, first byte made
+        // unicast + locally administered.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in b"kvmnet-mac\0web1" {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        let v = h.to_be_bytes();
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            (v[2] & 0xfc) | 2,
+            v[3],
+            v[4],
+            v[5],
+            v[6],
+            v[7]
+        )
+    }
+
+    #[test]
+    fn explain_names_the_rule_bridge_vlans_and_verdict() {
+        let cfg = Config::parse(
+            std::path::Path::new("/etc/kvmnet/kvmnet.toml"),
+            "bridge = \"br0\"\n[[allow]]\ngroups = [108]\nbridges = [\"br-lab\"]\n[[rule]]\nmatch = \"lab-*\"\nbridge = \"br-lab\"\nvlan = 10\ntrunk = [\"20\", \"30-39\"]\nisolated = true\n[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\naddresses = [\"192.0.2.10\"]\n",
+        )
+        .unwrap();
+        let member = Identity {
+            uid: 1000,
+            groups: vec![108],
+        };
+        let e = explain(&cfg, "lab-1", &member, None);
+        assert!(
+            e.contains("rule:       rule 1 (lab-*) at /etc/kvmnet/kvmnet.toml line 5"),
+            "{e}"
+        );
+        assert!(e.contains("bridge:     br-lab"), "{e}");
+        assert!(
+            e.contains("vlans:      10 untagged (PVID); tagged 20, 30-39"),
+            "{e}"
+        );
+        assert!(e.contains("isolated on"), "{e}");
+        assert!(
+            e.contains(
+                "user 1000:  allowed by allow rule at /etc/kvmnet/kvmnet.toml line 2 (group 108)"
+            ),
+            "{e}"
+        );
+        let stranger = Identity {
+            uid: 2000,
+            groups: vec![2000],
+        };
+        assert!(
+            explain(&cfg, "web0", &stranger, None).contains("refused by no [[allow]] rule matches")
+        );
+        let e = explain(&cfg, "rt-web", &member, None);
+        assert!(
+            e.contains("mode:       route") && e.contains("routed mode is for root only"),
+            "{e}"
+        );
+    }
+}
