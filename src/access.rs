@@ -68,3 +68,41 @@ pub fn routed_is_root_only(who: &Identity, tap: &str, rule: Option<&str>) -> Err
         ),
     }
 }
+
+/// The bridge helper's policy: kvmnet's ACL and, when it exists, QEMU's
+/// /etc/qemu/bridge.conf. A deny in either wins; otherwise an allow in
+/// either admits (so an installation that worked with qemu-bridge-helper
+/// keeps working); otherwise refused.
+pub fn check_bridge_helper(
+    who: &Identity,
+    acl: &Acl,
+    qemu: Option<&[crate::qemu_acl::Entry]>,
+    tap: &str,
+    bridge: &str,
+) -> Result<String, Error> {
+    let kv = acl.decide(who, bridge, &System);
+    let q = qemu.and_then(|e| crate::qemu_acl::decide(e, bridge));
+    let refuse = |rule: String| Error::Denied {
+        message: format!(
+            "user {} may not attach a tap to bridge {bridge}: {rule}",
+            who.uid
+        ),
+        details: format!(
+            "uid={} tap={tap} bridge={bridge} decision=denied rule=\"{rule}\"",
+            who.uid
+        ),
+    };
+    if kv.denied_by_rule {
+        return Err(refuse(kv.rule));
+    }
+    match q {
+        Some((false, e)) => Err(refuse(format!("`deny` at {}", e.location))),
+        _ if kv.allowed => Ok(kv.rule),
+        Some((true, e)) => Ok(format!("`allow` at {}", e.location)),
+        None => Err(refuse(format!(
+            "neither an [[allow]] rule in /etc/kvmnet/kvmnet.toml nor {} allows it; add `allow {bridge}` to {} or an [[allow]] rule for this user",
+            if qemu.is_some() { "a line in /etc/qemu/bridge.conf" } else { "/etc/qemu/bridge.conf (absent)" },
+            crate::qemu_acl::DEFAULT_PATH
+        ))),
+    }
+}

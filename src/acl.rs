@@ -131,6 +131,8 @@ impl Resolve for System {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
+    /// A `[[deny]]` rule decided (not just the default).
+    pub denied_by_rule: bool,
     /// The rule that decided, in words.
     pub rule: String,
 }
@@ -173,17 +175,20 @@ impl Acl {
         if let Some((rule, p)) = hit(Verdict::Deny) {
             return Decision {
                 allowed: false,
+                denied_by_rule: true,
                 rule: format!("deny rule at {} ({p})", rule.location),
             };
         }
         if let Some((rule, p)) = hit(Verdict::Allow) {
             return Decision {
                 allowed: true,
+                denied_by_rule: false,
                 rule: format!("allow rule at {} ({p})", rule.location),
             };
         }
         Decision {
             allowed: false,
+            denied_by_rule: false,
             rule: "no [[allow]] rule matches (deny by default)".into(),
         }
     }

@@ -92,6 +92,7 @@ macro_rules! raw_with_layer {
 
 raw_with_layer!(
     struct RawConfig {
+        helper_tap: Option<Spanned<String>>,
         #[serde(default)]
         allow: Vec<Spanned<RawRule>>,
         #[serde(default)]
@@ -104,7 +105,8 @@ raw_with_layer!(
 raw_with_layer!(
     struct RawTapRule {
         #[serde(rename = "match")]
-        pattern: Spanned<String>,
+        pattern: Option<Spanned<String>>,
+        match_bridge: Option<Spanned<String>>,
     }
 );
 
@@ -158,7 +160,7 @@ enum RawId {
 }
 
 /// The effective configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file it came from; `None` when there was none (Debian drop-in mode).
     pub source: Option<PathBuf>,
@@ -168,6 +170,22 @@ pub struct Config {
     pub rules: Vec<TapRule>,
     /// Who may use which bridge (applies to everyone but plain root).
     pub acl: Acl,
+    /// Name template of the taps kvmnet-bridge-helper creates.
+    pub helper_tap: String,
+}
+
+pub const DEFAULT_HELPER_TAP: &str = "tap%d";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: None,
+            defaults: Layer::default(),
+            rules: Vec::new(),
+            acl: Acl::default(),
+            helper_tap: DEFAULT_HELPER_TAP.to_owned(),
+        }
+    }
 }
 
 impl Config {
@@ -221,7 +239,7 @@ impl Config {
             line_of: &line_of,
         };
         let defaults = raw.layer(&p)?;
-        let top = settings::resolve(&defaults, &[], "");
+        let top = settings::effective(&defaults, None);
         if let Some((key, message)) = settings::contradiction(&defaults, &top) {
             return Err(p.err(1, key, message));
         }
@@ -229,19 +247,34 @@ impl Config {
         for r in &raw.rule {
             let line = line_of(r.span().start);
             let body = r.get_ref();
-            let pattern = Glob::new(body.pattern.get_ref())
-                .map_err(|m| p.err(p.line(&body.pattern), "match", m))?;
+            let pattern = body
+                .pattern
+                .as_ref()
+                .map(|g| Glob::new(g.get_ref()).map_err(|m| p.err(p.line(g), "match", m)))
+                .transpose()?;
+            let on_bridge = body
+                .match_bridge
+                .as_ref()
+                .map(|b| {
+                    BridgeName::new(b.get_ref())
+                        .map_err(|e| p.err(p.line(b), "match_bridge", e.to_string()))
+                })
+                .transpose()?;
+            if pattern.is_none() && on_bridge.is_none() {
+                return Err(p.err(
+                    line,
+                    "match",
+                    "a [[rule]] needs `match = \"GLOB\"` (tap names) and/or `match_bridge = \"BRIDGE\"`".into(),
+                ));
+            }
             let layer = body.layer(&p)?;
             let rule = TapRule {
                 pattern,
+                on_bridge,
                 location: format!("{} line {line}", path.display()),
                 layer,
             };
-            let eff = settings::resolve(
-                &defaults,
-                std::slice::from_ref(&rule),
-                rule.pattern.as_str(),
-            );
+            let eff = settings::effective(&defaults, Some((rules.len(), &rule)));
             if let Some((key, message)) = settings::contradiction(&rule.layer, &eff) {
                 return Err(p.err(line, key, message));
             }
@@ -253,17 +286,41 @@ impl Config {
                 acl.push(acl_rule(path, &line_of, verdict, r)?);
             }
         }
+        let helper_tap = match &raw.helper_tap {
+            None => DEFAULT_HELPER_TAP.to_owned(),
+            Some(t) => {
+                let text = t.get_ref();
+                let base = text.replacen("%d", "0", 1);
+                if !text.contains("%d") || text.len() > 13 || crate::name::validate(&base).is_err()
+                {
+                    return Err(p.err(
+                        p.line(t),
+                        "helper_tap",
+                        format!("{text:?} must be up to 13 interface-name characters with one %d, like \"tap%d\""),
+                    ));
+                }
+                text.clone()
+            }
+        };
         Ok(Config {
             source: Some(path.to_owned()),
             defaults,
             rules,
             acl: Acl { rules: acl },
+            helper_tap,
         })
     }
 
-    /// The effective settings for one tap name.
+    /// The effective settings for one tap name (rules with `match_bridge`
+    /// are judged against the top-level bridge).
     pub fn settings_for(&self, tap: &str) -> Settings {
-        settings::resolve(&self.defaults, &self.rules, tap)
+        let bridge = self.defaults.bridge.as_ref().map(|b| b.as_str());
+        settings::resolve(&self.defaults, &self.rules, tap, bridge)
+    }
+
+    /// The effective settings for a tap known to go to `bridge`.
+    pub fn settings_on(&self, tap: &str, bridge: &str) -> Settings {
+        settings::resolve(&self.defaults, &self.rules, tap, Some(bridge))
     }
 }
 
@@ -586,7 +643,9 @@ addresses = ["192.0.2.10", "2001:db8::10"]
             ("[[rule]]\nmatch = \"x\"\nmode = \"route\"\naddresses = [\"nope\"]\n", "line 4: addresses:"),
             ("vlan = 10\ntrunk = [\"5-15\"]\n", "trunk: VLAN 10 is the untagged"),
             ("[[rule]]\nmatch = \"x\"\nbogus = 1\n", "unknown field `bogus`"),
-            ("[[rule]]\nbridge = \"br0\"\n", "missing field `match`"),
+            ("[[rule]]\nbridge = \"br0\"\n", "line 1: match: a [[rule]] needs"),
+            ("helper_tap = \"vm\"\n", "line 1: helper_tap:"),
+            ("helper_tap = \"tap%d%d-long-name\"\n", "line 1: helper_tap:"),
             ("group = \"*\"\n", "line 1: group:"),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -65,6 +65,14 @@ pub enum Error {
     RouteExists { addr: std::net::IpAddr, tap: String },
     #[error("cannot set {path}: {cause}")]
     Sysctl { path: String, cause: String },
+    #[error("{why}; usage: kvmnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD (QEMU passes these itself)")]
+    HelperUsage { why: String },
+    #[error("{0}")]
+    QemuAcl(String),
+    #[error("{rule} sets mode = \"route\", which QEMU's bridge helper cannot do; use kvmnet-ifup as script= for routed taps")]
+    HelperRouted { rule: String },
+    #[error("cannot send the tap to QEMU over its socket: {cause} (did QEMU exit?); the tap was removed")]
+    HelperSend { cause: String },
     /// A failure after something was changed, and what the rollback did.
     #[error("{cause}; {rollback}")]
     RolledBack { cause: Box<Error>, rollback: String },

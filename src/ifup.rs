@@ -69,7 +69,10 @@ pub fn ifup(
     requested: Option<BridgeName>,
     name: &TapName,
 ) -> Result<Report, Error> {
-    let settings = config.settings_for(name.as_str());
+    let settings = match &requested {
+        Some(b) => config.settings_on(name.as_str(), b.as_str()),
+        None => config.settings_for(name.as_str()),
+    };
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
     let existing = nl.link_by_name(name.as_str())?;
@@ -190,7 +193,7 @@ pub fn ifup(
 }
 
 /// The tun group for a tap kvmnet creates (`group = "kvm"`).
-fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
+pub(crate) fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
     match &settings.group {
         None => Ok(None),
         Some(Principal::Id(g)) => Ok(Some(*g)),
@@ -208,15 +211,15 @@ fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
 /// What follows the link change in a mode: port VLANs and flags, or routes.
 /// `run` happens only after the tap's change was applied; `undo` must put
 /// back whatever `run` did on a tap that existed before.
-trait Steps {
+pub(crate) trait Steps {
     fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error>;
     fn undo(&self, tap: &Link, attach: &Attach);
 }
 
-struct PortSteps<'a> {
-    nl: &'a Netlink,
-    settings: &'a Settings,
-    bridge: &'a Link,
+pub(crate) struct PortSteps<'a> {
+    pub nl: &'a Netlink,
+    pub settings: &'a Settings,
+    pub bridge: &'a Link,
 }
 
 impl Steps for PortSteps<'_> {
@@ -424,7 +427,7 @@ fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<TapName, Error
     }
 }
 
-fn require_tap(l: &Link) -> Result<(), Error> {
+pub(crate) fn require_tap(l: &Link) -> Result<(), Error> {
     if l.is_tap() {
         Ok(())
     } else {
@@ -512,7 +515,7 @@ fn resolve_bridge(
     Ok((as_bridge(l)?, created))
 }
 
-fn apply(
+pub(crate) fn apply(
     nl: &Netlink,
     tap: &Link,
     bridge: Option<&Link>,

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod acl;
 pub mod admin;
+pub mod bridge_helper;
 pub mod caller;
 pub mod check;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod name;
 pub mod netlink;
 pub mod plan;
 pub mod privilege;
+pub mod qemu_acl;
 pub mod record;
 pub mod settings;
 pub mod sysctl;
@@ -55,7 +57,13 @@ pub struct Invocation {
 }
 
 pub fn start() -> Result<Invocation, Error> {
-    hardening::sanitize_process();
+    start_keeping(None)
+}
+
+/// [`start`], keeping one inherited descriptor open (the bridge helper's
+/// socket to QEMU).
+pub fn start_keeping(keep: Option<std::os::fd::RawFd>) -> Result<Invocation, Error> {
+    hardening::sanitize_process(keep);
     let env = caller::Env::from_process();
     let caller = caller::Caller::detect(&env);
     let mode = privilege::detect();

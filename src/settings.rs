@@ -156,7 +156,11 @@ pub struct Layer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapRule {
-    pub pattern: Glob,
+    /// `match`: a glob over the tap name; `None` matches any name.
+    pub pattern: Option<Glob>,
+    /// `match_bridge`: the rule applies only to taps on this bridge (for the
+    /// bridge helper, whose bridge is QEMU's `br=`).
+    pub on_bridge: Option<BridgeName>,
     /// "/etc/kvmnet/kvmnet.toml line 7"
     pub location: String,
     pub layer: Layer,
@@ -194,12 +198,40 @@ impl Settings {
     }
 }
 
-/// Defaults overridden by the first matching rule.
-pub fn resolve(defaults: &Layer, rules: &[TapRule], tap: &str) -> Settings {
-    let hit = rules
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.pattern.matches(tap));
+impl TapRule {
+    pub fn matches(&self, tap: &str, bridge: Option<&str>) -> bool {
+        self.pattern.as_ref().is_none_or(|g| g.matches(tap))
+            && self
+                .on_bridge
+                .as_ref()
+                .is_none_or(|b| Some(b.as_str()) == bridge)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.pattern, &self.on_bridge) {
+            (Some(g), None) => g.as_str().to_owned(),
+            (None, Some(b)) => format!("on bridge {b}"),
+            (Some(g), Some(b)) => format!("{} on bridge {b}", g.as_str()),
+            (None, None) => "any tap".to_owned(),
+        }
+    }
+}
+
+/// Defaults overridden by the first matching rule. `bridge` is the bridge
+/// the tap is known to go to, for rules with `match_bridge`: QEMU's `br=`
+/// for the bridge helper; for ifup, KVMNET_BRIDGE or the top-level bridge.
+pub fn resolve(defaults: &Layer, rules: &[TapRule], tap: &str, bridge: Option<&str>) -> Settings {
+    effective(
+        defaults,
+        rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(tap, bridge)),
+    )
+}
+
+/// The defaults overridden by `hit` (the rule's index and the rule).
+pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
     let empty = Layer::default();
     let top = hit.map_or(&empty, |(_, r)| &r.layer);
     macro_rules! pick {
@@ -210,7 +242,7 @@ pub fn resolve(defaults: &Layer, rules: &[TapRule], tap: &str) -> Settings {
     Settings {
         rule: hit.map(|(i, r)| {
             // no quotes: it is quoted itself in the log line
-            format!("rule {} ({}) at {}", i + 1, r.pattern.as_str(), r.location)
+            format!("rule {} ({}) at {}", i + 1, r.describe(), r.location)
         }),
         bridge: pick!(bridge),
         create_bridge: pick!(create_bridge).unwrap_or(false),
@@ -314,7 +346,8 @@ mod tests {
 
     fn rule(p: &str, layer: Layer) -> TapRule {
         TapRule {
-            pattern: Glob::new(p).unwrap(),
+            pattern: Some(Glob::new(p).unwrap()),
+            on_bridge: None,
             location: "cfg line 1".into(),
             layer,
         }
@@ -344,13 +377,41 @@ mod tests {
                 },
             ),
         ];
-        let s = resolve(&defaults, &rules, "lab-x1");
+        let s = resolve(&defaults, &rules, "lab-x1", None);
         assert_eq!(s.bridge.unwrap().as_str(), "br-lab");
         assert_eq!(s.vlan, Some(10));
         assert_eq!(s.isolated, Some(false), "inherited from the top level");
         assert_eq!(s.rule.as_deref(), Some("rule 1 (lab-*) at cfg line 1"));
-        let s = resolve(&defaults, &rules, "web0");
+        let s = resolve(&defaults, &rules, "web0", None);
         assert_eq!((s.bridge.unwrap().as_str(), s.rule), ("br0", None));
+    }
+
+    #[test]
+    fn rules_can_match_on_the_bridge() {
+        let r = TapRule {
+            pattern: None,
+            on_bridge: Some(BridgeName::new("br-lab").unwrap()),
+            location: "cfg line 9".into(),
+            layer: Layer {
+                vlan: Some(7),
+                ..Layer::default()
+            },
+        };
+        let s = resolve(
+            &Layer::default(),
+            std::slice::from_ref(&r),
+            "tap3",
+            Some("br-lab"),
+        );
+        assert_eq!(s.vlan, Some(7));
+        assert_eq!(
+            s.rule.as_deref(),
+            Some("rule 1 (on bridge br-lab) at cfg line 9")
+        );
+        assert_eq!(
+            resolve(&Layer::default(), &[r], "tap3", Some("br0")).vlan,
+            None
+        );
     }
 
     #[test]
@@ -360,20 +421,20 @@ mod tests {
             vlan: Some(5),
             ..Layer::default()
         };
-        let eff = resolve(&Layer::default(), &[], "x");
+        let eff = resolve(&Layer::default(), &[], "x", None);
         assert_eq!(contradiction(&route, &eff).unwrap().0, "vlan");
         let route = Layer {
             mode: Some(NetMode::Route),
             ..Layer::default()
         };
-        let eff = resolve(&Layer::default(), &[rule("*", route.clone())], "x");
+        let eff = resolve(&Layer::default(), &[rule("*", route.clone())], "x", None);
         assert_eq!(contradiction(&route, &eff).unwrap().0, "addresses");
         let both = Layer {
             vlan: Some(20),
             trunk: Some(vec![VlanRange::parse("10-30").unwrap()]),
             ..Layer::default()
         };
-        let eff = resolve(&both, &[], "x");
+        let eff = resolve(&both, &[], "x", None);
         assert_eq!(contradiction(&both, &eff).unwrap().0, "trunk");
     }
 }

@@ -26,8 +26,9 @@ nix::ioctl_write_int!(tun_set_persist, b'T', 203);
 nix::ioctl_write_int!(tun_set_owner, b'T', 204);
 nix::ioctl_write_int!(tun_set_group, b'T', 206);
 nix::ioctl_read!(tun_get_features, b'T', 207, libc::c_uint);
-// TUNSETIFF is declared _IOW('T', 202, int) but takes a struct ifreq pointer.
-nix::ioctl_write_ptr_bad!(
+// TUNSETIFF is declared _IOW('T', 202, int) but takes a struct ifreq pointer,
+// and the kernel writes the chosen name back into it (for "tap%d").
+nix::ioctl_readwrite_bad!(
     tun_set_iff,
     nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
     IfReq
@@ -111,9 +112,10 @@ pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
     req.name[..tap.len()].copy_from_slice(tap.as_bytes());
 
     // SAFETY: `req` is a fully initialised, properly sized `struct ifreq`
-    // (40 bytes) with a NUL-terminated name; the kernel reads it and may write
-    // the (same) name back into it, both within its bounds. `fd` is valid as above.
-    match unsafe { tun_set_iff(fd, &req) } {
+    // (40 bytes) with a NUL-terminated name, passed as a unique mutable
+    // pointer; the kernel reads it and writes the name back into it, both
+    // within its bounds. `fd` is valid as above.
+    match unsafe { tun_set_iff(fd, &mut req) } {
         Ok(_) => {}
         Err(nix::Error::EBUSY) | Err(nix::Error::EEXIST) => {
             return Err(TapError::Exists {
@@ -134,6 +136,62 @@ pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
     // SAFETY: TUNSETPERSIST takes a boolean by value; `fd` is attached to our tap.
     unsafe { tun_set_persist(fd, 1) }.map_err(|e| err("TUNSETPERSIST", e))?;
     Ok(())
+}
+
+/// Creates a non-persistent tap from a name template such as "tap%d" (the
+/// kernel picks the number) and returns its queue and its name: what
+/// qemu-bridge-helper does. The tap lives exactly as long as the returned
+/// descriptor and the copies QEMU makes of it.
+pub fn open_queue(
+    template: &str,
+    owner: u32,
+    group: Option<u32>,
+    vnet_hdr: bool,
+) -> Result<(File, String), TapError> {
+    let file = open(Path::new(TUN_PATH))?;
+    let fd = file.as_raw_fd();
+    let err = |op: &'static str, e: nix::Error| TapError::Ioctl {
+        tap: template.to_owned(),
+        op,
+        source: io::Error::from_raw_os_error(e as i32),
+    };
+    let mut flags = IFF_TAP | IFF_NO_PI;
+    if vnet_hdr {
+        let mut features: libc::c_uint = 0;
+        // SAFETY: as in `create_at`: a valid tun descriptor and a valid,
+        // aligned unsigned int for the kernel to fill.
+        unsafe { tun_get_features(fd, &mut features) }.map_err(|e| err("TUNGETFEATURES", e))?;
+        if features & (IFF_VNET_HDR as libc::c_uint) != 0 {
+            flags |= IFF_VNET_HDR;
+        }
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags,
+        _pad: [0; 22],
+    };
+    let t = template.as_bytes();
+    if t.is_empty() || t.len() >= libc::IFNAMSIZ {
+        return Err(err("TUNSETIFF", nix::Error::EINVAL));
+    }
+    req.name[..t.len()].copy_from_slice(t);
+    // SAFETY: a fully initialised 40-byte `struct ifreq` with a NUL-terminated
+    // template, passed as a unique mutable pointer: the kernel writes the
+    // chosen name back into `name`, within its 16 bytes.
+    unsafe { tun_set_iff(fd, &mut req) }.map_err(|e| err("TUNSETIFF", e))?;
+    let len = req
+        .name
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(libc::IFNAMSIZ);
+    let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
+    // SAFETY: TUNSETOWNER takes the uid by value; `fd` is attached to the tap.
+    unsafe { tun_set_owner(fd, owner as libc::c_ulong) }.map_err(|e| err("TUNSETOWNER", e))?;
+    if let Some(gid) = group {
+        // SAFETY: TUNSETGROUP takes the gid by value; `fd` is attached to the tap.
+        unsafe { tun_set_group(fd, gid as libc::c_ulong) }.map_err(|e| err("TUNSETGROUP", e))?;
+    }
+    Ok((file, name))
 }
 
 fn open(path: &Path) -> Result<File, TapError> {

@@ -1,0 +1,343 @@
+//! `kvmnet-bridge-helper`: QEMU's `helper=` protocol. QEMU (often running as
+//! an ordinary user: libvirt session mode, GNOME Boxes) runs
+//! `HELPER --use-vnet --fd=N --br=BR` with a unix stream socket as fd N; the
+//! helper creates a tap, puts it on BR, and sends the tap's descriptor back
+//! over the socket (SCM_RIGHTS, one byte of payload). The tap is not
+//! persistent: it disappears when QEMU closes it, so there is no downscript.
+
+use std::fmt;
+use std::fs::File;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::access;
+use crate::config::Config;
+use crate::error::Error;
+use crate::ifup::{self, PortSteps, Steps};
+use crate::name::BridgeName;
+use crate::netlink::{Link, Netlink};
+use crate::plan::{self, Target};
+use crate::settings::{HostMac, MtuPolicy, NetMode};
+use crate::Invocation;
+
+pub const USAGE: &str = "usage: kvmnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD
+QEMU runs this for -netdev bridge,br=BRIDGE[,helper=PATH] and -netdev tap,helper=PATH.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub use_vnet: bool,
+    pub fd: RawFd,
+    pub bridge: BridgeName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Args),
+    Help,
+    Version,
+}
+
+/// QEMU's arguments, strictly: each once, nothing else.
+pub fn parse_args(args: &[std::ffi::OsString]) -> Result<Parsed, Error> {
+    let usage = |why: String| Error::HelperUsage { why };
+    let (mut vnet, mut fd, mut br) = (false, None, None);
+    for a in args {
+        let a = a.to_str().ok_or(Error::NotUtf8)?;
+        match a {
+            "--help" | "-h" => return Ok(Parsed::Help),
+            "--version" | "-V" => return Ok(Parsed::Version),
+            "--use-vnet" if !vnet => vnet = true,
+            _ if a.starts_with("--fd=") && fd.is_none() => {
+                let n = &a[5..];
+                fd =
+                    Some(n.parse::<RawFd>().ok().filter(|n| *n > 2).ok_or_else(|| {
+                        usage(format!("--fd={n}: not a descriptor number above 2"))
+                    })?);
+            }
+            _ if a.starts_with("--br=") && br.is_none() => br = Some(BridgeName::new(&a[5..])?),
+            _ => {
+                return Err(usage(format!(
+                    "unexpected argument {} (each of --use-vnet, --fd=, --br= at most once)",
+                    crate::name::escape(a)
+                )))
+            }
+        }
+    }
+    match (fd, br) {
+        (Some(fd), Some(bridge)) => Ok(Parsed::Run(Args {
+            use_vnet: vnet,
+            fd,
+            bridge,
+        })),
+        (None, _) => Err(usage("--fd=N is missing".into())),
+        (_, None) => Err(usage("--br=BRIDGE is missing".into())),
+    }
+}
+
+/// Takes ownership of QEMU's socket and checks it is what the protocol
+/// needs: an open unix stream socket.
+fn adopt_socket(fd: RawFd) -> Result<OwnedFd, Error> {
+    let bad = |why: &str| Error::HelperUsage {
+        why: format!("--fd={fd}: {why}"),
+    };
+    // Check that it is open without touching it: /proc/self/fd lists ours.
+    // Where there is no /proc, F_GETFD through the adopted descriptor below
+    // still catches a closed one (EBADF).
+    if std::path::Path::new("/proc/self/fd").exists()
+        && std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err()
+    {
+        return Err(bad("not an open descriptor"));
+    }
+    // SAFETY: QEMU passed this descriptor for us to use; it is open (checked
+    // above), nothing else in this process refers to it (start-up closed
+    // every inherited descriptor except this one and 0-2, which `parse_args`
+    // refused), and we take the only ownership of it here.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_GETFD)
+        .map_err(|_| bad("not an open descriptor"))?;
+    let st = nix::sys::stat::fstat(&owned).map_err(|e| bad(&e.desc().to_lowercase()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(bad(
+            "not a socket (QEMU passes one end of a unix socket pair)",
+        ));
+    }
+    use nix::sys::socket::{
+        getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+    };
+    let ty = getsockopt(&owned, sockopt::SockType).map_err(|e| bad(e.desc()))?;
+    let domain = getsockname::<SockaddrStorage>(owned.as_raw_fd())
+        .map_err(|e| bad(e.desc()))?
+        .family();
+    if ty != SockType::Stream || domain != Some(AddressFamily::Unix) {
+        return Err(bad("not a unix stream socket"));
+    }
+    Ok(owned)
+}
+
+/// What a successful run did, for the log line.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub tap: String,
+    pub bridge: String,
+    pub mtu: u32,
+    pub user: u32,
+    pub privilege: crate::privilege::Mode,
+    pub acl: String,
+    pub rule: Option<String>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tap={} bridge={} mtu={} user={} result=sent-to-qemu privilege={} caps={} acl=\"{}\" rule=\"{}\"",
+            self.tap,
+            self.bridge,
+            self.mtu,
+            self.user,
+            self.privilege,
+            crate::privilege::kept(),
+            self.acl,
+            self.rule.as_deref().unwrap_or("defaults")
+        )
+    }
+}
+
+pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
+    if inv.mode == crate::privilege::Mode::None {
+        return Err(crate::no_privilege("kvmnet-bridge-helper"));
+    }
+    let sock = adopt_socket(args.fd)?;
+    let caller = &inv.caller;
+    let config = Config::load(
+        &inv.caller.config_path(&inv.env),
+        !caller.trusts_environment(),
+    )?;
+    let bridge_name = args.bridge.as_str();
+    let mut acl = "root".to_owned();
+    if !caller.is_root() {
+        // bridge.conf is read now, with the caller's own rights: the privilege
+        // drop made a setuid run its real user, as qemu-bridge-helper does.
+        let qemu = crate::qemu_acl::load(std::path::Path::new(crate::qemu_acl::DEFAULT_PATH))
+            .map_err(|e| Error::QemuAcl(e.to_string()))?;
+        acl = access::check_bridge_helper(
+            &caller.identity(),
+            &config.acl,
+            qemu.as_deref(),
+            "-",
+            bridge_name,
+        )?;
+    }
+    let nl = Netlink::open()?;
+    let bridge = match nl.link_by_name(bridge_name)? {
+        Some(l) if l.is_bridge() => l,
+        Some(l) => {
+            return Err(Error::NotABridge {
+                name: l.name.clone(),
+                what: l.kind.describe(),
+                config: "QEMU's br=".into(),
+            })
+        }
+        None => {
+            return Err(Error::BridgeMissing {
+                bridge: bridge_name.to_owned(),
+                config: "(kvmnet-bridge-helper never creates bridges; QEMU's br= names it)".into(),
+            })
+        }
+    };
+
+    // From here the tap exists only through `queue`: any early return drops
+    // it and the kernel removes the tap (and its bridge port) with it.
+    let first = config.settings_on("", bridge_name);
+    let group = ifup::tun_group(&first)?;
+    let (queue, tap_name) =
+        crate::tap::open_queue(&config.helper_tap, caller.uid, group, args.use_vnet)?;
+    let settings = config.settings_on(&tap_name, bridge_name);
+    if settings.mode == NetMode::Route {
+        return Err(Error::HelperRouted {
+            rule: settings.rule.clone().unwrap_or_default(),
+        });
+    }
+    if settings.needs_vlan_filtering() && bridge.vlan_filtering != Some(true) {
+        let rule = settings
+            .rule
+            .clone()
+            .unwrap_or_else(|| "the top-level vlan/trunk".into());
+        return Err(match bridge.vlan_filtering {
+            None => Error::NoVlanSupport { rule },
+            _ => Error::VlanFilteringOff {
+                bridge: bridge.name.clone(),
+                rule,
+            },
+        });
+    }
+    let tap = nl.link_by_name(&tap_name)?.ok_or_else(|| Error::NotATap {
+        name: tap_name.clone(),
+        what: "gone right after kvmnet created it".into(),
+    })?;
+    let target = Target {
+        bridge: Some(&bridge),
+        mtu: Some(match settings.mtu {
+            MtuPolicy::Bridge => bridge.mtu,
+            MtuPolicy::Fixed(n) => n,
+        }),
+        fe_mac: settings.host_mac == HostMac::Fe,
+        routes: &[],
+        proxy: Vec::new(),
+    };
+    let attach = plan::attach(&tap, &target, true)?;
+    ifup::apply(&nl, &tap, Some(&bridge), &attach.change)?;
+    PortSteps {
+        nl: &nl,
+        settings: &settings,
+        bridge: &bridge,
+    }
+    .run(&Link { ..tap.clone() }, &attach)?;
+    send_fd(&sock, &queue)?;
+    Ok(Report {
+        tap: tap_name,
+        bridge: bridge.name.clone(),
+        mtu: target.mtu.unwrap_or(bridge.mtu),
+        user: caller.uid,
+        privilege: inv.mode,
+        acl,
+        rule: settings.rule,
+    })
+}
+
+/// One byte of payload and the tap's descriptor, as QEMU's recv_fd expects.
+fn send_fd(sock: &OwnedFd, queue: &File) -> Result<(), Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [queue.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(&[0u8])];
+    // MSG_NOSIGNAL: a QEMU that died must give an error here, not SIGPIPE.
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+        .map(|_| ())
+        .map_err(|e| Error::HelperSend {
+            cause: e.desc().to_lowercase(),
+        })
+}
+
+/// The binary's main: like [`crate::main`], but QEMU's socket descriptor
+/// survives the start-up hygiene.
+pub fn main() -> std::process::ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let parsed = parse_args(&argv);
+    let keep = match &parsed {
+        Ok(Parsed::Run(a)) => Some(a.fd),
+        _ => None,
+    };
+    let inv = crate::start_keeping(keep);
+    let mut log = crate::log::Log::open("kvmnet-bridge-helper");
+    let result = parsed.and_then(|p| match p {
+        Parsed::Help => {
+            println!("{USAGE}");
+            Ok(None)
+        }
+        Parsed::Version => {
+            println!("kvmnet-bridge-helper {}", env!("CARGO_PKG_VERSION"));
+            Ok(None)
+        }
+        Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv)).map(Some),
+    });
+    match result {
+        Ok(None) => std::process::ExitCode::SUCCESS,
+        Ok(Some(report)) => {
+            log.info(&report.to_string());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            match e.refusal_details() {
+                Some(details) => log.refusal(details, &e.to_string()),
+                None => log.error(&e.to_string()),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Parsed, Error> {
+        let v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        parse_args(&v)
+    }
+
+    #[test]
+    fn qemus_arguments() {
+        let r = p(&["--use-vnet", "--fd=5", "--br=br0"]).unwrap();
+        assert_eq!(
+            r,
+            Parsed::Run(Args {
+                use_vnet: true,
+                fd: 5,
+                bridge: BridgeName::new("br0").unwrap()
+            })
+        );
+        // through sh -c with the user's --br first; no --use-vnet
+        assert!(matches!(p(&["--br=br-lab", "--fd=9"]), Ok(Parsed::Run(_))));
+        assert_eq!(p(&["--help"]).unwrap(), Parsed::Help);
+        assert_eq!(p(&["--version"]).unwrap(), Parsed::Version);
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        for bad in [
+            &["--fd=5"][..],
+            &["--br=br0"],
+            &["--fd=x", "--br=br0"],
+            &["--fd=1", "--br=br0"],
+            &["--fd=5", "--br=br0", "--br=br1"],
+            &["--fd=5", "--br=br0", "--fd=6"],
+            &["--fd=5", "--br=averyveryverylongbridge"],
+            &["--fd=5", "--br=br0", "--use-vnet", "--use-vnet"],
+            &["--fd=5", "--br=br0", "extra"],
+            &["--fd", "5", "--br=br0"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+}
