@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn qemu_semantics() {
         let e = parse("# comment\n\nallow br0\nallow all\ndeny br-prod\n").unwrap();
-        assert_eq!(decide(&e, "br0").unwrap().0, true);
+        assert!(decide(&e, "br0").unwrap().0);
         assert_eq!(
             decide(&e, "br-x").unwrap().1.location,
             "/etc/qemu/bridge.conf line 4"
