@@ -100,10 +100,15 @@ pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, 
             }
             for family in proxy_off {
                 let path = crate::sysctl::proxy_path(family, &tap.name);
-                crate::sysctl::set(&path, false).map_err(|e| Error::Sysctl {
-                    path,
-                    cause: crate::error::plain(&e),
-                })?;
+                match crate::sysctl::set(&path, false) {
+                    // No /proc (QEMU's -chroot): a tap that is not persistent
+                    // takes its settings with it a moment later.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !persistent => {}
+                    r => r.map_err(|e| Error::Sysctl {
+                        path,
+                        cause: crate::error::plain(&e),
+                    })?,
+                }
             }
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
