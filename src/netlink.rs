@@ -147,10 +147,19 @@ impl Link {
                             LinkInfo::Kind(k) => link.kind = LinkKind::Other(k.to_string()),
                             LinkInfo::Data(InfoData::Tun(nlas)) => parse_tun(&nlas, &mut tun),
                             LinkInfo::Data(InfoData::Bridge(infos)) => {
-                                link.vlan_filtering = infos.iter().find_map(|i| match i {
-                                    InfoBridge::VlanFiltering(v) => Some(*v),
-                                    _ => None,
-                                });
+                                // A kernel without CONFIG_BRIDGE_VLAN_FILTERING
+                                // still reports vlan_filtering (as 0) but never
+                                // a default PVID: that is the sign of support.
+                                let supported = infos
+                                    .iter()
+                                    .any(|i| matches!(i, InfoBridge::VlanDefaultPvid(_)));
+                                link.vlan_filtering = infos
+                                    .iter()
+                                    .find_map(|i| match i {
+                                        InfoBridge::VlanFiltering(v) => Some(*v),
+                                        _ => None,
+                                    })
+                                    .filter(|_| supported);
                             }
                             _ => {}
                         }

@@ -253,3 +253,32 @@ fn vlan_rule_on_this_kernel_names_the_missing_feature() {
         .fails_with("CONFIG_BRIDGE_VLAN_FILTERING");
     assert_eq!(ns.all_links(), links);
 }
+
+#[test]
+fn vlan_rule_on_an_existing_bridge_of_this_kernel_names_the_missing_feature() {
+    let ns = Netns::new();
+    let probe = ns
+        .cmd("ip")
+        .args([
+            "link",
+            "add",
+            "probe0",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        eprintln!("this kernel filters VLANs; the refusal is not testable here (tests/vlan.rs covers VLANs)");
+        return;
+    }
+    ns.ip("link add br-v up type bridge");
+    let dir = TempDir::new();
+    let c = dir.config("bridge = \"br-v\"\nvlan = 10\n");
+    let links = ns.all_links();
+    ns.ifup("v0", Some(&c))
+        .fails_with("CONFIG_BRIDGE_VLAN_FILTERING");
+    assert_eq!(ns.all_links(), links);
+}
