@@ -172,16 +172,15 @@ pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
     let bridge = match nl.link_by_name(bridge_name)? {
         Some(l) if l.is_bridge() => l,
         Some(l) => {
-            return Err(Error::NotABridge {
-                name: l.name.clone(),
-                what: l.kind.describe(),
-                config: "QEMU's br=".into(),
+            return Err(Error::HelperBridge {
+                bridge: l.name.clone(),
+                problem: format!("is {}, not a bridge", l.kind.describe()),
             })
         }
         None => {
-            return Err(Error::BridgeMissing {
+            return Err(Error::HelperBridge {
                 bridge: bridge_name.to_owned(),
-                config: "(kvmnet-bridge-helper never creates bridges; QEMU's br= names it)".into(),
+                problem: "does not exist".into(),
             })
         }
     };

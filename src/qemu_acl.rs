@@ -31,6 +31,10 @@ pub struct Entry {
 pub enum QemuAclError {
     #[error("{location}: cannot parse {line:?}; QEMU's bridge ACL takes `allow BRIDGE`, `allow all`, `deny BRIDGE`, `deny all`, `include PATH` and `#` comments")]
     Syntax { location: String, line: String },
+    #[error(
+        "{location}: bridge name {name:?} is longer than 15 bytes; QEMU rejects such a file too"
+    )]
+    NameTooLong { location: String, name: String },
     #[error("{path}: includes nest deeper than {MAX_DEPTH} levels (an include loop?)")]
     TooDeep { path: String },
     #[error("cannot read {path}: {cause}")]
@@ -98,8 +102,17 @@ fn parse_into(
         };
         match cmd {
             "allow" | "deny" => {
-                if arg.is_empty() || arg.contains(char::is_whitespace) {
+                // Like QEMU: the rest of the line is the name (so "allow br0
+                // br1" names a bridge that can never exist), and a name longer
+                // than IFNAMSIZ makes the whole file invalid (CVE-2019-13164).
+                if arg.is_empty() {
                     return Err(syntax());
+                }
+                if arg.len() >= 16 {
+                    return Err(QemuAclError::NameTooLong {
+                        location,
+                        name: arg.chars().take(40).collect(),
+                    });
                 }
                 let target = if arg == "all" {
                     Target::All
@@ -115,9 +128,15 @@ fn parse_into(
             "include" if !arg.is_empty() => {
                 let inc = PathBuf::from(arg);
                 // qemu-bridge-helper skips includes it cannot open; that is
-                // the mechanism for per-user ACLs via file permissions.
+                // the mechanism for per-user ACLs via file permissions. It
+                // also keeps going after an error inside an include, with
+                // what that include gave until then: same here.
                 if let Ok(Some(text)) = read(&inc) {
-                    parse_into(&inc, &text, depth + 1, out)?;
+                    if let Err(e @ QemuAclError::TooDeep { .. }) =
+                        parse_into(&inc, &text, depth + 1, out)
+                    {
+                        return Err(e);
+                    }
                 }
             }
             _ => return Err(syntax()),
@@ -174,19 +193,28 @@ mod tests {
 
     #[test]
     fn anything_else_is_an_error_with_the_line() {
-        for bad in [
-            "alow br0",
-            "allow",
-            "allow br0 br1",
-            "include",
-            "permit all",
-        ] {
+        for bad in ["alow br0", "allow", "include", "permit all"] {
             let e = parse(&format!("allow x\n{bad}\n")).unwrap_err().to_string();
             assert!(
                 e.starts_with("/etc/qemu/bridge.conf line 2: cannot parse"),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn quirks_kept_from_qemu() {
+        // the rest of the line is one name: it matches nothing
+        let e = parse("allow br0 br1\nallow br0\n").unwrap();
+        assert!(decide(&e, "br0").unwrap().0);
+        assert_eq!(decide(&e, "br1"), None);
+        let e = parse(&format!("deny {}\n", "x".repeat(24)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1: bridge name") && e.contains("longer than 15"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,0 +1,1322 @@
+//! `kvmnet-bridge-helper`, QEMU's `helper=` protocol, end to end.
+//!
+//! Two kinds of test, each in a network namespace of its own:
+//!
+//! - A fake QEMU side in Rust (fast): a unix socket pair, the helper run as
+//!   root in the namespace with one end as `--fd=N`, the tap's descriptor
+//!   received on the other end with `recvmsg` (SCM_RIGHTS, one byte), frames
+//!   written into it and seen on another tap of the same bridge; then the
+//!   descriptor is closed and the tap must vanish. Also every way the
+//!   arguments or the descriptor can be wrong.
+//! - A real, unprivileged QEMU (`-netdev bridge,br=br0,helper=COPY`) run as
+//!   the numeric uid 4242 inside a [`Jail`] (private mount namespace with an
+//!   overlay /etc holding /etc/kvmnet/kvmnet.toml and /etc/qemu/bridge.conf),
+//!   with a copy of the helper given `setcap cap_net_admin+ep` (or setuid
+//!   root): a guest (QEMU's iPXE, TCG) gets a DHCP lease from dnsmasq on br0,
+//!   and every ACL combination of kvmnet.toml and bridge.conf either admits
+//!   QEMU or makes it fail to start with the helper's one line.
+//!
+//! The descriptors handed to the helper are created close-on-exec and made
+//! inheritable only in the helper's own child (`pre_exec`): the tests run in
+//! parallel, and an inheritable socket or tap descriptor would leak into
+//! whatever another test spawns at that moment (a QEMU living for seconds),
+//! keeping "closed" sockets open and "closed" taps alive.
+//!
+//! Needs root, qemu-system-x86_64 with the iPXE ROMs, dnsmasq, setcap,
+//! unshare, nsenter and setpriv. Missing any of them is a failure, never a skip.
+
+mod common;
+
+use std::fs::File;
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{privileged_copy, Grant, Jail, Netns, Run, TempDir};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
+const PROG: &str = "kvmnet-bridge-helper: ";
+const INSTALL_HINT: &str = "install them: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base \
+                            (this test never skips)";
+
+const BRIDGE: &str = "br0";
+const BRIDGE_MAC: &str = "02:00:00:00:00:01";
+/// Not 1500, so that "tap MTU = bridge MTU" proves the helper copied it.
+const MTU: u64 = 9000;
+const VETH: &str = "vport0";
+
+/// The unprivileged user QEMU runs as: numeric, no passwd entry needed.
+const USER: u32 = 4242;
+
+/// A helper run never takes longer than this (it is a few netlink calls).
+const HELPER_LIMIT: Duration = Duration::from_secs(20);
+/// QEMU's start (the helper included) or its exit after SIGTERM.
+const QEMU_LIMIT: Duration = Duration::from_secs(30);
+const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// <linux/if_tun.h>
+const IFF_TAP: u32 = 0x0002;
+const IFF_PERSIST: u32 = 0x0800;
+const IFF_NO_PI: u32 = 0x1000;
+const IFF_VNET_HDR: u32 = 0x4000;
+/// sizeof(struct virtio_net_hdr): what a tap with IFF_VNET_HDR expects in
+/// front of every frame unless TUNSETVNETHDRSZ changed it.
+const VNET_HDR_LEN: usize = 10;
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
+fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The lines of `text` that start with `prefix`.
+fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// A namespace with bridge br0 (fixed MAC, MTU 9000, 10.77.0.1/24) and one
+/// veth port, so the bridge has carrier and a port that is not the helper's.
+fn bridge_ns() -> Netns {
+    let ns = Netns::new();
+    ns.ip_batch(&format!(
+        "link add {BRIDGE} type bridge\n\
+         link set {BRIDGE} address {BRIDGE_MAC} mtu {MTU}\n\
+         link add {VETH} mtu {MTU} type veth peer name vpeer0 mtu {MTU}\n\
+         link set {VETH} master {BRIDGE} up\n\
+         link set vpeer0 up\n\
+         link set {BRIDGE} up\n\
+         addr add 10.77.0.1/24 dev {BRIDGE}\n"
+    ));
+    ns
+}
+
+/// The tun part of a link from sysfs: (tun_flags, owner uid).
+fn tun_info(ns: &Netns, tap: &str) -> (u32, Option<u32>) {
+    let flags = ns.sys(&format!("/sys/class/net/{tap}/tun_flags"));
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("{tap} tun_flags {flags:?}: {e}"));
+    let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
+    (flags, owner.parse().ok())
+}
+
+/// What the helper must have made: a non-persistent tap of `owner` on br0,
+/// up, with br0's MTU and an `fe:` MAC, and br0 unchanged.
+#[track_caller]
+fn assert_helper_tap(ns: &Netns, tap: &str, owner: u32, vnet: bool) {
+    let s = ns
+        .state(tap)
+        .unwrap_or_else(|| panic!("tap {tap} does not exist"));
+    assert_eq!(s.master.as_deref(), Some(BRIDGE), "{tap}: {s:?}");
+    assert!(s.up, "{tap} not up: {s:?}");
+    assert_eq!(s.mtu, MTU, "{tap} must have br0's MTU: {s:?}");
+    assert!(s.mac.starts_with("fe:"), "{tap} MAC must start fe: {s:?}");
+    let (flags, uid) = tun_info(ns, tap);
+    assert_eq!(flags & IFF_TAP, IFF_TAP, "{tap} is not a tap: {flags:#x}");
+    assert_eq!(flags & IFF_PERSIST, 0, "{tap} must not persist: {flags:#x}");
+    assert_eq!(
+        flags & IFF_VNET_HDR != 0,
+        vnet,
+        "{tap} IFF_VNET_HDR (--use-vnet given: {vnet}): {flags:#x}"
+    );
+    assert_eq!(uid, Some(owner), "{tap} owner");
+    let br = ns.state(BRIDGE).unwrap();
+    assert_eq!((br.mtu, br.mac.as_str()), (MTU, BRIDGE_MAC), "br0: {br:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The fake QEMU side
+
+/// A unix stream socket pair as QEMU makes it: QEMU's end (with a receive
+/// timeout, so a helper that sends nothing cannot hang the test) and the
+/// helper's end. Both close-on-exec; see [`run_bounded`].
+fn socket_pair() -> (UnixStream, OwnedFd) {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (qemu, helper) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let qemu = UnixStream::from(qemu);
+    qemu.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    (qemu, helper)
+}
+
+/// Runs `cmd` with the descriptors `pass` inherited (at their numbers), like
+/// QEMU's fork + exec. They are made inheritable only in this child, between
+/// fork and exec; the parent's copies are closed right after the spawn. The
+/// run is bounded by [`HELPER_LIMIT`] (killed and failed after that).
+fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>) -> Run {
+    let raw: Vec<RawFd> = pass.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls fcntl (async-signal-safe) on descriptors the parent keeps open
+    // until after the spawn, and it does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &raw {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    drop(pass);
+    let status = poll(HELPER_LIMIT, || child.try_wait().expect("try_wait"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} still running after {HELPER_LIMIT:?}; killed");
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    Run {
+        code: status.code(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// The helper as root in `ns` (through `ip netns exec`, which keeps inherited
+/// descriptors), with `config` as its kvmnet.toml (none: a path that does not
+/// exist, i.e. built-in defaults).
+fn helper_cmd(ns: &Netns, config: Option<&Path>) -> Command {
+    let mut c = ns.cmd(HELPER);
+    c.env_remove("SUDO_UID").env_remove("SUDO_GID").env(
+        "KVMNET_CONFIG",
+        config.unwrap_or(Path::new("/nonexistent/kvmnet.toml")),
+    );
+    c
+}
+
+/// What arrived on QEMU's end of the socket in one `recvmsg`.
+struct Received {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+fn recv(sock: &UnixStream) -> Received {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 64];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let (n, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        // MSG_CMSG_CLOEXEC: a received tap must not leak into other tests'
+        // children (it would outlive our close).
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .unwrap_or_else(|e| panic!("recvmsg on QEMU's end (5 s timeout): {e}"));
+        let mut fds = Vec::new();
+        for c in msg
+            .cmsgs()
+            .expect("control data truncated (more than 8 fds?)")
+        {
+            match c {
+                ControlMessageOwned::ScmRights(v) => {
+                    // SAFETY: SCM_RIGHTS just installed these descriptors in
+                    // this process; nothing else owns them.
+                    fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+                }
+                other => panic!("unexpected control message {other:?}"),
+            }
+        }
+        (msg.bytes, fds)
+    };
+    Received {
+        bytes: buf[..n].to_vec(),
+        fds,
+    }
+}
+
+/// The helper sent nothing and closed its end: EOF, no descriptor.
+#[track_caller]
+fn assert_nothing_sent(sock: &UnixStream, what: &str) {
+    let r = recv(sock);
+    assert!(
+        r.bytes.is_empty() && r.fds.is_empty(),
+        "{what}: QEMU's end got {} bytes and {} fds, expected EOF",
+        r.bytes.len(),
+        r.fds.len()
+    );
+}
+
+nix::ioctl_read_bad!(
+    tun_get_iff,
+    nix::request_code_read!(b'T', 210, std::mem::size_of::<libc::c_uint>()),
+    [u8; 40]
+);
+
+/// TUNGETIFF on a received descriptor: the tap's name and tun flags.
+fn tap_of(fd: &OwnedFd) -> (String, u32) {
+    let mut req = [0u8; 40];
+    // SAFETY: `req` is a writable 40-byte struct ifreq; `fd` is open.
+    unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }
+        .unwrap_or_else(|e| panic!("TUNGETIFF on the received descriptor: {e}"));
+    let len = req[..16].iter().position(|b| *b == 0).unwrap_or(16);
+    let name = String::from_utf8(req[..len].to_vec()).unwrap();
+    let flags = u16::from_ne_bytes([req[16], req[17]]) as u32;
+    (name, flags)
+}
+
+/// One complete exchange, as QEMU does it: exactly one descriptor with a
+/// one-byte payload, then EOF; the helper exited 0. Returns the tap's name
+/// and its queue (non-blocking, as QEMU sets it).
+fn receive_tap(sock: &UnixStream, run: &Run) -> (String, File) {
+    assert_eq!(run.code, Some(0), "helper failed: {run:?}");
+    assert!(run.stdout.is_empty(), "helper wrote to stdout: {run:?}");
+    let mut r = recv(sock);
+    assert_eq!(r.bytes.len(), 1, "payload must be one byte: {:?}", r.bytes);
+    assert_eq!(r.fds.len(), 1, "exactly one descriptor");
+    assert_nothing_sent(sock, "after the descriptor");
+    let fd = r.fds.pop().unwrap();
+    let (name, flags) = tap_of(&fd);
+    assert_eq!(
+        flags & (IFF_TAP | IFF_NO_PI),
+        IFF_TAP | IFF_NO_PI,
+        "{name}: {flags:#x}"
+    );
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let fl = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL).unwrap());
+    fcntl(&fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).unwrap();
+    // The success line goes to syslog when there is one, else to stderr.
+    if !Path::new("/dev/log").exists() {
+        let want = format!("tap={name} bridge={BRIDGE} mtu={MTU} user=0 result=sent-to-qemu");
+        assert!(run.stderr.contains(&want), "{want:?} in {:?}", run.stderr);
+    }
+    (name, File::from(fd))
+}
+
+/// Writes a broadcast frame with `marker` into `from` (with an empty virtio
+/// header when the tap has IFF_VNET_HDR) and asserts it arrives at `to`.
+#[track_caller]
+fn assert_frame_crosses(from: (&str, &mut File, bool), to: (&str, &mut File), marker: &[u8]) {
+    let (from_name, from_file, vnet) = from;
+    let mut frame = if vnet {
+        vec![0; VNET_HDR_LEN]
+    } else {
+        Vec::new()
+    };
+    frame.extend(common::broadcast_frame(
+        [0x02, 0, 0, 0x4b, 0x42, 0x01],
+        marker,
+    ));
+    from_file.write_all(&frame).expect("writing into the tap");
+    let frames = common::read_frames(to.1, Duration::from_millis(700));
+    assert!(
+        common::seen(&frames, marker),
+        "frame written into {from_name} not seen on {} ({} other frames)",
+        to.0,
+        frames.len()
+    );
+}
+
+#[test]
+fn fake_qemu_receives_taps_that_forward_on_the_bridge_and_vanish_on_close() {
+    let started = Instant::now();
+    let ns = bridge_ns();
+    let links_before = ns.all_links();
+
+    // QEMU's execv form: HELPER --use-vnet --fd=N --br=BR
+    let (qa, ha) = socket_pair();
+    let mut c = helper_cmd(&ns, None);
+    c.args(["--use-vnet", &format!("--fd={}", ha.as_raw_fd())])
+        .arg(format!("--br={BRIDGE}"));
+    let run = run_bounded(c, vec![ha]);
+    let (a, mut fa) = receive_tap(&qa, &run);
+
+    // QEMU's sh -c form for helper="HELPER --br=br0": the user's --br first,
+    // no --br= appended by QEMU (hence the trailing space).
+    let (qb, hb) = socket_pair();
+    let line = format!("{HELPER} --br={BRIDGE} --use-vnet --fd={} ", hb.as_raw_fd());
+    let mut c = ns.cmd("/bin/sh");
+    c.args(["-c", &line])
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env("KVMNET_CONFIG", "/nonexistent/kvmnet.toml");
+    let run = run_bounded(c, vec![hb]);
+    let (b, mut fb) = receive_tap(&qb, &run);
+
+    // Without --use-vnet: no virtio header on the tap.
+    let (qc, hc) = socket_pair();
+    let mut c = helper_cmd(&ns, None);
+    c.arg(format!("--fd={}", hc.as_raw_fd()))
+        .arg(format!("--br={BRIDGE}"));
+    let run = run_bounded(c, vec![hc]);
+    let (cn, mut fc) = receive_tap(&qc, &run);
+
+    let mut names = vec![a.clone(), b.clone(), cn.clone()];
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "three distinct taps: {a} {b} {cn}");
+    assert_helper_tap(&ns, &a, 0, true);
+    assert_helper_tap(&ns, &b, 0, true);
+    assert_helper_tap(&ns, &cn, 0, false);
+    let mut ports = ns.ports(BRIDGE);
+    ports.sort();
+    let mut want = vec![a.clone(), b.clone(), cn.clone(), VETH.to_owned()];
+    want.sort();
+    assert_eq!(ports, want, "br0 ports");
+
+    // The received descriptors are the taps' queues: a frame the "guest"
+    // writes into one reaches the others through br0.
+    let marker_a = format!("kvmnet-helper-from-a-{}", std::process::id());
+    assert_frame_crosses((&a, &mut fa, true), (&b, &mut fb), marker_a.as_bytes());
+    let marker_c = format!("kvmnet-helper-from-c-{}", std::process::id());
+    assert_frame_crosses((&cn, &mut fc, false), (&a, &mut fa), marker_c.as_bytes());
+    assert_frame_crosses((&b, &mut fb, true), (&cn, &mut fc), b"kvmnet-helper-from-b");
+
+    // Closing the only descriptor removes the tap and its port: nothing is
+    // left behind (there is no downscript in this mode).
+    drop(fa);
+    let gone = poll(Duration::from_secs(5), || (!ns.exists(&a)).then_some(()));
+    assert!(gone.is_some(), "{a} still exists after close");
+    assert!(ns.exists(&b) && ns.exists(&cn));
+    drop((fb, fc));
+    let clean = poll(Duration::from_secs(5), || {
+        (ns.all_links() == links_before).then_some(())
+    });
+    assert!(
+        clean.is_some(),
+        "links after closing every tap: {:?}, before: {links_before:?}",
+        ns.all_links()
+    );
+    assert_eq!(ns.ports(BRIDGE), vec![VETH.to_owned()]);
+    eprintln!(
+        "bridge helper, fake QEMU: taps {a} {b} {cn} received, frames crossed, all gone; {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// What to hand the helper as its descriptor.
+#[derive(Debug, Clone, Copy)]
+enum Give {
+    /// Nothing (the arguments are wrong before any descriptor matters).
+    Nothing,
+    /// One end of a unix stream pair, as QEMU does; the other end must see
+    /// EOF and nothing else.
+    Socket,
+    /// A regular file.
+    File,
+    /// A unix datagram socket.
+    UnixDgram,
+    /// A UDP socket.
+    Udp,
+    /// A TCP (AF_INET stream) socket.
+    Tcp,
+}
+
+#[test]
+fn fake_qemu_bad_arguments_and_descriptors_fail_with_one_line_and_leave_nothing() {
+    let started = Instant::now();
+    let ns = bridge_ns();
+    let dir = TempDir::new();
+    let links_before = ns.all_links();
+    let long = "b".repeat(20);
+    let cases: Vec<(Vec<String>, Give, String)> = vec![
+        (
+            vec!["--frobnicate".into()],
+            Give::Nothing,
+            "unexpected argument \"--frobnicate\"".into(),
+        ),
+        (
+            vec!["--use-vnet".into(), "--fd={fd}".into()],
+            Give::Socket,
+            "--br=BRIDGE is missing".into(),
+        ),
+        (
+            vec!["--use-vnet".into(), format!("--br={BRIDGE}")],
+            Give::Nothing,
+            "--fd=N is missing".into(),
+        ),
+        (
+            vec!["--fd=x".into(), format!("--br={BRIDGE}")],
+            Give::Nothing,
+            "--fd=x: not a descriptor number above 2".into(),
+        ),
+        (
+            vec!["--fd=2".into(), format!("--br={BRIDGE}")],
+            Give::Nothing,
+            "--fd=2: not a descriptor number above 2".into(),
+        ),
+        (
+            vec!["--fd=-1".into(), format!("--br={BRIDGE}")],
+            Give::Nothing,
+            "not a descriptor number above 2".into(),
+        ),
+        (
+            vec![
+                "--fd={fd}".into(),
+                format!("--br={BRIDGE}"),
+                "--br=br1".into(),
+            ],
+            Give::Socket,
+            "unexpected argument \"--br=br1\"".into(),
+        ),
+        (
+            vec![
+                "--fd={fd}".into(),
+                format!("--br={BRIDGE}"),
+                "--fd=7".into(),
+            ],
+            Give::Socket,
+            "unexpected argument \"--fd=7\"".into(),
+        ),
+        // A number that is not open in the helper.
+        (
+            vec!["--fd=900".into(), format!("--br={BRIDGE}")],
+            Give::Nothing,
+            "--fd=900: not an open descriptor".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
+            Give::File,
+            ": not a socket".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
+            Give::UnixDgram,
+            ": not a unix stream socket".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
+            Give::Udp,
+            ": not a unix stream socket".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
+            Give::Tcp,
+            ": not a unix stream socket".into(),
+        ),
+        // CVE-2019-13164: a bridge name longer than IFNAMSIZ.
+        (
+            vec!["--fd={fd}".into(), format!("--br={long}")],
+            Give::Socket,
+            "Linux allows at most 15".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), "--br=br0;x".into()],
+            Give::Socket,
+            "contains".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), "--br=nobr".into()],
+            Give::Socket,
+            "QEMU's br=nobr does not exist; the bridge helper never creates bridges".into(),
+        ),
+        (
+            vec!["--fd={fd}".into(), format!("--br={VETH}")],
+            Give::Socket,
+            format!("QEMU's br={VETH} is a veth device, not a bridge"),
+        ),
+    ];
+    let mut report = Vec::new();
+    for (args, give, needle) in &cases {
+        let mut keep_peer = None;
+        let mut pass = Vec::new();
+        match give {
+            Give::Nothing => {}
+            Give::Socket => {
+                let (q, h) = socket_pair();
+                keep_peer = Some(q);
+                pass.push(h);
+            }
+            Give::File => {
+                let p = dir.path().join("regular");
+                std::fs::write(&p, "x").unwrap();
+                pass.push(OwnedFd::from(File::open(&p).unwrap()));
+            }
+            Give::UnixDgram => {
+                let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+                pass.push(OwnedFd::from(a));
+            }
+            Give::Udp => {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                pass.push(OwnedFd::from(s));
+            }
+            Give::Tcp => {
+                let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                pass.push(OwnedFd::from(s));
+            }
+        }
+        let fd = pass.first().map(|f| f.as_raw_fd().to_string());
+        let argv: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{fd}", fd.as_deref().unwrap_or("?")))
+            .collect();
+        let mut c = helper_cmd(&ns, None);
+        c.args(&argv);
+        let run = run_bounded(c, pass);
+        let what = format!("{argv:?} with {give:?}");
+        assert_eq!(run.code, Some(1), "{what}: {run:?}");
+        assert!(run.stdout.is_empty(), "{what}: {run:?}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line expected: {run:?}");
+        assert!(
+            lines[0].starts_with(PROG) && lines[0].contains(needle.as_str()),
+            "{what}: expected {needle:?} in {:?}",
+            lines[0]
+        );
+        if let Some(q) = &keep_peer {
+            assert_nothing_sent(q, &what);
+        }
+        assert_eq!(ns.all_links(), links_before, "{what}: links changed");
+        assert_eq!(ns.ports(BRIDGE), vec![VETH.to_owned()], "{what}");
+        report.push(lines[0].to_owned());
+    }
+    eprintln!(
+        "bridge helper: {} refusals in {:.2} s, e.g.\n  {}",
+        cases.len(),
+        started.elapsed().as_secs_f64(),
+        report.join("\n  ")
+    );
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for arg in ["--help", "-h"] {
+        let r = Run::from(common::sh(Command::new(HELPER).arg(arg)));
+        r.ok();
+        assert!(
+            r.stdout
+                .starts_with("usage: kvmnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD"),
+            "{r:?}"
+        );
+        assert!(r.stderr.is_empty(), "{r:?}");
+    }
+    for arg in ["--version", "-V"] {
+        let r = Run::from(common::sh(Command::new(HELPER).arg(arg)));
+        r.ok();
+        assert_eq!(
+            r.stdout.trim(),
+            format!("kvmnet-bridge-helper {}", env!("CARGO_PKG_VERSION")),
+            "{r:?}"
+        );
+    }
+}
+
+/// QEMU died (closed its end) before the helper could send: EPIPE, not
+/// SIGPIPE; the helper says so in one line and the tap it made is gone.
+#[test]
+fn fake_qemu_gone_before_the_send_fails_cleanly_and_leaves_no_tap() {
+    let ns = bridge_ns();
+    let links_before = ns.all_links();
+    let (q, h) = socket_pair();
+    drop(q);
+    let mut c = helper_cmd(&ns, None);
+    c.args(["--use-vnet", &format!("--fd={}", h.as_raw_fd())])
+        .arg(format!("--br={BRIDGE}"));
+    let run = run_bounded(c, vec![h]);
+    run.fails_with("cannot send the tap to QEMU over its socket: broken pipe");
+    assert!(run.stderr.starts_with(PROG), "{run:?}");
+    let clean = poll(Duration::from_secs(5), || {
+        (ns.all_links() == links_before).then_some(())
+    });
+    assert!(clean.is_some(), "links left: {:?}", ns.all_links());
+    assert_eq!(ns.ports(BRIDGE), vec![VETH.to_owned()]);
+    eprintln!("bridge helper, QEMU gone: {}", run.stderr.trim());
+}
+
+/// `helper_tap` in kvmnet.toml names the taps the helper makes.
+#[test]
+fn fake_qemu_tap_name_follows_helper_tap() {
+    let ns = bridge_ns();
+    let dir = TempDir::new();
+    let config = dir.config("helper_tap = \"vmh%d\"\n");
+    let (q, h) = socket_pair();
+    let mut c = helper_cmd(&ns, Some(&config));
+    c.args(["--use-vnet", &format!("--fd={}", h.as_raw_fd())])
+        .arg(format!("--br={BRIDGE}"));
+    let run = run_bounded(c, vec![h]);
+    let (name, f) = receive_tap(&q, &run);
+    assert_eq!(name, "vmh0");
+    assert_helper_tap(&ns, &name, 0, true);
+    drop(f);
+    let gone = poll(Duration::from_secs(5), || (!ns.exists(&name)).then_some(()));
+    assert!(gone.is_some(), "{name} still exists after close");
+}
+
+// ---------------------------------------------------------------------------
+// A real, unprivileged QEMU
+
+/// The absolute path of a program, looked up in PATH and the sbin directories.
+fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = [
+        "/usr/local/sbin",
+        "/usr/sbin",
+        "/sbin",
+        "/usr/local/bin",
+        "/usr/bin",
+        "/bin",
+    ];
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| panic!("{name} not found in PATH or sbin: {INSTALL_HINT}"))
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// br0 in its own namespace, optionally dnsmasq on it, and at most one QEMU
+/// at a time. Field order is drop order: processes die first, then the jail
+/// and the files go, then the namespace.
+struct Lab {
+    qemu: Option<Proc>,
+    dnsmasq: Option<Proc>,
+    jail: Option<Jail>,
+    dir: TempDir,
+    ns: Netns,
+    qemu_bin: PathBuf,
+    links_before: Vec<String>,
+}
+
+impl Lab {
+    fn new(dhcp: bool) -> Lab {
+        common::require_root();
+        let qemu_bin = find_program("qemu-system-x86_64");
+        let dnsmasq = dhcp.then(|| find_program("dnsmasq"));
+        for tool in ["setcap", "unshare", "nsenter", "setpriv"] {
+            find_program(tool);
+        }
+        let ns = bridge_ns();
+        let links_before = ns.all_links();
+        let mut lab = Lab {
+            qemu: None,
+            dnsmasq: None,
+            jail: None,
+            dir: TempDir::new(),
+            ns,
+            qemu_bin,
+            links_before,
+        };
+        if let Some(d) = dnsmasq {
+            lab.start_dnsmasq(&d);
+        }
+        lab
+    }
+
+    fn file(&self, name: &str) -> String {
+        read(&self.dir.path().join(name))
+    }
+
+    fn start_dnsmasq(&mut self, dnsmasq: &Path) {
+        let d = self.dir.path();
+        let child = self
+            .ns
+            .cmd(dnsmasq.to_str().unwrap())
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--bind-interfaces",
+                "--interface=br0",
+                "--dhcp-range=10.77.0.100,10.77.0.199,255.255.255.0,1h",
+                "--user=root",
+                "--group=root",
+                "--log-dhcp",
+            ])
+            .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
+            .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
+            .arg(format!(
+                "--log-facility={}",
+                d.join("dnsmasq.log").display()
+            ))
+            .stdout(File::create(d.join("dnsmasq.out")).unwrap())
+            .stderr(File::create(d.join("dnsmasq.err")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
+        self.dnsmasq = Some(Proc(child));
+        let ready = poll(Duration::from_secs(10), || {
+            if let Some(st) = self.dnsmasq.as_mut().unwrap().0.try_wait().unwrap() {
+                panic!(
+                    "dnsmasq exited at start ({st}): {}{}",
+                    self.file("dnsmasq.err"),
+                    self.file("dnsmasq.log")
+                );
+            }
+            let bound = self
+                .file("dnsmasq.log")
+                .contains("sockets bound exclusively to interface br0");
+            (bound && !self.file("dnsmasq.pid").is_empty()).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "dnsmasq not ready after 10 s: {}",
+            self.file("dnsmasq.log")
+        );
+    }
+
+    /// A copy of the helper with `grant`, in the lab's directory.
+    fn helper(&self, grant: Grant) -> PathBuf {
+        privileged_copy(self.dir.path(), HELPER, grant)
+    }
+
+    /// Starts QEMU as `jail`'s user inside the namespace, with
+    /// `-netdev bridge,id=n0,br=br0,helper=HELPER`; stderr to qemu.err.
+    fn start_qemu(&mut self, jail: Jail, mac: &str, helper: &str) -> Instant {
+        assert!(self.qemu.is_none(), "one QEMU at a time");
+        let netdev = format!("bridge,id=n0,br={BRIDGE},helper={helper}");
+        let device = format!("virtio-net-pci,netdev=n0,mac={mac}");
+        let qemu = self.qemu_bin.to_str().unwrap();
+        let argv = [
+            qemu,
+            "-machine",
+            "q35,accel=tcg",
+            "-m",
+            "128",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "none",
+            "-monitor",
+            "none",
+            "-boot",
+            "n",
+            "-netdev",
+            &netdev,
+            "-device",
+            &device,
+        ];
+        let mut cmd = jail.command(&self.ns, &argv);
+        cmd.stdout(Stdio::null())
+            .stderr(File::create(self.dir.path().join("qemu.err")).unwrap());
+        let start = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        self.qemu = Some(Proc(child));
+        self.jail = Some(jail);
+        start
+    }
+
+    fn qemu_stderr(&self) -> String {
+        self.file("qemu.err")
+    }
+
+    fn qemu_exited(&mut self) -> Option<ExitStatus> {
+        self.qemu.as_mut().unwrap().0.try_wait().unwrap()
+    }
+
+    /// Waits (bounded) until QEMU has exited.
+    fn wait_qemu(&mut self, limit: Duration) -> ExitStatus {
+        poll(limit, || self.qemu_exited()).unwrap_or_else(|| {
+            panic!(
+                "QEMU still running after {limit:?}; stderr:\n{}",
+                self.qemu_stderr()
+            )
+        })
+    }
+
+    /// QEMU's pid once the jail's chain of execs has reached it.
+    fn qemu_pid(&mut self) -> u32 {
+        let pid = self.qemu.as_ref().unwrap().0.id();
+        let comm = || read(Path::new(&format!("/proc/{pid}/comm")));
+        let ok = poll(Duration::from_secs(10), || {
+            comm().starts_with("qemu-system").then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "pid {pid} is {:?}, not QEMU; stderr:\n{}",
+            comm(),
+            self.qemu_stderr()
+        );
+        pid
+    }
+
+    /// The helper's tap on br0, once it is there (QEMU must still run).
+    fn wait_for_tap(&mut self) -> String {
+        let tap = poll(QEMU_LIMIT, || {
+            if let Some(st) = self.qemu_exited() {
+                panic!(
+                    "QEMU exited before its tap appeared on br0 ({st}); stderr:\n{}\n\
+                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
+                    self.qemu_stderr()
+                );
+            }
+            self.ns.ports(BRIDGE).into_iter().find(|p| p != VETH)
+        });
+        tap.unwrap_or_else(|| {
+            panic!(
+                "no tap on br0 {QEMU_LIMIT:?} after QEMU's start; stderr:\n{}",
+                self.qemu_stderr()
+            )
+        })
+    }
+
+    /// The helper's one line on QEMU's stderr (the jail has no /dev/log).
+    fn helper_line(&self) -> String {
+        let line = poll(Duration::from_secs(5), || {
+            let err = self.qemu_stderr();
+            let ours = lines_with(&err, PROG);
+            (!ours.is_empty()).then(|| {
+                assert_eq!(ours.len(), 1, "one helper line expected:\n{err}");
+                ours[0].to_owned()
+            })
+        });
+        line.unwrap_or_else(|| panic!("no helper line in QEMU's stderr:\n{}", self.qemu_stderr()))
+    }
+
+    /// Waits until dnsmasq acknowledged a lease for `mac`; returns the IP.
+    fn wait_for_lease(&mut self, mac: &str) -> String {
+        let ip = poll(LEASE_TIMEOUT, || {
+            if let Some(st) = self.qemu_exited() {
+                panic!(
+                    "QEMU exited before the guest got a lease ({st}); stderr:\n{}",
+                    self.qemu_stderr()
+                );
+            }
+            acked_ip(&self.file("dnsmasq.log"), mac)
+        });
+        let Some(ip) = ip else {
+            panic!(
+                "no DHCPACK for {mac} within {LEASE_TIMEOUT:?}\nbr0 ports: {:?}\n\
+                 dnsmasq log:\n{}\nQEMU stderr:\n{}",
+                self.ns.ports(BRIDGE),
+                self.file("dnsmasq.log"),
+                self.qemu_stderr()
+            )
+        };
+        assert!(
+            self.file("leases").contains(&format!("{mac} {ip} ")),
+            "lease file lacks {mac} {ip}: {}",
+            self.file("leases")
+        );
+        ip
+    }
+
+    /// SIGTERM: QEMU exits cleanly and closes the tap. QEMU installs its
+    /// SIGTERM handler only after setting up its netdevs, so the tap can be
+    /// on br0 while SIGTERM would still kill QEMU outright: wait (bounded)
+    /// until the handler shows in /proc/PID/status (SigCgt).
+    fn stop_qemu(&mut self) -> ExitStatus {
+        let pid = self.qemu_pid();
+        let sigterm = 1u64 << (libc::SIGTERM - 1);
+        let caught = poll(QEMU_LIMIT, || {
+            let st = proc_status(pid);
+            let mask = u64::from_str_radix(st.get("SigCgt")?, 16).ok()?;
+            (mask & sigterm != 0).then_some(())
+        });
+        assert!(
+            caught.is_some(),
+            "QEMU did not install its SIGTERM handler within {QEMU_LIMIT:?}: {:?}\n{}",
+            proc_status(pid),
+            self.qemu_stderr()
+        );
+        common::ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
+        self.wait_qemu(QEMU_LIMIT)
+    }
+
+    /// After QEMU is gone: no tap, br0 as before, nothing running but dnsmasq.
+    #[track_caller]
+    fn assert_clean(&mut self) {
+        let clean = poll(Duration::from_secs(5), || {
+            (self.ns.all_links() == self.links_before).then_some(())
+        });
+        assert!(
+            clean.is_some(),
+            "links after QEMU: {:?}, before: {:?}",
+            self.ns.all_links(),
+            self.links_before
+        );
+        assert_eq!(self.ns.ports(BRIDGE), vec![VETH.to_owned()], "br0 ports");
+        let br = self.ns.state(BRIDGE).unwrap();
+        assert_eq!((br.mtu, br.mac.as_str()), (MTU, BRIDGE_MAC), "br0: {br:?}");
+        let out = common::ok(Command::new("ip").args(["netns", "pids", &self.ns.name]));
+        let mut pids: Vec<u32> = out.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        pids.sort();
+        let want: Vec<u32> = self.dnsmasq.iter().map(|p| p.0.id()).collect();
+        assert_eq!(pids, want, "only dnsmasq may be left running");
+        self.qemu = None;
+        self.jail = None;
+    }
+}
+
+/// The IP dnsmasq acknowledged for `mac`, from "... DHCPACK(br0) IP MAC ...".
+fn acked_ip(log: &str, mac: &str) -> Option<String> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find("DHCPACK(")?..];
+        let mut words = rest.split_whitespace().skip(1);
+        let (ip, m) = (words.next()?, words.next()?);
+        m.eq_ignore_ascii_case(mac).then(|| ip.to_owned())
+    })
+}
+
+/// /proc/PID/status as key -> whitespace-normalised value.
+fn proc_status(pid: u32) -> std::collections::HashMap<String, String> {
+    read(Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((
+                k.to_owned(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect()
+}
+
+/// The access policy of one QEMU run: /etc/kvmnet/kvmnet.toml and the files
+/// under /etc/qemu (path, lines, mode; created by root in the jail's overlay).
+/// No files: /etc/qemu/bridge.conf does not exist.
+struct Policy<'a> {
+    kvmnet: Option<&'a str>,
+    qemu: &'a [(&'a str, &'a str, u32)],
+}
+
+const KVMNET_ALLOW: &str = "[[allow]]\nusers = [\"4242\"]\nbridges = [\"br0\"]\n";
+const KVMNET_DENY: &str = "[[deny]]\nusers = [\"4242\"]\nbridges = [\"br0\"]\n";
+
+fn jail_for(policy: &Policy) -> Jail {
+    let mut jail = Jail::new(USER, USER, &[]);
+    jail.config = policy.kvmnet.map(str::to_owned);
+    if !policy.qemu.is_empty() {
+        jail.setup = "mkdir -p /etc/qemu\n".into();
+    }
+    for (path, text, mode) in policy.qemu {
+        let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
+        jail.setup += &format!(
+            "printf '%s\\n' {} > {path}\nchown 0:0 {path}\nchmod {mode:o} {path}\n",
+            lines.join(" ")
+        );
+    }
+    jail
+}
+
+/// QEMU as uid 4242 with the helper copy must fail to start; the helper's
+/// one line contains `needle`; nothing is left in the namespace.
+fn qemu_refused(grant: Grant, policy: Policy, needle: &str) {
+    let mut lab = Lab::new(false);
+    let helper = lab.helper(grant);
+    let start = lab.start_qemu(
+        jail_for(&policy),
+        "52:54:00:4b:48:10",
+        helper.to_str().unwrap(),
+    );
+    let status = lab.wait_qemu(QEMU_LIMIT);
+    let took = start.elapsed();
+    let err = lab.qemu_stderr();
+    assert!(
+        !status.success(),
+        "QEMU must fail to start: {status}\n{err}"
+    );
+    let line = lab.helper_line();
+    assert!(line.contains(needle), "expected {needle:?} in {line:?}");
+    let qemu_says = lines_with(&err, "qemu-system-x86_64:");
+    assert!(
+        !qemu_says.is_empty(),
+        "QEMU's own error line is missing:\n{err}"
+    );
+    lab.assert_clean();
+    eprintln!(
+        "bridge helper, QEMU refused ({grant:?}) in {:.2} s:\n  {line}\n  {}",
+        took.as_secs_f64(),
+        qemu_says.join("\n  ")
+    );
+}
+
+/// QEMU as uid 4242 starts: its tap is on br0, owned by 4242, and the
+/// helper's line names the deciding rule `acl`; after SIGTERM nothing is left.
+fn qemu_admitted(grant: Grant, policy: Policy, acl: &str, helper_args: &str) {
+    let mut lab = Lab::new(false);
+    let helper = lab.helper(grant);
+    let helper_value = format!("{}{helper_args}", helper.display());
+    let start = lab.start_qemu(jail_for(&policy), "52:54:00:4b:48:11", &helper_value);
+    let tap = lab.wait_for_tap();
+    let took = start.elapsed();
+    assert_helper_tap(&lab.ns, &tap, USER, true);
+    let line = lab.helper_line();
+    let privilege = match grant {
+        Grant::Setuid => "privilege=setuid",
+        _ => "privilege=file-capability",
+    };
+    for want in [
+        format!("tap={tap} bridge={BRIDGE} mtu={MTU} user={USER} result=sent-to-qemu"),
+        privilege.to_owned(),
+        format!("acl=\"{acl}\""),
+    ] {
+        assert!(line.contains(&want), "{want:?} in {line:?}");
+    }
+    assert!(lab.qemu_exited().is_none(), "QEMU exited");
+    let status = lab.stop_qemu();
+    let err = lab.qemu_stderr();
+    assert!(status.success(), "QEMU exit after SIGTERM: {status}\n{err}");
+    lab.assert_clean();
+    eprintln!(
+        "bridge helper, QEMU admitted ({grant:?}), tap {tap} on br0 after {:.2} s: {line}",
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn qemu_as_a_user_gets_a_lease_through_the_helper_and_its_tap_goes_with_it() {
+    let mut lab = Lab::new(true);
+    let helper = lab.helper(Grant::FileCap);
+    let mac = "52:54:00:4b:48:01";
+    let jail = jail_for(&Policy {
+        kvmnet: Some(KVMNET_ALLOW),
+        qemu: &[],
+    });
+    let start = lab.start_qemu(jail, mac, helper.to_str().unwrap());
+
+    // QEMU itself runs as 4242 without any capability.
+    let pid = lab.qemu_pid();
+    let tap = lab.wait_for_tap();
+    let st = proc_status(pid);
+    assert_eq!(
+        st.get("Uid").map(String::as_str),
+        Some("4242 4242 4242 4242"),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.get("CapEff").map(String::as_str),
+        Some("0000000000000000"),
+        "{st:?}"
+    );
+    // Its tap: on br0, owned by 4242, like ifup's (MTU, fe: MAC), with the
+    // virtio header QEMU asked for with --use-vnet.
+    assert_helper_tap(&lab.ns, &tap, USER, true);
+    let line = lab.helper_line();
+    for want in [
+        format!("tap={tap} bridge={BRIDGE} mtu={MTU} user={USER} result=sent-to-qemu"),
+        "privilege=file-capability caps=cap_net_admin ".to_owned(),
+        "acl=\"allow rule at /etc/kvmnet/kvmnet.toml line 1 (user 4242)\"".to_owned(),
+    ] {
+        assert!(line.contains(&want), "{want:?} in {line:?}");
+    }
+
+    let ip = lab.wait_for_lease(mac);
+    let lease_time = start.elapsed();
+    let mut ports = lab.ns.ports(BRIDGE);
+    ports.sort();
+    let mut want = vec![tap.clone(), VETH.to_owned()];
+    want.sort();
+    assert_eq!(ports, want, "br0 ports while QEMU runs");
+
+    let stop = Instant::now();
+    let status = lab.stop_qemu();
+    let err = lab.qemu_stderr();
+    assert!(status.success(), "QEMU exit after SIGTERM: {status}\n{err}");
+    assert!(!err.contains("failed"), "QEMU reported a failure:\n{err}");
+    lab.assert_clean();
+    eprintln!(
+        "bridge helper, QEMU as {USER}: lease {ip} after {:.1} s through {tap}; \
+         exit and tap gone {:.2} s after SIGTERM: {line}",
+        lease_time.as_secs_f64(),
+        stop.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn qemu_refused_when_nothing_allows_the_bridge() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: None,
+            qemu: &[],
+        },
+        "user 4242 may not attach a tap to bridge br0: neither an [[allow]] rule in \
+         /etc/kvmnet/kvmnet.toml nor /etc/qemu/bridge.conf (absent) allows it; \
+         add `allow br0` to /etc/qemu/bridge.conf or an [[allow]] rule for this user",
+    );
+}
+
+#[test]
+fn qemu_refused_when_bridge_conf_allows_only_another_bridge() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some("bridge = \"br0\"\n"),
+            qemu: &[("/etc/qemu/bridge.conf", "allow br-other", 0o644)],
+        },
+        "nor a line in /etc/qemu/bridge.conf allows it; add `allow br0` to /etc/qemu/bridge.conf",
+    );
+}
+
+#[test]
+fn qemu_refused_by_a_bridge_conf_deny_despite_a_kvmnet_allow() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some(KVMNET_ALLOW),
+            qemu: &[(
+                "/etc/qemu/bridge.conf",
+                "# site policy\nallow all\ndeny br0",
+                0o644,
+            )],
+        },
+        "user 4242 may not attach a tap to bridge br0: `deny` at /etc/qemu/bridge.conf line 3",
+    );
+}
+
+#[test]
+fn qemu_refused_by_a_kvmnet_deny_despite_bridge_conf_allow_all() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some(KVMNET_DENY),
+            qemu: &[("/etc/qemu/bridge.conf", "allow all", 0o644)],
+        },
+        "user 4242 may not attach a tap to bridge br0: deny rule at /etc/kvmnet/kvmnet.toml line 1 (user 4242)",
+    );
+}
+
+#[test]
+fn qemu_refused_when_bridge_conf_is_malformed() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some(KVMNET_ALLOW),
+            qemu: &[("/etc/qemu/bridge.conf", "allow br0\nalow br1", 0o644)],
+        },
+        "/etc/qemu/bridge.conf line 2: cannot parse \"alow br1\"",
+    );
+}
+
+/// An existing qemu-bridge-helper installation keeps working unchanged.
+#[test]
+fn qemu_admitted_by_bridge_conf_alone() {
+    qemu_admitted(
+        Grant::FileCap,
+        Policy {
+            kvmnet: None,
+            qemu: &[("/etc/qemu/bridge.conf", "allow br0", 0o644)],
+        },
+        "`allow` at /etc/qemu/bridge.conf line 1",
+        "",
+    );
+}
+
+/// Per-user ACLs by file permissions: an include the user cannot read is
+/// skipped, so its `allow` does not count. The setuid copy must read it as
+/// the real user too (not as root).
+fn unreadable_include(grant: Grant) {
+    qemu_refused(
+        grant,
+        Policy {
+            kvmnet: None,
+            qemu: &[
+                (
+                    "/etc/qemu/bridge.conf",
+                    "include /etc/qemu/4242.conf",
+                    0o644,
+                ),
+                ("/etc/qemu/4242.conf", "allow br0", 0o600),
+            ],
+        },
+        "nor a line in /etc/qemu/bridge.conf allows it",
+    );
+}
+
+#[test]
+fn qemu_refused_when_the_allowing_include_is_unreadable_file_capability() {
+    unreadable_include(Grant::FileCap);
+}
+
+#[test]
+fn qemu_refused_when_the_allowing_include_is_unreadable_setuid() {
+    unreadable_include(Grant::Setuid);
+}
+
+#[test]
+fn qemu_admitted_by_a_readable_include() {
+    qemu_admitted(
+        Grant::Setuid,
+        Policy {
+            kvmnet: None,
+            qemu: &[
+                (
+                    "/etc/qemu/bridge.conf",
+                    "include /etc/qemu/4242.conf",
+                    0o644,
+                ),
+                ("/etc/qemu/4242.conf", "# for 4242\nallow br0", 0o644),
+            ],
+        },
+        "`allow` at /etc/qemu/4242.conf line 2",
+        "",
+    );
+}
+
+/// helper="PATH --br=br0": QEMU runs it through /bin/sh -c.
+#[test]
+fn qemu_runs_a_helper_with_arguments_through_sh() {
+    qemu_admitted(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some(KVMNET_ALLOW),
+            qemu: &[],
+        },
+        "allow rule at /etc/kvmnet/kvmnet.toml line 1 (user 4242)",
+        " --br=br0",
+    );
+}
+
+/// A bridge.conf the user cannot read might hold a `deny`: refused, as
+/// qemu-bridge-helper refuses, even though kvmnet.toml allows.
+#[test]
+fn qemu_refused_when_bridge_conf_itself_is_unreadable() {
+    qemu_refused(
+        Grant::FileCap,
+        Policy {
+            kvmnet: Some(KVMNET_ALLOW),
+            qemu: &[("/etc/qemu/bridge.conf", "allow br0", 0o600)],
+        },
+        "cannot read /etc/qemu/bridge.conf",
+    );
+}
