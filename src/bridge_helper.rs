@@ -17,7 +17,7 @@ use crate::ifup::{self, PortSteps, Steps};
 use crate::name::BridgeName;
 use crate::netlink::{Link, Netlink};
 use crate::plan::{self, Target};
-use crate::settings::{HostMac, MtuPolicy, NetMode};
+use crate::settings::NetMode;
 use crate::Invocation;
 
 pub const USAGE: &str = "usage: kvmnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD
@@ -214,16 +214,7 @@ pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
         name: tap_name.clone(),
         what: "gone right after kvmnet created it".into(),
     })?;
-    let target = Target {
-        bridge: Some(&bridge),
-        mtu: Some(match settings.mtu {
-            MtuPolicy::Bridge => bridge.mtu,
-            MtuPolicy::Fixed(n) => n,
-        }),
-        fe_mac: settings.host_mac == HostMac::Fe,
-        routes: &[],
-        proxy: Vec::new(),
-    };
+    let target = Target::on_bridge(&bridge, &settings);
     let attach = plan::attach(&tap, &target, true)?;
     ifup::apply(&nl, &tap, Some(&bridge), &attach.change)?;
     PortSteps {
@@ -280,20 +271,7 @@ pub fn main() -> std::process::ExitCode {
         }
         Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv)).map(Some),
     });
-    match result {
-        Ok(None) => std::process::ExitCode::SUCCESS,
-        Ok(Some(report)) => {
-            log.info(&report.to_string());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            match e.refusal_details() {
-                Some(details) => log.refusal(details, &e.to_string()),
-                None => log.error(&e.to_string()),
-            }
-            std::process::ExitCode::FAILURE
-        }
-    }
+    crate::finish(&mut log, result)
 }
 
 #[cfg(test)]

@@ -118,16 +118,7 @@ pub fn ifup(
                     access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?;
             }
             let (bridge, created_bridge) = resolve_bridge(nl, &choice, config, &settings)?;
-            let target = Target {
-                bridge: Some(&bridge),
-                mtu: Some(match settings.mtu {
-                    MtuPolicy::Bridge => bridge.mtu,
-                    MtuPolicy::Fixed(n) => n,
-                }),
-                fe_mac: settings.host_mac == HostMac::Fe,
-                routes: &[],
-                proxy: Vec::new(),
-            };
+            let target = Target::on_bridge(&bridge, &settings);
             let steps = PortSteps {
                 nl,
                 settings: &settings,

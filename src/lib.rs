@@ -115,9 +115,20 @@ pub fn main<R: std::fmt::Display>(
     let inv = start();
     // Opened only now, with privileges dropped.
     let mut log = log::Log::open(prog);
-    match inv.and_then(|inv| run(&args, &inv)) {
+    finish(&mut log, inv.and_then(|inv| run(&args, &inv)).map(Some))
+}
+
+/// One log line for the outcome (none for `Ok(None)`: --help and the like)
+/// and the exit code: success, or one line saying what to do.
+pub fn finish<R: std::fmt::Display>(
+    log: &mut log::Log,
+    result: Result<Option<R>, Error>,
+) -> std::process::ExitCode {
+    match result {
         Ok(report) => {
-            log.info(&report.to_string());
+            if let Some(r) = report {
+                log.info(&r.to_string());
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

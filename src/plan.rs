@@ -98,11 +98,16 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    pub fn bridged(bridge: &'a Link) -> Target<'a> {
+    /// A bridge port as `settings` want it: MTU policy and host MAC policy.
+    pub fn on_bridge(bridge: &'a Link, settings: &crate::settings::Settings) -> Target<'a> {
+        use crate::settings::{HostMac, MtuPolicy};
         Target {
             bridge: Some(bridge),
-            mtu: Some(bridge.mtu),
-            fe_mac: true,
+            mtu: Some(match settings.mtu {
+                MtuPolicy::Bridge => bridge.mtu,
+                MtuPolicy::Fixed(n) => n,
+            }),
+            fe_mac: settings.host_mac == HostMac::Fe,
             routes: &[],
             proxy: Vec::new(),
         }
@@ -374,7 +379,12 @@ mod tests {
     #[test]
     fn qemu_tap_gets_mtu_mac_up_master_and_record_in_one_change() {
         let t = tap("vm0");
-        let a = attach(&t, &Target::bridged(&bridge(9000)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(9000), &Settings::default()),
+            false,
+        )
+        .unwrap();
         assert_eq!(a.change.mtu, Some(9000));
         assert_eq!(a.change.mac.unwrap().to_string(), "fe:54:00:01:02:03");
         assert_eq!(a.change.up, Some(true));
@@ -390,8 +400,13 @@ mod tests {
     fn second_run_changes_nothing() {
         let t = tap("vm0");
         let br = bridge(9000);
-        let a = attach(&t, &Target::bridged(&br), false).unwrap();
-        let b = attach(&applied(t, &a.change), &Target::bridged(&br), false).unwrap();
+        let a = attach(&t, &Target::on_bridge(&br, &Settings::default()), false).unwrap();
+        let b = attach(
+            &applied(t, &a.change),
+            &Target::on_bridge(&br, &Settings::default()),
+            false,
+        )
+        .unwrap();
         assert!(b.change.is_empty(), "{b:?}");
     }
 
@@ -399,7 +414,12 @@ mod tests {
     fn created_tap_records_only_creation() {
         let mut t = tap("vm0");
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
-        let a = attach(&t, &Target::bridged(&bridge(1500)), true).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            true,
+        )
+        .unwrap();
         assert_eq!(a.change.mac, None);
         assert_eq!(a.change.mtu, None);
         assert_eq!(
@@ -416,7 +436,12 @@ mod tests {
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
         t.up = true;
         t.master = Some(3);
-        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            false,
+        )
+        .unwrap();
         assert!(a.change.is_empty(), "{a:?}");
         assert_eq!(detach(&t, Some("br0")).unwrap(), Detach::NotOurs);
     }
@@ -426,7 +451,11 @@ mod tests {
         let mut t = tap("vm0");
         t.master = Some(99);
         assert!(matches!(
-            attach(&t, &Target::bridged(&bridge(1500)), false),
+            attach(
+                &t,
+                &Target::on_bridge(&bridge(1500), &Settings::default()),
+                false
+            ),
             Err(PlanError::AttachedElsewhere { master: 99, .. })
         ));
     }
@@ -435,7 +464,12 @@ mod tests {
     fn ifdown_restores_exactly_what_ifup_changed() {
         let mut t = tap("vm0");
         t.alias = Some("customer 42".into());
-        let a = attach(&t, &Target::bridged(&bridge(9000)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(9000), &Settings::default()),
+            false,
+        )
+        .unwrap();
         let up = applied(t.clone(), &a.change);
         let Detach::Restore {
             detach: d, restore, ..
@@ -449,7 +483,12 @@ mod tests {
     #[test]
     fn ifdown_keeps_a_tap_an_admin_moved_to_another_bridge() {
         let t = tap("vm0");
-        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            false,
+        )
+        .unwrap();
         let moved = applied(t, &a.change);
         let Detach::Restore { detach: d, .. } = detach(&moved, Some("br-other")).unwrap() else {
             panic!()
@@ -462,7 +501,12 @@ mod tests {
         let mut t = tap("vm0");
         t.master = Some(3);
         t.mac = Some("fe:00:00:00:00:01".parse().unwrap());
-        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            false,
+        )
+        .unwrap();
         assert_eq!(a.change.up, Some(true));
         assert_eq!(a.change.master, None);
         assert_eq!(a.record.attached, None);
@@ -482,7 +526,11 @@ mod tests {
         let mut t = tap("vm0");
         t.alias = Some("kvmnet:v1 bogus".into());
         assert!(matches!(
-            attach(&t, &Target::bridged(&bridge(1500)), false),
+            attach(
+                &t,
+                &Target::on_bridge(&bridge(1500), &Settings::default()),
+                false
+            ),
             Err(PlanError::Record { .. })
         ));
         assert!(detach(&t, None).is_err());
@@ -492,7 +540,12 @@ mod tests {
     fn mac_without_address_is_left_alone() {
         let mut t = tap("vm0");
         t.mac = None;
-        let a = attach(&t, &Target::bridged(&bridge(1500)), false).unwrap();
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            false,
+        )
+        .unwrap();
         assert_eq!(a.change.mac, None);
     }
 }

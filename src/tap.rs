@@ -85,57 +85,22 @@ pub fn create(new: &NewTap<'_>) -> Result<(), TapError> {
 
 pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
     let tap = new.name.as_str();
-    let file = open(path)?;
-    let fd = file.as_raw_fd();
-    let err = |op: &'static str, e: nix::Error| TapError::Ioctl {
-        tap: tap.to_owned(),
-        op,
-        source: io::Error::from_raw_os_error(e as i32),
-    };
-
-    let mut features: libc::c_uint = 0;
-    // SAFETY: `fd` is an open /dev/net/tun descriptor owned by `file`, which
-    // outlives the call; TUNGETFEATURES writes one unsigned int to the valid,
-    // aligned `features` we pass and nothing else.
-    unsafe { tun_get_features(fd, &mut features) }.map_err(|e| err("TUNGETFEATURES", e))?;
-
-    let mut flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
-    if features & (IFF_VNET_HDR as libc::c_uint) != 0 {
-        flags |= IFF_VNET_HDR;
-    }
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags,
-        _pad: [0; 22],
-    };
-    // TapName guarantees 1..=15 ASCII bytes, so a NUL terminator always fits.
-    req.name[..tap.len()].copy_from_slice(tap.as_bytes());
-
-    // SAFETY: `req` is a fully initialised, properly sized `struct ifreq`
-    // (40 bytes) with a NUL-terminated name, passed as a unique mutable
-    // pointer; the kernel reads it and writes the name back into it, both
-    // within its bounds. `fd` is valid as above.
-    match unsafe { tun_set_iff(fd, &mut req) } {
-        Ok(_) => {}
-        Err(nix::Error::EBUSY) | Err(nix::Error::EEXIST) => {
+    let q = Queue::open(path, tap)?;
+    let vnet = q.vnet_hdr_supported()?;
+    match q.set_iff(tap, IFF_TUN_EXCL | if vnet { IFF_VNET_HDR } else { 0 }) {
+        Err(TapError::Ioctl { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) =>
+        {
             return Err(TapError::Exists {
                 tap: tap.to_owned(),
             })
         }
-        Err(e) => return Err(err("TUNSETIFF", e)),
-    }
-    // From here on the tap exists but is bound to `file`: if anything below fails,
-    // dropping `file` destroys it, so there is nothing to roll back by hand.
-
-    // SAFETY: TUNSETOWNER takes the uid by value; `fd` is attached to our new tap.
-    unsafe { tun_set_owner(fd, new.owner as libc::c_ulong) }.map_err(|e| err("TUNSETOWNER", e))?;
-    if let Some(gid) = new.group {
-        // SAFETY: TUNSETGROUP takes the gid by value; `fd` is attached to our tap.
-        unsafe { tun_set_group(fd, gid as libc::c_ulong) }.map_err(|e| err("TUNSETGROUP", e))?;
-    }
-    // SAFETY: TUNSETPERSIST takes a boolean by value; `fd` is attached to our tap.
-    unsafe { tun_set_persist(fd, 1) }.map_err(|e| err("TUNSETPERSIST", e))?;
-    Ok(())
+        r => r?,
+    };
+    // From here on the tap exists but is bound to `q`: if anything below
+    // fails, dropping `q` destroys it, so there is nothing to roll back by hand.
+    q.set_owner(new.owner, new.group)?;
+    q.set_persist()
 }
 
 /// Creates a non-persistent tap from a name template such as "tap%d" (the
@@ -148,50 +113,94 @@ pub fn open_queue(
     group: Option<u32>,
     vnet_hdr: bool,
 ) -> Result<(File, String), TapError> {
-    let file = open(Path::new(TUN_PATH))?;
-    let fd = file.as_raw_fd();
-    let err = |op: &'static str, e: nix::Error| TapError::Ioctl {
-        tap: template.to_owned(),
-        op,
-        source: io::Error::from_raw_os_error(e as i32),
-    };
-    let mut flags = IFF_TAP | IFF_NO_PI;
-    if vnet_hdr {
-        let mut features: libc::c_uint = 0;
-        // SAFETY: as in `create_at`: a valid tun descriptor and a valid,
-        // aligned unsigned int for the kernel to fill.
-        unsafe { tun_get_features(fd, &mut features) }.map_err(|e| err("TUNGETFEATURES", e))?;
-        if features & (IFF_VNET_HDR as libc::c_uint) != 0 {
-            flags |= IFF_VNET_HDR;
+    let q = Queue::open(Path::new(TUN_PATH), template)?;
+    let vnet = vnet_hdr && q.vnet_hdr_supported()?;
+    let name = q.set_iff(template, if vnet { IFF_VNET_HDR } else { 0 })?;
+    q.set_owner(owner, group)?;
+    Ok((q.file, name))
+}
+
+/// An open /dev/net/tun descriptor: one method per ioctl, each mapping its
+/// errno into a [`TapError`] that names the operation.
+struct Queue {
+    file: File,
+    /// For messages: the name or template being created.
+    what: String,
+}
+
+impl Queue {
+    fn open(path: &Path, what: &str) -> Result<Queue, TapError> {
+        Ok(Queue {
+            file: open(path)?,
+            what: what.to_owned(),
+        })
+    }
+
+    fn err(&self, op: &'static str, e: nix::Error) -> TapError {
+        TapError::Ioctl {
+            tap: self.what.clone(),
+            op,
+            source: io::Error::from_raw_os_error(e as i32),
         }
     }
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags,
-        _pad: [0; 22],
-    };
-    let t = template.as_bytes();
-    if t.is_empty() || t.len() >= libc::IFNAMSIZ {
-        return Err(err("TUNSETIFF", nix::Error::EINVAL));
+
+    fn vnet_hdr_supported(&self) -> Result<bool, TapError> {
+        let mut features: libc::c_uint = 0;
+        // SAFETY: the descriptor is an open /dev/net/tun owned by `self.file`,
+        // which outlives the call; TUNGETFEATURES writes one unsigned int to
+        // the valid, aligned `features` and nothing else.
+        unsafe { tun_get_features(self.file.as_raw_fd(), &mut features) }
+            .map_err(|e| self.err("TUNGETFEATURES", e))?;
+        Ok(features & (IFF_VNET_HDR as libc::c_uint) != 0)
     }
-    req.name[..t.len()].copy_from_slice(t);
-    // SAFETY: a fully initialised 40-byte `struct ifreq` with a NUL-terminated
-    // template, passed as a unique mutable pointer: the kernel writes the
-    // chosen name back into `name`, within its 16 bytes.
-    unsafe { tun_set_iff(fd, &mut req) }.map_err(|e| err("TUNSETIFF", e))?;
-    let len = req
-        .name
-        .iter()
-        .position(|b| *b == 0)
-        .unwrap_or(libc::IFNAMSIZ);
-    let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
-    // SAFETY: TUNSETOWNER takes the uid by value; `fd` is attached to the tap.
-    unsafe { tun_set_owner(fd, owner as libc::c_ulong) }.map_err(|e| err("TUNSETOWNER", e))?;
-    if let Some(gid) = group {
-        // SAFETY: TUNSETGROUP takes the gid by value; `fd` is attached to the tap.
-        unsafe { tun_set_group(fd, gid as libc::c_ulong) }.map_err(|e| err("TUNSETGROUP", e))?;
+
+    /// TUNSETIFF in tap mode without packet info, plus `extra` flags;
+    /// returns the name the kernel gave (it fills in a "%d" template).
+    fn set_iff(&self, name: &str, extra: libc::c_short) -> Result<String, TapError> {
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI | extra,
+            _pad: [0; 22],
+        };
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() >= libc::IFNAMSIZ {
+            return Err(self.err("TUNSETIFF", nix::Error::EINVAL));
+        }
+        req.name[..b.len()].copy_from_slice(b);
+        // SAFETY: `req` is a fully initialised 40-byte `struct ifreq` with a
+        // NUL-terminated name, passed as a unique mutable pointer: the kernel
+        // reads it and writes the chosen name back into `name`, within its
+        // 16 bytes. The descriptor is valid as above.
+        unsafe { tun_set_iff(self.file.as_raw_fd(), &mut req) }
+            .map_err(|e| self.err("TUNSETIFF", e))?;
+        let len = req
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(libc::IFNAMSIZ);
+        Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
     }
-    Ok((file, name))
+
+    fn set_owner(&self, uid: u32, gid: Option<u32>) -> Result<(), TapError> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: TUNSETOWNER takes the uid by value; `fd` is attached to the tap.
+        unsafe { tun_set_owner(fd, uid as libc::c_ulong) }
+            .map_err(|e| self.err("TUNSETOWNER", e))?;
+        if let Some(gid) = gid {
+            // SAFETY: TUNSETGROUP takes the gid by value; `fd` is attached to the tap.
+            unsafe { tun_set_group(fd, gid as libc::c_ulong) }
+                .map_err(|e| self.err("TUNSETGROUP", e))?;
+        }
+        Ok(())
+    }
+
+    fn set_persist(&self) -> Result<(), TapError> {
+        // SAFETY: TUNSETPERSIST takes a boolean by value; the descriptor is
+        // attached to the tap.
+        unsafe { tun_set_persist(self.file.as_raw_fd(), 1) }
+            .map(|_| ())
+            .map_err(|e| self.err("TUNSETPERSIST", e))
+    }
 }
 
 fn open(path: &Path) -> Result<File, TapError> {
