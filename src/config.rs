@@ -227,12 +227,9 @@ impl Config {
             path: path.to_owned(),
             line: e.span().map_or(1, |s| line_of(s.start)),
             // toml's message is multi-line with a source excerpt; keep its first line
-            message: e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_owned(),
+            // The message can quote a key the file spelled with escapes:
+            // keep the one line free of control and invisible characters.
+            message: crate::name::printable(e.message().trim_end()),
         })?;
         let p = Parser {
             path,

@@ -70,6 +70,25 @@ pub fn escape(raw: &str) -> String {
     s
 }
 
+/// `text` with every control, line-breaking and invisible formatting
+/// character (bidi overrides, zero-width ones) escaped, so it stays one
+/// honest line in a terminal or a log.
+pub fn printable(text: &str) -> String {
+    let risky = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    };
+    text.chars()
+        .map(|c| {
+            if risky(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 macro_rules! ifname_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -169,6 +188,16 @@ mod tests {
             validate(n),
             Err(NameError::TooLong { len: 16, .. })
         ));
+    }
+
+    #[test]
+    fn printable_escapes_only_what_is_risky() {
+        assert_eq!(
+            printable("unknown field `a\u{1b}[31m`"),
+            "unknown field `a\\u{1b}[31m`"
+        );
+        assert_eq!(printable("x\u{202e}y\nz"), "x\\u{202e}y\\u{a}z");
+        assert_eq!(printable("plain – ok é"), "plain – ok é");
     }
 
     #[test]
