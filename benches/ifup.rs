@@ -1,0 +1,1677 @@
+//! How fast kvmnet-ifup/-ifdown are next to what people use instead, and next
+//! to what the machine allows. Run as root, never as part of `cargo test`:
+//!
+//! ```text
+//! sudo cargo bench --bench ifup
+//! ```
+//!
+//! It needs `unshare` (util-linux), `ip` (iproute2), a C compiler as `cc`
+//! (and glibc's libc.a for the static floor, which is skipped without it).
+//!
+//! One worker per N (0, 1,000 and 4,000 pre-existing taps) runs in its own
+//! network and mount namespace: the bench re-executes itself under
+//! `unshare --net --mount`, so the host's interfaces are never touched, each
+//! worker has a /sys of its own, and a namespace with its thousands of taps
+//! disappears when its worker exits, also on a panic or Ctrl-C. Workers spawn
+//! contenders directly (posix_spawn), not through `ip netns exec`, so each
+//! contender pays for its own exec and nothing else.
+//!
+//! The pre-existing taps are persistent and up, ~900 on the bridge under test
+//! `br0` and the rest on further bridges (a bridge takes at most 1,023 ports).
+//! The orchestrator asks the workers for one run at a time, round-robin over N
+//! and over contenders, so that drift on a shared machine hits every contender
+//! and every N alike; ratios are medians of per-round ratios. Operations:
+//! - attach, QEMU's case: the worker plays QEMU. It creates the tap with
+//!   TUNSETIFF and holds it open, runs the contender, checks the result, and
+//!   closes the tap (which deletes it, untimed);
+//! - create+attach and detach+delete, for pre-created taps.
+//!
+//! Floors: `benches/floor.c` compiled with `cc -O2` (and `-static`) does the
+//! same job with the fewest system calls (kernel + exec), and the same calls
+//! made from the worker itself (the kernel alone).
+//!
+//! Output: the Markdown table on stdout and in `target/bench/results.md`, the
+//! plot in `target/bench/attach_vs_n.svg`, every sample in
+//! `target/bench/samples.csv`, the contenders' stderr in
+//! `target/bench/contenders-N.log`. `KVMNET_BENCH_RUNS=10` makes a quick run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+const IFUP: &str = env!("CARGO_BIN_EXE_kvmnet-ifup");
+const IFDOWN: &str = env!("CARGO_BIN_EXE_kvmnet-ifdown");
+const HOWTO: &str = include_str!("fixtures/howto-qemu-ifup.sh");
+const DEBIAN: &str = include_str!("fixtures/debian-qemu-ifup.sh");
+
+/// Named like the how-to's `switch=br0` so that its script runs unchanged.
+const BRIDGE: &str = "br0";
+/// Not 1500, so that giving the tap the bridge's MTU is real work.
+const BRIDGE_MTU: u32 = 9000;
+/// A bridge takes at most 1,023 ports (BR_MAX_PORTS - 1).
+const PORTS_PER_BRIDGE: usize = 900;
+const SIZES: [usize; 3] = [0, 1_000, 4_000];
+/// Each run also pays ~20 ms untimed for deleting its tap (an RCU grace
+/// period), so 100 runs keep the whole bench at a few minutes on 2 cores.
+const RUNS: usize = 100;
+/// The how-to script with its `sleep 0.5s` costs over half a second a run.
+const SLEEP_RUNS: usize = 5;
+const WARMUP: usize = 3;
+/// Stands for the tap's name in a contender's argv.
+const TAP: &str = "{tap}";
+/// Set for a worker: the N it serves.
+const WORKER: &str = "KVMNET_BENCH_WORKER";
+/// The orchestrator's namespaces, which a worker must not share.
+const CALLER_NS: &str = "KVMNET_BENCH_CALLER_NS";
+const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn main() -> ExitCode {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "error: the kvmnet bench needs root (network namespaces, taps, bridges).\n\
+             Run it as: sudo cargo bench --bench ifup"
+        );
+        return ExitCode::FAILURE;
+    }
+    let result = match std::env::var(WORKER) {
+        Ok(n) => worker(&n),
+        Err(_) => orchestrate(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Op {
+    Attach,
+    Create,
+    Delete,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::Attach, Op::Create, Op::Delete];
+
+    fn title(self) -> &'static str {
+        match self {
+            Op::Attach => "attach",
+            Op::Create => "create+attach",
+            Op::Delete => "detach+delete",
+        }
+    }
+
+    fn explanation(self) -> &'static str {
+        match self {
+            Op::Attach => {
+                "QEMU's case: the tap exists and is held open (the worker plays QEMU); \
+                 make it up, give it the bridge's MTU, make it a port of br0"
+            }
+            Op::Create => {
+                "pre-creation for an unprivileged QEMU: create a persistent tap, then as attach"
+            }
+            Op::Delete => {
+                "undo create+attach: the tap is deleted (the kernel waits for an RCU grace period)"
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Kvmnet,
+    FloorExec,
+    FloorStatic,
+    FloorInProcess,
+    Script,
+    /// The how-to script with its `sleep 0.5s`: few runs, no warm-up.
+    SleepScript,
+    Other,
+}
+
+enum Action {
+    /// Whole processes, one after the other; the time runs from the first
+    /// spawn to the last exit. [`TAP`] in an argument is the tap's name.
+    Exec(Vec<Vec<String>>),
+    InProcess(fn(&str) -> std::io::Result<()>),
+}
+
+struct Contender {
+    name: String,
+    role: Role,
+    action: Action,
+    /// For create+attach: how its tap is removed again, timed as this
+    /// contender's detach+delete; `None` removes it untimed.
+    undo: Option<Action>,
+    runs: usize,
+    /// The vendored scripts never set the MTU: their taps keep 1500.
+    sets_mtu: bool,
+}
+
+/// Where everything the contenders need lives under target/bench. The
+/// orchestrator builds it once; workers only look it up.
+struct Tools {
+    ip: PathBuf,
+    floor: PathBuf,
+    floor_static: Option<PathBuf>,
+    maxrss: PathBuf,
+    howto_attach: PathBuf,
+    howto_attach_sleep: PathBuf,
+    howto_create: PathBuf,
+    debian: PathBuf,
+    config: PathBuf,
+}
+
+impl Tools {
+    fn at(out: &Path) -> Result<Tools> {
+        let floor_static = out.join("floor-static");
+        Ok(Tools {
+            ip: find_in_path("ip")?,
+            floor: out.join("floor"),
+            floor_static: floor_static.is_file().then_some(floor_static),
+            maxrss: out.join("maxrss"),
+            howto_attach: out.join("howto-attach.sh"),
+            howto_attach_sleep: out.join("howto-attach-sleep.sh"),
+            howto_create: out.join("howto-create.sh"),
+            debian: out.join("debian-qemu-ifup.sh"),
+            config: out.join("kvmnet.toml"),
+        })
+    }
+
+    fn prepare(out: &Path) -> Result<Tools> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+        let cc = |name: &str, file: &str, extra: &[&str]| -> Result<()> {
+            sh(Command::new("cc")
+                .args(["-O2", "-Wall", "-o"])
+                .arg(out.join(name))
+                .arg(src.join(file))
+                .args(extra))
+            .with_context(|| format!("compiling benches/{file} (needs a C compiler)"))
+            .map(drop)
+        };
+        cc("floor", "floor.c", &[])?;
+        let _ = fs::remove_file(out.join("floor-static"));
+        // Without libc.a there is no static floor; the dynamic one still counts.
+        if let Err(e) = cc("floor-static", "floor.c", &["-static"]) {
+            eprintln!("note: no static floor: {e:#}");
+        }
+        cc("maxrss", "maxrss.c", &[])?;
+        let t = Tools::at(out)?;
+        let (sleep, tuntap) = ("sleep 0.5s", "ip tuntap add");
+        write_script(&t.howto_attach, &without_lines(HOWTO, &[tuntap, sleep])?)?;
+        write_script(&t.howto_attach_sleep, &without_lines(HOWTO, &[tuntap])?)?;
+        write_script(&t.howto_create, &without_lines(HOWTO, &[sleep])?)?;
+        write_script(&t.debian, DEBIAN)?;
+        fs::write(&t.config, format!("bridge = \"{BRIDGE}\"\n"))?;
+        Ok(t)
+    }
+}
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("bench paths are UTF-8")
+}
+
+fn floor_contenders(t: &Tools, op: &str) -> Vec<Contender> {
+    let mut v = Vec::new();
+    let mut exec = |name: &str, role, bin: &Path| {
+        let mut a = argv(&[path(bin), op, TAP]);
+        if op != "delete" {
+            a.push(BRIDGE.into());
+        }
+        let undo = (op == "create").then(|| Action::Exec(vec![argv(&[path(bin), "delete", TAP])]));
+        v.push(Contender {
+            name: name.into(),
+            role,
+            action: Action::Exec(vec![a]),
+            undo,
+            runs: RUNS,
+            sets_mtu: true,
+        });
+    };
+    exec(
+        "floor: exec'd C program (cc -O2)",
+        Role::FloorExec,
+        &t.floor,
+    );
+    if let Some(s) = &t.floor_static {
+        exec(
+            "floor: exec'd C program (cc -O2 -static)",
+            Role::FloorStatic,
+            s,
+        );
+    }
+    let (action, undo): (fn(&str) -> std::io::Result<()>, _) = match op {
+        "attach" => (kernel::attach_to_bridge, None),
+        _ => (
+            kernel::create_and_attach,
+            Some(Action::InProcess(kernel::delete)),
+        ),
+    };
+    v.push(Contender {
+        name: "floor: same calls in-process (kernel only)".into(),
+        role: Role::FloorInProcess,
+        action: Action::InProcess(action),
+        undo,
+        runs: RUNS,
+        sets_mtu: true,
+    });
+    v
+}
+
+fn attach_contenders(t: &Tools) -> Vec<Contender> {
+    let ip = path(&t.ip);
+    let mtu = BRIDGE_MTU.to_string();
+    let one = |name: &str, role, a: Vec<String>, runs, sets_mtu| Contender {
+        name: name.into(),
+        role,
+        action: Action::Exec(vec![a]),
+        undo: None,
+        runs,
+        sets_mtu,
+    };
+    let mut v = vec![
+        one("kvmnet-ifup", Role::Kvmnet, argv(&[IFUP, TAP]), RUNS, true),
+        one(
+            "how-to script, with `sleep 0.5s`",
+            Role::SleepScript,
+            argv(&[path(&t.howto_attach_sleep), TAP]),
+            SLEEP_RUNS,
+            false,
+        ),
+        one(
+            "how-to script, no sleep",
+            Role::Script,
+            argv(&[path(&t.howto_attach), TAP]),
+            RUNS,
+            false,
+        ),
+        one(
+            "Debian /etc/qemu-ifup",
+            Role::Script,
+            argv(&[path(&t.debian), TAP]),
+            RUNS,
+            false,
+        ),
+        one(
+            "`ip link set dev T mtu 9000 up master br0`",
+            Role::Other,
+            argv(&[
+                ip, "link", "set", "dev", TAP, "mtu", &mtu, "up", "master", BRIDGE,
+            ]),
+            RUNS,
+            true,
+        ),
+    ];
+    v.extend(floor_contenders(t, "attach"));
+    v
+}
+
+fn create_contenders(t: &Tools) -> Vec<Contender> {
+    let ip = path(&t.ip);
+    let mtu = BRIDGE_MTU.to_string();
+    let mut v = vec![
+        Contender {
+            name: "kvmnet-ifup / kvmnet-ifdown".into(),
+            role: Role::Kvmnet,
+            action: Action::Exec(vec![argv(&[IFUP, TAP])]),
+            undo: Some(Action::Exec(vec![argv(&[IFDOWN, TAP])])),
+            runs: RUNS,
+            sets_mtu: true,
+        },
+        Contender {
+            name: "`ip tuntap add` + `ip link set` / `ip link del`".into(),
+            role: Role::Other,
+            action: Action::Exec(vec![
+                argv(&[ip, "tuntap", "add", "dev", TAP, "mode", "tap", "user", "0"]),
+                argv(&[
+                    ip, "link", "set", "dev", TAP, "mtu", &mtu, "up", "master", BRIDGE,
+                ]),
+            ]),
+            undo: Some(Action::Exec(vec![argv(&[ip, "link", "del", "dev", TAP])])),
+            runs: RUNS,
+            sets_mtu: true,
+        },
+        Contender {
+            name: "how-to script, no sleep (has no undo script)".into(),
+            role: Role::Script,
+            action: Action::Exec(vec![argv(&[path(&t.howto_create), TAP])]),
+            undo: None,
+            runs: RUNS,
+            sets_mtu: false,
+        },
+    ];
+    v.extend(floor_contenders(t, "create"));
+    v
+}
+
+/// target/release/kvmnet-ifup -> target/bench: also right with CARGO_TARGET_DIR.
+fn out_dir() -> Result<PathBuf> {
+    let target = Path::new(IFUP)
+        .ancestors()
+        .nth(2)
+        .context("locating target/")?;
+    Ok(target.join("bench"))
+}
+
+fn orchestrate() -> Result<()> {
+    let out = out_dir()?;
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for bin in [IFUP, IFDOWN] {
+        ensure!(
+            Path::new(bin).is_file(),
+            "{bin} is missing; cargo bench builds it"
+        );
+    }
+    let tools = Tools::prepare(&out)?;
+    let runs = runs_override()?;
+    let exe = std::env::current_exe().context("locating the bench executable")?;
+    let caller_ns = namespace_ids()?;
+    let t = Instant::now();
+    let mut workers = SIZES
+        .iter()
+        .map(|&n| Worker::spawn(n, &exe, &caller_ns))
+        .collect::<Result<Vec<_>>>()?;
+    for w in &mut workers {
+        let ready = w.reply().context("setting up the namespace")?;
+        eprintln!("N = {}: ready ({ready} on {BRIDGE})", w.n);
+    }
+    eprintln!("topologies built in {:.1} s", t.elapsed().as_secs_f64());
+
+    let mut attach = attach_contenders(&tools);
+    let mut create = create_contenders(&tools);
+    for c in attach.iter_mut().chain(create.iter_mut()) {
+        c.runs = c.runs.min(runs);
+    }
+    let load_before = load_average();
+    let started = Instant::now();
+    let mut results = Results::default();
+    measure(&mut workers, &attach, Op::Attach, &mut results)?;
+    measure(&mut workers, &create, Op::Create, &mut results)?;
+    let big = workers.last_mut().expect("one worker per N");
+    let rss = big
+        .ask("rss")?
+        .split('\t')
+        .map(|row| {
+            let (kib, name) = row.split_once(' ').context("malformed rss reply")?;
+            Ok((format!("{name}, at N={}", big.n), kib.parse()?))
+        })
+        .collect::<Result<Vec<(String, u64)>>>()?;
+    let elapsed = started.elapsed();
+    drop(workers);
+
+    let mut machine = machine(&tools);
+    // Other work on a shared machine shows up in the p90s first.
+    machine.push((
+        "load average (1 min)",
+        format!("{load_before} at start, {} at end", load_average()),
+    ));
+    let report = Report {
+        attach: &attach,
+        create: &create,
+        results: &results,
+        rss: &rss,
+        sizes: binary_sizes(&tools),
+        machine,
+        elapsed,
+        runs,
+    };
+    let md = report.markdown();
+    print!("{md}");
+    fs::write(out.join("results.md"), &md)?;
+    fs::write(out.join("samples.csv"), results.csv())?;
+    report.plot(&out.join("attach_vs_n.svg"))?;
+    eprintln!(
+        "wrote {0}/results.md, {0}/attach_vs_n.svg, {0}/samples.csv",
+        out.display()
+    );
+    Ok(())
+}
+
+fn runs_override() -> Result<usize> {
+    match std::env::var("KVMNET_BENCH_RUNS") {
+        Ok(s) => {
+            let n: usize = s.parse().context("KVMNET_BENCH_RUNS must be a number")?;
+            ensure!(n >= 2, "KVMNET_BENCH_RUNS must be at least 2");
+            Ok(n)
+        }
+        Err(_) => Ok(RUNS),
+    }
+}
+
+/// A worker: this bench executable in namespaces of its own, serving one N.
+/// Requests and replies are single lines on its stdin and stdout.
+struct Worker {
+    n: usize,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    /// unshare(1) does unshare(CLONE_NEWNET|CLONE_NEWNS) and execs the bench:
+    /// no unsafe code, and no named namespace that a crash could leave behind.
+    fn spawn(n: usize, exe: &Path, caller_ns: &str) -> Result<Worker> {
+        let mut child = Command::new("unshare")
+            .args(["--net", "--mount", "--propagation", "private", "--"])
+            .arg(exe)
+            .env(WORKER, n.to_string())
+            .env(CALLER_NS, caller_ns)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("running unshare(1) from util-linux")?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Worker {
+            n,
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn reply(&mut self) -> Result<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        match line.trim_end().split_once(' ') {
+            Some(("ok", rest)) => Ok(rest.to_owned()),
+            Some(("err", e)) => bail!("N={}: {e}", self.n),
+            _ => bail!("the worker for N={} died; see its messages above", self.n),
+        }
+    }
+
+    fn ask(&mut self, request: &str) -> Result<String> {
+        writeln!(self.stdin, "{request}")?;
+        self.stdin.flush()?;
+        self.reply()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Its namespace, with every tap in it, goes when it exits.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nanos(s: &str) -> Result<Duration> {
+    Ok(Duration::from_nanos(
+        s.parse().with_context(|| format!("bad time {s:?}"))?,
+    ))
+}
+
+fn measure(
+    workers: &mut [Worker],
+    contenders: &[Contender],
+    op: Op,
+    results: &mut Results,
+) -> Result<()> {
+    let verb = if op == Op::Attach { "attach" } else { "create" };
+    let t = Instant::now();
+    // Page cache, dentries and the kernel's slabs warm up here, untimed.
+    for w in workers.iter_mut() {
+        for (i, c) in contenders.iter().enumerate() {
+            if c.role != Role::SleepScript {
+                for _ in 0..WARMUP {
+                    w.ask(&format!("{verb} {i}"))?;
+                }
+            }
+        }
+    }
+    let rounds = contenders.iter().map(|c| c.runs).max().unwrap_or(0);
+    for round in 0..rounds {
+        // Rotating both orders spreads position effects (first in a round,
+        // right after a slow script) over all contenders and all N.
+        for j in 0..workers.len() {
+            let w = &mut workers[(round + j) % SIZES.len()];
+            for k in 0..contenders.len() {
+                let i = (round + k) % contenders.len();
+                let c = &contenders[i];
+                if round >= c.runs {
+                    continue;
+                }
+                let reply = w.ask(&format!("{verb} {i}"))?;
+                let (up, down) = reply.split_once(' ').unwrap_or((&reply, "-"));
+                results.push(op, w.n, &c.name, nanos(up)?);
+                if down != "-" {
+                    results.push(Op::Delete, w.n, &c.name, nanos(down)?);
+                }
+            }
+        }
+        if (round + 1) % 20 == 0 || round + 1 == rounds {
+            eprintln!(
+                "{}: round {}/{rounds}, {:.0} s",
+                op.title(),
+                round + 1,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn worker(n: &str) -> Result<()> {
+    let n: usize = n.parse().context("bad worker N")?;
+    let mut stdout = std::io::stdout().lock();
+    // One line per answer, so that the orchestrator can say which N failed.
+    let mut answer = |line: String| -> Result<()> {
+        writeln!(stdout, "{}", line.replace('\n', " "))?;
+        stdout.flush()?;
+        Ok(())
+    };
+    let setup = || -> Result<(Lab, Tools)> {
+        check_private_namespaces()?;
+        let tools = Tools::at(&out_dir()?)?;
+        let mut lab = Lab::new(&out_dir()?, &tools, n)?;
+        lab.grow(n)?;
+        Ok((lab, tools))
+    };
+    let (mut lab, tools) = match setup() {
+        Ok(x) => x,
+        Err(e) => return answer(format!("err {e:#}")),
+    };
+    answer(format!("ok {}", lab.ports_on_bridge()?))?;
+    let attach = attach_contenders(&tools);
+    let create = create_contenders(&tools);
+    for line in std::io::stdin().lines() {
+        let line = line?;
+        match serve(&mut lab, &tools, &attach, &create, &line) {
+            Ok(reply) => answer(format!("ok {reply}"))?,
+            Err(e) => return answer(format!("err {e:#}")),
+        }
+    }
+    Ok(())
+}
+
+fn serve(
+    lab: &mut Lab,
+    tools: &Tools,
+    attach: &[Contender],
+    create: &[Contender],
+    request: &str,
+) -> Result<String> {
+    let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
+    let pick = |list: &'static str, v: &[Contender]| -> Result<usize> {
+        let i: usize = arg
+            .parse()
+            .with_context(|| format!("bad request {request:?}"))?;
+        ensure!(i < v.len(), "no {list} contender #{i}");
+        Ok(i)
+    };
+    match verb {
+        "attach" => {
+            let i = pick("attach", attach)?;
+            Ok(lab.attach_once(&attach[i])?.as_nanos().to_string())
+        }
+        "create" => {
+            let i = pick("create", create)?;
+            let (up, down) = lab.create_once(&create[i])?;
+            let down = down.map_or("-".into(), |d| d.as_nanos().to_string());
+            Ok(format!("{} {down}", up.as_nanos()))
+        }
+        "rss" => Ok(lab
+            .peak_rss(tools)?
+            .iter()
+            .map(|(name, kib)| format!("{kib} {name}"))
+            .collect::<Vec<_>>()
+            .join("\t")),
+        _ => bail!("unknown request {request:?}"),
+    }
+}
+
+fn namespace_ids() -> Result<String> {
+    let id = |ns| fs::read_link(format!("/proc/self/ns/{ns}")).map(|p| p.display().to_string());
+    Ok(format!("{} {}", id("net")?, id("mnt")?))
+}
+
+/// Everything after this creates and deletes interfaces and mounts /sys:
+/// refuse to do it anywhere but in the namespaces unshare(1) just made.
+fn check_private_namespaces() -> Result<()> {
+    let caller = std::env::var(CALLER_NS).context("not started by the bench")?;
+    let mine = namespace_ids()?;
+    for (c, m) in caller.split(' ').zip(mine.split(' ')) {
+        ensure!(
+            c != m,
+            "refusing to run: still in the caller's namespace {m} (unshare failed?)"
+        );
+    }
+    // Debian's script asks /sys whether its interface is a bridge, and /sys
+    // shows the namespace of whoever mounted it.
+    sh(Command::new("mount").args(["-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", "/sys"]))?;
+    let links: Vec<_> = fs::read_dir("/sys/class/net")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(links == ["lo"], "the new namespace is not empty: {links:?}");
+    Ok(())
+}
+
+fn sh(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn find_in_path(prog: &str) -> Result<PathBuf> {
+    PATH_ENV
+        .split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("{prog} not found in {PATH_ENV}"))
+}
+
+fn write_script(p: &Path, text: &str) -> Result<()> {
+    fs::write(p, text)?;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The fixture minus every line whose code starts with one of `drop`; each
+/// must match once, so that a changed fixture cannot silently measure
+/// something else.
+fn without_lines(text: &str, drop: &[&str]) -> Result<String> {
+    let mut out = String::new();
+    let mut hits = vec![0; drop.len()];
+    for line in text.lines() {
+        match drop.iter().position(|d| line.trim_start().starts_with(d)) {
+            Some(i) => hits[i] += 1,
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    ensure!(
+        hits.iter().all(|&h| h == 1),
+        "fixture lines {drop:?} matched {hits:?} times"
+    );
+    Ok(out)
+}
+
+/// One worker's namespace: its interfaces, and how contenders are run in it.
+struct Lab {
+    nl: kernel::Netlink,
+    bridge_index: u32,
+    ip: PathBuf,
+    config: PathBuf,
+    devnull: File,
+    log: File,
+    log_path: PathBuf,
+    batch: PathBuf,
+    serial: u64,
+}
+
+impl Lab {
+    fn new(out: &Path, tools: &Tools, n: usize) -> Result<Lab> {
+        let ip = tools.ip.clone();
+        let ipc = |args: &str| sh(Command::new(&ip).args(args.split_whitespace()));
+        ipc("link set lo up")?;
+        ipc(&format!("link add {BRIDGE} type bridge"))?;
+        ipc(&format!("link set {BRIDGE} mtu {BRIDGE_MTU} up"))?;
+        // Debian's script attaches to the bridge that carries the default route.
+        ipc(&format!("addr add 10.213.0.1/24 dev {BRIDGE}"))?;
+        ipc(&format!("route add default via 10.213.0.254 dev {BRIDGE}"))?;
+        let nl = kernel::Netlink::open()?;
+        let br = nl
+            .link(BRIDGE)?
+            .ok_or_else(|| anyhow!("{BRIDGE} vanished"))?;
+        ensure!(br.mtu == BRIDGE_MTU, "{BRIDGE} has MTU {}", br.mtu);
+        let log_path = out.join(format!("contenders-{n}.log"));
+        Ok(Lab {
+            nl,
+            bridge_index: br.index,
+            ip,
+            config: tools.config.clone(),
+            devnull: File::open("/dev/null")?,
+            log: File::create(&log_path)?,
+            log_path,
+            batch: out.join(format!("topology-{n}.batch")),
+            serial: 0,
+        })
+    }
+
+    /// `n` persistent, up taps: the first PORTS_PER_BRIDGE on br0, then on
+    /// further bridges, PORTS_PER_BRIDGE each.
+    fn grow(&mut self, n: usize) -> Result<()> {
+        let mut batch = String::new();
+        for i in 0..n {
+            let bridge = match i / PORTS_PER_BRIDGE {
+                0 => BRIDGE.to_string(),
+                k => format!("brfill{k}"),
+            };
+            if i >= PORTS_PER_BRIDGE && i % PORTS_PER_BRIDGE == 0 {
+                writeln!(batch, "link add {bridge} type bridge")?;
+                writeln!(batch, "link set {bridge} up")?;
+            }
+            writeln!(batch, "tuntap add dev fill{i} mode tap")?;
+            writeln!(batch, "link set dev fill{i} master {bridge} up")?;
+        }
+        if !batch.is_empty() {
+            fs::write(&self.batch, batch)?;
+            sh(Command::new(&self.ip).arg("-batch").arg(&self.batch))?;
+        }
+        let bridges = n.div_ceil(PORTS_PER_BRIDGE).max(1);
+        let links = fs::read_dir("/sys/class/net")?.count();
+        ensure!(
+            links == 1 + bridges + n,
+            "expected lo, {bridges} bridges and {n} taps, found {links} links"
+        );
+        ensure!(self.ports_on_bridge()? == n.min(PORTS_PER_BRIDGE));
+        Ok(())
+    }
+
+    fn ports_on_bridge(&self) -> Result<usize> {
+        Ok(fs::read_dir(format!("/sys/class/net/{BRIDGE}/brif"))?.count())
+    }
+
+    fn tap_name(&mut self) -> String {
+        self.serial += 1;
+        format!("kb{}", self.serial)
+    }
+
+    fn command(&self, argv: &[String], tap: &str) -> Result<Command> {
+        let mut c = Command::new(&argv[0]);
+        c.args(argv[1..].iter().map(|a| if a == TAP { tap } else { a }))
+            // The same small environment for everyone; KVMNET_CONFIG is honoured
+            // because the bench runs as real root and no SUDO_UID is passed.
+            .env_clear()
+            .env("PATH", PATH_ENV)
+            .env("KVMNET_CONFIG", &self.config)
+            .stdin(Stdio::from(self.devnull.try_clone()?))
+            .stdout(Stdio::from(self.devnull.try_clone()?))
+            .stderr(Stdio::from(self.log.try_clone()?));
+        Ok(c)
+    }
+
+    fn time(&self, name: &str, action: &Action, tap: &str) -> Result<Duration> {
+        match action {
+            Action::Exec(argvs) => {
+                // Everything but spawn and wait happens before the clock starts,
+                // and absolute paths keep std on posix_spawn.
+                let mut cmds = argvs
+                    .iter()
+                    .map(|a| self.command(a, tap))
+                    .collect::<Result<Vec<_>>>()?;
+                let t = Instant::now();
+                for (cmd, argv) in cmds.iter_mut().zip(argvs) {
+                    let status = cmd
+                        .status()
+                        .with_context(|| format!("starting {}", argv[0]))?;
+                    ensure!(
+                        status.success(),
+                        "{name}: {} {tap} failed ({status}); see {}",
+                        argv[0],
+                        self.log_path.display()
+                    );
+                }
+                Ok(t.elapsed())
+            }
+            Action::InProcess(f) => {
+                let t = Instant::now();
+                f(tap).with_context(|| format!("{name} on {tap}"))?;
+                Ok(t.elapsed())
+            }
+        }
+    }
+
+    fn check_attached(&self, name: &str, tap: &str, sets_mtu: bool) -> Result<()> {
+        let l = self
+            .nl
+            .link(tap)?
+            .ok_or_else(|| anyhow!("{name}: {tap} does not exist afterwards"))?;
+        ensure!(
+            l.master == self.bridge_index,
+            "{name}: {tap} is not a port of {BRIDGE}"
+        );
+        ensure!(
+            l.flags & libc::IFF_UP as u32 != 0,
+            "{name}: {tap} is not up"
+        );
+        ensure!(
+            !sets_mtu || l.mtu == BRIDGE_MTU,
+            "{name}: {tap} has MTU {}",
+            l.mtu
+        );
+        Ok(())
+    }
+
+    fn check_gone(&self, name: &str, tap: &str) -> Result<()> {
+        ensure!(self.nl.link(tap)?.is_none(), "{name}: {tap} still exists");
+        Ok(())
+    }
+
+    fn attach_once(&mut self, c: &Contender) -> Result<Duration> {
+        let tap = self.tap_name();
+        let qemu = kernel::QemuTap::open(&tap).context("creating a tap as QEMU does")?;
+        let t = self.time(&c.name, &c.action, &tap)?;
+        self.check_attached(&c.name, &tap, c.sets_mtu)?;
+        // Closing QEMU's descriptor deletes the tap, as when a VM exits.
+        drop(qemu);
+        self.check_gone(&c.name, &tap)?;
+        Ok(t)
+    }
+
+    fn create_once(&mut self, c: &Contender) -> Result<(Duration, Option<Duration>)> {
+        let tap = self.tap_name();
+        let t = self.time(&c.name, &c.action, &tap)?;
+        self.check_attached(&c.name, &tap, c.sets_mtu)?;
+        let undo = match &c.undo {
+            Some(a) => Some(self.time(&c.name, a, &tap)?),
+            None => {
+                self.nl.delete(&tap)?;
+                None
+            }
+        };
+        self.check_gone(&c.name, &tap)?;
+        Ok((t, undo))
+    }
+
+    /// Peak RSS in KiB per program and operation, the most of a few runs.
+    fn peak_rss(&mut self, tools: &Tools) -> Result<Vec<(String, u64)>> {
+        const TRIES: usize = 5;
+        let ip = path(&tools.ip).to_owned();
+        let mut rows = Vec::new();
+        let attach: [(&str, Vec<String>); 3] = [
+            ("kvmnet-ifup (attach)", argv(&[IFUP, TAP])),
+            (
+                "floor (attach, cc -O2)",
+                argv(&[path(&tools.floor), "attach", TAP, BRIDGE]),
+            ),
+            (
+                "`ip link set` (attach)",
+                argv(&[&ip, "link", "set", "dev", TAP, "up", "master", BRIDGE]),
+            ),
+        ];
+        for (name, a) in &attach {
+            let mut peak = 0;
+            for _ in 0..TRIES {
+                let tap = self.tap_name();
+                let qemu = kernel::QemuTap::open(&tap)?;
+                peak = peak.max(self.maxrss(tools, a, &tap)?);
+                self.check_attached(name, &tap, false)?;
+                drop(qemu);
+            }
+            rows.push((name.to_string(), peak));
+        }
+        let (mut up, mut down) = (0, 0);
+        for _ in 0..TRIES {
+            let tap = self.tap_name();
+            up = up.max(self.maxrss(tools, &argv(&[IFUP, TAP]), &tap)?);
+            self.check_attached("kvmnet-ifup", &tap, true)?;
+            down = down.max(self.maxrss(tools, &argv(&[IFDOWN, TAP]), &tap)?);
+            self.check_gone("kvmnet-ifdown", &tap)?;
+        }
+        rows.push(("kvmnet-ifup (create+attach)".into(), up));
+        rows.push(("kvmnet-ifdown (detach+delete)".into(), down));
+        Ok(rows)
+    }
+
+    fn maxrss(&self, tools: &Tools, a: &[String], tap: &str) -> Result<u64> {
+        let mut full = vec![path(&tools.maxrss).to_owned()];
+        full.extend_from_slice(a);
+        let mut cmd = self.command(&full, tap)?;
+        let out = cmd.stdout(Stdio::piped()).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace().map(str::parse::<u64>);
+        match (it.next(), it.next()) {
+            (Some(Ok(0)), Some(Ok(kib))) => Ok(kib),
+            _ => bail!(
+                "{} {tap} under maxrss: {text:?}; see {}",
+                a[0],
+                self.log_path.display()
+            ),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Results {
+    /// Milliseconds per (operation, N, contender), in round order: sample i
+    /// of any two series was taken in the same round.
+    samples: BTreeMap<(Op, usize, String), Vec<f64>>,
+}
+
+impl Results {
+    fn push(&mut self, op: Op, n: usize, name: &str, t: Duration) {
+        self.samples
+            .entry((op, n, name.to_owned()))
+            .or_default()
+            .push(t.as_secs_f64() * 1e3);
+    }
+
+    fn get(&self, op: Op, n: usize, name: &str) -> Option<&[f64]> {
+        self.samples
+            .get(&(op, n, name.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    fn stats(&self, op: Op, n: usize, name: &str) -> Option<Stats> {
+        self.get(op, n, name).map(Stats::of)
+    }
+
+    /// The median over rounds of `f(a, b)` for two series: drift between
+    /// rounds cancels, since a pair was measured a fraction of a second apart.
+    fn paired(
+        &self,
+        op: Op,
+        a: (usize, &str),
+        b: (usize, &str),
+        f: fn(f64, f64) -> f64,
+    ) -> Option<f64> {
+        let (x, y) = (self.get(op, a.0, a.1)?, self.get(op, b.0, b.1)?);
+        let v: Vec<f64> = x.iter().zip(y).map(|(p, q)| f(*p, *q)).collect();
+        (!v.is_empty()).then(|| Stats::of(&v).median)
+    }
+
+    fn csv(&self) -> String {
+        let mut s = String::from("operation,n,contender,round,ms\n");
+        for ((op, n, name), v) in &self.samples {
+            for (i, ms) in v.iter().enumerate() {
+                let name = name.replace('"', "'");
+                let _ = writeln!(s, "{},{n},\"{name}\",{i},{ms:.4}", op.title());
+            }
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    median: f64,
+    p90: f64,
+    runs: usize,
+}
+
+impl Stats {
+    fn of(v: &[f64]) -> Stats {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        // Linear interpolation between closest ranks.
+        let q = |p: f64| {
+            let x = p * (s.len() - 1) as f64;
+            let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (x - lo as f64)
+        };
+        Stats {
+            median: q(0.5),
+            p90: q(0.9),
+            runs: s.len(),
+        }
+    }
+}
+
+fn ms(v: f64) -> String {
+    let a = v.abs();
+    if a < 1.0 {
+        format!("{v:.3} ms")
+    } else if a < 10.0 {
+        format!("{v:.2} ms")
+    } else if a < 100.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.2} MiB", kib as f64 / 1024.0)
+}
+
+fn ratio(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}×")
+    } else {
+        format!("{v:.0}×")
+    }
+}
+
+fn binary_sizes(t: &Tools) -> Vec<(String, u64)> {
+    let mut v = vec![
+        ("kvmnet-ifup".to_owned(), PathBuf::from(IFUP)),
+        ("kvmnet-ifdown".to_owned(), PathBuf::from(IFDOWN)),
+        ("floor (cc -O2)".to_owned(), t.floor.clone()),
+    ];
+    if let Some(s) = &t.floor_static {
+        v.push(("floor (cc -O2 -static)".to_owned(), s.clone()));
+    }
+    v.push((format!("ip ({})", t.ip.display()), t.ip.clone()));
+    v.into_iter()
+        .filter_map(|(n, p)| fs::metadata(p).ok().map(|m| (n, m.len())))
+        .collect()
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn machine(t: &Tools) -> Vec<(&'static str, String)> {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once([':', '=']))
+            .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    let virt = if cpuinfo.contains(" hypervisor") {
+        "virtual machine"
+    } else {
+        "bare metal"
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib: u64 = field(&read("/proc/meminfo"), "MemTotal")
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap_or(0);
+    let cmd = |c: &mut Command| {
+        c.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    vec![
+        (
+            "CPU",
+            format!(
+                "{}, {cores} cores available, {virt}",
+                field(&cpuinfo, "model name")
+            ),
+        ),
+        ("RAM", format!("{:.1} GiB", mem_kib as f64 / 1048576.0)),
+        (
+            "OS",
+            format!(
+                "{}, Linux {}",
+                field(&read("/etc/os-release"), "PRETTY_NAME"),
+                read("/proc/sys/kernel/osrelease").trim()
+            ),
+        ),
+        ("iproute2", cmd(Command::new(&t.ip).arg("-V"))),
+        (
+            "/bin/sh",
+            cmd(Command::new("readlink").args(["-f", "/bin/sh"])),
+        ),
+        (
+            "date",
+            cmd(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        ),
+    ]
+}
+
+struct Report<'a> {
+    attach: &'a [Contender],
+    create: &'a [Contender],
+    results: &'a Results,
+    rss: &'a [(String, u64)],
+    sizes: Vec<(String, u64)>,
+    machine: Vec<(&'static str, String)>,
+    elapsed: Duration,
+    runs: usize,
+}
+
+impl<'a> Report<'a> {
+    fn contenders(&self, op: Op) -> Vec<&'a Contender> {
+        match op {
+            Op::Attach => self.attach.iter().collect(),
+            Op::Create => self.create.iter().collect(),
+            Op::Delete => self.create.iter().filter(|c| c.undo.is_some()).collect(),
+        }
+    }
+
+    fn name(&self, op: Op, role: Role) -> Option<&'a str> {
+        self.contenders(op)
+            .into_iter()
+            .find(|c| c.role == role)
+            .map(|c| c.name.as_str())
+    }
+
+    fn median_of(&self, op: Op, n: usize, name: &str) -> Option<f64> {
+        self.results.stats(op, n, name).map(|s| s.median)
+    }
+
+    /// Median per-round ratio of `a` at `na` to `b` at `nb`.
+    fn ratio(&self, op: Op, a: &str, na: usize, b: &str, nb: usize) -> Option<f64> {
+        self.results.paired(op, (na, a), (nb, b), |x, y| x / y)
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_markdown(&mut s);
+        s
+    }
+
+    fn write_markdown(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(s, "# kvmnet benchmark\n")?;
+        writeln!(
+            s,
+            "`sudo cargo bench --bench ifup`: {} runs per contender, operation and N \
+             ({} for the script with `sleep 0.5s`), in rounds that take every \
+             contender at every N once, in rotating order; {:.0} s of measuring. Times are \
+             wall-clock from spawn to exit. N is the number of pre-existing taps \
+             ({PORTS_PER_BRIDGE} of them on br0, the bridge under test, whose MTU is \
+             {BRIDGE_MTU}). \"× kvmnet\" and the other ratios are medians of per-round ratios \
+             (the two runs of a pair are a fraction of a second apart, so load that comes and \
+             goes cancels); above 1 means slower than kvmnet.\n",
+            self.runs,
+            self.runs.min(SLEEP_RUNS),
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(s, "Machine:\n")?;
+        for (k, v) in &self.machine {
+            writeln!(s, "- {k}: {v}")?;
+        }
+        writeln!(s)?;
+        for op in Op::ALL {
+            self.write_op(s, op)?;
+        }
+        self.write_targets(s)?;
+        writeln!(s, "## Memory and size\n")?;
+        writeln!(s, "| program | peak RSS (ru_maxrss) |\n|---|---:|")?;
+        for (name, kib) in self.rss {
+            writeln!(s, "| {name} | {} |", mib(*kib))?;
+        }
+        writeln!(s, "\n| binary | size |\n|---|---:|")?;
+        for (name, bytes) in &self.sizes {
+            writeln!(s, "| {name} | {:.0} KiB |", *bytes as f64 / 1024.0)?;
+        }
+        writeln!(
+            s,
+            "\nNotes: for attach the worker plays QEMU (TUNSETIFF with \
+             IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, descriptor held open), so the tap has carrier \
+             when it joins the bridge. The vendored scripts (`benches/fixtures/`) never set \
+             the MTU: their taps stay at 1500 on a {BRIDGE_MTU} bridge. The attach forms of \
+             the how-to script leave out its `ip tuntap add` line, which fails with EBUSY on a \
+             tap QEMU holds. kvmnet also gives the tap its 0xFE MAC, writes its undo record \
+             (the alias) and looks the tap up before changing it; the floor does none of \
+             this. Detaching and deleting a tap waits for an RCU grace period in the kernel, \
+             the same for every tool.\n"
+        )
+    }
+
+    fn write_op(&self, s: &mut String, op: Op) -> std::fmt::Result {
+        writeln!(s, "## {}\n\n{}.\n", op.title(), op.explanation())?;
+        write!(s, "| contender |")?;
+        for n in SIZES {
+            write!(s, " N={n}: median | p90 | × kvmnet |")?;
+        }
+        writeln!(s, " runs |")?;
+        writeln!(s, "|---|{}---:|", "---:|---:|---:|".repeat(SIZES.len()))?;
+        let kv = self.name(op, Role::Kvmnet);
+        for c in self.contenders(op) {
+            write!(s, "| {} |", c.name)?;
+            let mut runs = 0;
+            for n in SIZES {
+                match self.results.stats(op, n, &c.name) {
+                    Some(st) => {
+                        runs = st.runs;
+                        let x = kv
+                            .and_then(|k| self.ratio(op, &c.name, n, k, n))
+                            .map_or("?".into(), ratio);
+                        write!(s, " {} | {} | {x} |", ms(st.median), ms(st.p90))?;
+                    }
+                    None => write!(s, " – | – | – |")?,
+                }
+            }
+            writeln!(s, " {runs} |")?;
+        }
+        let Some(kv) = kv else {
+            return writeln!(s);
+        };
+        write!(s, "\n| where kvmnet stands |")?;
+        for n in SIZES {
+            write!(s, " N={n} |")?;
+        }
+        writeln!(s, "\n|---|{}", "---:|".repeat(SIZES.len()))?;
+        let floors = [
+            (Role::FloorExec, "kvmnet ÷ floor, exec'd (cc -O2)"),
+            (Role::FloorStatic, "kvmnet ÷ floor, exec'd (static)"),
+            (Role::FloorInProcess, "kvmnet ÷ floor, in-process"),
+        ];
+        for (role, label) in floors {
+            if let Some(f) = self.name(op, role) {
+                row(s, label, |n| self.ratio(op, kv, n, f, n).map(ratio))?;
+            }
+        }
+        if let Some(f) = self.name(op, Role::FloorInProcess) {
+            // The in-process floor is the kernel's own cost: what is left is
+            // exec and user space, the part a tool can change.
+            row(s, "kvmnet − in-process floor (exec + user space)", |n| {
+                self.results
+                    .paired(op, (n, kv), (n, f), |x, y| x - y)
+                    .map(ms)
+            })?;
+            row(s, "kvmnet at N ÷ at N=0", |n| {
+                self.ratio(op, kv, n, kv, SIZES[0]).map(ratio)
+            })?;
+            row(s, "in-process floor at N ÷ at N=0 (the kernel)", |n| {
+                self.ratio(op, f, n, f, SIZES[0]).map(ratio)
+            })?;
+        }
+        writeln!(s)
+    }
+
+    /// Each target as kvmnet meets it and as the exec'd C floor would: a
+    /// target the floor itself misses cannot be met on this machine.
+    fn write_targets(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(s, "## Targets (from the issue)\n")?;
+        writeln!(
+            s,
+            "Worst value over N. The \"floor\" column puts the exec'd C floor (cc -O2) in \
+             kvmnet's place: what this machine allows at all.\n"
+        )?;
+        writeln!(
+            s,
+            "| target | kvmnet | verdict | floor |\n|---|---:|---|---:|"
+        )?;
+        for op in [Op::Attach, Op::Create] {
+            let (Some(kv), Some(fl)) =
+                (self.name(op, Role::Kvmnet), self.name(op, Role::FloorExec))
+            else {
+                continue;
+            };
+            let t = op.title();
+            let mut target =
+                |label: String, of: &dyn Fn(&str, usize) -> Option<f64>, limit, at_most| {
+                    let worst = |who: &str| {
+                        let v = SIZES
+                            .iter()
+                            .map(|&n| of(who, n))
+                            .collect::<Option<Vec<_>>>()?;
+                        v.into_iter()
+                            .reduce(if at_most { f64::max } else { f64::min })
+                    };
+                    let (k, f) = (worst(kv), worst(fl));
+                    let verdict = match k {
+                        Some(x) if (at_most && x <= limit) || (!at_most && x >= limit) => "met",
+                        Some(_) => "**missed**",
+                        None => "not measured",
+                    };
+                    let show = |v: Option<f64>| v.map_or("–".into(), ratio);
+                    writeln!(
+                        s,
+                        "| {t}: {label} | {} | {verdict} | {} |",
+                        show(k),
+                        show(f)
+                    )
+                };
+            target(
+                "kvmnet ≤ 1.3× the exec'd floor".into(),
+                &|who, n| self.ratio(op, who, n, fl, n),
+                1.3,
+                true,
+            )?;
+            for c in self.contenders(op) {
+                let (label, limit) = match c.role {
+                    Role::Other => (format!("{} ≥ 2× kvmnet", c.name), 2.0),
+                    Role::Script => (format!("{} ≥ 4× kvmnet", c.name), 4.0),
+                    _ => continue,
+                };
+                target(
+                    label,
+                    &|who, n| self.ratio(op, &c.name, n, who, n),
+                    limit,
+                    false,
+                )?;
+            }
+            target(
+                format!("flat: at N ≤ 1.2× at N={}", SIZES[0]),
+                &|who, n| self.ratio(op, who, n, who, SIZES[0]),
+                1.2,
+                true,
+            )?;
+            // The kernel's own cost grows with the ports on the bridge (see the
+            // in-process floor), for every tool alike; this is the part a tool
+            // controls.
+            if let Some(f) = self.name(op, Role::FloorInProcess) {
+                target(
+                    format!(
+                        "flat without the kernel (minus the in-process floor): at N ≤ 1.2× at N={}",
+                        SIZES[0]
+                    ),
+                    &|who, n| {
+                        let d = |n| self.results.paired(op, (n, who), (n, f), |x, y| x - y);
+                        Some(d(n)? / d(SIZES[0])?)
+                    },
+                    1.2,
+                    true,
+                )?;
+            }
+        }
+        let kib = |prefix: &str| {
+            self.rss
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, k)| *k)
+                .max()
+        };
+        let rss = kib("kvmnet-ifup");
+        let verdict = match rss {
+            Some(k) if k <= 4096 => "met",
+            Some(_) => "**missed**",
+            None => "not measured",
+        };
+        let show = |v: Option<u64>| v.map_or("–".into(), mib);
+        writeln!(
+            s,
+            "| kvmnet-ifup peak RSS ≤ 4 MiB | {} | {verdict} | {} |\n",
+            show(rss),
+            show(kib("floor"))
+        )
+    }
+
+    /// Median time against N, one panel per operation, log time axis so that
+    /// the in-process floor and the 0.5 s sleep fit on one plot.
+    fn plot(&self, file: &Path) -> Result<()> {
+        use plotters::prelude::*;
+        let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", file.display());
+        let root = SVGBackend::new(file, (1500, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let panels = root.split_evenly((1, Op::ALL.len()));
+        let all: Vec<f64> = self.results.samples.values().flatten().cloned().collect();
+        let lo = all.iter().cloned().fold(f64::MAX, f64::min).max(1e-3) / 1.5;
+        // Headroom above the slowest line keeps the legend off the lines.
+        let hi = all.iter().cloned().fold(0.0, f64::max) * 40.0;
+        let xmax = *SIZES.last().unwrap() as f64 * 1.05;
+        for (panel, op) in panels.iter().zip(Op::ALL) {
+            let mut chart = ChartBuilder::on(panel)
+                .caption(op.title(), ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-100f64..xmax, (lo..hi).log_scale())
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("pre-existing taps (N)")
+                .y_desc("median time, ms (log scale)")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v}"))
+                .draw()
+                .map_err(|e| err(&e))?;
+            for c in self.contenders(op) {
+                // One colour per contender across all panels.
+                let color = match c.role {
+                    Role::Kvmnet => RGBColor(214, 39, 40),
+                    Role::Other => RGBColor(44, 160, 44),
+                    Role::Script if c.name.starts_with("Debian") => RGBColor(31, 119, 180),
+                    Role::Script => RGBColor(255, 127, 14),
+                    Role::SleepScript => RGBColor(127, 127, 127),
+                    Role::FloorExec => RGBColor(148, 103, 189),
+                    Role::FloorStatic => RGBColor(23, 190, 207),
+                    Role::FloorInProcess => RGBColor(227, 119, 194),
+                };
+                let pts: Vec<(f64, f64)> = SIZES
+                    .iter()
+                    .filter_map(|&n| Some((n as f64, self.median_of(op, n, &c.name)?)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| err(&e))?
+                    .label(c.name.replace('`', ""))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| err(&e))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 11))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+fn row(s: &mut String, label: &str, cell: impl Fn(usize) -> Option<String>) -> std::fmt::Result {
+    write!(s, "| {label} |")?;
+    for n in SIZES {
+        write!(s, " {} |", cell(n).unwrap_or_else(|| "?".into()))?;
+    }
+    writeln!(s)
+}
+
+/// The in-process floor, and the bench's stand-in for QEMU opening a tap: the
+/// only `unsafe` code in the bench (the TUN ioctls).
+mod kernel {
+    use std::fs::{File, OpenOptions};
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
+
+    use super::BRIDGE;
+
+    // From <linux/if_tun.h>.
+    const IFF_TAP: libc::c_short = 0x0002;
+    const IFF_NO_PI: libc::c_short = 0x1000;
+    const IFF_VNET_HDR: libc::c_short = 0x4000;
+
+    nix::ioctl_write_int!(tun_set_persist, b'T', 203);
+    // TUNSETIFF is declared _IOW('T', 202, int) but takes a struct ifreq pointer.
+    nix::ioctl_write_ptr_bad!(
+        tun_set_iff,
+        nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+        IfReq
+    );
+
+    /// `struct ifreq` as TUNSETIFF reads it: the kernel copies 40 bytes.
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+
+    fn tun(name: &str, flags: libc::c_short) -> io::Result<File> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // std opens with O_CLOEXEC: contenders do not inherit it.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: `file` is an open /dev/net/tun descriptor that outlives the
+        // call; `req` is a fully initialised 40-byte `struct ifreq` whose name
+        // is NUL-terminated (checked length above), which the kernel reads and
+        // may write back within its bounds.
+        unsafe { tun_set_iff(file.as_raw_fd(), &req) }?;
+        Ok(file)
+    }
+
+    /// A tap opened the way QEMU opens one (not persistent): it exists as long
+    /// as this value does.
+    pub struct QemuTap(#[allow(dead_code)] File);
+
+    impl QemuTap {
+        pub fn open(name: &str) -> io::Result<QemuTap> {
+            tun(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).map(QemuTap)
+        }
+    }
+
+    pub fn create_and_attach(tap: &str) -> io::Result<()> {
+        let file = tun(tap, IFF_TAP | IFF_NO_PI)?;
+        // SAFETY: TUNSETPERSIST takes its flag by value; `file` is attached to
+        // the tap TUNSETIFF just created and stays open across the call.
+        unsafe { tun_set_persist(file.as_raw_fd(), 1) }?;
+        drop(file);
+        attach_to_bridge(tap)
+    }
+
+    /// RTM_GETLINK of the bridge (index, MTU), then one RTM_SETLINK by name.
+    pub fn attach_to_bridge(tap: &str) -> io::Result<()> {
+        let nl = Netlink::open()?;
+        let br = nl
+            .link(BRIDGE)?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        nl.set_link(tap, br.mtu, br.index)
+    }
+
+    pub fn delete(tap: &str) -> io::Result<()> {
+        Netlink::open()?.delete(tap)
+    }
+
+    pub struct LinkFacts {
+        pub index: u32,
+        pub flags: u32,
+        pub mtu: u32,
+        pub master: u32,
+    }
+
+    /// Hand-built rtnetlink messages over a plain socket: the in-process floor
+    /// must not pay for a netlink library, and the checks need only four facts.
+    pub struct Netlink(Socket);
+
+    const NLMSG_HDR: usize = 16;
+    const IFINFOMSG: usize = 16;
+
+    impl Netlink {
+        pub fn open() -> io::Result<Netlink> {
+            Socket::new(NETLINK_ROUTE).map(Netlink)
+        }
+
+        fn talk(&self, msg: &[u8]) -> io::Result<Vec<u8>> {
+            self.0.send(msg, 0)?;
+            let mut buf = Vec::with_capacity(16 * 1024);
+            self.0.recv(&mut buf, 0)?;
+            if buf.len() < NLMSG_HDR + 4 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "short netlink reply",
+                ));
+            }
+            if u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
+                let e = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+                if e != 0 {
+                    return Err(io::Error::from_raw_os_error(-e));
+                }
+            }
+            Ok(buf)
+        }
+
+        pub fn link(&self, name: &str) -> io::Result<Option<LinkFacts>> {
+            match self.talk(&message(libc::RTM_GETLINK, 0, name, 0, &[])) {
+                Ok(reply) => parse_link(&reply).map(Some),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+
+        fn set_link(&self, name: &str, mtu: u32, master: u32) -> io::Result<()> {
+            let attrs: [(u16, &[u8]); 2] = [
+                (libc::IFLA_MTU, &mtu.to_ne_bytes()),
+                (libc::IFLA_MASTER, &master.to_ne_bytes()),
+            ];
+            let up = libc::IFF_UP as u32;
+            let ack = libc::NLM_F_ACK as u16;
+            self.talk(&message(libc::RTM_SETLINK, ack, name, up, &attrs))
+                .map(drop)
+        }
+
+        pub fn delete(&self, name: &str) -> io::Result<()> {
+            let ack = libc::NLM_F_ACK as u16;
+            self.talk(&message(libc::RTM_DELLINK, ack, name, 0, &[]))
+                .map(drop)
+        }
+    }
+
+    fn put_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
+        buf.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        buf.extend_from_slice(&kind.to_ne_bytes());
+        buf.extend_from_slice(data);
+        buf.resize(buf.len().next_multiple_of(4), 0);
+    }
+
+    /// nlmsghdr + ifinfomsg addressed by IFLA_IFNAME; `up` sets and changes
+    /// exactly IFF_UP when non-zero.
+    fn message(kind: u16, flags: u16, name: &str, up: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(128);
+        m.extend_from_slice(&[0; 4]); // length, filled in below
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | flags).to_ne_bytes());
+        m.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+        m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+        m.extend_from_slice(&[0; 8]); // family, pad, type, index 0
+        m.extend_from_slice(&up.to_ne_bytes());
+        m.extend_from_slice(&up.to_ne_bytes());
+        let mut ifname = name.as_bytes().to_vec();
+        ifname.push(0);
+        put_attr(&mut m, libc::IFLA_IFNAME, &ifname);
+        for (k, d) in attrs {
+            put_attr(&mut m, *k, d);
+        }
+        let len = (m.len() as u32).to_ne_bytes();
+        m[..4].copy_from_slice(&len);
+        m
+    }
+
+    fn parse_link(m: &[u8]) -> io::Result<LinkFacts> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed RTM_NEWLINK");
+        let u32_at = |b: &[u8], at: usize| -> io::Result<u32> {
+            let s = b.get(at..at + 4).ok_or_else(bad)?;
+            Ok(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+        };
+        let kind = u16::from_ne_bytes([m[4], m[5]]);
+        if kind != libc::RTM_NEWLINK {
+            return Err(bad());
+        }
+        let len = (u32_at(m, 0)? as usize).min(m.len());
+        let mut facts = LinkFacts {
+            index: u32_at(m, NLMSG_HDR + 4)?,
+            flags: u32_at(m, NLMSG_HDR + 8)?,
+            mtu: 0,
+            master: 0,
+        };
+        let mut at = NLMSG_HDR + IFINFOMSG;
+        while at + 4 <= len {
+            let alen = u16::from_ne_bytes([m[at], m[at + 1]]) as usize;
+            let kind = u16::from_ne_bytes([m[at + 2], m[at + 3]]);
+            if alen < 4 {
+                return Err(bad());
+            }
+            match kind {
+                libc::IFLA_MTU => facts.mtu = u32_at(m, at + 4)?,
+                libc::IFLA_MASTER => facts.master = u32_at(m, at + 4)?,
+                _ => {}
+            }
+            at += alen.next_multiple_of(4);
+        }
+        Ok(facts)
+    }
+}
