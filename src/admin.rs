@@ -494,10 +494,22 @@ pub fn status_table(rows: &[StatusRow]) -> String {
 fn generate_docs(out: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
     std::fs::create_dir_all(out)?;
-    let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-    std::fs::write(out.join("kvmnet.1"), page)?;
+    // kvmnet.1, and one page per visible subcommand (kvmnet-check.1, ...),
+    // which kvmnet.1's SUBCOMMANDS section refers to.
+    let cmd = Cli::command().disable_help_subcommand(true);
+    let source = format!("kvmnet {}", env!("CARGO_PKG_VERSION"));
+    clap_mangen::Man::new(cmd.clone())
+        .source(source.clone())
+        .generate_to(out)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let page = sub
+            .clone()
+            .display_name(format!("kvmnet-{}", sub.get_name()))
+            .bin_name(format!("kvmnet {}", sub.get_name()));
+        clap_mangen::Man::new(page)
+            .source(source.clone())
+            .generate_to(out)?;
+    }
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,
