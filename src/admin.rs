@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rand::Rng;
 
@@ -86,7 +87,8 @@ pub fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("kvmnet: {e}");
+            // anyhow's alternate form: the context, then the cause, one line
+            eprintln!("kvmnet: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -111,7 +113,7 @@ fn drop_all_privilege() {
     }
 }
 
-pub fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check { tap, config, json } => {
             let opts = CheckOptions {
@@ -140,7 +142,10 @@ pub fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             ))
         }
         Command::Mac { name, oui } => {
-            let oui = oui.map(|o| parse_oui(&o)).transpose()?;
+            let oui = oui
+                .map(|o| parse_oui(&o))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let mac = match name {
                 Some(n) => stable_mac(&n, oui),
                 None => random_mac(&mut rand::rng(), oui),
@@ -153,14 +158,14 @@ pub fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let cfg = Config::load(&config, false)?;
             let who = match user {
                 None => caller_identity(),
-                Some(u) => identity_of(&u)?,
+                Some(u) => identity_of(&u).map_err(anyhow::Error::msg)?,
             };
             let nl = Netlink::open().ok();
             print!("{}", explain(&cfg, &tap, &who, nl.as_ref()));
             Ok(0)
         }
         Command::Status { json } => {
-            let nl = Netlink::open()?;
+            let nl = Netlink::open().context("listing the taps")?;
             let rows = status(&nl)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -170,7 +175,9 @@ pub fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(0)
         }
         Command::GenerateDocs { out } => {
-            generate_docs(&out)?;
+            generate_docs(&out).with_context(|| {
+                format!("writing man pages and completions to {}", out.display())
+            })?;
             Ok(0)
         }
     }
