@@ -33,22 +33,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::qemu::{
+    self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
+    ROM_HINT, VETH,
+};
 use common::{privileged_copy, Grant, Jail, Netns, Run, TempDir};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
 const PROG: &str = "kvmnet-bridge-helper: ";
-const INSTALL_HINT: &str = "install them: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base \
-                            (this test never skips)";
-
-const BRIDGE: &str = "br0";
-const BRIDGE_MAC: &str = "02:00:00:00:00:01";
-/// Not 1500, so that "tap MTU = bridge MTU" proves the helper copied it.
-const MTU: u64 = 9000;
-const VETH: &str = "vport0";
-
 /// The unprivileged user QEMU runs as: numeric, no passwd entry needed.
 const USER: u32 = 4242;
 
@@ -71,42 +66,13 @@ const VNET_HDR_LEN: usize = 10;
 // Shared helpers
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
+fn poll<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    qemu::poll_every(Duration::from_millis(20), limit, f)
 }
 
 /// The lines of `text` that start with `prefix`.
 fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// A namespace with bridge br0 (fixed MAC, MTU 9000, 10.77.0.1/24) and one
-/// veth port, so the bridge has carrier and a port that is not the helper's.
-fn bridge_ns() -> Netns {
-    let ns = Netns::new();
-    ns.ip_batch(&format!(
-        "link add {BRIDGE} type bridge\n\
-         link set {BRIDGE} address {BRIDGE_MAC} mtu {MTU}\n\
-         link add {VETH} mtu {MTU} type veth peer name vpeer0 mtu {MTU}\n\
-         link set {VETH} master {BRIDGE} up\n\
-         link set vpeer0 up\n\
-         link set {BRIDGE} up\n\
-         addr add 10.77.0.1/24 dev {BRIDGE}\n"
-    ));
-    ns
 }
 
 /// The tun part of a link from sysfs: (tun_flags, owner uid).
@@ -451,103 +417,78 @@ fn fake_qemu_bad_arguments_and_descriptors_fail_with_one_line_and_leave_nothing(
     let ns = bridge_ns();
     let dir = TempDir::new();
     let links_before = ns.all_links();
-    let long = "b".repeat(20);
-    let cases: Vec<(Vec<String>, Give, String)> = vec![
-        (
-            vec!["--frobnicate".into()],
+    let br = format!("--br={BRIDGE}");
+    let long = format!("--br={}", "b".repeat(20));
+    let veth = format!("--br={VETH}");
+    let not_a_bridge = format!("QEMU's br={VETH} is a veth device, not a bridge");
+    fn case(args: &[&str], give: Give, needle: &str) -> (Vec<String>, Give, String) {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        (args, give, needle.to_owned())
+    }
+    let cases = vec![
+        case(
+            &["--frobnicate"],
             Give::Nothing,
-            "unexpected argument \"--frobnicate\"".into(),
+            "unexpected argument \"--frobnicate\"",
         ),
-        (
-            vec!["--use-vnet".into(), "--fd={fd}".into()],
+        case(
+            &["--use-vnet", "--fd={fd}"],
             Give::Socket,
-            "--br=BRIDGE is missing".into(),
+            "--br=BRIDGE is missing",
         ),
-        (
-            vec!["--use-vnet".into(), format!("--br={BRIDGE}")],
+        case(&["--use-vnet", &br], Give::Nothing, "--fd=N is missing"),
+        case(
+            &["--fd=x", &br],
             Give::Nothing,
-            "--fd=N is missing".into(),
+            "--fd=x: not a descriptor number above 2",
         ),
-        (
-            vec!["--fd=x".into(), format!("--br={BRIDGE}")],
+        case(
+            &["--fd=2", &br],
             Give::Nothing,
-            "--fd=x: not a descriptor number above 2".into(),
+            "--fd=2: not a descriptor number above 2",
         ),
-        (
-            vec!["--fd=2".into(), format!("--br={BRIDGE}")],
+        case(
+            &["--fd=-1", &br],
             Give::Nothing,
-            "--fd=2: not a descriptor number above 2".into(),
+            "not a descriptor number above 2",
         ),
-        (
-            vec!["--fd=-1".into(), format!("--br={BRIDGE}")],
-            Give::Nothing,
-            "not a descriptor number above 2".into(),
-        ),
-        (
-            vec![
-                "--fd={fd}".into(),
-                format!("--br={BRIDGE}"),
-                "--br=br1".into(),
-            ],
+        case(
+            &["--fd={fd}", &br, "--br=br1"],
             Give::Socket,
-            "unexpected argument \"--br=br1\"".into(),
+            "unexpected argument \"--br=br1\"",
         ),
-        (
-            vec![
-                "--fd={fd}".into(),
-                format!("--br={BRIDGE}"),
-                "--fd=7".into(),
-            ],
+        case(
+            &["--fd={fd}", &br, "--fd=7"],
             Give::Socket,
-            "unexpected argument \"--fd=7\"".into(),
+            "unexpected argument \"--fd=7\"",
         ),
         // A number that is not open in the helper.
-        (
-            vec!["--fd=900".into(), format!("--br={BRIDGE}")],
+        case(
+            &["--fd=900", &br],
             Give::Nothing,
-            "--fd=900: not an open descriptor".into(),
+            "--fd=900: not an open descriptor",
         ),
-        (
-            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
-            Give::File,
-            ": not a socket".into(),
-        ),
-        (
-            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
+        case(&["--fd={fd}", &br], Give::File, ": not a socket"),
+        case(
+            &["--fd={fd}", &br],
             Give::UnixDgram,
-            ": not a unix stream socket".into(),
+            ": not a unix stream socket",
         ),
-        (
-            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
-            Give::Udp,
-            ": not a unix stream socket".into(),
-        ),
-        (
-            vec!["--fd={fd}".into(), format!("--br={BRIDGE}")],
-            Give::Tcp,
-            ": not a unix stream socket".into(),
-        ),
+        case(&["--fd={fd}", &br], Give::Udp, ": not a unix stream socket"),
+        case(&["--fd={fd}", &br], Give::Tcp, ": not a unix stream socket"),
         // CVE-2019-13164: a bridge name longer than IFNAMSIZ.
-        (
-            vec!["--fd={fd}".into(), format!("--br={long}")],
+        case(
+            &["--fd={fd}", &long],
             Give::Socket,
-            "Linux allows at most 15".into(),
+            "Linux allows at most 15",
         ),
-        (
-            vec!["--fd={fd}".into(), "--br=br0;x".into()],
+        case(&["--fd={fd}", "--br=br0;x"], Give::Socket, "contains"),
+        case(
+            &["--fd={fd}", "--br=nobr"],
             Give::Socket,
-            "contains".into(),
+            "QEMU's br=nobr does not exist; the bridge helper never creates bridges",
         ),
-        (
-            vec!["--fd={fd}".into(), "--br=nobr".into()],
-            Give::Socket,
-            "QEMU's br=nobr does not exist; the bridge helper never creates bridges".into(),
-        ),
-        (
-            vec!["--fd={fd}".into(), format!("--br={VETH}")],
-            Give::Socket,
-            format!("QEMU's br={VETH} is a veth device, not a bridge"),
-        ),
+        case(&["--fd={fd}", &veth], Give::Socket, &not_a_bridge),
     ];
     let mut report = Vec::new();
     for (args, give, needle) in &cases {
@@ -678,39 +619,6 @@ fn fake_qemu_tap_name_follows_helper_tap() {
 // ---------------------------------------------------------------------------
 // A real, unprivileged QEMU
 
-/// The absolute path of a program, looked up in PATH and the sbin directories.
-fn find_program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ];
-    std::env::split_paths(&path)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found in PATH or sbin: {INSTALL_HINT}"))
-}
-
-/// A child process killed (SIGKILL) and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// br0 in its own namespace, optionally dnsmasq on it, and at most one QEMU
 /// at a time. Field order is drop order: processes die first, then the jail
 /// and the files go, then the namespace.
@@ -744,60 +652,13 @@ impl Lab {
             links_before,
         };
         if let Some(d) = dnsmasq {
-            lab.start_dnsmasq(&d);
+            lab.dnsmasq = Some(qemu::start_dnsmasq(&lab.ns, &d, lab.dir.path()));
         }
         lab
     }
 
     fn file(&self, name: &str) -> String {
         read(&self.dir.path().join(name))
-    }
-
-    fn start_dnsmasq(&mut self, dnsmasq: &Path) {
-        let d = self.dir.path();
-        let child = self
-            .ns
-            .cmd(dnsmasq.to_str().unwrap())
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--port=0",
-                "--bind-interfaces",
-                "--interface=br0",
-                "--dhcp-range=10.77.0.100,10.77.0.199,255.255.255.0,1h",
-                "--user=root",
-                "--group=root",
-                "--log-dhcp",
-            ])
-            .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
-            .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
-            .arg(format!(
-                "--log-facility={}",
-                d.join("dnsmasq.log").display()
-            ))
-            .stdout(File::create(d.join("dnsmasq.out")).unwrap())
-            .stderr(File::create(d.join("dnsmasq.err")).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
-        self.dnsmasq = Some(Proc(child));
-        let ready = poll(Duration::from_secs(10), || {
-            if let Some(st) = self.dnsmasq.as_mut().unwrap().0.try_wait().unwrap() {
-                panic!(
-                    "dnsmasq exited at start ({st}): {}{}",
-                    self.file("dnsmasq.err"),
-                    self.file("dnsmasq.log")
-                );
-            }
-            let bound = self
-                .file("dnsmasq.log")
-                .contains("sockets bound exclusively to interface br0");
-            (bound && !self.file("dnsmasq.pid").is_empty()).then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "dnsmasq not ready after 10 s: {}",
-            self.file("dnsmasq.log")
-        );
     }
 
     /// A copy of the helper with `grant`, in the lab's directory.
@@ -811,35 +672,11 @@ impl Lab {
         assert!(self.qemu.is_none(), "one QEMU at a time");
         let netdev = format!("bridge,id=n0,br={BRIDGE},helper={helper}");
         let device = format!("virtio-net-pci,netdev=n0,mac={mac}");
-        let qemu = self.qemu_bin.to_str().unwrap();
-        let argv = [
-            qemu,
-            "-machine",
-            "q35,accel=tcg",
-            "-m",
-            "128",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "none",
-            "-monitor",
-            "none",
-            "-boot",
-            "n",
-            "-netdev",
-            &netdev,
-            "-device",
-            &device,
-        ];
+        let mut argv = vec![self.qemu_bin.to_str().unwrap()];
+        argv.extend(QEMU_ARGS);
+        argv.extend(["-netdev", &netdev, "-device", &device]);
         let mut cmd = jail.command(&self.ns, &argv);
-        cmd.stdout(Stdio::null())
-            .stderr(File::create(self.dir.path().join("qemu.err")).unwrap());
-        let start = Instant::now();
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let (child, start) = qemu::spawn_qemu(&mut cmd, self.dir.path());
         self.qemu = Some(Proc(child));
         self.jail = Some(jail);
         start
@@ -855,7 +692,7 @@ impl Lab {
 
     /// Waits (bounded) until QEMU has exited.
     fn wait_qemu(&mut self, limit: Duration) -> ExitStatus {
-        poll(limit, || self.qemu_exited()).unwrap_or_else(|| {
+        qemu::wait_exit(&mut self.qemu.as_mut().unwrap().0, limit).unwrap_or_else(|| {
             panic!(
                 "QEMU still running after {limit:?}; stderr:\n{}",
                 self.qemu_stderr()
@@ -865,18 +702,7 @@ impl Lab {
 
     /// QEMU's pid once the jail's chain of execs has reached it.
     fn qemu_pid(&mut self) -> u32 {
-        let pid = self.qemu.as_ref().unwrap().0.id();
-        let comm = || read(Path::new(&format!("/proc/{pid}/comm")));
-        let ok = poll(Duration::from_secs(10), || {
-            comm().starts_with("qemu-system").then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "pid {pid} is {:?}, not QEMU; stderr:\n{}",
-            comm(),
-            self.qemu_stderr()
-        );
-        pid
+        qemu::qemu_pid(&self.qemu.as_ref().unwrap().0, || self.qemu_stderr())
     }
 
     /// The helper's tap on br0, once it is there (QEMU must still run).
@@ -884,8 +710,7 @@ impl Lab {
         let tap = poll(QEMU_LIMIT, || {
             if let Some(st) = self.qemu_exited() {
                 panic!(
-                    "QEMU exited before its tap appeared on br0 ({st}); stderr:\n{}\n\
-                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
+                    "QEMU exited before its tap appeared on br0 ({st}); stderr:\n{}\n{ROM_HINT}",
                     self.qemu_stderr()
                 );
             }
@@ -914,51 +739,23 @@ impl Lab {
 
     /// Waits until dnsmasq acknowledged a lease for `mac`; returns the IP.
     fn wait_for_lease(&mut self, mac: &str) -> String {
-        let ip = poll(LEASE_TIMEOUT, || {
-            if let Some(st) = self.qemu_exited() {
-                panic!(
-                    "QEMU exited before the guest got a lease ({st}); stderr:\n{}",
-                    self.qemu_stderr()
-                );
-            }
-            acked_ip(&self.file("dnsmasq.log"), mac)
-        });
-        let Some(ip) = ip else {
-            panic!(
-                "no DHCPACK for {mac} within {LEASE_TIMEOUT:?}\nbr0 ports: {:?}\n\
-                 dnsmasq log:\n{}\nQEMU stderr:\n{}",
-                self.ns.ports(BRIDGE),
-                self.file("dnsmasq.log"),
-                self.qemu_stderr()
-            )
-        };
-        assert!(
-            self.file("leases").contains(&format!("{mac} {ip} ")),
-            "lease file lacks {mac} {ip}: {}",
-            self.file("leases")
-        );
-        ip
+        let ns = &self.ns;
+        qemu::wait_for_lease(
+            &mut self.qemu.as_mut().unwrap().0,
+            self.dir.path(),
+            mac,
+            LEASE_TIMEOUT,
+            "",
+            || format!("br0 ports: {:?}\n", ns.ports(BRIDGE)),
+        )
     }
 
-    /// SIGTERM: QEMU exits cleanly and closes the tap. QEMU installs its
-    /// SIGTERM handler only after setting up its netdevs, so the tap can be
-    /// on br0 while SIGTERM would still kill QEMU outright: wait (bounded)
-    /// until the handler shows in /proc/PID/status (SigCgt).
+    /// SIGTERM: QEMU exits cleanly and closes the tap, once its SIGTERM
+    /// handler is installed (see [`qemu::wait_for_sigterm_handler`]).
     fn stop_qemu(&mut self) -> ExitStatus {
         let pid = self.qemu_pid();
-        let sigterm = 1u64 << (libc::SIGTERM - 1);
-        let caught = poll(QEMU_LIMIT, || {
-            let st = proc_status(pid);
-            let mask = u64::from_str_radix(st.get("SigCgt")?, 16).ok()?;
-            (mask & sigterm != 0).then_some(())
-        });
-        assert!(
-            caught.is_some(),
-            "QEMU did not install its SIGTERM handler within {QEMU_LIMIT:?}: {:?}\n{}",
-            proc_status(pid),
-            self.qemu_stderr()
-        );
-        common::ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
+        qemu::wait_for_sigterm_handler(pid, QEMU_LIMIT, || self.qemu_stderr());
+        qemu::sigterm(pid);
         self.wait_qemu(QEMU_LIMIT)
     }
 
@@ -985,30 +782,6 @@ impl Lab {
         self.qemu = None;
         self.jail = None;
     }
-}
-
-/// The IP dnsmasq acknowledged for `mac`, from "... DHCPACK(br0) IP MAC ...".
-fn acked_ip(log: &str, mac: &str) -> Option<String> {
-    log.lines().find_map(|l| {
-        let rest = &l[l.find("DHCPACK(")?..];
-        let mut words = rest.split_whitespace().skip(1);
-        let (ip, m) = (words.next()?, words.next()?);
-        m.eq_ignore_ascii_case(mac).then(|| ip.to_owned())
-    })
-}
-
-/// /proc/PID/status as key -> whitespace-normalised value.
-fn proc_status(pid: u32) -> std::collections::HashMap<String, String> {
-    read(Path::new(&format!("/proc/{pid}/status")))
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((
-                k.to_owned(),
-                v.split_whitespace().collect::<Vec<_>>().join(" "),
-            ))
-        })
-        .collect()
 }
 
 /// The access policy of one QEMU run: /etc/kvmnet/kvmnet.toml and the files

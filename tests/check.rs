@@ -190,6 +190,13 @@ fn find<'a>(fs: &'a [Finding], severity: Severity, check: &str, words: &[&str]) 
     hits[0]
 }
 
+/// The one finding as [`find`] has it, whose fix is exactly `fix`.
+#[track_caller]
+fn assert_fix(fs: &[Finding], severity: Severity, check: &str, words: &[&str], fix: &str) {
+    let f = find(fs, severity, check, words);
+    assert_eq!(f.fix.as_deref(), Some(fix));
+}
+
 #[track_caller]
 fn none_of(fs: &[Finding], severity: Severity, check: &str) {
     let hits: Vec<&Finding> = fs
@@ -362,15 +369,12 @@ fn a_group_writable_config_is_an_error_for_non_root_callers() {
     chmod(&lab.opts.config_path, 0o664);
     let fs = lab.run();
     let path = lab.opts.config_path.display().to_string();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "config",
         &["would be refused", "is writable by its group"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chmod go-w {path}").as_str())
+        &format!("chmod go-w {path}"),
     );
     // it still parses: root uses it
     find(&fs, Severity::Ok, "config", &["parses"]);
@@ -382,15 +386,12 @@ fn a_config_owned_by_a_user_is_an_error() {
     std::os::unix::fs::chown(&lab.opts.config_path, Some(1000), None).unwrap();
     let fs = lab.run();
     let path = lab.opts.config_path.display().to_string();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "config",
         &["owned by uid 1000, not root"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chown root:root {path}").as_str())
+        &format!("chown root:root {path}"),
     );
 }
 
@@ -406,7 +407,7 @@ fn a_config_users_cannot_read_is_an_error_when_they_run_kvmnet_themselves() {
     lab.install(Grant::Setuid);
     let fs = lab.run();
     let path = lab.opts.config_path.display().to_string();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "config",
@@ -414,22 +415,19 @@ fn a_config_users_cannot_read_is_an_error_when_they_run_kvmnet_themselves() {
             "is not readable by others",
             "read the config as the calling user",
         ],
+        &format!("chmod o+r {path}"),
     );
-    assert_eq!(f.fix.as_deref(), Some(format!("chmod o+r {path}").as_str()));
     // readable, but in a directory others cannot enter
     chmod(&lab.opts.config_path, 0o644);
     let dir = lab.opts.config_path.parent().unwrap().to_owned();
     chmod(&dir, 0o750);
     let fs = lab.run();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "config",
         &["is not searchable by others"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chmod o+x {}", dir.display()).as_str())
+        &format!("chmod o+x {}", dir.display()),
     );
     none_of(&fs, Severity::Error, "install");
 }
@@ -443,7 +441,7 @@ fn a_missing_bridge_is_an_error_unless_kvmnet_creates_it() {
     ));
     let fs = lab.run();
     let path = lab.opts.config_path.display().to_string();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "bridge",
@@ -451,15 +449,9 @@ fn a_missing_bridge_is_an_error_unless_kvmnet_creates_it() {
             "bridge br0 does not exist",
             "the top level would be refused",
         ],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(
-            format!(
-                "create it (ip link add br0 up type bridge) or set create_bridge = true in {path}"
-            )
-            .as_str()
-        )
+        &format!(
+            "create it (ip link add br0 up type bridge) or set create_bridge = true in {path}"
+        ),
     );
     find(
         &fs,
@@ -493,13 +485,13 @@ fn a_bridge_that_is_down_is_a_warning() {
     none_of(&lab.run(), Severity::Warning, "bridge");
     lab.ns.ip("link set br0 down");
     let fs = lab.run();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Warning,
         "bridge",
         &["bridge br0 is down", "no traffic"],
+        "ip link set br0 up",
     );
-    assert_eq!(f.fix.as_deref(), Some("ip link set br0 up"));
 }
 
 #[test]
@@ -558,15 +550,12 @@ fn vlan_rules_need_a_kernel_and_a_bridge_that_filter_vlans() {
         return;
     }
     eprintln!("this kernel filters VLANs: checking filtering off and on");
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "vlan",
         &["bridge br-v has VLAN filtering off", "rule 1 (lab-*)"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some("ip link set br-v type bridge vlan_filtering 1")
+        "ip link set br-v type bridge vlan_filtering 1",
     );
     lab.ns.ip("link set br-v type bridge vlan_filtering 1");
     let fs = lab.run();
@@ -1035,15 +1024,12 @@ fn more_file_capabilities_than_cap_net_admin_are_an_error() {
         .arg(&up));
     let fs = lab.run();
     let p = up.display().to_string();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "install",
         &[&p, "beyond cap_net_admin: cap_sys_admin"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("setcap cap_net_admin+ep {p}").as_str())
+        &format!("setcap cap_net_admin+ep {p}"),
     );
 }
 
@@ -1054,31 +1040,25 @@ fn binaries_others_can_change_are_an_error() {
     std::os::unix::fs::chown(&up, Some(1000), None).unwrap();
     chmod(&down, 0o775);
     let fs = lab.run();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "install",
         &[&up.display().to_string(), "owned by uid 1000, not root"],
+        &format!("chown root:root {}", up.display()),
     );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chown root:root {}", up.display()).as_str())
-    );
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "install",
         &[&down.display().to_string(), "writable by its group"],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chmod go-w {}", down.display()).as_str())
+        &format!("chmod go-w {}", down.display()),
     );
     // a directory a user owns lets them replace the binary
     let dir = up.parent().unwrap();
     std::os::unix::fs::chown(dir, Some(1000), None).unwrap();
     let fs = lab.run();
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "install",
@@ -1087,10 +1067,7 @@ fn binaries_others_can_change_are_an_error() {
             up.display(),
             dir.display()
         )],
-    );
-    assert_eq!(
-        f.fix.as_deref(),
-        Some(format!("chown root:root {}", dir.display()).as_str())
+        &format!("chown root:root {}", dir.display()),
     );
 }
 
@@ -1179,7 +1156,7 @@ fn tap_names_what_ifup_would_refuse() {
     lab.ns.ip("link set lab-2 master br0");
     let fs = lab.tap("lab-2");
     none_of(&fs, Severity::Ok, "tap");
-    let f = find(
+    assert_fix(
         &fs,
         Severity::Error,
         "tap",
@@ -1188,8 +1165,8 @@ fn tap_names_what_ifup_would_refuse() {
             "already a port of br0",
             "does not move it",
         ],
+        "ip link set lab-2 nomaster",
     );
-    assert_eq!(f.fix.as_deref(), Some("ip link set lab-2 nomaster"));
     let fs = lab.tap("bad name");
     find(&fs, Severity::Error, "tap", &["interface name", "contains"]);
 }

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{sh, Netns, Run, TempDir, IFDOWN, IFUP};
+use common::{parallel_ok, sh, Netns, Run, TempDir, IFDOWN, IFUP};
 
 const BR_MAC: &str = "02:00:00:00:00:01";
 
@@ -225,24 +225,7 @@ fn creates_a_missing_bridge_once_even_when_racing() {
     let ns = Netns::new();
     let dir = TempDir::new();
     let c = cfg(&dir, "bridge = \"br-auto\"\ncreate_bridge = true\n");
-    let procs: Vec<_> = (0..16)
-        .map(|i| {
-            ns.cmd(IFUP)
-                .arg(format!("par{i}"))
-                .env("KVMNET_CONFIG", &c)
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for p in procs {
-        let out = p.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    parallel_ok(&ns, IFUP, &c, (0..16).map(|i| format!("par{i}")), "");
     let br = ns.link("br-auto").expect("bridge created");
     assert_eq!(br["linkinfo"]["info_kind"], "bridge");
     assert!(br["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
@@ -257,24 +240,8 @@ fn two_ifups_racing_for_one_new_tap_both_succeed_and_ifdown_deletes_it() {
         let ns = with_bridge(1500);
         let dir = TempDir::new();
         let c = cfg(&dir, "bridge = \"br0\"\n");
-        let procs: Vec<_> = (0..2)
-            .map(|_| {
-                ns.cmd(IFUP)
-                    .arg("same0")
-                    .env("KVMNET_CONFIG", &c)
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for p in procs {
-            let out = p.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let taps = (0..2).map(|_| "same0".to_owned());
+        parallel_ok(&ns, IFUP, &c, taps, &format!("round {round}: "));
         let s = ns.state("same0").unwrap();
         assert_eq!(s.master.as_deref(), Some("br0"));
         assert!(s.alias.unwrap().contains("created"), "round {round}");

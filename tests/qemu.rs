@@ -16,113 +16,35 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use common::qemu::{
+    self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
+    ROM_HINT, VETH,
+};
 use common::{privileged_copy, Grant, LinkState, Netns, TempDir, IFDOWN, IFUP};
 
-const INSTALL_HINT: &str = "install them: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base \
-                            (this test never skips)";
-const BRIDGE: &str = "br0";
-const BRIDGE_MAC: &str = "02:00:00:00:00:01";
-/// Not 1500, so that "tap MTU = bridge MTU" proves kvmnet-ifup copied it.
-const MTU: u64 = 9000;
 const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The absolute path of a program, looked up in PATH and the sbin directories
-/// (`dnsmasq` lives in /usr/sbin, which a non-login PATH may lack).
-fn find_program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ];
-    std::env::split_paths(&path)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
-        .unwrap_or_else(|| panic!("{name} not found in PATH or sbin: {INSTALL_HINT}"))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// Polls `f` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// A file in the test's directory ("" while it does not exist yet).
-fn file(dir: &TempDir, name: &str) -> String {
-    read(&dir.path().join(name))
-}
-
-/// Child processes of a test, killed (SIGKILL) and reaped on drop, so that a
-/// failing test leaves nothing running even before the namespace is deleted.
-#[derive(Default)]
-struct Procs(Vec<(&'static str, Child)>);
-
-impl Procs {
-    fn add(&mut self, what: &'static str, c: Child) -> u32 {
-        let pid = c.id();
-        self.0.push((what, c));
-        pid
-    }
-
-    fn get(&mut self, what: &str) -> &mut Child {
-        &mut self.0.iter_mut().find(|(w, _)| *w == what).unwrap().1
-    }
-
-    /// Waits (bounded) for `what` to exit.
-    fn wait(&mut self, what: &str, limit: Duration) -> Option<ExitStatus> {
-        let c = self.get(what);
-        poll(limit, || c.try_wait().expect("try_wait"))
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
+fn poll<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    qemu::poll_every(Duration::from_millis(50), limit, f)
 }
 
 /// A namespace with bridge br0 (fixed MAC, MTU 9000, 10.77.0.1/24, one veth
 /// port) and, with [`Lab::new`], dnsmasq serving DHCP on br0 only.
 ///
-/// Field order is drop order: processes die first, then the files go, then
-/// the namespace.
+/// Field order is drop order: processes die first (killed and reaped, so
+/// that a failing test leaves nothing running even before the namespace is
+/// deleted), then the files go, then the namespace.
 struct Lab {
-    procs: Procs,
+    dnsmasq: Option<Proc>,
+    qemu: Option<Proc>,
     dir: TempDir,
     ns: Netns,
-    qemu: PathBuf,
-    dnsmasq_pid: Option<u32>,
+    qemu_bin: PathBuf,
     veth: &'static str,
 }
 
@@ -166,82 +88,28 @@ impl Lab {
 
     fn setup(dhcp: bool) -> Lab {
         common::require_root();
-        let qemu = find_program("qemu-system-x86_64");
+        let qemu_bin = find_program("qemu-system-x86_64");
         let dnsmasq = dhcp.then(|| find_program("dnsmasq"));
-        let ns = Netns::new();
+        let ns = bridge_ns();
         let dir = TempDir::new();
-        let veth = "vport0";
-        ns.ip_batch(&format!(
-            "link add {BRIDGE} type bridge\n\
-             link set {BRIDGE} address {BRIDGE_MAC} mtu {MTU}\n\
-             link add {veth} mtu {MTU} type veth peer name vpeer0 mtu {MTU}\n\
-             link set {veth} master {BRIDGE} up\n\
-             link set vpeer0 up\n\
-             link set {BRIDGE} up\n\
-             addr add 10.77.0.1/24 dev {BRIDGE}\n"
-        ));
-        let mut lab = Lab {
-            procs: Procs::default(),
+        let dnsmasq = dnsmasq.map(|d| qemu::start_dnsmasq(&ns, &d, dir.path()));
+        Lab {
+            dnsmasq,
+            qemu: None,
             dir,
             ns,
-            qemu,
-            dnsmasq_pid: None,
-            veth,
-        };
-        if let Some(dnsmasq) = dnsmasq {
-            lab.start_dnsmasq(&dnsmasq);
+            qemu_bin,
+            veth: VETH,
         }
-        lab
     }
 
-    fn start_dnsmasq(&mut self, dnsmasq: &Path) {
-        let d = self.dir.path();
-        let child = self
-            .ns
-            .cmd(dnsmasq.to_str().unwrap())
-            .args([
-                "--keep-in-foreground",  // unlike --no-daemon, writes the pid file
-                "--conf-file=/dev/null", // not the host's /etc/dnsmasq.conf
-                "--port=0",              // no DNS
-                "--bind-interfaces",
-                "--interface=br0",
-                "--dhcp-range=10.77.0.100,10.77.0.199,255.255.255.0,1h",
-                "--user=root",
-                "--group=root",
-                "--log-dhcp",
-            ])
-            .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
-            .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
-            .arg(format!(
-                "--log-facility={}",
-                d.join("dnsmasq.log").display()
-            ))
-            .stdout(File::create(d.join("dnsmasq.out")).unwrap())
-            .stderr(File::create(d.join("dnsmasq.err")).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
-        self.dnsmasq_pid = Some(self.procs.add("dnsmasq", child));
-        let ready = poll(Duration::from_secs(10), || {
-            if let Some(st) = self.procs.get("dnsmasq").try_wait().unwrap() {
-                panic!(
-                    "dnsmasq exited at start ({st}): {}{}",
-                    file(&self.dir, "dnsmasq.err"),
-                    file(&self.dir, "dnsmasq.log")
-                );
-            }
-            let bound = file(&self.dir, "dnsmasq.log")
-                .contains("sockets bound exclusively to interface br0");
-            (bound && !file(&self.dir, "dnsmasq.pid").is_empty()).then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "dnsmasq not ready after 10 s: {}",
-            self.file("dnsmasq.log")
-        );
-    }
-
+    /// A file in the test's directory ("" while it does not exist yet).
     fn file(&self, name: &str) -> String {
-        file(&self.dir, name)
+        read(&self.dir.path().join(name))
+    }
+
+    fn qemu_child(&mut self) -> &mut Child {
+        &mut self.qemu.as_mut().expect("QEMU started").0
     }
 
     /// Starts QEMU in the namespace as root, with `net`'s tap and scripts.
@@ -254,35 +122,19 @@ impl Lab {
             net.downscript.display()
         );
         let device = format!("virtio-net-pci,netdev=n0,mac={}", net.mac);
-        let err = File::create(self.dir.path().join("qemu.err")).unwrap();
-        let mut cmd = self.ns.cmd(self.qemu.to_str().unwrap());
-        cmd.args([
-            "-machine",
-            "q35,accel=tcg",
-            "-m",
-            "128",
-            "-nodefaults",
-            "-no-user-config",
-        ])
-        .args([
-            "-display", "none", "-serial", "none", "-monitor", "none", "-boot", "n",
-        ])
-        .args(["-netdev", &netdev, "-device", &device])
-        // QEMU hands its environment to script=; SUDO_UID would make kvmnet
-        // ignore KVMNET_CONFIG (it trusts the environment only from real root).
-        .env("KVMNET_CONFIG", net.config)
-        .env_remove("SUDO_UID")
-        .env_remove("SUDO_GID")
-        .stdout(Stdio::null())
-        .stderr(err);
+        let mut cmd = self.ns.cmd(self.qemu_bin.to_str().unwrap());
+        cmd.args(QEMU_ARGS)
+            .args(["-netdev", &netdev, "-device", &device])
+            // QEMU hands its environment to script=; SUDO_UID would make kvmnet
+            // ignore KVMNET_CONFIG (it trusts the environment only from real root).
+            .env("KVMNET_CONFIG", net.config)
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID");
         if let Some(runas) = net.runas {
             cmd.args(["-runas", runas]);
         }
-        let start = Instant::now();
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        self.procs.add("qemu", child);
+        let (child, start) = qemu::spawn_qemu(&mut cmd, self.dir.path());
+        self.qemu = Some(Proc(child));
         start
     }
 
@@ -290,20 +142,14 @@ impl Lab {
         self.file("qemu.err")
     }
 
+    /// Waits (bounded) for QEMU to exit.
+    fn wait_qemu(&mut self, limit: Duration) -> Option<ExitStatus> {
+        qemu::wait_exit(self.qemu_child(), limit)
+    }
+
     /// QEMU's pid, once `ip netns exec` has exec'd it in place (10 s at most).
     fn qemu_pid(&mut self) -> u32 {
-        let pid = self.procs.get("qemu").id();
-        let comm = || read(Path::new(&format!("/proc/{pid}/comm")));
-        let is_qemu = poll(Duration::from_secs(10), || {
-            comm().starts_with("qemu-system").then_some(())
-        });
-        assert!(
-            is_qemu.is_some(),
-            "pid {pid} is {:?}, not QEMU; stderr:\n{}",
-            comm(),
-            self.qemu_stderr()
-        );
-        pid
+        qemu::qemu_pid(&self.qemu.as_ref().unwrap().0, || self.qemu_stderr())
     }
 
     /// Waits (30 s at most) until QEMU has dropped privileges to `uid`:`gid`
@@ -314,10 +160,9 @@ impl Lab {
         let want_uid = vec![uid.to_string(); 4].join(" ");
         let want_gid = vec![gid.to_string(); 4].join(" ");
         let status = poll(Duration::from_secs(30), || {
-            if let Some(st) = self.procs.get("qemu").try_wait().unwrap() {
+            if let Some(st) = self.qemu_child().try_wait().unwrap() {
                 panic!(
-                    "QEMU exited before dropping privileges ({st}); stderr:\n{}\n\
-                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
+                    "QEMU exited before dropping privileges ({st}); stderr:\n{}\n{ROM_HINT}",
                     self.qemu_stderr()
                 );
             }
@@ -336,46 +181,33 @@ impl Lab {
     /// Waits until dnsmasq acknowledged a lease for the guest `mac` (on
     /// `tap`), which proves the tap forwards on br0; returns the IP.
     fn wait_for_lease(&mut self, tap: &str, mac: &str) -> String {
-        let ip = poll(LEASE_TIMEOUT, || {
-            if let Some(st) = self.procs.get("qemu").try_wait().unwrap() {
-                panic!(
-                    "QEMU exited before the guest got a lease ({st}); stderr:\n{}\n\
-                     (a missing ROM such as efi-virtio.rom means ipxe-qemu is missing: {INSTALL_HINT})",
-                    file(&self.dir, "qemu.err")
-                );
-            }
-            acked_ip(&file(&self.dir, "dnsmasq.log"), mac)
-        });
-        let Some(ip) = ip else {
-            panic!(
-                "no DHCPACK for {mac} within {LEASE_TIMEOUT:?}\nbr0 ports: {:?}\ntap: {:?}\n\
-                 dnsmasq log:\n{}\nQEMU stderr:\n{}",
-                self.ns.ports(BRIDGE),
-                self.ns.link(tap),
-                self.file("dnsmasq.log"),
-                self.qemu_stderr()
-            )
-        };
-        assert!(
-            self.file("leases").contains(&format!("{mac} {ip} ")),
-            "lease file lacks {mac} {ip}: {}",
-            self.file("leases")
-        );
-        ip
+        let ns = &self.ns;
+        qemu::wait_for_lease(
+            &mut self.qemu.as_mut().unwrap().0,
+            self.dir.path(),
+            mac,
+            LEASE_TIMEOUT,
+            &format!("\n{ROM_HINT}"),
+            || {
+                format!(
+                    "br0 ports: {:?}\ntap: {:?}\n",
+                    ns.ports(BRIDGE),
+                    ns.link(tap)
+                )
+            },
+        )
     }
 
     /// SIGTERM makes QEMU exit cleanly, which runs downscript=.
     fn stop_qemu(&mut self) -> ExitStatus {
         let pid = self.qemu_pid();
-        common::ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
-        self.procs
-            .wait("qemu", Duration::from_secs(30))
-            .unwrap_or_else(|| {
-                panic!(
-                    "QEMU still running 30 s after SIGTERM: {}",
-                    self.qemu_stderr()
-                )
-            })
+        qemu::sigterm(pid);
+        self.wait_qemu(Duration::from_secs(30)).unwrap_or_else(|| {
+            panic!(
+                "QEMU still running 30 s after SIGTERM: {}",
+                self.qemu_stderr()
+            )
+        })
     }
 
     /// The pids of all processes in the namespace.
@@ -388,33 +220,8 @@ impl Lab {
 
     /// What may still run in the namespace after QEMU is gone.
     fn expected_pids(&self) -> Vec<u32> {
-        self.dnsmasq_pid.into_iter().collect()
+        self.dnsmasq.iter().map(|p| p.0.id()).collect()
     }
-}
-
-/// /proc/PID/status as key -> value, whitespace-normalised ("Uid" ->
-/// "4242 4242 4242 4242"); empty when the process is gone.
-fn proc_status(pid: u32) -> HashMap<String, String> {
-    read(Path::new(&format!("/proc/{pid}/status")))
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((
-                k.to_owned(),
-                v.split_whitespace().collect::<Vec<_>>().join(" "),
-            ))
-        })
-        .collect()
-}
-/// The IP dnsmasq acknowledged for `mac`, from its log line
-/// "... DHCPACK(br0) 10.77.0.158 52:54:00:12:34:56 ...".
-fn acked_ip(log: &str, mac: &str) -> Option<String> {
-    log.lines().find_map(|l| {
-        let rest = &l[l.find("DHCPACK(")?..];
-        let mut words = rest.split_whitespace().skip(1);
-        let (ip, m) = (words.next()?, words.next()?);
-        (m.eq_ignore_ascii_case(mac)).then(|| ip.to_owned())
-    })
 }
 
 fn link_field(l: &serde_json::Value, key: &str) -> String {
@@ -526,8 +333,7 @@ fn qemu_refuses_to_start_when_the_configured_bridge_is_missing() {
 
     let start = lab.start_qemu(&QemuNet::new(tap, mac, &config));
     let status = lab
-        .procs
-        .wait("qemu", Duration::from_secs(30))
+        .wait_qemu(Duration::from_secs(30))
         .unwrap_or_else(|| panic!("QEMU still running after 30 s: {}", lab.qemu_stderr()));
     let took = start.elapsed();
     let stderr = lab.qemu_stderr();
@@ -658,6 +464,32 @@ fn persistent_tap(ns: &Netns, tap: &str, owner: u32) -> LinkState {
     s
 }
 
+/// QEMU as root with `-runas 4242:4242` on the persistent `tap` (`before`:
+/// its state), br0 as the bridge and a copy of kvmnet-ifdown with
+/// `cap_net_admin+ep` as downscript. Waits until QEMU has dropped
+/// privileges, checks the drop and that ifup attached the tap. Returns QEMU's
+/// start, how long the drop took, the tap while QEMU runs and the downscript.
+fn runas_on_persistent_tap(
+    lab: &mut Lab,
+    tap: &str,
+    mac: &str,
+    before: &LinkState,
+) -> (Instant, Duration, LinkState, PathBuf) {
+    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
+    let ifdown = privileged_copy(lab.dir.path(), IFDOWN, Grant::FileCap);
+    let start = lab.start_qemu(&QemuNet {
+        runas: Some(RUNAS),
+        downscript: &ifdown,
+        ..QemuNet::new(tap, mac, &config)
+    });
+    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
+    let drop_time = start.elapsed();
+    assert_dropped(&status);
+    let during = lab.ns.state(tap).unwrap();
+    assert_attached_by_kvmnet(&lab.ns, tap, before, &during);
+    (start, drop_time, during, ifdown)
+}
+
 /// QEMU's own tap (created by QEMU as root, not persistent): the downscript
 /// runs as 4242 without any capability, may not change it, and must succeed
 /// without touching it; the kernel removes the tap and its bridge port when
@@ -750,21 +582,10 @@ fn runas_ifdown_leaves_qemus_own_tap_to_qemu_and_says_why() {
 fn runas_ifdown_with_the_capability_restores_its_users_persistent_tap() {
     let mut lab = Lab::without_dhcp();
     let tap = "vmr1";
-    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
     let before = persistent_tap(&lab.ns, tap, RUNAS_UID);
     let links_before = lab.ns.all_links();
-    let ifdown = privileged_copy(lab.dir.path(), IFDOWN, Grant::FileCap);
-
-    let start = lab.start_qemu(&QemuNet {
-        runas: Some(RUNAS),
-        downscript: &ifdown,
-        ..QemuNet::new(tap, "52:54:00:4b:4e:04", &config)
-    });
-    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
-    let drop_time = start.elapsed();
-    assert_dropped(&status);
-    let during = lab.ns.state(tap).unwrap();
-    assert_attached_by_kvmnet(&lab.ns, tap, &before, &during);
+    let (start, drop_time, _, _) =
+        runas_on_persistent_tap(&mut lab, tap, "52:54:00:4b:4e:04", &before);
 
     let exit = lab.stop_qemu();
     let stderr = lab.qemu_stderr();
@@ -809,19 +630,9 @@ fn runas_ifdown_with_the_capability_restores_its_users_persistent_tap() {
 fn runas_ifdown_refuses_another_users_persistent_tap() {
     let mut lab = Lab::without_dhcp();
     let tap = "vmr2";
-    let config = lab.dir.config(&format!("bridge = \"{BRIDGE}\"\n"));
     let before = persistent_tap(&lab.ns, tap, OTHER_UID);
-    let ifdown = privileged_copy(lab.dir.path(), IFDOWN, Grant::FileCap);
-
-    let start = lab.start_qemu(&QemuNet {
-        runas: Some(RUNAS),
-        downscript: &ifdown,
-        ..QemuNet::new(tap, "52:54:00:4b:4e:05", &config)
-    });
-    let status = lab.wait_for_runas(RUNAS_UID, RUNAS_GID);
-    assert_dropped(&status);
-    let during = lab.ns.state(tap).unwrap();
-    assert_attached_by_kvmnet(&lab.ns, tap, &before, &during);
+    let (start, _, during, ifdown) =
+        runas_on_persistent_tap(&mut lab, tap, "52:54:00:4b:4e:05", &before);
 
     let exit = lab.stop_qemu();
     let stderr = lab.qemu_stderr();

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Netns, TempDir, IFDOWN, IFUP};
+use common::{parallel_ok, Netns, TempDir, IFDOWN, IFUP};
 
 #[test]
 fn two_hundred_parallel_ifups_on_one_bridge_all_succeed() {
@@ -17,46 +17,12 @@ fn two_hundred_parallel_ifups_on_one_bridge_all_succeed() {
     ns.ip("link add br0 up type bridge");
     let dir = TempDir::new();
     let c = dir.config("bridge = \"br0\"\n");
-    let children: Vec<_> = (0..200)
-        .map(|i| {
-            ns.cmd(IFUP)
-                .arg(format!("p{i}"))
-                .env("KVMNET_CONFIG", &c)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for ch in children {
-        let out = ch.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    parallel_ok(&ns, IFUP, &c, (0..200).map(|i| format!("p{i}")), "");
     let mut ports = ns.ports("br0");
     ports.sort();
     assert_eq!(ports.len(), 200);
     // and 200 parallel ifdowns remove them all
-    let children: Vec<_> = (0..200)
-        .map(|i| {
-            ns.cmd(IFDOWN)
-                .arg(format!("p{i}"))
-                .env("KVMNET_CONFIG", &c)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for ch in children {
-        let out = ch.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    parallel_ok(&ns, IFDOWN, &c, (0..200).map(|i| format!("p{i}")), "");
     assert!(ns.ports("br0").is_empty());
     assert_eq!(ns.all_links(), vec!["br0", "lo"]);
 }

@@ -225,17 +225,7 @@ const QUIET: Duration = Duration::from_millis(300);
 #[ignore = "needs bridge VLAN filtering; run inside the guest kernel by guest_kernel_lane"]
 fn guest_kernel_filters_vlans_on_bridges() {
     let ns = Netns::new();
-    let out = sh(Command::new("ip").args([
-        "-n",
-        &ns.name,
-        "link",
-        "add",
-        "br-probe",
-        "type",
-        "bridge",
-        "vlan_filtering",
-        "1",
-    ]));
+    let out = add_probe_bridge(&ns);
     assert!(
         out.status.success(),
         "this kernel ({}) refuses a VLAN-filtering bridge: {}",
@@ -522,10 +512,9 @@ trunk = ["20", "30-39"]
 // ---------------------------------------------------------------------------
 // host lane
 
-/// Whether this kernel can filter VLANs on a bridge: the probe must either
-/// work or fail with EOPNOTSUPP (the feature is compiled out), nothing else.
-fn kernel_filters_vlans(ns: &Netns) -> bool {
-    let out = sh(Command::new("ip").args([
+/// `ip link add br-probe type bridge vlan_filtering 1` in `ns`, as it went.
+fn add_probe_bridge(ns: &Netns) -> std::process::Output {
+    sh(Command::new("ip").args([
         "-n",
         &ns.name,
         "link",
@@ -535,7 +524,13 @@ fn kernel_filters_vlans(ns: &Netns) -> bool {
         "bridge",
         "vlan_filtering",
         "1",
-    ]));
+    ]))
+}
+
+/// Whether this kernel can filter VLANs on a bridge: the probe must either
+/// work or fail with EOPNOTSUPP (the feature is compiled out), nothing else.
+fn kernel_filters_vlans(ns: &Netns) -> bool {
+    let out = add_probe_bridge(ns);
     if out.status.success() {
         ns.ip("link del br-probe");
         return true;

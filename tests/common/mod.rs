@@ -3,6 +3,8 @@
 //! Tests may use `ip`; the binaries under test never do.
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +46,47 @@ pub fn ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts all `cmds` at once (stderr piped), then waits for each: their
+/// outputs, in order.
+pub fn run_parallel(cmds: impl IntoIterator<Item = Command>) -> Vec<Output> {
+    let children: Vec<_> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|ch| ch.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Runs `prog TAP` in `ns` with KVMNET_CONFIG=`config` for all `taps` at
+/// once ([`run_parallel`]) and asserts that every run succeeded; a failure
+/// shows `context` before the run's stderr.
+pub fn parallel_ok(
+    ns: &Netns,
+    prog: &str,
+    config: &Path,
+    taps: impl IntoIterator<Item = String>,
+    context: &str,
+) {
+    let outs = run_parallel(taps.into_iter().map(|tap| {
+        let mut cmd = ns.cmd(prog);
+        cmd.arg(tap).env("KVMNET_CONFIG", config);
+        cmd
+    }));
+    for out in outs {
+        assert!(
+            out.status.success(),
+            "{context}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A temporary directory removed on drop.
