@@ -9,7 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{in_netns, ok, privileged_copy, unique, Grant, Netns, TempDir, IFDOWN, IFUP};
+use common::{
+    in_netns, kernel_filters_vlans, ok, privileged_copy, unique, Grant, Netns, TempDir, IFDOWN,
+    IFUP,
+};
 use kvmnet::check::{self, CheckOptions, Finding, Severity};
 
 /// A directory the config trust check accepts: root's, 0755, below /run
@@ -224,33 +227,6 @@ fn with_br0(lab: &Lab) {
     lab.ns.ip("link add br0 up type bridge");
     lab.ns.ip("link add up0 type veth peer name up1");
     lab.ns.ip("link set up0 master br0 up");
-}
-
-/// Whether this kernel lets a bridge filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING).
-fn kernel_filters_vlans(ns: &Netns) -> bool {
-    let probe = ns
-        .cmd("ip")
-        .args([
-            "link",
-            "add",
-            "vprobe0",
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    if probe.status.success() {
-        ns.ip("link del vprobe0");
-        return true;
-    }
-    let err = String::from_utf8_lossy(&probe.stderr);
-    assert!(
-        err.contains("Operation not supported"),
-        "the VLAN probe failed for another reason: {err}"
-    );
-    false
 }
 
 // ------------------------------------------------------------------ clean

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{broadcast_frame, open_tap, read_frames, seen, sh, Netns, TempDir};
+use common::{
+    add_vlan_probe_bridge, broadcast_frame, kernel_filters_vlans, open_tap, read_frames, seen, sh,
+    Netns, TempDir,
+};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -225,7 +228,7 @@ const QUIET: Duration = Duration::from_millis(300);
 #[ignore = "needs bridge VLAN filtering; run inside the guest kernel by guest_kernel_lane"]
 fn guest_kernel_filters_vlans_on_bridges() {
     let ns = Netns::new();
-    let out = add_probe_bridge(&ns);
+    let out = add_vlan_probe_bridge(&ns);
     assert!(
         out.status.success(),
         "this kernel ({}) refuses a VLAN-filtering bridge: {}",
@@ -511,38 +514,6 @@ trunk = ["20", "30-39"]
 
 // ---------------------------------------------------------------------------
 // host lane
-
-/// `ip link add br-probe type bridge vlan_filtering 1` in `ns`, as it went.
-fn add_probe_bridge(ns: &Netns) -> std::process::Output {
-    sh(Command::new("ip").args([
-        "-n",
-        &ns.name,
-        "link",
-        "add",
-        "br-probe",
-        "type",
-        "bridge",
-        "vlan_filtering",
-        "1",
-    ]))
-}
-
-/// Whether this kernel can filter VLANs on a bridge: the probe must either
-/// work or fail with EOPNOTSUPP (the feature is compiled out), nothing else.
-fn kernel_filters_vlans(ns: &Netns) -> bool {
-    let out = add_probe_bridge(ns);
-    if out.status.success() {
-        ns.ip("link del br-probe");
-        return true;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Operation not supported"),
-        "the probe failed for another reason than a missing kernel feature: {err}"
-    );
-    assert!(!ns.exists("br-probe"));
-    false
-}
 
 #[test]
 fn a_kernel_without_vlan_filtering_refuses_vlan_rules_and_leaves_nothing() {

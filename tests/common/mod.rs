@@ -540,3 +540,36 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
     .join()
     .unwrap()
 }
+
+/// Tries to create a VLAN-filtering bridge `br-probe` in `ns`.
+pub fn add_vlan_probe_bridge(ns: &Netns) -> Output {
+    sh(Command::new("ip").args([
+        "-n",
+        &ns.name,
+        "link",
+        "add",
+        "br-probe",
+        "type",
+        "bridge",
+        "vlan_filtering",
+        "1",
+    ]))
+}
+
+/// Whether this kernel can filter VLANs on a bridge: the probe must either
+/// work (the probe bridge is removed again) or fail with EOPNOTSUPP (the
+/// feature is compiled out), nothing else.
+pub fn kernel_filters_vlans(ns: &Netns) -> bool {
+    let out = add_vlan_probe_bridge(ns);
+    if out.status.success() {
+        ns.ip("link del br-probe");
+        return true;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Operation not supported"),
+        "the VLAN probe failed for another reason than a missing kernel feature: {err}"
+    );
+    assert!(!ns.exists("br-probe"));
+    false
+}
