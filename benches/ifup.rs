@@ -358,12 +358,15 @@ fn create_contenders(t: &Tools) -> Vec<Contender> {
     v
 }
 
-/// target/release/kvmnet-ifup -> target/bench: also right with CARGO_TARGET_DIR.
+/// target/release/kvmnet-ifup (or target/TUPLE/release/ with --target) ->
+/// target/bench; also right with CARGO_TARGET_DIR.
 fn out_dir() -> Result<PathBuf> {
-    let target = Path::new(IFUP)
-        .ancestors()
-        .nth(2)
-        .context("locating target/")?;
+    let mut up = Path::new(IFUP).ancestors().skip(2);
+    let dir = up.next().context("locating target/")?;
+    let target = match up.next() {
+        Some(parent) if parent.join("CACHEDIR.TAG").is_file() => parent,
+        _ => dir,
+    };
     Ok(target.join("bench"))
 }
 

@@ -1,5 +1,4 @@
 //! QEMU's `helper=`: `kvmnet-bridge-helper [--use-vnet] --br=BR --fd=N`. See README.md.
+#![no_main]
 
-fn main() -> std::process::ExitCode {
-    kvmnet::bridge_helper::main()
-}
+kvmnet::c_main!(kvmnet::bridge_helper::main());

@@ -1,5 +1,4 @@
 //! QEMU's `downscript=`: `kvmnet-ifdown TAP`. See README.md.
+#![no_main]
 
-fn main() -> std::process::ExitCode {
-    kvmnet::main("kvmnet-ifdown", kvmnet::run_ifdown)
-}
+kvmnet::c_main!(kvmnet::main("kvmnet-ifdown", kvmnet::run_ifdown));

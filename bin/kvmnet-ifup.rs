@@ -1,5 +1,4 @@
 //! QEMU's `script=`: `kvmnet-ifup TAP`. See README.md.
+#![no_main]
 
-fn main() -> std::process::ExitCode {
-    kvmnet::main("kvmnet-ifup", kvmnet::run_ifup)
-}
+kvmnet::c_main!(kvmnet::main("kvmnet-ifup", kvmnet::run_ifup));

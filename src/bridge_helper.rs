@@ -249,9 +249,9 @@ fn send_fd(sock: &OwnedFd, queue: &File) -> Result<(), Error> {
         })
 }
 
-/// The binary's main: like [`crate::main`], but QEMU's socket descriptor
+/// The binary's C `main`: like [`crate::main`], but QEMU's socket descriptor
 /// survives the start-up hygiene.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> i32 {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let parsed = parse_args(&argv);
     let keep = match &parsed {

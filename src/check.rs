@@ -28,13 +28,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use futures_util::stream::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo, LinkMessage};
 
 use crate::acl::Verdict;
 use crate::config::{Config, ConfigError};
 use crate::name::{BridgeName, TapName};
-use crate::netlink::{Link, TIMEOUT};
+use crate::netlink::Link;
 use crate::plan::{BridgeChoice, BridgeReason};
 use crate::settings::{MtuPolicy, NetMode, Settings};
 use crate::sysctl::Family;
@@ -363,9 +362,8 @@ impl Host {
         let msgs = dump_links()?;
         let mut bridges = HashMap::new();
         let mut links = Vec::with_capacity(msgs.len());
-        for m in msgs {
+        for (l, m) in msgs {
             let info = bridge_info(&m);
-            let l = Link::from_message(m);
             if l.is_bridge() {
                 bridges.insert(l.index, info);
             }
@@ -425,26 +423,10 @@ impl Host {
     }
 }
 
-fn dump_links() -> Result<Vec<LinkMessage>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("cannot start the netlink runtime: {e}"))?;
-    rt.block_on(async {
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
-        tokio::spawn(conn);
-        let dump = handle.link().get().execute().try_collect::<Vec<_>>();
-        match tokio::time::timeout(TIMEOUT, dump).await {
-            Err(_) => Err(format!(
-                "the kernel did not answer within {} s",
-                TIMEOUT.as_secs()
-            )),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(v)) => Ok(v),
-        }
-    })
+fn dump_links() -> Result<Vec<(Link, LinkMessage)>, String> {
+    crate::netlink::Netlink::open()
+        .and_then(|nl| nl.dump_links())
+        .map_err(|e| e.to_string())
 }
 
 /// The bridge attributes [`Link`] leaves out: whether the kernel reports

@@ -24,8 +24,8 @@ impl Log {
     pub fn open(ident: &'static str) -> Log {
         let socket = UnixDatagram::unbound()
             .and_then(|s| {
-                s.set_write_timeout(Some(SEND_TIMEOUT))?;
                 s.connect(DEV_LOG)?;
+                s.set_write_timeout(Some(SEND_TIMEOUT))?;
                 Ok(s)
             })
             .ok();
@@ -67,6 +67,8 @@ impl Log {
     }
 
     fn stderr(&self, msg: &str) {
-        let _ = writeln!(std::io::stderr().lock(), "{}: {}", self.ident, msg);
+        // One write: stderr is unbuffered, and writeln! would make four.
+        let line = format!("{}: {}\n", self.ident, msg);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }

@@ -1,26 +1,25 @@
-//! rtnetlink: one socket, one current-thread runtime, look-ups by name or index
-//! only (a dump would make ifup's cost grow with the number of interfaces on the
-//! host), and every wait bounded so that a stuck kernel request can never hang a
-//! VM start (QEMU waits for its script with no timeout).
+//! rtnetlink: one blocking socket ([`crate::nlsock`]), look-ups by name or
+//! index only (a dump would make ifup's cost grow with the number of interfaces
+//! on the host), and every wait for an answer bounded so that a lost reply can
+//! never hang a VM start (QEMU waits for its script with no timeout).
 
-use std::future::Future;
+use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
 
-use futures_util::stream::TryStreamExt;
 use std::net::IpAddr;
 
-use rtnetlink::packet_route::link::{
-    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, InfoTun, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage,
-};
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+
+use rtnetlink::packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder,
-};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder};
+
+use crate::nlsock::{Channel, WireError};
 
 use crate::settings::VlanRange;
 
@@ -115,90 +114,6 @@ impl Link {
     pub fn is_bridge(&self) -> bool {
         self.kind == LinkKind::Bridge
     }
-
-    pub fn from_message(msg: LinkMessage) -> Link {
-        let mut link = Link {
-            index: msg.header.index,
-            name: String::new(),
-            kind: LinkKind::Unknown,
-            mtu: 0,
-            mac: None,
-            master: None,
-            up: msg.header.flags.contains(LinkFlags::Up),
-            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
-            alias: None,
-            vlan_filtering: None,
-        };
-        let mut tun = TunInfo::default();
-        for attr in msg.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => link.name = n,
-                LinkAttribute::Mtu(m) => link.mtu = m,
-                LinkAttribute::Address(a) => link.mac = Mac::from_slice(&a),
-                LinkAttribute::Controller(i) if i != 0 => link.master = Some(i),
-                LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a),
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        match info {
-                            LinkInfo::Kind(InfoKind::Tun) => {
-                                link.kind = LinkKind::Tun(TunInfo::default())
-                            }
-                            LinkInfo::Kind(InfoKind::Bridge) => link.kind = LinkKind::Bridge,
-                            LinkInfo::Kind(k) => link.kind = LinkKind::Other(k.to_string()),
-                            LinkInfo::Data(InfoData::Tun(nlas)) => parse_tun(&nlas, &mut tun),
-                            LinkInfo::Data(InfoData::Bridge(infos)) => {
-                                // A kernel without CONFIG_BRIDGE_VLAN_FILTERING
-                                // still reports vlan_filtering (as 0) but never
-                                // a default PVID: that is the sign of support.
-                                let supported = infos
-                                    .iter()
-                                    .any(|i| matches!(i, InfoBridge::VlanDefaultPvid(_)));
-                                link.vlan_filtering = infos
-                                    .iter()
-                                    .find_map(|i| match i {
-                                        InfoBridge::VlanFiltering(v) => Some(*v),
-                                        _ => None,
-                                    })
-                                    .filter(|_| supported);
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let LinkKind::Tun(t) = &mut link.kind {
-            *t = tun;
-        }
-        link
-    }
-}
-
-// IFLA_TUN_* from <linux/if_link.h>; netlink-packet-route leaves them raw.
-const IFLA_TUN_OWNER: u16 = 1;
-const IFLA_TUN_GROUP: u16 = 2;
-const IFLA_TUN_TYPE: u16 = 3;
-const IFLA_TUN_PERSIST: u16 = 6;
-const IFF_TAP: u8 = 2;
-
-fn parse_tun(nlas: &[InfoTun], out: &mut TunInfo) {
-    use rtnetlink::packet_core::Nla;
-    for nla in nlas {
-        let mut v = vec![0u8; nla.value_len()];
-        nla.emit_value(&mut v);
-        let u32v = || {
-            v.get(..4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match nla.kind() {
-            IFLA_TUN_OWNER => out.owner = u32v(),
-            IFLA_TUN_GROUP => out.group = u32v(),
-            IFLA_TUN_TYPE => out.tap_mode = v.first() == Some(&IFF_TAP),
-            IFLA_TUN_PERSIST => out.persist = v.first().is_some_and(|b| *b != 0),
-            _ => {}
-        }
-    }
 }
 
 /// One VLAN of a bridge port.
@@ -250,62 +165,78 @@ impl LinkChange {
 }
 
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
-    handle: Handle,
+    chan: RefCell<Channel>,
 }
+
+/// How a request is answered: `ACK` for changes, a dump for listings.
+const CHANGE: u16 = NLM_F_ACK;
+const CREATE: u16 = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 
 impl Netlink {
     pub fn open() -> Result<Netlink, NetlinkError> {
-        // Current-thread: ifup makes a handful of sequential requests; a worker
-        // pool would only add threads and start-up time.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(NetlinkError::Socket)?;
-        let (conn, handle) = rt
-            .block_on(async {
-                let (conn, handle, _) = rtnetlink::new_connection()?;
-                Ok::<_, io::Error>((conn, handle))
-            })
-            .map_err(NetlinkError::Socket)?;
-        rt.spawn(conn);
-        Ok(Netlink { rt, handle })
+        let chan = Channel::open(TIMEOUT).map_err(NetlinkError::Socket)?;
+        Ok(Netlink {
+            chan: RefCell::new(chan),
+        })
     }
 
-    fn run<T, F>(&self, op: impl Fn() -> String, fut: F) -> Result<T, NetlinkError>
-    where
-        F: Future<Output = Result<T, rtnetlink::Error>>,
-    {
-        self.rt.block_on(async {
-            match tokio::time::timeout(TIMEOUT, fut).await {
-                Err(_) => Err(NetlinkError::Timeout { op: op() }),
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(map_err(op(), e)),
-            }
-        })
+    fn call(
+        &self,
+        op: impl Fn() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        self.chan
+            .borrow_mut()
+            .request(msg, flags)
+            .map_err(|e| match e {
+                WireError::Kernel(source) | WireError::Io(source) => {
+                    NetlinkError::Kernel { op: op(), source }
+                }
+                WireError::Timeout => NetlinkError::Timeout { op: op() },
+                WireError::Protocol(msg) => NetlinkError::Protocol { op: op(), msg },
+            })
+    }
+
+    fn change(
+        &self,
+        op: impl Fn() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<(), NetlinkError> {
+        self.call(op, msg, flags).map(drop)
     }
 
     /// Looks one link up by name with a single non-dump RTM_GETLINK.
     pub fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
-        let req = self.handle.link().get().match_name(name.to_owned());
-        self.get_one(|| format!("looking up {name}"), req)
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.get_one(|| format!("looking up {name}"), msg)
     }
 
     pub fn link_by_index(&self, index: u32) -> Result<Option<Link>, NetlinkError> {
-        let req = self.handle.link().get().match_index(index);
-        self.get_one(|| format!("looking up interface #{index}"), req)
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.get_one(|| format!("looking up interface #{index}"), msg)
     }
 
     fn get_one(
         &self,
         op: impl Fn() -> String,
-        req: rtnetlink::LinkGetRequest,
+        mut msg: LinkMessage,
     ) -> Result<Option<Link>, NetlinkError> {
-        let res = self.run(&op, async { req.execute().try_next().await });
-        match res {
-            Ok(Some(msg)) => Ok(Some(Link::from_message(msg))),
-            Ok(None) => Ok(None),
+        // No statistics: the kernel then skips summing every CPU's counters
+        // and the answer is ~300 bytes shorter.
+        msg.attributes.push(LinkAttribute::ExtMask(vec![
+            rtnetlink::packet_route::link::LinkExtentMask::SkipStats,
+        ]));
+        match self.call(&op, RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(answer) => match answer.first() {
+                Some(bytes) => crate::linkmsg::parse_link(bytes)
+                    .map(Some)
+                    .map_err(|msg| NetlinkError::Protocol { op: op(), msg }),
+                None => Ok(None),
+            },
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -341,8 +272,11 @@ impl Netlink {
         if let Some(master) = change.master {
             b = b.controller(master);
         }
-        let req = self.handle.link().set(b.build());
-        self.run(|| what.to_owned(), req.execute())
+        self.change(
+            || what.to_owned(),
+            RouteNetlinkMessage::SetLink(b.build()),
+            CHANGE,
+        )
     }
 
     /// Creates an up bridge with a fixed address. Returns `false` when another
@@ -359,9 +293,11 @@ impl Netlink {
         if vlan_filtering {
             b = b.vlan_filtering(true);
         }
-        let msg = b.build();
-        let req = self.handle.link().add(msg);
-        match self.run(|| format!("creating bridge {name}"), req.execute()) {
+        match self.change(
+            || format!("creating bridge {name}"),
+            RouteNetlinkMessage::NewLink(b.build()),
+            CREATE,
+        ) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -370,8 +306,13 @@ impl Netlink {
 
     /// Deletes a link; one that is already gone counts as deleted.
     pub fn delete_link(&self, index: u32, what: &str) -> Result<(), NetlinkError> {
-        let req = self.handle.link().del(index);
-        match self.run(|| what.to_owned(), req.execute()) {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.change(
+            || what.to_owned(),
+            RouteNetlinkMessage::DelLink(msg),
+            CHANGE,
+        ) {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
             r => r,
         }
@@ -393,10 +334,10 @@ impl Netlink {
             let msg = LinkBridgeVlan::new(port)
                 .vlan(1, BridgeVlanInfoFlags::empty())
                 .build();
-            let req = self.handle.link().del_with_message(msg);
-            match self.run(
+            match self.change(
                 || format!("removing default VLAN 1 from {port_name}"),
-                req.execute(),
+                RouteNetlinkMessage::DelLink(msg),
+                CHANGE,
             ) {
                 // not there (bridge default_pvid 0 or another value): fine
                 Err(e) if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::EINVAL) => {}
@@ -418,8 +359,11 @@ impl Netlink {
         if pvid.is_none() && trunk.is_empty() {
             return Ok(());
         }
-        let req = self.handle.link().set(b.build());
-        self.run(|| format!("setting VLANs on {port_name}"), req.execute())
+        self.change(
+            || format!("setting VLANs on {port_name}"),
+            RouteNetlinkMessage::SetLink(b.build()),
+            CHANGE,
+        )
     }
 
     /// Bridge port flags; `None` leaves a flag as the bridge made it.
@@ -445,10 +389,12 @@ impl Netlink {
             // unknown unicast, multicast and broadcast alike
             b = b.flood(v).mcast_flood(v).bcast_flood(v);
         }
-        let req = self.handle.link().set_port(b.build());
-        self.run(
+        // Port settings ride in IFLA_INFO_SLAVE_DATA, which only RTM_NEWLINK
+        // applies (`ip link set … type bridge_slave` sends the same).
+        self.change(
             || format!("setting bridge port flags on {port_name}"),
-            req.execute(),
+            RouteNetlinkMessage::NewLink(b.build()),
+            CHANGE,
         )
     }
 
@@ -468,10 +414,10 @@ impl Netlink {
     /// Adds a host route to `addr` via `oif`. `Ok(false)` when that exact
     /// route exists already (EEXIST).
     pub fn add_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<bool, NetlinkError> {
-        let req = self.handle.route().add(Self::host_route(addr, oif));
-        match self.run(
+        match self.change(
             || format!("adding a route to {addr} via {dev}"),
-            req.execute(),
+            RouteNetlinkMessage::NewRoute(Self::host_route(addr, oif)),
+            CREATE,
         ) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
@@ -481,25 +427,44 @@ impl Netlink {
 
     /// Deletes the host route to `addr` via `oif`; a missing one is fine.
     pub fn del_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<(), NetlinkError> {
-        let req = self.handle.route().del(Self::host_route(addr, oif));
-        match self.run(
+        match self.change(
             || format!("removing the route to {addr} via {dev}"),
-            req.execute(),
+            RouteNetlinkMessage::DelRoute(Self::host_route(addr, oif)),
+            CHANGE,
         ) {
             Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
             r => r,
         }
     }
 
-    /// Every link: a dump, for the admin command only (never on the ifup path,
+    /// Every link, read both ways: what kvmnet needs ([`Link`]) and the whole
+    /// message. A dump, for the admin command only (never on the ifup path,
     /// whose cost must not grow with the number of interfaces).
+    pub fn dump_links(&self) -> Result<Vec<(Link, LinkMessage)>, NetlinkError> {
+        self.dump_links_with(|| "listing interfaces".to_owned(), LinkMessage::default())
+    }
+
+    fn dump_links_with(
+        &self,
+        op: impl Fn() -> String,
+        msg: LinkMessage,
+    ) -> Result<Vec<(Link, LinkMessage)>, NetlinkError> {
+        let answer = self.call(&op, RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        let protocol = |msg: String| NetlinkError::Protocol { op: op(), msg };
+        let mut out = Vec::with_capacity(answer.len());
+        for bytes in answer {
+            let link = crate::linkmsg::parse_link(&bytes).map_err(protocol)?;
+            match decode(&bytes).map_err(protocol)? {
+                RouteNetlinkMessage::NewLink(m) => out.push((link, m)),
+                other => return Err(protocol(format!("expected a link, got {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every link: a dump, for the admin command only.
     pub fn all_links(&self) -> Result<Vec<Link>, NetlinkError> {
-        let req = self.handle.link().get();
-        let msgs: Vec<LinkMessage> = self.run(
-            || "listing interfaces".to_owned(),
-            req.execute().try_collect(),
-        )?;
-        Ok(msgs.into_iter().map(Link::from_message).collect())
+        Ok(self.dump_links()?.into_iter().map(|(l, _)| l).collect())
     }
 
     /// VLANs of every bridge port, by port index: (vid, pvid, untagged). A
@@ -508,17 +473,13 @@ impl Netlink {
         &self,
     ) -> Result<std::collections::HashMap<u32, Vec<PortVlan>>, NetlinkError> {
         use rtnetlink::packet_route::link::{AfSpecBridge, LinkExtentMask};
-        let req = self
-            .handle
-            .link()
-            .get()
-            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan]);
-        let msgs: Vec<LinkMessage> = self.run(
-            || "listing bridge port VLANs".to_owned(),
-            req.execute().try_collect(),
-        )?;
+        let mut req = LinkMessage::default();
+        req.header.interface_family = AddressFamily::Bridge;
+        req.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let msgs = self.dump_links_with(|| "listing bridge port VLANs".to_owned(), req)?;
         let mut out = std::collections::HashMap::new();
-        for m in msgs {
+        for (_, m) in msgs {
             let index = m.header.index;
             for a in m.attributes {
                 if let LinkAttribute::AfSpecBridge(specs) = a {
@@ -546,16 +507,46 @@ impl Netlink {
     pub fn default_route_oifs(&self) -> Result<Vec<u32>, NetlinkError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
-        let req = self.handle.route().get(msg);
-        let routes: Vec<RouteMessage> = self.run(
+        let answer = self.call(
             || "reading the default route".to_owned(),
-            req.execute().try_collect(),
+            RouteNetlinkMessage::GetRoute(msg),
+            NLM_F_DUMP,
         )?;
+        let mut routes = Vec::with_capacity(answer.len());
+        for bytes in answer {
+            match decode(&bytes) {
+                Ok(RouteNetlinkMessage::NewRoute(r)) => routes.push(r),
+                Ok(_) => {}
+                Err(msg) => {
+                    return Err(NetlinkError::Protocol {
+                        op: "reading the default route".to_owned(),
+                        msg,
+                    })
+                }
+            }
+        }
         Ok(default_oifs(&routes))
     }
 }
 
 const RT_TABLE_MAIN: u32 = 254;
+
+/// The full netlink-packet-route reading of one answer message, for the
+/// admin command and the default-route fallback.
+fn decode(bytes: &[u8]) -> Result<RouteNetlinkMessage, String> {
+    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
+        Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(m),
+            ..
+        }) => Ok(m),
+        Ok(other) => Err(format!(
+            "unexpected message type {}",
+            other.header.message_type
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 fn default_oifs(routes: &[RouteMessage]) -> Vec<u32> {
     let mut out = Vec::new();
@@ -585,21 +576,4 @@ fn default_oifs(routes: &[RouteMessage]) -> Vec<u32> {
         }
     }
     out
-}
-
-fn map_err(op: String, e: rtnetlink::Error) -> NetlinkError {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => NetlinkError::Kernel {
-            op,
-            source: m.to_io(),
-        },
-        rtnetlink::Error::RequestFailed => NetlinkError::Protocol {
-            op,
-            msg: "the netlink connection closed".into(),
-        },
-        other => NetlinkError::Protocol {
-            op,
-            msg: other.to_string(),
-        },
-    }
 }

@@ -278,6 +278,16 @@ fn sudo_rule_applies_the_acl_to_the_sudo_user() {
 /// socket(2) call: after start-up, before any netlink work. Returns that
 /// status text and the run's result.
 fn status_while_running(cmd: std::process::Command, bin: &Path) -> (String, Run) {
+    let (status, _, run) = snapshot_while_running(cmd, bin);
+    (status, run)
+}
+
+/// [`status_while_running`], plus the open descriptors at that moment: number
+/// and what each points at.
+fn snapshot_while_running(
+    cmd: std::process::Command,
+    bin: &Path,
+) -> (String, Vec<(i32, String)>, Run) {
     use nix::sys::ptrace;
     use nix::sys::wait::{waitpid, WaitStatus};
     use std::os::unix::process::CommandExt;
@@ -306,6 +316,7 @@ fn status_while_running(cmd: std::process::Command, bin: &Path) -> (String, Run)
     .unwrap();
     let mut in_kvmnet = false;
     let mut status = String::new();
+    let mut fds = Vec::new();
     ptrace::cont(pid, None).unwrap();
     loop {
         match waitpid(pid, None).unwrap() {
@@ -322,6 +333,13 @@ fn status_while_running(cmd: std::process::Command, bin: &Path) -> (String, Run)
                 let regs = ptrace::getregs(pid).unwrap();
                 if in_kvmnet && regs.orig_rax == libc::SYS_socket as u64 {
                     status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+                    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+                        let e = e.unwrap();
+                        let n = e.file_name().to_str().unwrap().parse().unwrap();
+                        let to = std::fs::read_link(e.path()).unwrap_or_default();
+                        fds.push((n, to.display().to_string()));
+                    }
+                    fds.sort();
                     ptrace::detach(pid, None).unwrap();
                     break;
                 }
@@ -338,7 +356,7 @@ fn status_while_running(cmd: std::process::Command, bin: &Path) -> (String, Run)
             _ => ptrace::cont(pid, None).unwrap(),
         }
     }
-    (status, Run::from(child.wait_with_output().unwrap()))
+    (status, fds, Run::from(child.wait_with_output().unwrap()))
 }
 
 fn field<'a>(status: &'a str, key: &str) -> &'a str {
@@ -365,12 +383,10 @@ fn only_cap_net_admin_remains_while_it_runs() {
         assert_eq!(field(&status, "CapInh:"), "0000000000000000", "{g:?}");
         assert_eq!(field(&status, "CapAmb:"), "0000000000000000", "{g:?}");
         assert_eq!(field(&status, "NoNewPrivs:"), "1", "{g:?}");
-        // setuid: back to the real user for good, bounding set emptied but
-        // for CAP_NET_ADMIN; a file capability cannot change the bounding set
+        // setuid: back to the real user for good
         let uids: Vec<&str> = field(&status, "Uid:").split_whitespace().collect();
         assert_eq!(uids, ["4242"; 4], "{g:?}");
         if g == Grant::Setuid {
-            assert_eq!(field(&status, "CapBnd:"), NET_ADMIN);
             assert_eq!(
                 field(&status, "Groups:"),
                 "",
@@ -388,5 +404,71 @@ fn only_cap_net_admin_remains_while_it_runs() {
     let (status, r) = status_while_running(cmd, Path::new(IFUP));
     r.ok();
     assert_eq!(field(&status, "CapEff:"), NET_ADMIN);
-    assert_eq!(field(&status, "CapBnd:"), NET_ADMIN);
+    assert_eq!(field(&status, "CapPrm:"), NET_ADMIN);
+    assert_eq!(field(&status, "NoNewPrivs:"), "1");
 }
+
+/// Start-up hygiene, seen from outside at kvmnet's first socket(2): a closed
+/// stdin/stdout/stderr is open on /dev/null (so nothing kvmnet opens can become
+/// "stderr"), and a descriptor the caller leaked (fd 7, a pipe) is closed.
+#[test]
+fn closed_stdio_is_reopened_and_inherited_descriptors_are_closed() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let ns = bridge_ns();
+    let (_keep_read, leaked) = nix::unistd::pipe().unwrap();
+    let leaked_fd = leaked.as_raw_fd();
+    let mut cmd = ns.cmd(IFUP);
+    cmd.arg("vm0").env("KVMNET_CONFIG", "/nonexistent");
+    // SAFETY: runs in the child between fork and exec and only calls dup2
+    // and close, which are async-signal-safe; it does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(leaked_fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(0);
+            Ok(())
+        });
+    }
+    let (_, fds, r) = snapshot_while_running(cmd, Path::new(IFUP));
+    r.ok();
+    assert_eq!(fds.first(), Some(&(0, "/dev/null".to_owned())), "{fds:?}");
+    assert!(fds.iter().all(|(n, _)| *n <= 3), "fd 7 leaked in: {fds:?}");
+    drop(leaked);
+}
+
+/// kvmnet leaves the bounding set alone and relies on this kernel rule
+/// instead (src/privilege.rs): with no_new_privs, a root process holding only
+/// CAP_NET_ADMIN gets nothing more from an execve, full bounding set or not.
+/// Without no_new_privs root would get every capability back.
+#[test]
+fn under_no_new_privs_root_regains_nothing_by_exec() {
+    let probe = "grep -E '^(CapPrm|CapEff|CapBnd|NoNewPrivs):' /proc/self/status";
+    let run = |nnp: bool| {
+        let mut c = std::process::Command::new("setpriv");
+        if nnp {
+            c.arg("--no-new-privs");
+        }
+        // capsh (libcap2-bin) drops to CAP_NET_ADMIN, then execs the shell.
+        c.args(["capsh", "--caps=cap_net_admin+eip", "--", "-c", probe]);
+        let out = c
+            .output()
+            .expect("setpriv and capsh (util-linux, libcap2-bin)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let with = run(true);
+    assert_eq!(field(&with, "NoNewPrivs:"), "1", "{with}");
+    assert_eq!(field(&with, "CapPrm:"), NET_ADMIN_MASK, "{with}");
+    assert_eq!(field(&with, "CapEff:"), NET_ADMIN_MASK, "{with}");
+    assert_ne!(
+        field(&with, "CapBnd:"),
+        NET_ADMIN_MASK,
+        "bounding set left full: {with}"
+    );
+    let without = run(false);
+    assert_ne!(field(&without, "CapPrm:"), NET_ADMIN_MASK, "{without}");
+}
+
+const NET_ADMIN_MASK: &str = "0000000000001000";

@@ -817,10 +817,11 @@ fn fuzz_regressions_replay() {
         fuzz.join("regressions").display()
     );
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 3] = [
+    let targets: [(&str, Check); 4] = [
         ("name", checks::check_name),
         ("config", checks::check_config),
         ("record", checks::check_record),
+        ("linkmsg", checks::check_linkmsg),
     ];
     let mut failed = Vec::new();
     let mut replayed = 0;

@@ -320,3 +320,17 @@ pub fn check_record(data: &[u8]) {
         check_record_str(&format!("{PREFIX} {alias}"));
     }
 }
+
+/// `kvmnet::linkmsg::parse_link` on any bytes (a kernel answer, truncated or
+/// corrupt): never panics, and whatever it reads comes from inside the input.
+pub fn check_linkmsg(data: &[u8]) {
+    if let Ok(link) = kvmnet::linkmsg::parse_link(data) {
+        assert!(!link.name.contains('\0'), "{link:?}");
+        assert!(link.name.len() <= data.len(), "{link:?}");
+        assert!(link
+            .alias
+            .as_ref()
+            .is_none_or(|a| !a.is_empty() && !a.contains('\0')));
+        assert_ne!(link.master, Some(0), "master 0 means none");
+    }
+}
