@@ -5,25 +5,20 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use std::net::IpAddr;
-
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-
 use rtnetlink::packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder};
 
-use crate::nlsock::{Channel, WireError};
-
-use crate::settings::VlanRange;
-
 use crate::mac::Mac;
+use crate::nlsock::{Channel, WireError};
+use crate::settings::VlanRange;
 
 /// Long enough for a loaded host (deleting a link waits for an RCU grace period,
 /// ~20 ms), short enough that a wedged request fails the VM start visibly.

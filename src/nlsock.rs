@@ -97,50 +97,12 @@ impl Channel {
         if self.buf.len() < room {
             self.buf = vec![0u8; room];
         }
+        let single = !dump && !acked;
         let mut answer = Vec::new();
         loop {
             let len = self.recv()?;
-            let mut off = 0;
-            while off + NLMSG_HDRLEN <= len {
-                let b = &self.buf[off..len];
-                let size = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                if size < NLMSG_HDRLEN || size > b.len() {
-                    return Err(WireError::Protocol(format!(
-                        "a message claims {size} bytes, {} are left",
-                        b.len()
-                    )));
-                }
-                let kind = u16::from_ne_bytes([b[4], b[5]]);
-                // A message from an earlier request that timed out is not ours.
-                let ours = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) == seq;
-                if ours {
-                    match kind {
-                        NLMSG_ERROR => {
-                            let code = b
-                                .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                                .ok_or_else(|| {
-                                    WireError::Protocol("a short error message".into())
-                                })?;
-                            return match code {
-                                0 => Ok(answer),
-                                e => Err(WireError::Kernel(io::Error::from_raw_os_error(
-                                    e.saturating_abs(),
-                                ))),
-                            };
-                        }
-                        NLMSG_DONE => return Ok(answer),
-                        NLMSG_NOOP | NLMSG_OVERRUN => {}
-                        _ => {
-                            answer.push(b[..size].to_vec());
-                            if !dump && !acked {
-                                return Ok(answer);
-                            }
-                        }
-                    }
-                }
-                // Messages are 4-byte aligned within a datagram.
-                off += (size + 3) & !3;
+            if scan(&self.buf[..len], seq, single, &mut answer)? == Scan::Done {
+                return Ok(answer);
             }
         }
     }
@@ -171,5 +133,157 @@ impl Channel {
             }
             return Ok(msg.bytes);
         }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// The answer goes on in the next datagram (a dump, or an ack to come).
+    More,
+    Done,
+}
+
+/// Reads one datagram of the answer to request `seq` into `answer`: messages
+/// of other requests are skipped, an error or acknowledgement or NLMSG_DONE
+/// ends it, and so does the first message when `single` (a plain get).
+fn scan(
+    datagram: &[u8],
+    seq: u32,
+    single: bool,
+    answer: &mut Vec<Vec<u8>>,
+) -> Result<Scan, WireError> {
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= datagram.len() {
+        let b = &datagram[off..];
+        let size = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if size < NLMSG_HDRLEN || size > b.len() {
+            return Err(WireError::Protocol(format!(
+                "a message claims {size} bytes, {} are left",
+                b.len()
+            )));
+        }
+        let kind = u16::from_ne_bytes([b[4], b[5]]);
+        // A message of an earlier request that timed out is not ours.
+        let ours = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) == seq;
+        if ours {
+            match kind {
+                NLMSG_ERROR => {
+                    let code = b
+                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                        .filter(|_| size >= NLMSG_HDRLEN + 4)
+                        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                        .ok_or_else(|| WireError::Protocol("a short error message".into()))?;
+                    return match code {
+                        0 => Ok(Scan::Done),
+                        e => Err(WireError::Kernel(io::Error::from_raw_os_error(
+                            e.saturating_abs(),
+                        ))),
+                    };
+                }
+                NLMSG_DONE => return Ok(Scan::Done),
+                NLMSG_NOOP | NLMSG_OVERRUN => {}
+                _ => {
+                    answer.push(b[..size].to_vec());
+                    if single {
+                        return Ok(Scan::Done);
+                    }
+                }
+            }
+        }
+        // Messages are 4-byte aligned within a datagram.
+        off += (size + 3) & !3;
+    }
+    Ok(Scan::More)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One message: header (length, type, flags 0, seq, port 0) + payload.
+    fn msg(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (NLMSG_HDRLEN + payload.len()) as u32;
+        let mut m = Vec::new();
+        m.extend_from_slice(&len.to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    fn error(seq: u32, code: i32) -> Vec<u8> {
+        msg(NLMSG_ERROR, seq, &code.to_ne_bytes())
+    }
+
+    const NEWLINK: u16 = 16;
+
+    #[test]
+    fn acks_nacks_and_single_replies() {
+        let mut a = Vec::new();
+        assert_eq!(scan(&error(5, 0), 5, false, &mut a).unwrap(), Scan::Done);
+        assert!(a.is_empty());
+        match scan(&error(5, -libc::EBUSY), 5, false, &mut a) {
+            Err(WireError::Kernel(e)) => assert_eq!(e.raw_os_error(), Some(libc::EBUSY)),
+            other => panic!("{other:?}"),
+        }
+        let link = msg(NEWLINK, 5, b"link");
+        assert_eq!(scan(&link, 5, true, &mut a).unwrap(), Scan::Done);
+        assert_eq!(a, [link]);
+    }
+
+    #[test]
+    fn a_dump_spans_datagrams_and_ends_at_done() {
+        let mut a = Vec::new();
+        let first = [msg(NEWLINK, 9, b"a"), msg(NEWLINK, 9, b"bb")].concat();
+        assert_eq!(scan(&first, 9, false, &mut a).unwrap(), Scan::More);
+        let last = [
+            msg(NEWLINK, 9, b"ccc"),
+            msg(NLMSG_DONE, 9, &0i32.to_ne_bytes()),
+        ]
+        .concat();
+        assert_eq!(scan(&last, 9, false, &mut a).unwrap(), Scan::Done);
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn stale_answers_are_skipped() {
+        let mut a = Vec::new();
+        let d = [
+            error(4, -libc::ENODEV),
+            msg(NEWLINK, 4, b"old"),
+            error(5, 0),
+        ]
+        .concat();
+        assert_eq!(scan(&d, 5, false, &mut a).unwrap(), Scan::Done);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn malformed_lengths_are_errors_not_panics() {
+        let mut a = Vec::new();
+        let mut bad = msg(NEWLINK, 1, b"xxxx");
+        bad[0] = 200; // longer than the datagram
+        assert!(matches!(
+            scan(&bad, 1, true, &mut a),
+            Err(WireError::Protocol(_))
+        ));
+        let mut short = msg(NEWLINK, 1, b"");
+        short[0] = 8; // shorter than a header
+        assert!(matches!(
+            scan(&short, 1, true, &mut a),
+            Err(WireError::Protocol(_))
+        ));
+        let truncated_error = msg(NLMSG_ERROR, 1, b"");
+        assert!(matches!(
+            scan(&truncated_error, 1, true, &mut a),
+            Err(WireError::Protocol(_))
+        ));
+        // trailing bytes too short for a header end the datagram
+        assert_eq!(scan(&[0u8; 7], 1, true, &mut a).unwrap(), Scan::More);
     }
 }
