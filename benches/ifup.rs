@@ -11,7 +11,8 @@
 //! One worker per N (0, 1,000 and 4,000 pre-existing taps) runs in its own
 //! network and mount namespace: the bench re-executes itself under
 //! `unshare --net --mount`, so the host's interfaces are never touched, each
-//! worker has a /sys of its own, and a namespace with its thousands of taps
+//! worker has a /sys and a /dev of its own (the latter with a syslog socket,
+//! as on a real host, for kvmnet's log line), and a namespace with its thousands of taps
 //! disappears when its worker exits, also on a panic or Ctrl-C. Workers spawn
 //! contenders directly (posix_spawn), not through `ip netns exec`, so each
 //! contender pays for its own exec and nothing else.
@@ -579,8 +580,9 @@ fn worker(n: &str) -> Result<()> {
     };
     let setup = || -> Result<(Lab, Tools)> {
         check_private_namespaces()?;
+        let syslog = private_dev_with_syslog(&out_dir()?.join(format!("host-dev-{n}")))?;
         let tools = Tools::at(&out_dir()?)?;
-        let mut lab = Lab::new(&out_dir()?, &tools, n)?;
+        let mut lab = Lab::new(&out_dir()?, &tools, n, syslog)?;
         lab.grow(n)?;
         Ok((lab, tools))
     };
@@ -664,6 +666,82 @@ fn check_private_namespaces() -> Result<()> {
     Ok(())
 }
 
+/// A host has a syslog socket (journald, rsyslog), and kvmnet sends its one
+/// line per run there. The worker's mount namespace gets a /dev of its own
+/// (a tmpfs with the host's device nodes bound in) holding such a socket, so
+/// that kvmnet takes that path here too. Without it kvmnet writes the line to
+/// stderr, which is a log file here: ~0.1 ms of ext4 append per run that a
+/// host with syslog never pays. Neither the host's /dev nor its journal is
+/// touched. The lines are counted and dropped.
+fn private_dev_with_syslog(host_dev: &Path) -> Result<SyslogSink> {
+    fs::create_dir_all(host_dev)?;
+    let mount = |args: &[&str]| sh(Command::new("mount").args(args));
+    let host = host_dev.to_str().context("target/ is not UTF-8")?;
+    mount(&["--bind", "/dev", host])?;
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "nosuid,mode=0755",
+        "kvmnet-bench-dev",
+        "/dev",
+    ])?;
+    // What the contenders use: the shells, ip, the floors and kvmnet.
+    for name in [
+        "null", "zero", "full", "random", "urandom", "tty", "net", "shm", "pts",
+    ] {
+        let src = host_dev.join(name);
+        let dst = Path::new("/dev").join(name);
+        let Ok(meta) = fs::symlink_metadata(&src) else {
+            continue;
+        };
+        if meta.is_dir() {
+            fs::create_dir(&dst)?;
+        } else {
+            File::create(&dst)?;
+        }
+        mount(&["--bind", src.to_str().unwrap(), dst.to_str().unwrap()])?;
+    }
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, Path::new("/dev").join(name))?;
+    }
+    mount(&["--make-private", host])?;
+    sh(Command::new("umount").arg(host))?;
+    SyslogSink::start(Path::new("/dev/log"))
+}
+
+/// Reads and counts what is sent to a datagram socket, as a syslog daemon
+/// would (a full queue would make senders wait).
+struct SyslogSink {
+    lines: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SyslogSink {
+    fn start(path: &Path) -> Result<SyslogSink> {
+        let sock = std::os::unix::net::UnixDatagram::bind(path)
+            .with_context(|| format!("binding {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+        let lines = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = lines.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while sock.recv(&mut buf).is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Ok(SyslogSink { lines })
+    }
+
+    fn lines(&self) -> usize {
+        self.lines.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 fn sh(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(
@@ -722,10 +800,11 @@ struct Lab {
     log_path: PathBuf,
     batch: PathBuf,
     serial: u64,
+    syslog: SyslogSink,
 }
 
 impl Lab {
-    fn new(out: &Path, tools: &Tools, n: usize) -> Result<Lab> {
+    fn new(out: &Path, tools: &Tools, n: usize, syslog: SyslogSink) -> Result<Lab> {
         let ip = tools.ip.clone();
         let ipc = |args: &str| sh(Command::new(&ip).args(args.split_whitespace()));
         ipc("link set lo up")?;
@@ -750,6 +829,7 @@ impl Lab {
             log_path,
             batch: out.join(format!("topology-{n}.batch")),
             serial: 0,
+            syslog,
         })
     }
 
@@ -837,6 +917,24 @@ impl Lab {
         }
     }
 
+    /// kvmnet's line reached the syslog socket (so its logging cost is the
+    /// one a host with syslog pays), untimed.
+    fn check_logged(&self, c: &Contender, before: usize) -> Result<()> {
+        if c.role != Role::Kvmnet {
+            return Ok(());
+        }
+        let t = Instant::now();
+        while self.syslog.lines() == before {
+            ensure!(
+                t.elapsed() < Duration::from_secs(2),
+                "{}: no line reached the bench's /dev/log",
+                c.name
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
     fn check_attached(&self, name: &str, tap: &str, sets_mtu: bool) -> Result<()> {
         let l = self
             .nl
@@ -866,8 +964,10 @@ impl Lab {
     fn attach_once(&mut self, c: &Contender) -> Result<Duration> {
         let tap = self.tap_name();
         let qemu = kernel::QemuTap::open(&tap).context("creating a tap as QEMU does")?;
+        let logged = self.syslog.lines();
         let t = self.time(&c.name, &c.action, &tap)?;
         self.check_attached(&c.name, &tap, c.sets_mtu)?;
+        self.check_logged(c, logged)?;
         // Closing QEMU's descriptor deletes the tap, as when a VM exits.
         drop(qemu);
         self.check_gone(&c.name, &tap)?;
@@ -876,8 +976,10 @@ impl Lab {
 
     fn create_once(&mut self, c: &Contender) -> Result<(Duration, Option<Duration>)> {
         let tap = self.tap_name();
+        let logged = self.syslog.lines();
         let t = self.time(&c.name, &c.action, &tap)?;
         self.check_attached(&c.name, &tap, c.sets_mtu)?;
+        self.check_logged(c, logged)?;
         let undo = match &c.undo {
             Some(a) => Some(self.time(&c.name, a, &tap)?),
             None => {
@@ -1209,8 +1311,10 @@ impl<'a> Report<'a> {
              the how-to script leave out its `ip tuntap add` line, which fails with EBUSY on a \
              tap QEMU holds. kvmnet also gives the tap its 0xFE MAC, writes its undo record \
              (the alias) and looks the tap up before changing it; the floor does none of \
-             this. Detaching and deleting a tap waits for an RCU grace period in the kernel, \
-             the same for every tool.\n"
+             this. kvmnet sends one line per run to syslog: each worker has a /dev/log \
+             socket, read by the bench, as a host has journald's (without one, kvmnet writes \
+             the line to stderr instead). Detaching and deleting a tap waits for an RCU grace \
+             period in the kernel, the same for every tool.\n"
         )
     }
 
