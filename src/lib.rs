@@ -113,6 +113,12 @@ pub fn no_privilege(prog: &'static str) -> Error {
 #[macro_export]
 macro_rules! c_main {
     ($body:expr) => {
+        // std::env::args needs glibc here: it hands argv to std through an
+        // .init_array hook; with another libc std learns it in the std `main`
+        // this replaces, and every run would look like one without arguments.
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        compile_error!("kvmnet's binaries need Linux with glibc (see kvmnet::c_main!)");
+
         #[no_mangle]
         extern "C" fn main(
             _argc: ::std::ffi::c_int,
