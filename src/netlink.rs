@@ -32,6 +32,9 @@ pub enum NetlinkError {
     Timeout { op: String },
     #[error("{op}: {}", crate::error::plain(source))]
     Kernel { op: String, source: io::Error },
+    /// sendmsg/recvmsg on the socket failed: no answer from the kernel.
+    #[error("{op}: the netlink socket failed: {}", crate::error::plain(source))]
+    Io { op: String, source: io::Error },
     #[error("{op}: unexpected netlink reply: {msg}")]
     Protocol { op: String, msg: String },
 }
@@ -181,16 +184,37 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<Vec<u8>>, NetlinkError> {
-        self.chan
-            .borrow_mut()
-            .request(msg, flags)
-            .map_err(|e| match e {
-                WireError::Kernel(source) | WireError::Io(source) => {
-                    NetlinkError::Kernel { op: op(), source }
+        // A dump the kernel marks as interrupted (the list changed while it
+        // was read) is read again, as `ip` advises; a change is never resent.
+        let mut retries = if flags & NLM_F_DUMP == NLM_F_DUMP {
+            2
+        } else {
+            0
+        };
+        let mut pending = Some(msg);
+        loop {
+            let msg = if retries > 0 {
+                pending.clone()
+            } else {
+                pending.take()
+            };
+            let msg = msg.expect("kept until the last try");
+            return match self.chan.borrow_mut().request(msg, flags) {
+                Ok(answer) => Ok(answer),
+                Err(WireError::Interrupted) if retries > 0 => {
+                    retries -= 1;
+                    continue;
                 }
-                WireError::Timeout => NetlinkError::Timeout { op: op() },
-                WireError::Protocol(msg) => NetlinkError::Protocol { op: op(), msg },
-            })
+                Err(WireError::Interrupted) => Err(NetlinkError::Protocol {
+                    op: op(),
+                    msg: "the list kept changing while the kernel sent it; try again".into(),
+                }),
+                Err(WireError::Kernel(source)) => Err(NetlinkError::Kernel { op: op(), source }),
+                Err(WireError::Io(source)) => Err(NetlinkError::Io { op: op(), source }),
+                Err(WireError::Timeout) => Err(NetlinkError::Timeout { op: op() }),
+                Err(WireError::Protocol(msg)) => Err(NetlinkError::Protocol { op: op(), msg }),
+            };
+        }
     }
 
     fn change(
@@ -226,11 +250,15 @@ impl Netlink {
             rtnetlink::packet_route::link::LinkExtentMask::SkipStats,
         ]));
         match self.call(&op, RouteNetlinkMessage::GetLink(msg), 0) {
+            // A missing link is ENODEV; an answer without a link is not one.
             Ok(answer) => match answer.first() {
                 Some(bytes) => crate::linkmsg::parse_link(bytes)
                     .map(Some)
                     .map_err(|msg| NetlinkError::Protocol { op: op(), msg }),
-                None => Ok(None),
+                None => Err(NetlinkError::Protocol {
+                    op: op(),
+                    msg: "no link in the answer".into(),
+                }),
             },
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),

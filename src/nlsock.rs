@@ -25,6 +25,9 @@ pub enum WireError {
     Io(io::Error),
     /// An answer that is not what a request of this kind gets.
     Protocol(String),
+    /// The kernel flagged the dump as inconsistent (NLM_F_DUMP_INTR): the
+    /// list changed while it was being sent.
+    Interrupted,
 }
 
 /// Room for the largest datagram the kernel sends us. A single link message is
@@ -42,6 +45,7 @@ const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
+const NLM_F_DUMP_INTR: u16 = 0x10;
 
 pub struct Channel {
     sock: Socket,
@@ -121,8 +125,9 @@ impl Channel {
                 Err(e) => return Err(WireError::Io(e.into())),
             };
             // Only the kernel (port 0) answers; a datagram from another
-            // process (which needs CAP_NET_ADMIN to send one) is ignored.
-            if msg.address.is_some_and(|a| a.pid() != 0) {
+            // process (which needs CAP_NET_ADMIN to send one), or one whose
+            // sender is unknown, is ignored.
+            if !matches!(msg.address, Some(a) if a.pid() == 0) {
                 continue;
             }
             if msg.flags.contains(MsgFlags::MSG_TRUNC) {
@@ -163,16 +168,27 @@ fn scan(
             )));
         }
         let kind = u16::from_ne_bytes([b[4], b[5]]);
+        let flags = u16::from_ne_bytes([b[6], b[7]]);
         // A message of an earlier request that timed out is not ours.
         let ours = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) == seq;
+        if ours && flags & NLM_F_DUMP_INTR != 0 {
+            return Err(WireError::Interrupted);
+        }
         if ours {
+            // NLMSG_ERROR and NLMSG_DONE carry an errno (0: fine).
+            let code = || {
+                b.get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                    .filter(|_| size >= NLMSG_HDRLEN + 4)
+                    .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            };
             match kind {
-                NLMSG_ERROR => {
-                    let code = b
-                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                        .filter(|_| size >= NLMSG_HDRLEN + 4)
-                        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                        .ok_or_else(|| WireError::Protocol("a short error message".into()))?;
+                NLMSG_ERROR | NLMSG_DONE => {
+                    // A bare NLMSG_DONE (no errno) is what old kernels send.
+                    let code = match (kind, code()) {
+                        (_, Some(c)) => c,
+                        (NLMSG_DONE, None) => 0,
+                        _ => return Err(WireError::Protocol("a short error message".into())),
+                    };
                     return match code {
                         0 => Ok(Scan::Done),
                         e => Err(WireError::Kernel(io::Error::from_raw_os_error(
@@ -180,7 +196,6 @@ fn scan(
                         ))),
                     };
                 }
-                NLMSG_DONE => return Ok(Scan::Done),
                 NLMSG_NOOP | NLMSG_OVERRUN => {}
                 _ => {
                     answer.push(b[..size].to_vec());
@@ -248,6 +263,27 @@ mod tests {
         .concat();
         assert_eq!(scan(&last, 9, false, &mut a).unwrap(), Scan::Done);
         assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_or_interrupted_dump_is_no_answer() {
+        let mut a = Vec::new();
+        let failed = msg(NLMSG_DONE, 3, &(-libc::EMSGSIZE).to_ne_bytes());
+        match scan(&failed, 3, false, &mut a) {
+            Err(WireError::Kernel(e)) => assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE)),
+            other => panic!("{other:?}"),
+        }
+        let mut intr = msg(NEWLINK, 3, b"a");
+        intr[6..8].copy_from_slice(&NLM_F_DUMP_INTR.to_ne_bytes());
+        assert!(matches!(
+            scan(&intr, 3, false, &mut a),
+            Err(WireError::Interrupted)
+        ));
+        // an old kernel's NLMSG_DONE without an errno still ends the dump
+        assert_eq!(
+            scan(&msg(NLMSG_DONE, 3, b""), 3, false, &mut a).unwrap(),
+            Scan::Done
+        );
     }
 
     #[test]
