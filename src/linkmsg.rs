@@ -38,7 +38,7 @@ const IFF_LOWER_UP: u32 = 0x1_0000;
 const IFF_TAP: u8 = 0x2;
 
 /// The attributes in `buf` as (type, payload); ends at the first malformed one.
-struct Attrs<'a>(&'a [u8]);
+pub(crate) struct Attrs<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Iterator for Attrs<'a> {
     type Item = (u16, &'a [u8]);
@@ -60,7 +60,7 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-fn u32_of(v: &[u8]) -> Option<u32> {
+pub(crate) fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
 }
 

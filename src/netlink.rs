@@ -8,16 +8,12 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use rtnetlink::packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
-use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::mac::Mac;
-use crate::nlsock::{Channel, WireError};
+use crate::nlreq::{self, Request, SetLink, Vlan};
+use crate::nlsock::{Channel, WireError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use crate::settings::VlanRange;
 
 /// Long enough for a loaded host (deleting a link waits for an RCU grace period,
@@ -181,7 +177,7 @@ impl Netlink {
     fn call(
         &self,
         op: impl Fn() -> String,
-        msg: RouteNetlinkMessage,
+        req: Request,
         flags: u16,
     ) -> Result<Vec<Vec<u8>>, NetlinkError> {
         // A dump the kernel marks as interrupted (the list changed while it
@@ -191,15 +187,8 @@ impl Netlink {
         } else {
             0
         };
-        let mut pending = Some(msg);
         loop {
-            let msg = if retries > 0 {
-                pending.clone()
-            } else {
-                pending.take()
-            };
-            let msg = msg.expect("kept until the last try");
-            return match self.chan.borrow_mut().request(msg, flags) {
+            return match self.chan.borrow_mut().request(&req, flags) {
                 Ok(answer) => Ok(answer),
                 Err(WireError::Interrupted) if retries > 0 => {
                     retries -= 1;
@@ -220,36 +209,29 @@ impl Netlink {
     fn change(
         &self,
         op: impl Fn() -> String,
-        msg: RouteNetlinkMessage,
+        req: Request,
         flags: u16,
     ) -> Result<(), NetlinkError> {
-        self.call(op, msg, flags).map(drop)
+        self.call(op, req, flags).map(drop)
     }
 
     /// Looks one link up by name with a single non-dump RTM_GETLINK.
     pub fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        self.get_one(|| format!("looking up {name}"), msg)
+        self.get_one(
+            || format!("looking up {name}"),
+            nlreq::get_link(Some(name), 0),
+        )
     }
 
     pub fn link_by_index(&self, index: u32) -> Result<Option<Link>, NetlinkError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        self.get_one(|| format!("looking up interface #{index}"), msg)
+        self.get_one(
+            || format!("looking up interface #{index}"),
+            nlreq::get_link(None, index),
+        )
     }
 
-    fn get_one(
-        &self,
-        op: impl Fn() -> String,
-        mut msg: LinkMessage,
-    ) -> Result<Option<Link>, NetlinkError> {
-        // No statistics: the kernel then skips summing every CPU's counters
-        // and the answer is ~300 bytes shorter.
-        msg.attributes.push(LinkAttribute::ExtMask(vec![
-            rtnetlink::packet_route::link::LinkExtentMask::SkipStats,
-        ]));
-        match self.call(&op, RouteNetlinkMessage::GetLink(msg), 0) {
+    fn get_one(&self, op: impl Fn() -> String, req: Request) -> Result<Option<Link>, NetlinkError> {
+        match self.call(&op, req, 0) {
             // A missing link is ENODEV; an answer without a link is not one.
             Ok(answer) => match answer.first() {
                 Some(bytes) => crate::linkmsg::parse_link(bytes)
@@ -274,32 +256,18 @@ impl Netlink {
         if change.is_empty() {
             return Ok(());
         }
-        let mut b = LinkUnspec::new_with_index(index);
-        if let Some(name) = &change.name {
-            b = b.name(name.clone());
-        }
-        if let Some(mtu) = change.mtu {
-            b = b.mtu(mtu);
-        }
-        if let Some(mac) = change.mac {
-            b = b.address(mac.0.to_vec());
-        }
-        if let Some(alias) = &change.alias {
-            b = b.alias(alias.clone());
-        }
-        match change.up {
-            Some(true) => b = b.up(),
-            Some(false) => b = b.down(),
-            None => {}
-        }
-        if let Some(master) = change.master {
-            b = b.controller(master);
-        }
-        self.change(
-            || what.to_owned(),
-            RouteNetlinkMessage::SetLink(b.build()),
-            CHANGE,
-        )
+        let req = nlreq::set_link(
+            index,
+            &SetLink {
+                name: change.name.as_deref(),
+                mtu: change.mtu,
+                mac: change.mac,
+                alias: change.alias.as_deref(),
+                up: change.up,
+                master: change.master,
+            },
+        );
+        self.change(|| what.to_owned(), req, CHANGE)
     }
 
     /// Creates an up bridge with a fixed address. Returns `false` when another
@@ -312,13 +280,9 @@ impl Netlink {
     ) -> Result<bool, NetlinkError> {
         // A bridge whose address was never set follows its lowest port address,
         // so it would change as guests come and go; a set address stays put.
-        let mut b = LinkBridge::new(name).address(mac.0.to_vec());
-        if vlan_filtering {
-            b = b.vlan_filtering(true);
-        }
         match self.change(
             || format!("creating bridge {name}"),
-            RouteNetlinkMessage::NewLink(b.build()),
+            nlreq::new_bridge(name, mac, vlan_filtering),
             CREATE,
         ) {
             Ok(()) => Ok(true),
@@ -329,13 +293,7 @@ impl Netlink {
 
     /// Deletes a link; one that is already gone counts as deleted.
     pub fn delete_link(&self, index: u32, what: &str) -> Result<(), NetlinkError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        match self.change(
-            || what.to_owned(),
-            RouteNetlinkMessage::DelLink(msg),
-            CHANGE,
-        ) {
+        match self.change(|| what.to_owned(), nlreq::del_link(index), CHANGE) {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
             r => r,
         }
@@ -354,12 +312,9 @@ impl Netlink {
         let wants =
             |v: u16| pvid == Some(v) || trunk.iter().any(|r| (r.first..=r.last).contains(&v));
         if !wants(1) {
-            let msg = LinkBridgeVlan::new(port)
-                .vlan(1, BridgeVlanInfoFlags::empty())
-                .build();
             match self.change(
                 || format!("removing default VLAN 1 from {port_name}"),
-                RouteNetlinkMessage::DelLink(msg),
+                nlreq::port_vlans(nlreq::RTM_DELLINK, port, &[Vlan::One(1, 0)]),
                 CHANGE,
             ) {
                 // not there (bridge default_pvid 0 or another value): fine
@@ -367,24 +322,24 @@ impl Netlink {
                 r => r?,
             }
         }
-        let mut b = LinkBridgeVlan::new(port);
-        if let Some(v) = pvid {
-            b = b.vlan(v, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
-        }
-        for r in trunk {
-            b = if r.first == r.last {
-                b.vlan(r.first, BridgeVlanInfoFlags::empty())
-            } else {
-                b.vlan_range_start(r.first, BridgeVlanInfoFlags::empty())
-                    .vlan_range_end(r.last, BridgeVlanInfoFlags::empty())
-            };
-        }
-        if pvid.is_none() && trunk.is_empty() {
+        let access = nlreq::BRIDGE_VLAN_INFO_PVID | nlreq::BRIDGE_VLAN_INFO_UNTAGGED;
+        let vlans: Vec<Vlan> = pvid
+            .map(|v| Vlan::One(v, access))
+            .into_iter()
+            .chain(trunk.iter().map(|r| {
+                if r.first == r.last {
+                    Vlan::One(r.first, 0)
+                } else {
+                    Vlan::Range(r.first, r.last, 0)
+                }
+            }))
+            .collect();
+        if vlans.is_empty() {
             return Ok(());
         }
         self.change(
             || format!("setting VLANs on {port_name}"),
-            RouteNetlinkMessage::SetLink(b.build()),
+            nlreq::port_vlans(nlreq::RTM_SETLINK, port, &vlans),
             CHANGE,
         )
     }
@@ -401,37 +356,11 @@ impl Netlink {
         if isolated.is_none() && learning.is_none() && flooding.is_none() {
             return Ok(());
         }
-        let mut b = LinkBridgePort::new(port);
-        if let Some(v) = isolated {
-            b = b.isolated(v);
-        }
-        if let Some(v) = learning {
-            b = b.learning(v);
-        }
-        if let Some(v) = flooding {
-            // unknown unicast, multicast and broadcast alike
-            b = b.flood(v).mcast_flood(v).bcast_flood(v);
-        }
-        // Port settings ride in IFLA_INFO_SLAVE_DATA, which only RTM_NEWLINK
-        // applies (`ip link set … type bridge_slave` sends the same).
         self.change(
             || format!("setting bridge port flags on {port_name}"),
-            RouteNetlinkMessage::NewLink(b.build()),
+            nlreq::port_flags(port, isolated, learning, flooding),
             CHANGE,
         )
-    }
-
-    fn host_route(addr: IpAddr, oif: u32) -> RouteMessage {
-        let prefix = if addr.is_ipv4() { 32 } else { 128 };
-        RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(addr, prefix)
-            .expect("host prefix fits the family")
-            .output_interface(oif)
-            .table_id(RT_TABLE_MAIN)
-            .protocol(RouteProtocol::Static)
-            .scope(RouteScope::Link)
-            .kind(RouteType::Unicast)
-            .build()
     }
 
     /// Adds a host route to `addr` via `oif`. `Ok(false)` when that exact
@@ -439,7 +368,7 @@ impl Netlink {
     pub fn add_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<bool, NetlinkError> {
         match self.change(
             || format!("adding a route to {addr} via {dev}"),
-            RouteNetlinkMessage::NewRoute(Self::host_route(addr, oif)),
+            nlreq::host_route(nlreq::RTM_NEWROUTE, addr, oif),
             CREATE,
         ) {
             Ok(()) => Ok(true),
@@ -452,7 +381,7 @@ impl Netlink {
     pub fn del_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<(), NetlinkError> {
         match self.change(
             || format!("removing the route to {addr} via {dev}"),
-            RouteNetlinkMessage::DelRoute(Self::host_route(addr, oif)),
+            nlreq::host_route(nlreq::RTM_DELROUTE, addr, oif),
             CHANGE,
         ) {
             Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
@@ -464,15 +393,15 @@ impl Netlink {
     /// message. A dump, for the admin command only (never on the ifup path,
     /// whose cost must not grow with the number of interfaces).
     pub fn dump_links(&self) -> Result<Vec<(Link, LinkMessage)>, NetlinkError> {
-        self.dump_links_with(|| "listing interfaces".to_owned(), LinkMessage::default())
+        self.dump_links_with(|| "listing interfaces".to_owned(), nlreq::dump_links(false))
     }
 
     fn dump_links_with(
         &self,
         op: impl Fn() -> String,
-        msg: LinkMessage,
+        req: Request,
     ) -> Result<Vec<(Link, LinkMessage)>, NetlinkError> {
-        let answer = self.call(&op, RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        let answer = self.call(&op, req, NLM_F_DUMP)?;
         let protocol = |msg: String| NetlinkError::Protocol { op: op(), msg };
         let mut out = Vec::with_capacity(answer.len());
         for bytes in answer {
@@ -495,12 +424,11 @@ impl Netlink {
     pub fn port_vlans(
         &self,
     ) -> Result<std::collections::HashMap<u32, Vec<PortVlan>>, NetlinkError> {
-        use rtnetlink::packet_route::link::{AfSpecBridge, LinkExtentMask};
-        let mut req = LinkMessage::default();
-        req.header.interface_family = AddressFamily::Bridge;
-        req.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
-        let msgs = self.dump_links_with(|| "listing bridge port VLANs".to_owned(), req)?;
+        use rtnetlink::packet_route::link::AfSpecBridge;
+        let msgs = self.dump_links_with(
+            || "listing bridge port VLANs".to_owned(),
+            nlreq::dump_links(true),
+        )?;
         let mut out = std::collections::HashMap::new();
         for (_, m) in msgs {
             let index = m.header.index;
@@ -528,31 +456,12 @@ impl Netlink {
     /// kernel's order (what Debian's qemu-ifup reads from `ip route ls`). This is
     /// a route dump, used only when no bridge is configured.
     pub fn default_route_oifs(&self) -> Result<Vec<u32>, NetlinkError> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        let answer = self.call(
-            || "reading the default route".to_owned(),
-            RouteNetlinkMessage::GetRoute(msg),
-            NLM_F_DUMP,
-        )?;
-        let mut routes = Vec::with_capacity(answer.len());
-        for bytes in answer {
-            match decode(&bytes) {
-                Ok(RouteNetlinkMessage::NewRoute(r)) => routes.push(r),
-                Ok(_) => {}
-                Err(msg) => {
-                    return Err(NetlinkError::Protocol {
-                        op: "reading the default route".to_owned(),
-                        msg,
-                    })
-                }
-            }
-        }
-        Ok(default_oifs(&routes))
+        let op = || "reading the default route".to_owned();
+        let answer = self.call(op, nlreq::dump_ipv4_routes(), NLM_F_DUMP)?;
+        crate::routemsg::default_oifs(&answer)
+            .map_err(|msg| NetlinkError::Protocol { op: op(), msg })
     }
 }
-
-const RT_TABLE_MAIN: u32 = 254;
 
 /// The full netlink-packet-route reading of one answer message, for the
 /// admin command and the default-route fallback.
@@ -569,34 +478,4 @@ fn decode(bytes: &[u8]) -> Result<RouteNetlinkMessage, String> {
         )),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn default_oifs(routes: &[RouteMessage]) -> Vec<u32> {
-    let mut out = Vec::new();
-    for r in routes {
-        let table = r
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(r.header.table as u32);
-        if r.header.destination_prefix_length != 0
-            || table != RT_TABLE_MAIN
-            || r.header.kind != RouteType::Unicast
-        {
-            continue;
-        }
-        for a in &r.attributes {
-            match a {
-                RouteAttribute::Oif(i) => out.push(*i),
-                RouteAttribute::MultiPath(hops) => {
-                    out.extend(hops.iter().map(|h| h.interface_index))
-                }
-                _ => {}
-            }
-        }
-    }
-    out
 }

@@ -1,4 +1,5 @@
-//! `cargo fuzz run linkmsg`: see kvmnet_fuzz::check_linkmsg for the invariants.
+//! `cargo fuzz run linkmsg`: the readers of kernel answers (links and
+//! routes); see kvmnet_fuzz::check_linkmsg for the invariants.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -321,9 +321,14 @@ pub fn check_record(data: &[u8]) {
     }
 }
 
-/// `kvmnet::linkmsg::parse_link` on any bytes (a kernel answer, truncated or
-/// corrupt): never panics, and whatever it reads comes from inside the input.
+/// The readers of kernel answers on any bytes (truncated or corrupt):
+/// `kvmnet::linkmsg::parse_link` and `kvmnet::routemsg::default_oifs` never
+/// panic, and whatever they read comes from inside the input.
 pub fn check_linkmsg(data: &[u8]) {
+    if let Ok(oifs) = kvmnet::routemsg::default_oifs(&[data.to_vec()]) {
+        // each interface index is four bytes of the input
+        assert!(oifs.len() * 4 <= data.len(), "{oifs:?}");
+    }
     if let Ok(link) = kvmnet::linkmsg::parse_link(data) {
         assert!(!link.name.contains('\0'), "{link:?}");
         // Each input byte gives at most one character: a byte that is not
