@@ -357,7 +357,7 @@ fn logs_one_line_to_syslog_as_daemon_and_errors_to_stderr_too() {
     r.ok();
     assert_eq!(lines.len(), 1, "{lines:?}");
     // <30> = facility daemon (3) * 8 + severity info (6)
-    assert!(lines[0].starts_with("<30>"), "{lines:?}");
+    assert!(lines[0].starts_with("<30>kvmnet-ifup["), "{lines:?}");
     for needle in [
         "kvmnet-ifup[",
         "tap=vm0",
