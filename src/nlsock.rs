@@ -60,8 +60,10 @@ pub struct Channel {
 
 impl Channel {
     pub fn open(timeout: Duration) -> io::Result<Channel> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
+        // Not bound: the first send binds it to a free port, and kvmnet never
+        // needs to know which (answers are matched by sequence number and
+        // sender). netlink-sys's bind_auto would add bind and getsockname.
+        let sock = Socket::new(NETLINK_ROUTE)?;
         // The kernel handles a rtnetlink request inside sendmsg, so its answer
         // is queued before send returns; the timeout only bounds a reply that
         // never comes. (A request stuck behind the rtnl lock blocks in sendmsg,
