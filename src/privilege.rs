@@ -51,13 +51,11 @@ pub fn classify(ruid: u32, euid: u32, net_admin_permitted: bool) -> Mode {
 }
 
 pub fn detect() -> Mode {
-    let net_admin =
-        caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap_or(false);
-    classify(
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::geteuid().as_raw(),
-        net_admin,
-    )
+    let euid = nix::unistd::geteuid().as_raw();
+    // Only a run without uid 0 is classified by its capabilities.
+    let net_admin = euid != 0
+        && caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap_or(false);
+    classify(nix::unistd::getuid().as_raw(), euid, net_admin)
 }
 
 /// Leaves the process with CAP_NET_ADMIN in its effective and permitted sets
