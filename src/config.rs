@@ -209,7 +209,10 @@ impl Config {
         let Some(file) = opened else {
             return Ok(Config::default());
         };
-        let mut text = String::new();
+        // Sized from the file, so that it is read in one go rather than in
+        // 32-byte-and-doubling steps (ten reads for the shipped 5 KB file).
+        let size = file.metadata().map_or(0, |m| m.len()).min(MAX_SIZE);
+        let mut text = String::with_capacity(size as usize + 1);
         file.take(MAX_SIZE + 1)
             .read_to_string(&mut text)
             .map_err(read_err)?;
