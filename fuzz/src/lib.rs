@@ -237,6 +237,7 @@ fn located<'a>(what: &str, s: &'a str, text: &str) -> (usize, &'a str) {
 /// rule on a line of the text; parsing is deterministic.
 pub fn check_config_str(text: &str) {
     let path = Path::new(CONFIG_PATH);
+    check_comment_lines_change_nothing(path, text);
     match Config::parse(path, text) {
         Ok(c) => {
             assert_eq!(c.source.as_deref(), Some(path));
@@ -264,6 +265,21 @@ pub fn check_config_str(text: &str) {
                 .unwrap_or_else(|| panic!("no ': ' after the line number: {msg:?}"));
             assert!(!what.trim().is_empty(), "empty message: {msg:?}");
         }
+    }
+}
+
+/// Config::parse drops whole-line comments before toml sees them; it must
+/// agree with parsing the text as written: the same config, or the same
+/// error on the same line.
+fn check_comment_lines_change_nothing(path: &Path, text: &str) {
+    let fast = Config::parse(path, text);
+    let verbatim = Config::parse_verbatim(path, text);
+    match (&fast, &verbatim) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:?}"),
+        _ => panic!(
+            "dropping comment lines changed the outcome: {fast:?} vs {verbatim:?} for {text:?}"
+        ),
     }
 }
 
