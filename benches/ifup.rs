@@ -1101,6 +1101,35 @@ impl Results {
         (!v.is_empty()).then(|| Stats::of(&v).median)
     }
 
+    /// The 95 % interval of the median per-round ratio of `a` to `b`, by
+    /// resampling the rounds (2,000 bootstrap samples, fixed seed: the same
+    /// samples give the same interval). It shows how far the median could move
+    /// by the luck of which rounds a run got: this is the run-to-run spread
+    /// of the ratios that decide the 1.3× target.
+    fn ratio_interval(&self, op: Op, a: (usize, &str), b: (usize, &str)) -> Option<(f64, f64)> {
+        let (x, y) = (self.get(op, a.0, a.1)?, self.get(op, b.0, b.1)?);
+        let v: Vec<f64> = x.iter().zip(y).map(|(p, q)| p / q).collect();
+        if v.len() < 10 {
+            return None;
+        }
+        // xorshift64*: enough to draw indices, no dependency needed.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        };
+        let mut medians: Vec<f64> = (0..2000)
+            .map(|_| {
+                let pick: Vec<f64> = (0..v.len()).map(|_| v[next(v.len())]).collect();
+                Stats::of(&pick).median
+            })
+            .collect();
+        medians.sort_by(f64::total_cmp);
+        Some((medians[50], medians[1949]))
+    }
+
     fn csv(&self) -> String {
         let mut s = String::from("operation,n,contender,round,ms\n");
         for ((op, n, name), v) in &self.samples {
@@ -1373,8 +1402,16 @@ impl<'a> Report<'a> {
             (Role::FloorInProcess, "kvmnet ÷ floor, in-process"),
         ];
         for (role, label) in floors {
-            if let Some(f) = self.name(op, role) {
-                row(s, label, |n| self.ratio(op, kv, n, f, n).map(ratio))?;
+            let Some(f) = self.name(op, role) else {
+                continue;
+            };
+            row(s, label, |n| self.ratio(op, kv, n, f, n).map(ratio))?;
+            if role == Role::FloorExec {
+                row(s, "… its 95 % interval (bootstrap over rounds)", |n| {
+                    self.results
+                        .ratio_interval(op, (n, kv), (n, f))
+                        .map(|(lo, hi)| format!("{lo:.2}–{hi:.2}×"))
+                })?;
             }
         }
         if let Some(f) = self.name(op, Role::FloorInProcess) {
