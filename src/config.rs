@@ -518,6 +518,7 @@ fn layer(p: &Parser<'_>, raw: RawLayer<'_>) -> Result<Layer, ConfigError> {
                     VlanRange::parse(&text).map_err(|m| p.err(p.line(t), "trunk", m))
                 })
                 .collect::<Result<Vec<_>, _>>()
+                .map(settings::merge_vlans)
         })
         .transpose()?;
     let addresses = raw

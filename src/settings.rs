@@ -61,6 +61,23 @@ impl VlanRange {
     }
 }
 
+/// The same VLANs as disjoint, sorted ranges: overlapping and adjacent
+/// entries are joined. A trunk list then holds at most 2,047 ranges whatever
+/// the file repeats, so its netlink request stays far below the 64 KiB an
+/// attribute can hold ("2-3" repeated 4,096 times, a 25 KB file, would not
+/// fit, and kvmnet-ifup would stop short of setting the port's VLANs).
+pub fn merge_vlans(mut v: Vec<VlanRange>) -> Vec<VlanRange> {
+    v.sort_unstable_by_key(|r| (r.first, r.last));
+    let mut out: Vec<VlanRange> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(l) if r.first <= l.last.saturating_add(1) => l.last = l.last.max(r.last),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 pub fn check_vid(v: u16) -> Result<u16, String> {
     if (1..=4094).contains(&v) {
         Ok(v)
@@ -304,6 +321,24 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vlan_lists_merge_into_disjoint_sorted_ranges() {
+        let r = |s: &str| VlanRange::parse(s).unwrap();
+        let merged = merge_vlans(vec![
+            r("30-39"),
+            r("20"),
+            r("35-40"),
+            r("41"),
+            r("20"),
+            r("5-6"),
+        ]);
+        let shown: Vec<String> = merged.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["5-6", "20", "30-41"]);
+        assert_eq!(merge_vlans(vec![r("2-3"); 4096]), [r("2-3")]);
+        assert_eq!(merge_vlans(vec![r("4094"), r("1-4093")]), [r("1-4094")]);
+        assert!(merge_vlans(Vec::new()).is_empty());
+    }
+
     use super::*;
 
     #[test]

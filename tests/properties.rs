@@ -498,7 +498,7 @@ fn generated_config() -> impl Strategy<Value = Generated> {
                 })
                 .collect();
             lines.push(format!("trunk = {}", toml_list(&items)));
-            defaults.trunk = Some(trunk.clone());
+            defaults.trunk = Some(as_ranges(&trunk));
         }
         if let Some((text, p)) = &group {
             lines.push(format!("group = {text}"));
@@ -855,4 +855,22 @@ fn fuzz_regressions_replay() {
         failed.len(),
         failed.join("\n")
     );
+}
+
+/// The VLANs of `list` as kvmnet keeps them: the set of ids, as sorted
+/// disjoint ranges (worked out from the ids themselves, not with kvmnet's
+/// own merge).
+fn as_ranges(list: &[VlanRange]) -> Vec<VlanRange> {
+    let ids: std::collections::BTreeSet<u16> = list.iter().flat_map(|r| r.first..=r.last).collect();
+    let mut out: Vec<VlanRange> = Vec::new();
+    for id in ids {
+        match out.last_mut() {
+            Some(r) if r.last + 1 == id => r.last = id,
+            _ => out.push(VlanRange {
+                first: id,
+                last: id,
+            }),
+        }
+    }
+    out
 }
