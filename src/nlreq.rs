@@ -139,8 +139,10 @@ impl Request {
     }
 }
 
-/// RTM_GETLINK for one link, by name (`index` 0) or by index, without
-/// statistics: the kernel then skips summing every CPU's counters.
+/// RTM_GETLINK for one link, by name (`index` 0) or by index, with
+/// RTEXT_FILTER_SKIP_STATS: the kernel leaves out the per-family and VF
+/// statistics (IPv6's are summed over every CPU); the link's own counters
+/// (IFLA_STATS64) still come.
 pub fn get_link(name: Option<&str>, index: u32) -> Request {
     let mut r = Request::link(RTM_GETLINK, AF_UNSPEC, index, 0, 0);
     if let Some(name) = name {
