@@ -10,30 +10,23 @@
 
 use crate::mac::Mac;
 use crate::netlink::{Link, LinkKind, TunInfo};
+use crate::nlreq::{
+    IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_FILTERING, IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA,
+    IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, RTM_NEWLINK,
+};
+use crate::nlsock::NLMSG_HDRLEN;
 
-const NLMSG_HDRLEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
-const RTM_NEWLINK: u16 = 16;
 /// NLA_F_NESTED and NLA_F_NET_BYTEORDER are flags, not part of the type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 // <linux/if_link.h>
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MTU: u16 = 4;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_IFALIAS: u16 = 20;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
 const IFLA_TUN_OWNER: u16 = 1;
 const IFLA_TUN_GROUP: u16 = 2;
 const IFLA_TUN_TYPE: u16 = 3;
 const IFLA_TUN_PERSIST: u16 = 6;
-const IFLA_BR_VLAN_FILTERING: u16 = 7;
 const IFLA_BR_VLAN_DEFAULT_PVID: u16 = 39;
 // <linux/if.h>, <linux/if_tun.h>
-const IFF_UP: u32 = 0x1;
 const IFF_LOWER_UP: u32 = 0x1_0000;
 const IFF_TAP: u8 = 0x2;
 

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use crate::mac::Mac;
 
+// The kernel's numbers (uAPI headers), for requests here and for the readers
+// of answers (linkmsg, routemsg) alike.
 // <linux/rtnetlink.h>
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
@@ -23,25 +25,25 @@ pub const RTM_GETROUTE: u16 = 26;
 const RTEXT_FILTER_BRVLAN: u32 = 1 << 1;
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
+pub(crate) const RTA_OIF: u16 = 4;
 const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_LINK: u8 = 253;
-const RTN_UNICAST: u8 = 1;
+pub(crate) const RTN_UNICAST: u8 = 1;
 pub const RT_TABLE_MAIN: u32 = 254;
 // <linux/if_link.h>
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MTU: u16 = 4;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_IFALIAS: u16 = 20;
+pub(crate) const IFLA_ADDRESS: u16 = 1;
+pub(crate) const IFLA_IFNAME: u16 = 3;
+pub(crate) const IFLA_MTU: u16 = 4;
+pub(crate) const IFLA_MASTER: u16 = 10;
+pub(crate) const IFLA_LINKINFO: u16 = 18;
+pub(crate) const IFLA_IFALIAS: u16 = 20;
 const IFLA_AF_SPEC: u16 = 26;
 const IFLA_EXT_MASK: u16 = 29;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
+pub(crate) const IFLA_INFO_KIND: u16 = 1;
+pub(crate) const IFLA_INFO_DATA: u16 = 2;
 const IFLA_INFO_SLAVE_KIND: u16 = 4;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
-const IFLA_BR_VLAN_FILTERING: u16 = 7;
+pub(crate) const IFLA_BR_VLAN_FILTERING: u16 = 7;
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
 const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
@@ -54,7 +56,7 @@ pub const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 1 << 2;
 const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 1 << 3;
 const BRIDGE_VLAN_INFO_RANGE_END: u16 = 1 << 4;
 // <linux/if.h>, <sys/socket.h>
-const IFF_UP: u32 = 0x1;
+pub(crate) const IFF_UP: u32 = 0x1;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_BRIDGE: u8 = 7;

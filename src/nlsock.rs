@@ -39,7 +39,7 @@ pub enum WireError {
 const RECV_BUF: usize = 16 * 1024;
 const RECV_BUF_DUMP: usize = 32 * 1024;
 
-const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 // <linux/netlink.h>
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;

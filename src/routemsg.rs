@@ -8,15 +8,12 @@
 //! kvmnet-ifup for this one fallback. A unit test holds it to that parser.
 
 use crate::linkmsg::{u32_of, Attrs};
+use crate::nlreq::{RTA_OIF, RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN};
+use crate::nlsock::NLMSG_HDRLEN;
 
-const NLMSG_HDRLEN: usize = 16;
 const RTMSG_LEN: usize = 12;
 const RTNEXTHOP_LEN: usize = 8;
-const RTM_NEWROUTE: u16 = 24;
-const RTN_UNICAST: u8 = 1;
-const RT_TABLE_MAIN: u32 = crate::nlreq::RT_TABLE_MAIN;
-// <linux/rtnetlink.h>
-const RTA_OIF: u16 = 4;
+// <linux/rtnetlink.h>, read here only
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 
