@@ -31,6 +31,7 @@ pub mod routemsg;
 pub mod settings;
 pub mod sysctl;
 pub mod tap;
+pub mod tomlread;
 pub mod trust;
 
 use std::ffi::OsString;

@@ -304,7 +304,7 @@ fn malformed_config_is_refused_with_file_and_line_and_nothing_changes() {
     for (text, needle) in [
         (
             "bridge = \"br0\"\nbrigde = \"br1\"\n",
-            "line 2: unknown field `brigde`",
+            "line 2: unknown key `brigde`",
         ),
         ("bridge = br0\n", "line 1:"),
         ("bridge = \"br0\"\ncreate_bridge = \"yes\"\n", "line 2:"),

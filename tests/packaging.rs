@@ -67,7 +67,7 @@ fn read_text(p: &Path) -> String {
 // Always run: the files the package ships, against the parser.
 // ---------------------------------------------------------------------------
 
-/// The keys serde accepts in a table, from its "unknown field" error, which
+/// The keys the parser accepts in a table, from its "unknown key" error, which
 /// lists them all: the parser itself is the list, so a key added to
 /// src/config.rs without documentation fails these tests.
 fn keys_accepted(table_header: &str) -> Vec<String> {

@@ -786,7 +786,7 @@ proptest! {
 
 // ------------------------------------------------------------ fixed cases
 
-/// Found by `config_parse_is_total_on_tomlish_text`: serde's "unknown field"
+/// Found by `config_parse_is_total_on_tomlish_text`: the "unknown key"
 /// message quotes the key as written, and a quoted TOML key may hold any
 /// character through an escape, so the one-line error (and the log line it
 /// becomes) carried raw ESC, CR, TAB and bidi overrides.
