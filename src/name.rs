@@ -74,9 +74,33 @@ pub fn escape(raw: &str) -> String {
 /// character (bidi overrides, zero-width ones) escaped, so it stays one
 /// honest line in a terminal or a log.
 pub fn printable(text: &str) -> String {
+    // Controls, the line and paragraph separators, and every format
+    // character (Unicode category Cf, as of Unicode 15): bidi marks and
+    // overrides, zero-width ones, the BOM, soft hyphen, tags.
     let risky = |c: char| {
         c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+            || matches!(
+                c,
+                '\u{ad}'
+                    | '\u{600}'..='\u{605}'
+                    | '\u{61c}'
+                    | '\u{6dd}'
+                    | '\u{70f}'
+                    | '\u{890}'..='\u{891}'
+                    | '\u{8e2}'
+                    | '\u{180e}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{206f}'
+                    | '\u{feff}'
+                    | '\u{fff9}'..='\u{fffb}'
+                    | '\u{110bd}'
+                    | '\u{110cd}'
+                    | '\u{13430}'..='\u{1343f}'
+                    | '\u{1bca0}'..='\u{1bca3}'
+                    | '\u{1d173}'..='\u{1d17a}'
+                    | '\u{e0000}'..='\u{e007f}'
+            )
     };
     text.chars()
         .map(|c| {
@@ -198,6 +222,8 @@ mod tests {
         );
         assert_eq!(printable("x\u{202e}y\nz"), "x\\u{202e}y\\u{a}z");
         assert_eq!(printable("plain – ok é"), "plain – ok é");
+        // format characters the fuzzer put in a key: Arabic letter mark, tag
+        assert_eq!(printable("a\u{61c}\u{e0041}"), "a\\u{61c}\\u{e0041}");
     }
 
     #[test]

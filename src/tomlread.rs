@@ -230,10 +230,7 @@ impl<'a> Reader<'a> {
         match self.s[self.pos..].chars().next() {
             None => "the end of the file".into(),
             Some('\n') => "the end of the line".into(),
-            Some(c) => format!("{:?}", c.to_string())
-                .chars()
-                .filter(|c| !c.is_control())
-                .collect(),
+            Some(c) => format!("\"{}\"", crate::name::printable(&c.to_string())),
         }
     }
 
@@ -262,7 +259,13 @@ impl<'a> Reader<'a> {
         let rest = &self.s[self.pos..];
         let end = rest.find('\n').unwrap_or(rest.len());
         let body = rest[..end].strip_suffix('\r').unwrap_or(&rest[..end]);
-        if body.chars().any(is_forbidden_control) {
+        // Bytes, not chars: controls are ASCII, and no byte of a multi-byte
+        // UTF-8 character is below 0x80. A fold without early exit, which
+        // the compiler vectorises: most of a shipped config is comments.
+        let bad = body.bytes().fold(false, |bad, b| {
+            bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+        });
+        if bad {
             return self.err("a comment must not contain control characters");
         }
         self.pos += body.len();
