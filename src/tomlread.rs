@@ -354,10 +354,12 @@ impl<'a> Reader<'a> {
         Ok(Key { name, line })
     }
 
-    /// `key = value`; the reader stands on the key.
+    /// `key = value`; the reader stands on the key. Inside an inline table
+    /// (`depth` > 0) newlines and comments may surround the `=`, as the toml
+    /// crate reads TOML 1.1.
     fn key_value(&mut self, depth: usize) -> Result<(Key, Item), SyntaxError> {
         let key = self.key()?;
-        self.skip_blank();
+        self.gap(depth)?;
         match self.peek() {
             Some(b'=') => self.pos += 1,
             Some(b'.') => {
@@ -374,9 +376,20 @@ impl<'a> Reader<'a> {
                 ))
             }
         }
-        self.skip_blank();
+        self.gap(depth)?;
         let item = self.value(depth)?;
         Ok((key, item))
+    }
+
+    /// Around the `=` of a key/value: blanks at the top level, blanks,
+    /// newlines and comments inside an inline table.
+    fn gap(&mut self, depth: usize) -> Result<(), SyntaxError> {
+        if depth == 0 {
+            self.skip_blank();
+            Ok(())
+        } else {
+            self.skip_space()
+        }
     }
 
     fn value(&mut self, depth: usize) -> Result<Item, SyntaxError> {
@@ -806,6 +819,12 @@ mod tests {
         };
         assert_eq!(first.get("b").unwrap().line, 5);
         assert_eq!(t.get("a").unwrap().line, 1);
+        // inside an inline table, newlines and comments may surround the =
+        let t = parse("a = {b\r\n= # c\n 1}\n").unwrap();
+        let Value::Table(a) = &t.get("a").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(a.get("b").unwrap().line, 3);
         for (text, line) in [
             ("a = 1\na = 2\n", 2),
             ("[table]\n", 1),
@@ -819,6 +838,8 @@ mod tests {
             ("a = [1 2]\n", 1),
             ("a = {b = 1 c = 2}\n", 1),
             ("a = {b = 1, b = 2}\n", 1),
+            ("a\n= 1\n", 1),
+            ("a =\n1\n", 1),
             ("a = [[[[[[[[[1]]]]]]]]]\n", 1),
             ("a = \n", 1),
             ("= 1\n", 1),
