@@ -319,7 +319,8 @@ fn de_item(line_of: &dyn Fn(usize) -> usize, v: &toml::Spanned<toml::de::DeValue
     let value = match v.get_ref() {
         DeValue::String(s) => Value::Str(s.to_string()),
         DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
-            .map_or(Value::Other("an integer beyond 64 bits"), Value::Int),
+            // beyond 64 bits, or a form toml lets through, such as "0x"
+            .map_or(Value::Other("an integer kvmnet cannot read"), Value::Int),
         DeValue::Float(_) => Value::Other("a float"),
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(_) => Value::Other("a date-time"),
