@@ -136,7 +136,7 @@ impl fmt::Display for Report {
             self.mtu,
             self.user,
             self.privilege,
-            crate::privilege::kept(),
+            crate::privilege::kept(self.privilege),
             self.acl,
             self.rule.as_deref().unwrap_or("defaults")
         )

@@ -51,7 +51,7 @@ impl fmt::Display for Report {
             yn(self.created_bridge),
             if self.changed { "attached" } else { "unchanged" },
             self.privilege,
-            crate::privilege::kept(),
+            crate::privilege::kept(self.privilege),
             self.acl,
             self.rule.as_deref().unwrap_or("defaults"),
         )?;
