@@ -95,7 +95,8 @@ impl Channel {
         self.request_into(req, flags, room)
     }
 
-    /// [`Channel::request`], reading datagrams of at most `room` bytes.
+    /// [`Channel::request`], with room for datagrams of at least `room` bytes
+    /// (the buffer only grows: after a dump, 32 KiB for every answer).
     fn request_into(
         &mut self,
         req: &Request,
@@ -130,7 +131,7 @@ impl Channel {
         }
     }
 
-    /// One datagram from the kernel, of at most `room` bytes, into
+    /// One datagram from the kernel, with room for at least `room` bytes, into
     /// `self.buf`; others' are dropped.
     fn recv(&mut self, room: usize) -> Result<(), WireError> {
         loop {
@@ -234,7 +235,8 @@ fn scan(
 mod tests {
     use super::*;
 
-    /// An answer larger than the room is an error, never parsed truncated;
+    /// An answer larger than the room (on a fresh channel: exactly `room`,
+    /// as the buffer only grows) is an error, never parsed truncated;
     /// with room enough, the same request is answered (the buffer is never
     /// zeroed, so only what the kernel wrote may be read).
     #[test]
