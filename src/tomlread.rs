@@ -405,9 +405,9 @@ impl<'a> Reader<'a> {
     fn value(&mut self, depth: usize) -> Result<Item, SyntaxError> {
         let line = self.line;
         let value = match self.peek() {
-            Some(b'"') if self.at("\"\"\"") => Value::Str(self.multi_line_basic()?),
+            Some(b'"') if self.at("\"\"\"") => Value::Str(self.multi_line(b'"')?),
             Some(b'"') => Value::Str(self.basic_string()?),
-            Some(b'\'') if self.at("'''") => Value::Str(self.multi_line_literal()?),
+            Some(b'\'') if self.at("'''") => Value::Str(self.multi_line(b'\'')?),
             Some(b'\'') => Value::Str(self.literal_string()?),
             Some(b'[') => Value::Array(self.array(depth + 1)?),
             Some(b'{') => Value::Table(self.inline_table(depth + 1)?),
@@ -578,22 +578,24 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// `"""…"""`: the reader stands on the opening quotes.
-    fn multi_line_basic(&mut self) -> Result<String, SyntaxError> {
+    /// `"""…"""` (basic: escapes) or `'''…'''` (literal: none), by `q`;
+    /// the reader stands on the opening quotes.
+    fn multi_line(&mut self, q: u8) -> Result<String, SyntaxError> {
+        let basic = q == b'"';
         self.pos += 3;
         self.skip_first_newline()?;
         let mut out = String::new();
         loop {
             match self.peek() {
-                Some(b'"') => {
-                    if let Some(quotes) = self.quote_run(b'"')? {
+                Some(c) if c == q => {
+                    if let Some(quotes) = self.quote_run(q)? {
                         out.push_str(quotes);
                         return Ok(out);
                     }
-                    out.push('"');
+                    out.push(char::from(q));
                     self.pos += 1;
                 }
-                Some(b'\\') => {
+                Some(b'\\') if basic => {
                     self.pos += 1;
                     if self.at_line_ending_backslash() {
                         self.skip_blank();
@@ -611,40 +613,11 @@ impl<'a> Reader<'a> {
                 None => return self.err("unterminated multi-line string"),
                 Some(_) => match self.next_char() {
                     Some(c) if is_forbidden_control(c) => {
-                        return self
-                            .err("a string must not contain control characters; write an escape")
-                    }
-                    Some(c) => out.push(c),
-                    None => unreachable!("peeked a byte"),
-                },
-            }
-        }
-    }
-
-    /// `'''…'''`: the reader stands on the opening quotes.
-    fn multi_line_literal(&mut self) -> Result<String, SyntaxError> {
-        self.pos += 3;
-        self.skip_first_newline()?;
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                Some(b'\'') => {
-                    if let Some(quotes) = self.quote_run(b'\'')? {
-                        out.push_str(quotes);
-                        return Ok(out);
-                    }
-                    out.push('\'');
-                    self.pos += 1;
-                }
-                Some(b'\n' | b'\r') => {
-                    let start = self.pos;
-                    self.newline()?;
-                    out.push_str(&self.s[start..self.pos]);
-                }
-                None => return self.err("unterminated multi-line string"),
-                Some(_) => match self.next_char() {
-                    Some(c) if is_forbidden_control(c) => {
-                        return self.err("a string must not contain control characters")
+                        return self.err(if basic {
+                            "a string must not contain control characters; write an escape"
+                        } else {
+                            "a string must not contain control characters"
+                        })
                     }
                     Some(c) => out.push(c),
                     None => unreachable!("peeked a byte"),
