@@ -447,61 +447,58 @@ impl<'a> Reader<'a> {
     }
 
     fn array(&mut self, depth: usize) -> Result<Vec<Item>, SyntaxError> {
-        if depth > MAX_DEPTH {
-            return self.err("arrays and tables nest too deeply");
-        }
-        self.pos += 1;
         let mut items = Vec::new();
-        loop {
-            self.skip_space()?;
-            if self.peek() == Some(b']') {
-                self.pos += 1;
-                return Ok(items);
-            }
-            items.push(self.value(depth)?);
-            self.skip_space()?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(items);
-                }
-                _ => {
-                    return self.err(format!(
-                        "expected , or ] in the array, found {}",
-                        self.found()
-                    ))
-                }
-            }
-        }
+        self.sequence(depth, b']', "the array", |r| {
+            items.push(r.value(depth)?);
+            Ok(())
+        })?;
+        Ok(items)
     }
 
     /// `{ k = v, … }`: as TOML 1.1 allows, over several lines and with a
     /// trailing comma.
     fn inline_table(&mut self, depth: usize) -> Result<Table, SyntaxError> {
+        let mut table = Table::default();
+        self.sequence(depth, b'}', "the inline table", |r| {
+            let (key, item) = r.key_value(depth)?;
+            table.insert(key, item)
+        })?;
+        Ok(table)
+    }
+
+    /// The body of an array or inline table: elements read by `element`,
+    /// separated by commas (a trailing one allowed), with blanks, newlines
+    /// and comments between them, up to `close`. The reader stands on the
+    /// opening bracket.
+    fn sequence(
+        &mut self,
+        depth: usize,
+        close: u8,
+        what: &str,
+        mut element: impl FnMut(&mut Self) -> Result<(), SyntaxError>,
+    ) -> Result<(), SyntaxError> {
         if depth > MAX_DEPTH {
             return self.err("arrays and tables nest too deeply");
         }
         self.pos += 1;
-        let mut table = Table::default();
         loop {
             self.skip_space()?;
-            if self.peek() == Some(b'}') {
+            if self.peek() == Some(close) {
                 self.pos += 1;
-                return Ok(table);
+                return Ok(());
             }
-            let (key, item) = self.key_value(depth)?;
-            table.insert(key, item)?;
+            element(self)?;
             self.skip_space()?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
-                Some(b'}') => {
+                Some(c) if c == close => {
                     self.pos += 1;
-                    return Ok(table);
+                    return Ok(());
                 }
                 _ => {
                     return self.err(format!(
-                        "expected , or }} in the inline table, found {}",
+                        "expected , or {} in {what}, found {}",
+                        char::from(close),
                         self.found()
                     ))
                 }
