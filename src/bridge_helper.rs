@@ -11,12 +11,13 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::access;
+use crate::attach::{self, PortPolicy};
 use crate::config::Config;
 use crate::error::Error;
-use crate::ifup::{self, PortSteps, Steps};
+use crate::ifup;
 use crate::name::BridgeName;
-use crate::netlink::{Link, Netlink};
-use crate::plan::{self, Target};
+use crate::netlink::Netlink;
+use crate::plan::{self, Origin, Target};
 use crate::settings::NetMode;
 use crate::Invocation;
 
@@ -143,7 +144,7 @@ impl fmt::Display for Report {
     }
 }
 
-pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
+pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<Report, Error> {
     if inv.mode == crate::privilege::Mode::None {
         return Err(crate::no_privilege("kvmnet-bridge-helper"));
     }
@@ -185,10 +186,23 @@ pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
         }
     };
 
-    // From here the tap exists only through `queue`: any early return drops
-    // it and the kernel removes the tap (and its bridge port) with it.
+    if bridge.name != bridge_name {
+        return Err(Error::AltName {
+            asked: bridge_name.to_owned(),
+            name: bridge.name.clone(),
+        });
+    }
+
+    // From here the tap exists only through `queue`: any early return, or
+    // a kill, drops it and the kernel removes the tap (and its bridge port)
+    // with it.
     let first = config.settings_on("", bridge_name);
     let group = ifup::tun_group(&first)?;
+    log.starting(
+        &config.helper_tap,
+        caller.uid,
+        &format!("bridge={bridge_name}"),
+    );
     let (queue, tap_name) =
         crate::tap::open_queue(&config.helper_tap, caller.uid, group, args.use_vnet)?;
     let settings = config.settings_on(&tap_name, bridge_name);
@@ -197,32 +211,18 @@ pub fn run(args: &Args, inv: &Invocation) -> Result<Report, Error> {
             rule: settings.rule.clone().unwrap_or_default(),
         });
     }
-    if settings.needs_vlan_filtering() && bridge.vlan_filtering != Some(true) {
-        let rule = settings
-            .rule
-            .clone()
-            .unwrap_or_else(|| "the top-level vlan/trunk".into());
-        return Err(match bridge.vlan_filtering {
-            None => Error::NoVlanSupport { rule },
-            _ => Error::VlanFilteringOff {
-                bridge: bridge.name.clone(),
-                rule,
-            },
-        });
-    }
-    let tap = nl.link_by_name(&tap_name)?.ok_or_else(|| Error::NotATap {
-        name: tap_name.clone(),
-        what: "gone right after kvmnet created it".into(),
-    })?;
+    attach::check_vlan_support(&bridge, &settings)?;
+    let tap = match nl.link_by_name(&tap_name)? {
+        Some(l) if l.is_tap() && l.name == tap_name => l,
+        _ => return Err(Error::TapVanished { tap: tap_name }),
+    };
     let target = Target::on_bridge(&bridge, &settings);
-    let attach = plan::attach(&tap, &target, true)?;
-    ifup::apply(&nl, &tap, Some(&bridge), &attach.change)?;
-    PortSteps {
-        nl: &nl,
+    let attach = plan::attach(&tap, &target, Origin::Created(None))?;
+    let policy = PortPolicy {
         settings: &settings,
         bridge: &bridge,
-    }
-    .run(&Link { ..tap.clone() }, &attach)?;
+    };
+    attach::run(&nl, &tap, Some(&bridge), &attach, &policy).map_err(|f| f.error)?;
     send_fd(&sock, &queue)?;
     Ok(Report {
         tap: tap_name,
@@ -269,7 +269,7 @@ pub fn main() -> i32 {
             println!("kvmnet-bridge-helper {}", env!("CARGO_PKG_VERSION"));
             Ok(None)
         }
-        Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv)).map(Some),
+        Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv, &mut log)).map(Some),
     });
     crate::finish(&mut log, result)
 }

@@ -30,6 +30,10 @@ pub enum Error {
         "{name} is {what}; kvmnet only configures tap devices (check the ifname= given to QEMU)"
     )]
     NotATap { name: String, what: String },
+    #[error("{asked} is another name of interface {name} (an altname); kvmnet decides on an interface's own name: use {name}")]
+    AltName { asked: String, name: String },
+    #[error("tap {tap} disappeared while kvmnet was configuring it (deleted by another process); start the VM again")]
+    TapVanished { tap: String },
     #[error("bridge {bridge} does not exist; create it (ip link add {bridge} up type bridge) or set create_bridge = true in {config}")]
     BridgeMissing { bridge: String, config: String },
     #[error("{name} is {what}, not a bridge; set bridge = \"NAME\" in {config} to a bridge")]

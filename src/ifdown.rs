@@ -44,7 +44,12 @@ impl fmt::Display for Report {
     }
 }
 
-pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, Error> {
+pub fn ifdown(
+    nl: &Netlink,
+    inv: &Invocation,
+    name: &TapName,
+    log: &mut crate::log::Log,
+) -> Result<Report, Error> {
     let caller = &inv.caller;
     let report = |outcome| Report {
         tap: name.to_string(),
@@ -54,12 +59,7 @@ pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, 
     let Some(tap) = nl.link_by_name(name.as_str())? else {
         return Ok(report(Outcome::Missing));
     };
-    if !tap.is_tap() {
-        return Err(Error::NotATap {
-            name: tap.name.clone(),
-            what: tap.kind.describe(),
-        });
-    }
+    let tap = crate::ifup::admit(tap, name, None)?;
     let persistent = tap.tun().is_some_and(|t| t.persist);
     if inv.mode == Mode::None {
         return if persistent {
@@ -83,7 +83,11 @@ pub fn ifdown(nl: &Netlink, inv: &Invocation, name: &TapName) -> Result<Report, 
             };
         }
     }
-    match plan::detach(&tap, master_name.as_deref())? {
+    let plan = plan::detach(&tap, master_name.as_deref())?;
+    if plan != Detach::NotOurs {
+        log.starting(&tap.name, caller.uid, &format!("ifindex={}", tap.index));
+    }
+    match plan {
         Detach::NotOurs => Ok(report(Outcome::NotOurs)),
         Detach::Delete => {
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name))?;

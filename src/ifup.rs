@@ -6,14 +6,16 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::access;
-use crate::acl::{Principal, Resolve, System};
+use crate::acl::{Identity, Principal, Resolve, System};
+use crate::attach::{self, Policy, PortPolicy, RoutePolicy};
 use crate::caller::Caller;
 use crate::config::Config;
 use crate::error::Error;
+use crate::log::Log;
 use crate::mac::Mac;
 use crate::name::{BridgeName, TapName};
-use crate::netlink::{Link, LinkChange, Netlink};
-use crate::plan::{self, Attach, BridgeChoice, Target};
+use crate::netlink::{Link, Netlink};
+use crate::plan::{self, BridgeChoice, Origin, Target};
 use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
 use crate::sysctl::{self, Family};
 use crate::tap::{self, NewTap, TapError};
@@ -68,6 +70,7 @@ pub fn ifup(
     config: &Config,
     requested: Option<BridgeName>,
     name: &TapName,
+    log: &mut Log,
 ) -> Result<Report, Error> {
     let settings = match &requested {
         Some(b) => config.settings_on(name.as_str(), b.as_str()),
@@ -75,13 +78,10 @@ pub fn ifup(
     };
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
-    let existing = nl.link_by_name(name.as_str())?;
-    if let Some(l) = &existing {
-        require_tap(l)?;
-        if let Some(who) = &identity {
-            access::check_tap_owner(who, l, None)?;
-        }
-    }
+    let existing = match nl.link_by_name(name.as_str())? {
+        Some(l) => Some(admit(l, name, identity.as_ref())?),
+        None => None,
+    };
     let group = tun_group(&settings)?;
     let mut report = Report {
         tap: name.to_string(),
@@ -94,6 +94,15 @@ pub fn ifup(
         created_bridge: false,
         changed: false,
         notes: Vec::new(),
+    };
+    let mut run = Run {
+        nl,
+        caller,
+        identity: identity.as_ref(),
+        name,
+        group,
+        log,
+        started: false,
     };
 
     // Everything that can be refused without changing anything is checked
@@ -117,14 +126,13 @@ pub fn ifup(
                 report.acl =
                     access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?;
             }
-            let (bridge, created_bridge) = resolve_bridge(nl, &choice, config, &settings)?;
+            let (bridge, created_bridge) = resolve_bridge(&mut run, &choice, config, &settings)?;
             let target = Target::on_bridge(&bridge, &settings);
-            let steps = PortSteps {
-                nl,
+            let policy = PortPolicy {
                 settings: &settings,
                 bridge: &bridge,
             };
-            let (created, changed) = configure(nl, caller, name, existing, group, &target, &steps)?;
+            let (created, changed) = run.configure(existing, &target, &policy)?;
             report.target = format!(
                 "bridge={} mtu={}",
                 bridge.name,
@@ -163,24 +171,39 @@ pub fn ifup(
                     MtuPolicy::Fixed(n) => Some(n),
                 },
                 fe_mac: settings.host_mac == HostMac::Fe,
+                port_policy: false,
                 routes: &settings.addresses,
-                proxy: proxy.clone(),
+                proxy,
             };
-            let steps = RouteSteps {
-                nl,
-                name: name.as_str(),
-                proxy: &proxy,
-                notes: std::cell::RefCell::new(Vec::new()),
-            };
-            let (created, changed) = configure(nl, caller, name, existing, group, &target, &steps)?;
+            let policy = RoutePolicy::default();
+            let (created, changed) = run.configure(existing, &target, &policy)?;
             let list: Vec<String> = settings.addresses.iter().map(IpAddr::to_string).collect();
             report.target = format!("route={}", list.join(","));
             report.created_tap = created;
             report.changed = changed;
-            report.notes = steps.notes.into_inner();
+            report.notes = policy.notes.into_inner();
         }
     }
     Ok(report)
+}
+
+/// The checks every tap passes before kvmnet changes it, made on the
+/// kernel's own answer for that ifindex: after every look-up by name, the
+/// same ones.
+pub(crate) fn admit(link: Link, asked: &TapName, who: Option<&Identity>) -> Result<Link, Error> {
+    require_tap(&link)?;
+    // An alternative name (`ip link property add … altname`) finds the
+    // link too; rules and records are about its own name.
+    if link.name != asked.as_str() {
+        return Err(Error::AltName {
+            asked: asked.to_string(),
+            name: link.name.clone(),
+        });
+    }
+    if let Some(who) = who {
+        access::check_tap_owner(who, &link, None)?;
+    }
+    Ok(link)
 }
 
 /// The tun group for a tap kvmnet creates (`group = "kvm"`).
@@ -199,138 +222,16 @@ pub(crate) fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
     }
 }
 
-/// What follows the link change in a mode: port VLANs and flags, or routes.
-/// `run` happens only after the tap's change was applied; `undo` must put
-/// back whatever `run` did on a tap that existed before.
-pub(crate) trait Steps {
-    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error>;
-    fn undo(&self, tap: &Link, attach: &Attach);
-}
-
-pub(crate) struct PortSteps<'a> {
-    pub nl: &'a Netlink,
-    pub settings: &'a Settings,
-    pub bridge: &'a Link,
-}
-
-impl Steps for PortSteps<'_> {
-    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error> {
-        // Port settings belong to the joining: a tap that was a port already
-        // keeps what it has (re-running ifup changes nothing).
-        if attach.change.master.is_none() || !self.settings.has_port_settings() {
-            return Ok(());
-        }
-        let s = self.settings;
-        if s.needs_vlan_filtering() {
-            self.nl
-                .set_port_vlans(tap.index, &tap.name, s.vlan, &s.trunk)?;
-        }
-        self.nl
-            .set_port_flags(tap.index, &tap.name, s.isolated, s.learning, s.flooding)
-            .map_err(|e| Error::PortSettings {
-                tap: tap.name.clone(),
-                bridge: self.bridge.name.clone(),
-                cause: e.to_string(),
-            })
-    }
-
-    fn undo(&self, _tap: &Link, _attach: &Attach) {
-        // leaving the bridge (the link undo) drops the port's VLANs and flags
-    }
-}
-
-struct RouteSteps<'a> {
+/// One ifup's state: what it acts on, and whether it has logged that it
+/// is about to change something.
+struct Run<'a> {
     nl: &'a Netlink,
-    name: &'a str,
-    proxy: &'a [Family],
-    notes: std::cell::RefCell<Vec<String>>,
-}
-
-impl Steps for RouteSteps<'_> {
-    fn run(&self, tap: &Link, attach: &Attach) -> Result<(), Error> {
-        let sys = |path: &str, e: std::io::Error| Error::Sysctl {
-            path: path.to_owned(),
-            cause: crate::error::plain(&e),
-        };
-        for &family in self.proxy {
-            let path = sysctl::proxy_path(family, self.name);
-            sysctl::set(&path, true).map_err(|e| sys(&path, e))?;
-        }
-        for addr in &attach.new_routes {
-            if !self.nl.add_host_route(*addr, tap.index, self.name)? {
-                return Err(Error::RouteExists {
-                    addr: *addr,
-                    tap: self.name.to_owned(),
-                });
-            }
-        }
-        // Routing to a guest is pointless without forwarding; switching it on
-        // is host-wide, so it is logged and never switched off again.
-        for family in [Family::V4, Family::V6] {
-            if attach.record.routes.iter().any(|a| Family::of(a) == family) {
-                let path = sysctl::forwarding_path(family);
-                if !sysctl::is_on(path).map_err(|e| sys(path, e))? {
-                    sysctl::set(path, true).map_err(|e| sys(path, e))?;
-                    self.notes
-                        .borrow_mut()
-                        .push(format!("switched {} forwarding on ({path})", family.name()));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn undo(&self, tap: &Link, attach: &Attach) {
-        for addr in &attach.new_routes {
-            let _ = self.nl.del_host_route(*addr, tap.index, self.name);
-        }
-        for &family in self.proxy {
-            let _ = sysctl::set(&sysctl::proxy_path(family, self.name), false);
-        }
-    }
-}
-
-/// Brings the tap (existing or new) to `target`, then runs the mode's steps;
-/// on any failure puts back what this run changed. Returns (created, changed).
-fn configure(
-    nl: &Netlink,
-    caller: &Caller,
-    name: &TapName,
-    existing: Option<Link>,
+    caller: &'a Caller,
+    identity: Option<&'a Identity>,
+    name: &'a TapName,
     group: Option<u32>,
-    target: &Target<'_>,
-    steps: &dyn Steps,
-) -> Result<(bool, bool), Error> {
-    let tap = match existing {
-        Some(tap) => tap,
-        None => match create_and_attach(nl, caller, name, group, target, steps)? {
-            Created::Yes => return Ok((true, true)),
-            // A concurrent run (or QEMU, or an admin) took the name first: treat
-            // it like any existing tap.
-            Created::LostRace => {
-                let tap = nl
-                    .link_by_name(name.as_str())?
-                    .ok_or_else(|| Error::NotATap {
-                        name: name.to_string(),
-                        what: "created and deleted again by another process meanwhile".into(),
-                    })?;
-                require_tap(&tap)?;
-                tap
-            }
-        },
-    };
-    let attach = plan::attach(&tap, target, false)?;
-    if let Err(e) = apply(nl, &tap, target.bridge, &attach.change) {
-        return Err(roll_back(nl, &tap, Undo::Change(&attach.undo), e));
-    }
-    if let Err(e) = steps.run(&tap, &attach) {
-        steps.undo(&tap, &attach);
-        return Err(roll_back(nl, &tap, Undo::Change(&attach.undo), e));
-    }
-    Ok((
-        false,
-        !attach.change.is_empty() || !attach.new_routes.is_empty(),
-    ))
+    log: &'a mut Log,
+    started: bool,
 }
 
 enum Created {
@@ -338,68 +239,96 @@ enum Created {
     LostRace,
 }
 
-/// Creates the tap under a private temporary name, writes its record, MTU and
-/// MAC, and only then renames it to `name` while attaching it and bringing it
-/// up. So a tap named `name` is never visible without its "created" record: a
-/// concurrent run cannot mistake it for a foreign tap and overwrite the record,
-/// which would make ifdown leave a persistent tap behind.
-fn create_and_attach(
-    nl: &Netlink,
-    caller: &Caller,
-    name: &TapName,
-    group: Option<u32>,
-    target: &Target<'_>,
-    steps: &dyn Steps,
-) -> Result<Created, Error> {
-    let temp = create_temp_tap(caller, group)?;
-    let tap = match nl.link_by_name(temp.as_str())? {
-        Some(l) => l,
-        None => {
-            return Err(Error::NotATap {
-                name: temp.to_string(),
-                what: "gone right after kvmnet created it".into(),
-            })
+impl Run<'_> {
+    /// The audit line, sent before the first change: a run killed half-way
+    /// still leaves a trace of what it set out to do.
+    fn starting(&mut self, what: &str) {
+        if !self.started {
+            self.started = true;
+            self.log.starting(self.name.as_str(), self.caller.uid, what);
         }
-    };
-    let result = plan::attach(&tap, target, true)
-        .map_err(Error::from)
-        .and_then(|a| {
-            let (before, visible) = a.change.clone().split_for_creation(name.as_str());
-            nl.set_link(tap.index, &before, &format!("configuring new tap {name}"))?;
-            match apply(nl, &tap, target.bridge, &visible) {
-                Err(Error::Netlink(e)) if e.errno() == Some(libc::EEXIST) => Ok(Created::LostRace),
-                Err(e) => Err(e),
-                Ok(()) => {
-                    let named = Link {
-                        name: name.to_string(),
-                        ..tap.clone()
-                    };
-                    steps.run(&named, &a).map(|()| Created::Yes)
+    }
+
+    /// Brings the tap (existing or new) to `target` with the mode's policy;
+    /// on any failure puts back what this run changed. Returns (created,
+    /// changed).
+    fn configure(
+        &mut self,
+        existing: Option<Link>,
+        target: &Target<'_>,
+        policy: &dyn Policy,
+    ) -> Result<(bool, bool), Error> {
+        let tap = match existing {
+            Some(tap) => tap,
+            None => match self.create_and_attach(target, policy)? {
+                Created::Yes => return Ok((true, true)),
+                // A concurrent run (or QEMU, or an admin) took the name first:
+                // that tap is judged like any existing one.
+                Created::LostRace => {
+                    let found = self.nl.link_by_name(self.name.as_str())?;
+                    let found = found.ok_or_else(|| Error::TapVanished {
+                        tap: self.name.to_string(),
+                    })?;
+                    admit(found, self.name, self.identity)?
                 }
-            }
-        });
-    match result {
-        Ok(Created::Yes) => Ok(Created::Yes),
-        Ok(Created::LostRace) => {
-            nl.delete_link(tap.index, &format!("deleting temporary tap {temp}"))?;
-            Ok(Created::LostRace)
-        }
-        // Deleting the tap also removes its port settings, routes and sysctls.
-        Err(e) => Err(roll_back(
-            nl,
-            &Link {
-                name: name.to_string(),
-                ..tap
             },
-            Undo::Delete,
-            e,
-        )),
+        };
+        let attach = plan::attach(&tap, target, Origin::Existing)?;
+        if !attach.changes_anything() {
+            return Ok((false, false));
+        }
+        self.starting(&format!("ifindex={}", tap.index));
+        match attach::run(self.nl, &tap, target.bridge, &attach, policy) {
+            Ok(()) => Ok((false, true)),
+            Err(failed) => Err(attach::roll_back(self.nl, &attach, policy, *failed)),
+        }
+    }
+
+    /// Creates the tap under a private temporary name, not persistent, so
+    /// that it disappears with this process until the very last step. It
+    /// gets its record, MTU and MAC (and, with port policy, joins the bridge
+    /// down and gets that policy) under the temporary name; one change then
+    /// names it, brings it up (and attaches it); making it persistent comes
+    /// last. So a tap named `name` is never visible without its "created"
+    /// record, and a run that dies leaves no tap.
+    fn create_and_attach(
+        &mut self,
+        target: &Target<'_>,
+        policy: &dyn Policy,
+    ) -> Result<Created, Error> {
+        self.starting("create=yes");
+        let (held, temp) = create_temp_tap(self.caller, self.group)?;
+        let tap = match self.nl.link_by_name(temp.as_str())? {
+            Some(l) if l.is_tap() && l.name == temp.as_str() => l,
+            _ => {
+                return Err(Error::TapVanished {
+                    tap: temp.to_string(),
+                })
+            }
+        };
+        let gone = |cause: Error| Error::RolledBack {
+            cause: Box::new(cause),
+            rollback: format!("tap {} was removed again", self.name),
+        };
+        let attach = plan::attach(&tap, target, Origin::Created(Some(self.name.as_str())))
+            .map_err(|e| gone(e.into()))?;
+        match attach::run(self.nl, &tap, target.bridge, &attach, policy) {
+            // Dropping `held` below deletes the temporary tap.
+            Err(f) if matches!(&f.error, Error::Netlink(e) if e.errno() == Some(libc::EEXIST)) => {
+                Ok(Created::LostRace)
+            }
+            Err(f) => Err(gone(f.error)),
+            Ok(()) => match held.persist() {
+                Ok(()) => Ok(Created::Yes),
+                Err(e) => Err(gone(e.into())),
+            },
+        }
     }
 }
 
 /// A tap under a random temporary name: `kvmnet` and 36 random bits. A
 /// clash (another run's temporary tap) is retried.
-fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<TapName, Error> {
+fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<(tap::Held, TapName), Error> {
     use rand::TryRng;
     let mut tries = 0;
     loop {
@@ -421,7 +350,7 @@ fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<TapName, Error
             group,
         };
         match tap::create(&new) {
-            Ok(()) => return Ok(temp),
+            Ok(held) => return Ok((held, temp)),
             Err(TapError::Exists { .. }) if tries < 3 => tries += 1,
             Err(e) => return Err(e.into()),
         }
@@ -463,19 +392,16 @@ fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
 }
 
 fn resolve_bridge(
-    nl: &Netlink,
+    run: &mut Run<'_>,
     choice: &BridgeChoice,
     config: &Config,
     settings: &Settings,
 ) -> Result<(Link, bool), Error> {
+    let nl = run.nl;
     let name = choice.name.as_str();
     let vlans = settings.needs_vlan_filtering();
-    let rule = || {
-        settings
-            .rule
-            .clone()
-            .unwrap_or_else(|| "the top-level vlan/trunk".into())
-    };
+    // Judged by the kernel's own answer: a bridge found under another of
+    // its names is refused, since the ACL and rules spoke of `name`.
     let as_bridge = |l: Link| {
         if !l.is_bridge() {
             return Err(Error::NotABridge {
@@ -484,14 +410,14 @@ fn resolve_bridge(
                 config: config_name(config),
             });
         }
-        match (vlans, l.vlan_filtering) {
-            (true, None) => Err(Error::NoVlanSupport { rule: rule() }),
-            (true, Some(false)) => Err(Error::VlanFilteringOff {
-                bridge: l.name.clone(),
-                rule: rule(),
-            }),
-            _ => Ok(l),
+        if l.name != name {
+            return Err(Error::AltName {
+                asked: name.to_owned(),
+                name: l.name.clone(),
+            });
         }
+        attach::check_vlan_support(&l, settings)?;
+        Ok(l)
     };
     if let Some(l) = nl.link_by_name(name)? {
         return Ok((as_bridge(l)?, false));
@@ -502,10 +428,13 @@ fn resolve_bridge(
             config: config_name(config),
         });
     }
+    run.starting(&format!("create_bridge={name}"));
     // EEXIST means a concurrent ifup created it first: use theirs.
     let created = match nl.create_bridge(name, Mac::random_local(), vlans) {
         Err(e) if vlans && e.errno() == Some(libc::EOPNOTSUPP) => {
-            return Err(Error::NoVlanSupport { rule: rule() })
+            return Err(Error::NoVlanSupport {
+                rule: attach::vlan_rule(settings),
+            })
         }
         r => r?,
     };
@@ -514,62 +443,4 @@ fn resolve_bridge(
         config: config_name(config),
     })?;
     Ok((as_bridge(l)?, created))
-}
-
-pub(crate) fn apply(
-    nl: &Netlink,
-    tap: &Link,
-    bridge: Option<&Link>,
-    change: &LinkChange,
-) -> Result<(), Error> {
-    let what = match bridge {
-        Some(b) => format!("attaching {} to bridge {}", tap.name, b.name),
-        None => format!("configuring {}", tap.name),
-    };
-    match (nl.set_link(tap.index, change, &what), bridge) {
-        (Ok(()), _) => Ok(()),
-        (Err(e), Some(b)) if e.errno() == Some(libc::EXFULL) => Err(Error::BridgeFull {
-            bridge: b.name.clone(),
-        }),
-        (Err(_), Some(b))
-            if change.master.is_some() && !matches!(nl.link_by_index(b.index), Ok(Some(_))) =>
-        {
-            Err(Error::BridgeVanished {
-                bridge: b.name.clone(),
-                tap: tap.name.clone(),
-            })
-        }
-        (Err(e), _) => Err(e.into()),
-    }
-}
-
-enum Undo<'a> {
-    Delete,
-    Change(&'a LinkChange),
-}
-
-/// Puts back what this run changed and says so in the error. A bridge this run
-/// created stays: it is shared, complete, and a concurrent ifup may be using it.
-fn roll_back(nl: &Netlink, tap: &Link, undo: Undo<'_>, cause: Error) -> Error {
-    let (result, done) = match undo {
-        Undo::Delete => (
-            nl.delete_link(tap.index, &format!("deleting tap {}", tap.name)),
-            format!("tap {} was removed again", tap.name),
-        ),
-        Undo::Change(c) => (
-            nl.set_link(tap.index, c, &format!("restoring tap {}", tap.name)),
-            format!("tap {} was left as it was", tap.name),
-        ),
-    };
-    let rollback = match result {
-        Ok(()) => done,
-        Err(e) => format!(
-            "rolling back failed too ({e}); check `ip -d link show {}`",
-            tap.name
-        ),
-    };
-    Error::RolledBack {
-        cause: Box::new(cause),
-        rollback,
-    }
 }

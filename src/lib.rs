@@ -8,6 +8,7 @@
 pub mod access;
 pub mod acl;
 pub mod admin;
+pub mod attach;
 pub mod bridge_helper;
 pub mod caller;
 pub mod check;
@@ -77,7 +78,11 @@ pub fn start_keeping(keep: Option<std::os::fd::RawFd>) -> Result<Invocation, Err
 }
 
 /// Everything `kvmnet-ifup` does after start-up.
-pub fn run_ifup(args: &[OsString], inv: &Invocation) -> Result<ifup::Report, Error> {
+pub fn run_ifup(
+    args: &[OsString],
+    inv: &Invocation,
+    log: &mut log::Log,
+) -> Result<ifup::Report, Error> {
     let tap = tap_arg("kvmnet-ifup", args)?;
     if inv.mode == privilege::Mode::None {
         return Err(no_privilege("kvmnet-ifup"));
@@ -91,15 +96,19 @@ pub fn run_ifup(args: &[OsString], inv: &Invocation) -> Result<ifup::Report, Err
         None => None,
     };
     let nl = netlink::Netlink::open()?;
-    ifup::ifup(&nl, inv, &config, requested, &tap)
+    ifup::ifup(&nl, inv, &config, requested, &tap, log)
 }
 
 /// Everything `kvmnet-ifdown` does after start-up. It reads no config: the
 /// tap's own record says what to undo, and QEMU may run it in a chroot.
-pub fn run_ifdown(args: &[OsString], inv: &Invocation) -> Result<ifdown::Report, Error> {
+pub fn run_ifdown(
+    args: &[OsString],
+    inv: &Invocation,
+    log: &mut log::Log,
+) -> Result<ifdown::Report, Error> {
     let tap = tap_arg("kvmnet-ifdown", args)?;
     let nl = netlink::Netlink::open()?;
-    ifdown::ifdown(&nl, inv, &tap)
+    ifdown::ifdown(&nl, inv, &tap, log)
 }
 
 pub fn no_privilege(prog: &'static str) -> Error {
@@ -143,13 +152,14 @@ macro_rules! c_main {
 /// (an `.init_array` hook), so `std::env::args_os` works as usual.
 pub fn main<R: std::fmt::Display>(
     prog: &'static str,
-    run: fn(&[OsString], &Invocation) -> Result<R, Error>,
+    run: fn(&[OsString], &Invocation, &mut log::Log) -> Result<R, Error>,
 ) -> i32 {
     let inv = start();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Opened only now, with privileges dropped.
     let mut log = log::Log::open(prog);
-    finish(&mut log, inv.and_then(|inv| run(&args, &inv)).map(Some))
+    let result = inv.and_then(|inv| run(&args, &inv, &mut log));
+    finish(&mut log, result.map(Some))
 }
 
 /// One log line for the outcome (none for `Ok(None)`: --help and the like)

@@ -39,6 +39,16 @@ impl Log {
         }
     }
 
+    /// The audit line a run sends before its first change, so that a run
+    /// killed half-way still leaves a trace of what it set out to do.
+    pub fn starting(&mut self, tap: &str, user: u32, what: &str) {
+        self.send(
+            Facility::LOG_DAEMON,
+            Severity::LOG_INFO,
+            &format!("tap={tap} user={user} result=starting {what}"),
+        );
+    }
+
     /// A failure: syslog and always stderr.
     pub fn error(&mut self, msg: &str) {
         self.send(Facility::LOG_DAEMON, Severity::LOG_ERR, msg);

@@ -137,25 +137,6 @@ impl LinkChange {
     pub fn is_empty(&self) -> bool {
         *self == LinkChange::default()
     }
-
-    /// Splits the change for a tap created under a temporary name: what can be
-    /// done while nobody can see it, and the rename to `final_name` together
-    /// with what makes it live (up, master).
-    pub fn split_for_creation(self, final_name: &str) -> (LinkChange, LinkChange) {
-        let visible = LinkChange {
-            name: Some(final_name.to_owned()),
-            up: self.up,
-            master: self.master,
-            ..LinkChange::default()
-        };
-        let before = LinkChange {
-            mtu: self.mtu,
-            mac: self.mac,
-            alias: self.alias,
-            ..LinkChange::default()
-        };
-        (before, visible)
-    }
 }
 
 pub struct Netlink {

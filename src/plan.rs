@@ -68,17 +68,53 @@ pub enum PlanError {
     Record { tap: String, source: RecordError },
 }
 
+/// One step of an attach, in the order the steps must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// One RTM_SETLINK on the tap's ifindex.
+    Link(LinkChange),
+    /// The mode's policy: the port's VLANs and flags, or proxy ARP/NDP and
+    /// host routes ([`Attach::routes`], [`Attach::proxy`]).
+    Policy,
+}
+
 /// What ifup will do to one tap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attach {
-    /// One RTM_SETLINK; empty when the tap is already as wanted.
-    pub change: LinkChange,
-    /// Reverts exactly `change` (used when it fails half-way on an existing tap).
-    pub undo: LinkChange,
-    /// The record after this run, as written into the alias by `change`.
+    /// Empty when the tap is already as wanted.
+    ///
+    /// A port goes live (up, or onto the bridge) only in the last link
+    /// change, after [`Step::Policy`]: a tap that joins a bridge with port
+    /// policy joins it down, and a down port forwards nothing. When policy
+    /// takes several requests on a tap that outlives the run, the first
+    /// change writes the record with `pending` and the last removes it.
+    pub steps: Vec<Step>,
+    /// Reverts every link change on an existing tap, in order: leaving the
+    /// bridge comes first, so that a tap that was up is never up on the
+    /// bridge without its policy.
+    pub undo: Vec<LinkChange>,
+    /// The record after this run.
     pub record: Record,
-    /// Routes to add after `change` (routed mode).
-    pub new_routes: Vec<IpAddr>,
+    /// Host routes the policy step adds (routed mode).
+    pub routes: Vec<IpAddr>,
+    /// The policy step replaces routes to these addresses via the tap that
+    /// an interrupted run may have added already.
+    pub resume: bool,
+    /// Proxy ARP/NDP families the policy step switches on.
+    pub proxy: Vec<crate::sysctl::Family>,
+}
+
+impl Attach {
+    pub fn changes_anything(&self) -> bool {
+        !self.steps.is_empty()
+    }
+
+    /// Whether the run joins the bridge (and so sets the port's policy).
+    pub fn joins(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Link(c) if c.master.is_some()))
+    }
 }
 
 /// Where a tap should end up.
@@ -90,6 +126,8 @@ pub struct Target<'a> {
     pub mtu: Option<u32>,
     /// Give the tap a `fe:` host-side address.
     pub fe_mac: bool,
+    /// The port has settings of its own (VLANs, isolation, learning, flooding).
+    pub port_policy: bool,
     /// Host routes this run will add (routed mode), recorded up front so that
     /// an interrupted run is still undone completely.
     pub routes: &'a [IpAddr],
@@ -108,13 +146,26 @@ impl<'a> Target<'a> {
                 MtuPolicy::Fixed(n) => n,
             }),
             fe_mac: settings.host_mac == HostMac::Fe,
+            port_policy: settings.has_port_settings(),
             routes: &[],
             proxy: Vec::new(),
         }
     }
 }
 
-pub fn attach(tap: &Link, target: &Target<'_>, created: bool) -> Result<Attach, PlanError> {
+/// How the tap came to be in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'n> {
+    /// It existed before (QEMU's, or an earlier run's).
+    Existing,
+    /// This run created it, and it dies with the run until it is made
+    /// persistent: it needs no `pending`, and no undo but its deletion.
+    /// `Some(name)`: it was created under a temporary name and gets `name`
+    /// in the change that brings it up.
+    Created(Option<&'n str>),
+}
+
+pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Attach, PlanError> {
     let rec_err = |source| PlanError::Record {
         tap: tap.name.clone(),
         source,
@@ -134,20 +185,24 @@ pub fn attach(tap: &Link, target: &Target<'_>, created: bool) -> Result<Attach, 
         }
         _ => {}
     }
+    let created = matches!(origin, Origin::Created(_));
     let existing = Record::parse(&tap.name, tap.alias.as_deref()).map_err(rec_err)?;
+    let resume = existing.as_ref().is_some_and(|r| r.pending);
     let mut record = existing.clone().unwrap_or_else(|| Record {
         prior_alias: tap.alias.clone(),
         ..Record::default()
     });
+    record.pending = false;
     // A tap this run created is deleted as a whole on undo, so it needs no
     // "previous value" fields: only the fact that kvmnet created it.
     record.created |= created;
     let keep_old = !record.created;
 
-    let mut change = LinkChange::default();
+    let mut first = LinkChange::default();
+    let mut undo_detach = LinkChange::default();
     let mut undo = LinkChange::default();
     if let Some(mtu) = target.mtu.filter(|m| *m != tap.mtu) {
-        change.mtu = Some(mtu);
+        first.mtu = Some(mtu);
         undo.mtu = Some(tap.mtu);
         if keep_old && record.old_mtu.is_none() {
             record.old_mtu = Some(tap.mtu);
@@ -158,22 +213,25 @@ pub fn attach(tap: &Link, target: &Target<'_>, created: bool) -> Result<Attach, 
         .and_then(|m| m.host_side())
         .filter(|_| target.fe_mac)
     {
-        change.mac = Some(host);
+        first.mac = Some(host);
         undo.mac = tap.mac;
         if keep_old && record.old_mac.is_none() {
             record.old_mac = tap.mac;
         }
     }
-    if !tap.up {
-        change.up = Some(true);
-        undo.up = Some(false);
+    // An interrupted run took the tap down itself: whether ifup brought it
+    // up is what that run recorded.
+    if !tap.up && !resume {
         record.brought_up |= keep_old;
     }
-    if let (None, Some(bridge)) = (tap.master, target.bridge) {
-        change.master = Some(bridge.index);
-        undo.master = Some(0);
-        record.attached = Some(bridge.name.clone());
-    }
+    let joining = match (tap.master, target.bridge) {
+        (None, Some(bridge)) => {
+            record.attached = Some(bridge.name.clone());
+            undo_detach.master = Some(0);
+            Some(bridge.index)
+        }
+        _ => None,
+    };
     let new_routes: Vec<IpAddr> = target
         .routes
         .iter()
@@ -183,18 +241,117 @@ pub fn attach(tap: &Link, target: &Target<'_>, created: bool) -> Result<Attach, 
     record.routes.extend(&new_routes);
     record.proxy_arp |= target.proxy.contains(&crate::sysctl::Family::V4);
     record.proxy_ndp |= target.proxy.contains(&crate::sysctl::Family::V6);
-    if !change.is_empty() || !new_routes.is_empty() {
-        let alias = record.encode(&tap.name).map_err(rec_err)?;
-        if tap.alias.as_deref() != Some(alias.as_str()) {
-            change.alias = Some(alias);
-            undo.alias = Some(tap.alias.clone().unwrap_or_default());
+    let routes = if resume {
+        record.routes.clone()
+    } else {
+        new_routes
+    };
+    let policy = match target.bridge {
+        Some(_) => target.port_policy && (joining.is_some() || resume),
+        None => !routes.is_empty() || !target.proxy.is_empty(),
+    };
+    let pending = policy && !created;
+    let rename = match origin {
+        Origin::Created(name) => name.map(str::to_owned),
+        Origin::Existing => None,
+    };
+    let mut last = LinkChange::default();
+    let mut steps = Vec::new();
+    match (target.bridge.is_some(), policy) {
+        // Onto the bridge down, policy, then up: forwarding starts only
+        // with the last change.
+        (true, true) => {
+            first.up = tap.up.then_some(false);
+            first.master = joining;
+            last.up = Some(true);
+            last.name = rename;
+            steps.extend([Step::Link(first), Step::Policy, Step::Link(last)]);
+        }
+        // A temporary tap gets its name together with going live, so that
+        // no tap of that name is ever seen without its record.
+        (true, false) if created => {
+            last.up = (!tap.up).then_some(true);
+            last.master = joining;
+            last.name = rename;
+            steps.extend([Step::Link(first), Step::Link(last)]);
+        }
+        // Nothing but link attributes: one request, applied at once.
+        (true, false) => {
+            first.up = (!tap.up).then_some(true);
+            first.master = joining;
+            steps.push(Step::Link(first));
+        }
+        // Routes need the tap up and named; what they open is the guest's
+        // own traffic, so the tap may be up before they are in place.
+        (false, _) => {
+            first.up = (!tap.up).then_some(true);
+            first.name = rename;
+            steps.push(Step::Link(first));
+            if policy {
+                steps.extend([Step::Policy, Step::Link(last)]);
+            }
         }
     }
+    let changes = |s: &Step| match s {
+        Step::Link(c) => !c.is_empty(),
+        Step::Policy => true,
+    };
+    // A tap that is already as wanted gets no record either: ifdown then
+    // leaves it as it is.
+    if !resume && !steps.iter().any(changes) {
+        steps.clear();
+    } else {
+        let encode = |r: &Record| r.encode(&tap.name).map_err(rec_err);
+        let done = encode(&record)?;
+        let links: Vec<usize> = (0..steps.len())
+            .filter(|i| matches!(steps[*i], Step::Link(_)))
+            .collect();
+        let (head, tail) = (links[0], *links.last().expect("one link step"));
+        let head_alias = if pending {
+            encode(&Record {
+                pending: true,
+                ..record.clone()
+            })?
+        } else {
+            done.clone()
+        };
+        if let Step::Link(c) = &mut steps[head] {
+            c.alias = Some(head_alias);
+        }
+        debug_assert!(!pending || head != tail, "pending needs a last change");
+        if pending {
+            if let Step::Link(c) = &mut steps[tail] {
+                c.alias = Some(done);
+            }
+        }
+        for s in &mut steps {
+            if let Step::Link(c) = s {
+                if c.alias.as_deref() == tap.alias.as_deref() {
+                    c.alias = None;
+                }
+            }
+        }
+        if steps
+            .iter()
+            .any(|s| matches!(s, Step::Link(c) if c.alias.is_some()))
+        {
+            undo.alias = Some(tap.alias.clone().unwrap_or_default());
+        }
+        if steps
+            .iter()
+            .any(|s| matches!(s, Step::Link(c) if c.up.is_some()))
+        {
+            undo.up = Some(tap.up);
+        }
+        steps.retain(changes);
+    }
     Ok(Attach {
-        change,
-        undo,
+        steps,
+        undo: vec![undo_detach, undo],
         record,
-        new_routes,
+        routes,
+        resume,
+        proxy: target.proxy.clone(),
     })
 }
 
@@ -244,6 +401,10 @@ pub fn detach(tap: &Link, master_name: Option<&str>) -> Result<Detach, PlanError
         alias: Some(record.restored_alias().to_owned()),
         ..LinkChange::default()
     };
+    // An interrupted ifup took a tap that was up down while it joined.
+    if record.pending && !record.brought_up && !tap.up {
+        restore.up = Some(true);
+    }
     if let Some(mtu) = record.old_mtu.filter(|m| *m != tap.mtu) {
         restore.mtu = Some(mtu);
     }
@@ -303,6 +464,34 @@ mod tests {
         }
     }
 
+    /// All link changes of an attach folded into one (later ones win).
+    fn merged(a: &Attach) -> LinkChange {
+        let mut m = LinkChange::default();
+        for s in &a.steps {
+            if let Step::Link(c) = s {
+                m.name = c.name.clone().or(m.name);
+                m.mtu = c.mtu.or(m.mtu);
+                m.mac = c.mac.or(m.mac);
+                m.alias = c.alias.clone().or(m.alias);
+                m.up = c.up.or(m.up);
+                m.master = c.master.or(m.master);
+            }
+        }
+        m
+    }
+
+    /// The link after every link step of `a`, in order.
+    fn after(l: Link, a: &Attach) -> Link {
+        a.steps.iter().fold(l, |l, s| match s {
+            Step::Link(c) => applied(l, c),
+            Step::Policy => l,
+        })
+    }
+
+    fn undone(l: Link, a: &Attach) -> Link {
+        a.undo.iter().fold(l, applied)
+    }
+
     /// The link as the kernel would report it after `c` was applied.
     fn applied(mut l: Link, c: &LinkChange) -> Link {
         if let Some(m) = c.mtu {
@@ -356,22 +545,28 @@ mod tests {
             bridge: None,
             mtu: None,
             fe_mac: true,
+            port_policy: false,
             routes: &addrs,
             proxy: vec![crate::sysctl::Family::V4, crate::sysctl::Family::V6],
         };
-        let a = attach(&t, &target, false).unwrap();
-        assert_eq!(a.change.master, None);
-        assert_eq!(a.new_routes, addrs);
-        assert!(a
-            .change
+        let a = attach(&t, &target, Origin::Existing).unwrap();
+        assert_eq!(merged(&a).master, None);
+        assert_eq!(a.routes, addrs);
+        assert!(a.steps.contains(&Step::Policy));
+        assert!(merged(&a)
             .alias
             .as_deref()
             .unwrap()
             .contains("route=192.0.2.10,2001:db8::10 parp pndp"));
-        // re-run: routes already recorded are not added again
-        let again = attach(&applied(t, &a.change), &target, false).unwrap();
+        // re-run (the proxy sysctls are on now): routes already recorded
+        // are not added again
+        let target = Target {
+            proxy: Vec::new(),
+            ..target
+        };
+        let again = attach(&after(t, &a), &target, Origin::Existing).unwrap();
         assert!(
-            again.new_routes.is_empty() && again.change.is_empty(),
+            again.routes.is_empty() && !again.changes_anything(),
             "{again:?}"
         );
     }
@@ -382,32 +577,37 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(9000), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        assert_eq!(a.change.mtu, Some(9000));
-        assert_eq!(a.change.mac.unwrap().to_string(), "fe:54:00:01:02:03");
-        assert_eq!(a.change.up, Some(true));
-        assert_eq!(a.change.master, Some(3));
+        assert_eq!(merged(&a).mtu, Some(9000));
+        assert_eq!(merged(&a).mac.unwrap().to_string(), "fe:54:00:01:02:03");
+        assert_eq!(merged(&a).up, Some(true));
+        assert_eq!(merged(&a).master, Some(3));
         assert_eq!(
-            a.change.alias.as_deref(),
+            merged(&a).alias.as_deref(),
             Some("kvmnet:v1 attached=br0 up mtu=1500 mac=52:54:00:01:02:03")
         );
-        assert_eq!(applied(applied(t.clone(), &a.change), &a.undo), t);
+        assert_eq!(undone(after(t.clone(), &a), &a), t);
     }
 
     #[test]
     fn second_run_changes_nothing() {
         let t = tap("vm0");
         let br = bridge(9000);
-        let a = attach(&t, &Target::on_bridge(&br, &Settings::default()), false).unwrap();
-        let b = attach(
-            &applied(t, &a.change),
+        let a = attach(
+            &t,
             &Target::on_bridge(&br, &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        assert!(b.change.is_empty(), "{b:?}");
+        let b = attach(
+            &after(t, &a),
+            &Target::on_bridge(&br, &Settings::default()),
+            Origin::Existing,
+        )
+        .unwrap();
+        assert!(!b.changes_anything(), "{b:?}");
     }
 
     #[test]
@@ -417,16 +617,16 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(1500), &Settings::default()),
-            true,
+            Origin::Created(None),
         )
         .unwrap();
-        assert_eq!(a.change.mac, None);
-        assert_eq!(a.change.mtu, None);
+        assert_eq!(merged(&a).mac, None);
+        assert_eq!(merged(&a).mtu, None);
         assert_eq!(
-            a.change.alias.as_deref(),
+            merged(&a).alias.as_deref(),
             Some("kvmnet:v1 created attached=br0")
         );
-        let done = applied(t, &a.change);
+        let done = after(t, &a);
         assert_eq!(detach(&done, Some("br0")).unwrap(), Detach::Delete);
     }
 
@@ -439,10 +639,10 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(1500), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        assert!(a.change.is_empty(), "{a:?}");
+        assert!(merged(&a).is_empty(), "{a:?}");
         assert_eq!(detach(&t, Some("br0")).unwrap(), Detach::NotOurs);
     }
 
@@ -454,7 +654,7 @@ mod tests {
             attach(
                 &t,
                 &Target::on_bridge(&bridge(1500), &Settings::default()),
-                false
+                Origin::Existing
             ),
             Err(PlanError::AttachedElsewhere { master: 99, .. })
         ));
@@ -467,10 +667,10 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(9000), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        let up = applied(t.clone(), &a.change);
+        let up = after(t.clone(), &a);
         let Detach::Restore {
             detach: d, restore, ..
         } = detach(&up, Some("br0")).unwrap()
@@ -486,10 +686,10 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(1500), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        let moved = applied(t, &a.change);
+        let moved = after(t, &a);
         let Detach::Restore { detach: d, .. } = detach(&moved, Some("br-other")).unwrap() else {
             panic!()
         };
@@ -504,15 +704,15 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(1500), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        assert_eq!(a.change.up, Some(true));
-        assert_eq!(a.change.master, None);
+        assert_eq!(merged(&a).up, Some(true));
+        assert_eq!(merged(&a).master, None);
         assert_eq!(a.record.attached, None);
         let Detach::Restore {
             detach: d, restore, ..
-        } = detach(&applied(t.clone(), &a.change), Some("br0")).unwrap()
+        } = detach(&after(t.clone(), &a), Some("br0")).unwrap()
         else {
             panic!()
         };
@@ -529,11 +729,168 @@ mod tests {
             attach(
                 &t,
                 &Target::on_bridge(&bridge(1500), &Settings::default()),
-                false
+                Origin::Existing
             ),
             Err(PlanError::Record { .. })
         ));
         assert!(detach(&t, None).is_err());
+    }
+
+    fn isolated() -> Settings {
+        Settings {
+            isolated: Some(true),
+            ..Settings::default()
+        }
+    }
+
+    fn link_steps(a: &Attach) -> Vec<&LinkChange> {
+        a.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Link(c) => Some(c),
+                Step::Policy => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_port_with_policy_joins_down_and_goes_up_last() {
+        let mut t = tap("vm0");
+        t.up = true;
+        let br = bridge(1500);
+        let a = attach(&t, &Target::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        assert!(matches!(a.steps[1], Step::Policy), "{a:?}");
+        let [first, last] = link_steps(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((first.up, first.master), (Some(false), Some(3)));
+        assert!(first
+            .alias
+            .as_deref()
+            .unwrap()
+            .starts_with("kvmnet:v1 pending"));
+        assert_eq!(last.up, Some(true));
+        assert!(!last.alias.as_deref().unwrap().contains("pending"));
+        // what the first change leaves is down and says it is pending
+        let killed = applied(t.clone(), first);
+        assert!(!killed.up && killed.master == Some(3));
+        // the next run completes it: policy again, then up
+        let again = attach(
+            &killed,
+            &Target::on_bridge(&br, &isolated()),
+            Origin::Existing,
+        )
+        .unwrap();
+        assert!(
+            again.resume && again.steps.contains(&Step::Policy),
+            "{again:?}"
+        );
+        let done = after(killed.clone(), &again);
+        assert!(done.up);
+        assert_eq!(done, after(t.clone(), &a));
+        // ifdown of the interrupted run: off the bridge, and up again as it was
+        let Detach::Restore {
+            detach: d, restore, ..
+        } = detach(&killed, Some("br0")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(applied(applied(killed, &d), &restore), t);
+        // undo leaves the bridge before it restores "up"
+        assert_eq!(a.undo[0].master, Some(0));
+        assert_eq!(a.undo[0].up, None);
+        assert_eq!(undone(after(t.clone(), &a), &a), t);
+    }
+
+    #[test]
+    fn a_created_tap_with_policy_is_named_and_brought_up_last() {
+        let t = tap("kvmnet0123");
+        let br = bridge(1500);
+        let a = attach(
+            &t,
+            &Target::on_bridge(&br, &isolated()),
+            Origin::Created(Some("vm0")),
+        )
+        .unwrap();
+        let [first, last] = link_steps(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (first.master, first.up, first.name.as_deref()),
+            (Some(3), None, None)
+        );
+        assert_eq!(
+            first.alias.as_deref(),
+            Some("kvmnet:v1 created attached=br0")
+        );
+        assert_eq!(
+            (last.up, last.name.as_deref(), last.alias.as_deref()),
+            (Some(true), Some("vm0"), None)
+        );
+    }
+
+    #[test]
+    fn without_policy_a_created_tap_goes_live_with_its_name() {
+        let t = tap("kvmnet0123");
+        let a = attach(
+            &t,
+            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            Origin::Created(Some("vm0")),
+        )
+        .unwrap();
+        let [first, last] = link_steps(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (first.master, first.up, first.name.as_deref()),
+            (None, None, None)
+        );
+        assert_eq!(
+            (last.master, last.up, last.name.as_deref()),
+            (Some(3), Some(true), Some("vm0"))
+        );
+        assert!(!a.steps.contains(&Step::Policy));
+    }
+
+    #[test]
+    fn a_port_that_is_already_complete_gets_no_policy_again() {
+        let t = tap("vm0");
+        let br = bridge(1500);
+        let a = attach(&t, &Target::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        let b = attach(
+            &after(t, &a),
+            &Target::on_bridge(&br, &isolated()),
+            Origin::Existing,
+        )
+        .unwrap();
+        assert!(!b.changes_anything(), "{b:?}");
+    }
+
+    #[test]
+    fn an_interrupted_routed_run_is_resumed_with_all_its_routes() {
+        let t = tap("rt0");
+        let addrs: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap()];
+        let target = Target {
+            bridge: None,
+            mtu: None,
+            fe_mac: false,
+            port_policy: false,
+            routes: &addrs,
+            proxy: vec![crate::sysctl::Family::V4],
+        };
+        let a = attach(&t, &target, Origin::Existing).unwrap();
+        let first = link_steps(&a)[0];
+        assert!(first.alias.as_deref().unwrap().contains("pending"));
+        assert_eq!(first.up, Some(true));
+        let killed = applied(t, first);
+        let target = Target {
+            proxy: Vec::new(),
+            ..target
+        };
+        let again = attach(&killed, &target, Origin::Existing).unwrap();
+        assert!(again.resume);
+        assert_eq!(again.routes, addrs, "re-added even though recorded");
+        assert!(!after(killed, &again).alias.unwrap().contains("pending"));
     }
 
     #[test]
@@ -543,9 +900,9 @@ mod tests {
         let a = attach(
             &t,
             &Target::on_bridge(&bridge(1500), &Settings::default()),
-            false,
+            Origin::Existing,
         )
         .unwrap();
-        assert_eq!(a.change.mac, None);
+        assert_eq!(merged(&a).mac, None);
     }
 }

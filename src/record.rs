@@ -11,9 +11,12 @@
 //! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
 //!   forge "kvmnet created this" to make ifdown delete something.
 //!
-//! Format: `kvmnet:v1 [created] [attached=BR] [up] [mtu=N] [mac=M] [alias=REST]`.
+//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [alias=REST]`.
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
+//! `pending` is written by the first change of a run whose policy takes more
+//! than one request and removed by its last: a run killed in between leaves a
+//! down tap that says so, which the next ifup completes and ifdown undoes.
 
 use std::net::IpAddr;
 
@@ -25,6 +28,8 @@ pub const MAX_ALIAS: usize = 255;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
+    /// The run that wrote this did not finish: policy may be missing.
+    pub pending: bool,
     pub created: bool,
     pub attached: Option<String>,
     pub brought_up: bool,
@@ -47,10 +52,6 @@ pub enum RecordError {
 }
 
 impl Record {
-    pub fn is_empty(&self) -> bool {
-        *self == Record::default()
-    }
-
     /// `Ok(None)` when the alias is not kvmnet's (or absent): nothing to undo.
     pub fn parse(tap: &str, alias: Option<&str>) -> Result<Option<Record>, RecordError> {
         let Some(alias) = alias else { return Ok(None) };
@@ -74,6 +75,7 @@ impl Record {
             let (word, tail) = rest.split_once(' ').unwrap_or((rest, ""));
             rest = tail;
             match word.split_once('=') {
+                None if word == "pending" => r.pending = true,
                 None if word == "created" => r.created = true,
                 None if word == "up" => r.brought_up = true,
                 None if word == "parp" => r.proxy_arp = true,
@@ -96,6 +98,9 @@ impl Record {
 
     pub fn encode(&self, tap: &str) -> Result<String, RecordError> {
         let mut s = String::from(PREFIX);
+        if self.pending {
+            s.push_str(" pending");
+        }
         if self.created {
             s.push_str(" created");
         }
@@ -148,6 +153,7 @@ mod tests {
 
     fn full() -> Record {
         Record {
+            pending: false,
             created: false,
             attached: Some("br-lab".into()),
             brought_up: true,
@@ -172,6 +178,10 @@ mod tests {
                 created: true,
                 attached: Some("br0".into()),
                 ..Default::default()
+            },
+            Record {
+                pending: true,
+                ..full()
             },
         ] {
             let s = r.encode("t").unwrap();

@@ -1,4 +1,4 @@
-//! The TUN/TAP ioctls: the only `unsafe` code in kvmnet.
+//! The TUN/TAP ioctls.
 //!
 //! kvmnet only *creates* taps here (the in-process `ip tuntap add NAME mode tap
 //! user U`). Everything else about a tap (state, owner, master) is read and changed
@@ -73,17 +73,22 @@ pub struct NewTap<'a> {
     pub group: Option<u32>,
 }
 
-/// Creates a persistent tap owned by `owner`, in tap mode without packet info and
-/// with the virtio-net header when the kernel offers it (QEMU's own flags, so QEMU
+/// Creates a tap owned by `owner`, in tap mode without packet info and with
+/// the virtio-net header when the kernel offers it (QEMU's own flags, so QEMU
 /// can attach to it later with `-netdev tap,ifname=NAME,script=no`).
+///
+/// The tap is not persistent yet: it lives as long as the returned [`Held`],
+/// so a run that fails or is killed before [`Held::persist`] leaves nothing
+/// behind (the kernel deletes the tap, its bridge port, routes and sysctls
+/// when the last descriptor closes).
 ///
 /// Fails with [`TapError::Exists`] when the name is already taken, even by a tap:
 /// the caller then handles it as an existing interface.
-pub fn create(new: &NewTap<'_>) -> Result<(), TapError> {
+pub fn create(new: &NewTap<'_>) -> Result<Held, TapError> {
     create_at(Path::new(TUN_PATH), new)
 }
 
-pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
+pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<Held, TapError> {
     let tap = new.name.as_str();
     let q = Queue::open(path, tap)?;
     let vnet = q.vnet_hdr_supported()?;
@@ -97,10 +102,21 @@ pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<(), TapError> {
         }
         r => r?,
     };
-    // From here on the tap exists but is bound to `q`: if anything below
-    // fails, dropping `q` destroys it, so there is nothing to roll back by hand.
     q.set_owner(new.owner, new.group)?;
-    q.set_persist()
+    Ok(Held { q })
+}
+
+/// A tap bound to this process's descriptor only.
+pub struct Held {
+    q: Queue,
+}
+
+impl Held {
+    /// Makes the tap outlive this process: the last step of a run, taken
+    /// only once everything else about the tap is in place.
+    pub fn persist(self) -> Result<(), TapError> {
+        self.q.set_persist()
+    }
 }
 
 /// Creates a non-persistent tap from a name template such as "tap%d" (the
@@ -246,7 +262,8 @@ mod tests {
                 group: None,
             },
         )
-        .unwrap_err();
+        .err()
+        .unwrap();
         assert!(matches!(e, TapError::NoDevice { .. }));
         assert!(e.to_string().contains("modprobe tun"), "{e}");
     }

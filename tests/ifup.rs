@@ -355,7 +355,14 @@ fn logs_one_line_to_syslog_as_daemon_and_errors_to_stderr_too() {
     let c = cfg(&dir, "bridge = \"br0\"\n");
     let (r, lines) = run_with_syslog(&ns, IFUP, "vm0", &c);
     r.ok();
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    // The audit line before the first change, then the outcome.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("<30>kvmnet-ifup[")
+            && lines[0].contains("tap=vm0 user=0 result=starting create=yes"),
+        "{lines:?}"
+    );
+    let lines = &lines[1..];
     // <30> = facility daemon (3) * 8 + severity info (6)
     assert!(lines[0].starts_with("<30>kvmnet-ifup["), "{lines:?}");
     for needle in [
@@ -382,7 +389,10 @@ fn logs_one_line_to_syslog_as_daemon_and_errors_to_stderr_too() {
     let (r, lines) = run_with_syslog(&ns, IFDOWN, "vm0", &c);
     r.ok();
     assert!(
-        lines.len() == 1 && lines[0].contains("kvmnet-ifdown[") && lines[0].contains("deleted"),
+        lines.len() == 2
+            && lines[0].contains("result=starting")
+            && lines[1].contains("kvmnet-ifdown[")
+            && lines[1].contains("deleted"),
         "{lines:?}"
     );
 }

@@ -687,7 +687,7 @@ proptest! {
 
 fn record() -> impl Strategy<Value = Record> {
     (
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         option::of(valid_name()),
         any::<bool>(),
         option::of(any::<u32>()),
@@ -698,7 +698,18 @@ fn record() -> impl Strategy<Value = Record> {
         option::of(prop_oneof![any_text(40), ".{0,250}"]),
     )
         .prop_map(
-            |(created, attached, brought_up, old_mtu, old_mac, routes, parp, pndp, prior)| Record {
+            |(
+                (pending, created),
+                attached,
+                brought_up,
+                old_mtu,
+                old_mac,
+                routes,
+                parp,
+                pndp,
+                prior,
+            )| Record {
+                pending,
                 created,
                 attached,
                 brought_up,
@@ -715,6 +726,7 @@ fn record() -> impl Strategy<Value = Record> {
 fn record_word() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
+            "pending",
             "created",
             "up",
             "parp",
