@@ -106,3 +106,33 @@ pub fn check_bridge_helper(
         ))),
     }
 }
+
+/// A caller other than root may own at most `max` ports of one bridge
+/// (`max_ports_per_user`), so that one user cannot fill a shared bridge to
+/// its 1,023-port limit. Counted from the bridge's ports, by tap owner.
+/// Concurrent runs of one user can each see the last free place: the
+/// limit can be exceeded by the number of runs racing for it.
+pub fn check_port_quota(
+    who: &Identity,
+    ports: &[Link],
+    bridge: &str,
+    max: u32,
+) -> Result<(), Error> {
+    let owned = ports
+        .iter()
+        .filter(|p| p.tun().is_some_and(|t| t.owner == Some(who.uid)))
+        .count();
+    if owned < max as usize {
+        return Ok(());
+    }
+    Err(Error::Denied {
+        message: format!(
+            "user {} already owns {owned} ports of bridge {bridge}, the most max_ports_per_user in /etc/kvmnet/kvmnet.toml allows; stop a VM (kvmnet-ifdown its tap) or ask an admin to raise the limit",
+            who.uid
+        ),
+        details: format!(
+            "uid={} tap=- bridge={bridge} decision=denied rule=\"max_ports_per_user = {max} ({owned} owned)\"",
+            who.uid
+        ),
+    })
+}

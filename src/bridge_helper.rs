@@ -193,6 +193,16 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
         });
     }
 
+    if !caller.is_root() {
+        let ports = nl.ports_of(bridge.index)?;
+        access::check_port_quota(
+            &caller.identity(),
+            &ports,
+            &bridge.name,
+            config.max_ports_per_user,
+        )?;
+    }
+
     // From here the tap exists only through `queue`: any early return, or
     // a kill, drops it and the kernel removes the tap (and its bridge port)
     // with it.

@@ -62,7 +62,7 @@ const LAYER_KEYS: [&str; 12] = [
     "flooding",
     "addresses",
 ];
-const TOP_KEYS: [&str; 4] = ["helper_tap", "allow", "deny", "rule"];
+const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
 const ACL_KEYS: [&str; 3] = ["users", "groups", "bridges"];
 
@@ -112,9 +112,13 @@ pub struct Config {
     pub acl: Acl,
     /// Name template of the taps kvmnet-bridge-helper creates.
     pub helper_tap: String,
+    /// How many ports of one bridge a caller other than root may own.
+    pub max_ports_per_user: u32,
 }
 
 pub const DEFAULT_HELPER_TAP: &str = "tap%d";
+/// A Linux bridge holds 1,023 ports; one user may fill an eighth of it.
+pub const DEFAULT_MAX_PORTS_PER_USER: u32 = 128;
 
 impl Default for Config {
     fn default() -> Self {
@@ -124,6 +128,7 @@ impl Default for Config {
             rules: Vec::new(),
             acl: Acl::default(),
             helper_tap: DEFAULT_HELPER_TAP.to_owned(),
+            max_ports_per_user: DEFAULT_MAX_PORTS_PER_USER,
         }
     }
 }
@@ -238,12 +243,27 @@ impl Config {
                 t.v
             }
         };
+        let max_ports_per_user = match root.get("max_ports_per_user") {
+            None => DEFAULT_MAX_PORTS_PER_USER,
+            Some(item) => match item.value {
+                Value::Int(n) if (1..=1023).contains(&n) => n as u32,
+                Value::Int(n) => {
+                    return Err(p.err(
+                        item.line,
+                        "max_ports_per_user",
+                        format!("{n} is outside 1-1023 (a bridge holds at most 1023 ports)"),
+                    ))
+                }
+                _ => return Err(p.type_err("max_ports_per_user", item, "a number of ports")),
+            },
+        };
         Ok(Config {
             source: Some(path.to_owned()),
             defaults,
             rules,
             acl: Acl { rules: acl },
             helper_tap,
+            max_ports_per_user,
         })
     }
 

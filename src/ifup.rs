@@ -127,6 +127,13 @@ pub fn ifup(
                     access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?;
             }
             let (bridge, created_bridge) = resolve_bridge(&mut run, &choice, config, &settings)?;
+            let joins = existing
+                .as_ref()
+                .is_none_or(|t| t.master != Some(bridge.index));
+            if let (Some(who), true) = (&identity, joins) {
+                let ports = nl.ports_of(bridge.index)?;
+                access::check_port_quota(who, &ports, &bridge.name, config.max_ports_per_user)?;
+            }
             let target = Target::on_bridge(&bridge, &settings);
             let policy = PortPolicy {
                 settings: &settings,

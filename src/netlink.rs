@@ -370,6 +370,23 @@ impl Netlink {
         }
     }
 
+    /// The ports of the bridge with ifindex `bridge`. A dump the kernel
+    /// filters by master; kvmnet filters again, for kernels that ignore the
+    /// filter.
+    pub fn ports_of(&self, bridge: u32) -> Result<Vec<Link>, NetlinkError> {
+        let op = || format!("listing the ports of interface #{bridge}");
+        let answer = self.call(op, nlreq::dump_ports(bridge), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for bytes in answer {
+            let link = crate::linkmsg::parse_link(&bytes)
+                .map_err(|msg| NetlinkError::Protocol { op: op(), msg })?;
+            if link.master == Some(bridge) {
+                out.push(link);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every link, read both ways: what kvmnet needs ([`Link`]) and the whole
     /// message. A dump, for the admin command only (never on the ifup path,
     /// whose cost must not grow with the number of interfaces).

@@ -166,6 +166,16 @@ pub fn dump_links(bridge_vlans: bool) -> Request {
     }
 }
 
+/// The ports of bridge `master`: the kernel filters the dump itself
+/// (IFLA_MASTER in a dump request), so the answer grows with the bridge, not
+/// with the host's interfaces.
+pub fn dump_ports(master: u32) -> Request {
+    let mut r = Request::link(RTM_GETLINK, AF_UNSPEC, 0, 0, 0);
+    r.u32(IFLA_MASTER, master);
+    r.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    r
+}
+
 /// What one RTM_SETLINK changes; `None` leaves a field alone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SetLink<'a> {

@@ -18,7 +18,7 @@ use proptest::option;
 use proptest::prelude::*;
 
 use kvmnet::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
-use kvmnet::config::{Config, DEFAULT_HELPER_TAP};
+use kvmnet::config::{Config, DEFAULT_HELPER_TAP, DEFAULT_MAX_PORTS_PER_USER};
 use kvmnet::mac::Mac;
 use kvmnet::name::{self, BridgeName, NameError, TapName, MAX_LEN};
 use kvmnet::record::{Record, RecordError, MAX_ALIAS, PREFIX};
@@ -423,10 +423,13 @@ fn generated_config() -> impl Strategy<Value = Generated> {
         vec((1u16..=4094, 0u16..20), 0..3),
         option::of(principal_entry().prop_filter("group = \"*\"", |(_, p)| *p != Principal::Any)),
         (option::of(any::<bool>()), option::of(any::<bool>())),
-        option::of(
-            ("[A-Za-z0-9._-]{0,11}", "[A-Za-z0-9._-]{0,11}")
-                .prop_map(|(a, b)| format!("{a}%d{b}"))
-                .prop_filter("too long", |t| t.len() <= 13),
+        (
+            option::of(
+                ("[A-Za-z0-9._-]{0,11}", "[A-Za-z0-9._-]{0,11}")
+                    .prop_map(|(a, b)| format!("{a}%d{b}"))
+                    .prop_filter("too long", |t| t.len() <= 13),
+            ),
+            option::of(1u32..=1023),
         ),
     );
     let tables = vec(prop_oneof![acl_table(), tap_table()], 0..6);
@@ -441,7 +444,7 @@ fn generated_config() -> impl Strategy<Value = Generated> {
             trunk,
             group,
             (learning, flooding),
-            helper_tap,
+            (helper_tap, max_ports),
         ) = top;
         let trunk: Vec<VlanRange> = trunk
             .into_iter()
@@ -514,6 +517,9 @@ fn generated_config() -> impl Strategy<Value = Generated> {
         }
         if let Some(t) = &helper_tap {
             lines.push(format!("helper_tap = \"{t}\""));
+        }
+        if let Some(n) = max_ports {
+            lines.push(format!("max_ports_per_user = {n}"));
         }
         let mut rules = Vec::new();
         let (mut allows, mut denies) = (Vec::new(), Vec::new());
@@ -621,6 +627,7 @@ fn generated_config() -> impl Strategy<Value = Generated> {
                 rules,
                 acl: Acl { rules: allows },
                 helper_tap: helper_tap.unwrap_or_else(|| DEFAULT_HELPER_TAP.into()),
+                max_ports_per_user: max_ports.unwrap_or(DEFAULT_MAX_PORTS_PER_USER),
             },
         }
     })
