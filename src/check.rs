@@ -458,6 +458,14 @@ fn bridge_info(msg: &LinkMessage) -> BridgeInfo {
     out
 }
 
+/// Whether the bridge's address follows its ports: only an address set
+/// explicitly (addr_assign_type 3, NET_ADDR_SET) stays put. Unknown (no
+/// sysfs) counts as fixed: the finding would be a guess.
+fn follows_ports(sys_class_net: &Path, bridge: &str) -> bool {
+    std::fs::read_to_string(sys_class_net.join(bridge).join("addr_assign_type"))
+        .is_ok_and(|t| t.trim() != "3")
+}
+
 /// Any bridge in sysfs: `bridge/vlan_filtering` exists only with the feature.
 fn sysfs_vlan_support(sys_class_net: &Path) -> VlanSupport {
     let Ok(entries) = std::fs::read_dir(sys_class_net) else {
@@ -644,6 +652,14 @@ fn check_bridges(
                         "bridge",
                         format!("bridge {name} is down: its guests get no traffic (kvmnet-ifup does not bring it up)"),
                         format!("ip link set {name} up"),
+                    );
+                }
+                if follows_ports(&opts.sys_class_net, name) {
+                    let now = br.mac.map(|m| m.to_string()).unwrap_or_default();
+                    out.warn(
+                        "bridge",
+                        format!("bridge {name} takes its address from its lowest port, and a tap's owner can set their tap's address without privilege: a guest's user can change the bridge's address"),
+                        format!("give it a fixed address: ip link set {name} address {now} (kvmnet does so for the bridges it creates)"),
                     );
                 }
                 let vlan_users = list(&|u| u.vlans);

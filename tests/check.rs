@@ -1146,3 +1146,36 @@ fn tap_names_what_ifup_would_refuse() {
     let fs = lab.tap("bad name");
     find(&fs, Severity::Error, "tap", &["interface name", "contains"]);
 }
+
+// ------------------------------------------------------- bridge address
+
+/// A bridge whose address follows its ports can be given a guest user's
+/// address (they set their tap's MAC through its descriptor): check says
+/// so, with the fix; a bridge whose address was set stays quiet.
+#[test]
+fn a_bridge_whose_address_follows_its_ports_is_warned_about() {
+    let mut lab = Lab::new(Some("bridge = \"br0\"\n"));
+    with_br0(&lab);
+    let sys = lab.opts.sys_class_net.join("br0");
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(sys.join("addr_assign_type"), "1\n").unwrap();
+    let mac = lab.ns.state("br0").unwrap().mac;
+    let fs = lab.run();
+    assert_fix(
+        &fs,
+        Severity::Warning,
+        "bridge",
+        &["takes its address from its lowest port"],
+        &format!(
+            "give it a fixed address: ip link set br0 address {mac} (kvmnet does so for the bridges it creates)"
+        ),
+    );
+    std::fs::write(sys.join("addr_assign_type"), "3\n").unwrap();
+    let fs = lab.run();
+    assert!(
+        !fs.iter()
+            .any(|f| f.message.contains("takes its address from its lowest port")),
+        "{}",
+        show(&fs)
+    );
+}
