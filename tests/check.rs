@@ -1154,7 +1154,7 @@ fn tap_names_what_ifup_would_refuse() {
 /// so, with the fix; a bridge whose address was set stays quiet.
 #[test]
 fn a_bridge_whose_address_follows_its_ports_is_warned_about() {
-    let mut lab = Lab::new(Some("bridge = \"br0\"\n"));
+    let lab = Lab::new(Some("bridge = \"br0\"\n"));
     with_br0(&lab);
     let sys = lab.opts.sys_class_net.join("br0");
     std::fs::create_dir_all(&sys).unwrap();
