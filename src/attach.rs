@@ -132,6 +132,8 @@ pub struct Failed {
     pub error: Error,
     /// The policy step ran (at least in part).
     pub policy_started: bool,
+    /// The failed step was the one that renames the tap.
+    pub renaming: bool,
     /// The tap under its name at the failure.
     pub tap: Link,
 }
@@ -147,6 +149,7 @@ pub fn run(
     let mut now = tap.clone();
     let mut policy_started = false;
     for step in &attach.steps {
+        let renaming = matches!(step, Step::Link(c) if c.name.is_some());
         let result = match step {
             Step::Link(change) => {
                 let r = set(nl, &now, bridge, change);
@@ -164,6 +167,7 @@ pub fn run(
             return Err(Box::new(Failed {
                 error,
                 policy_started,
+                renaming,
                 tap: now,
             }));
         }

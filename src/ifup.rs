@@ -321,7 +321,10 @@ impl Run<'_> {
             .map_err(|e| gone(e.into()))?;
         match attach::run(self.nl, &tap, target.bridge, &attach, policy) {
             // Dropping `held` below deletes the temporary tap.
-            Err(f) if matches!(&f.error, Error::Netlink(e) if e.errno() == Some(libc::EEXIST)) => {
+            Err(f)
+                if f.renaming
+                    && matches!(&f.error, Error::Netlink(e) if e.errno() == Some(libc::EEXIST)) =>
+            {
                 Ok(Created::LostRace)
             }
             Err(f) => Err(gone(f.error)),
