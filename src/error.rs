@@ -32,6 +32,8 @@ pub enum Error {
     NotATap { name: String, what: String },
     #[error("{asked} is another name of interface {name} (an altname); kvmnet decides on an interface's own name: use {name}")]
     AltName { asked: String, name: String },
+    #[error("tap {tap} was created by another process (owned by {owner}) while kvmnet was creating it; kvmnet adopts only a tap of its caller's: pick another name or start again")]
+    NameTaken { tap: String, owner: String },
     #[error("tap {tap} disappeared while kvmnet was configuring it (deleted by another process); start the VM again")]
     TapVanished { tap: String },
     #[error("bridge {bridge} does not exist; create it (ip link add {bridge} up type bridge) or set create_bridge = true in {config}")]

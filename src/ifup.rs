@@ -276,7 +276,18 @@ impl Run<'_> {
                     let found = found.ok_or_else(|| Error::TapVanished {
                         tap: self.name.to_string(),
                     })?;
-                    admit(found, self.name, self.identity)?
+                    let found = admit(found, self.name, self.identity)?;
+                    // The name was free when this run looked: it adopts only
+                    // what it set out to create, a tap of the caller's own
+                    // (a concurrent run for the same caller), even for root.
+                    let owner = found.tun().and_then(|t| t.owner);
+                    if owner != Some(self.caller.uid) {
+                        return Err(Error::NameTaken {
+                            tap: self.name.to_string(),
+                            owner: owner.map_or("nobody".into(), |u| format!("uid {u}")),
+                        });
+                    }
+                    found
                 }
             },
         };
