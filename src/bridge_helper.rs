@@ -157,17 +157,16 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
     let bridge_name = args.bridge.as_str();
     let mut acl = "root".to_owned();
     if !caller.is_root() {
-        // bridge.conf is read now, with the caller's own rights: the privilege
-        // drop made a setuid run its real user, as qemu-bridge-helper does.
-        let qemu = crate::qemu_acl::load(std::path::Path::new(crate::qemu_acl::DEFAULT_PATH))
-            .map_err(|e| Error::QemuAcl(e.to_string()))?;
-        acl = access::check_bridge_helper(
-            &caller.identity(),
-            &config.acl,
-            qemu.as_deref(),
-            "-",
-            bridge_name,
-        )?;
+        // bridge.conf is read as qemu-bridge-helper run by the caller would
+        // read it: with the caller's rights (see qemu_acl::load).
+        let who = caller.identity();
+        let qemu = crate::qemu_acl::load(
+            std::path::Path::new(crate::qemu_acl::DEFAULT_PATH),
+            who.uid,
+            &who.groups,
+        )
+        .map_err(|e| Error::QemuAcl(e.to_string()))?;
+        acl = access::check_bridge_helper(&who, &config.acl, qemu.as_deref(), "-", bridge_name)?;
     }
     let nl = Netlink::open()?;
     let bridge = match nl.link_by_name(bridge_name)? {

@@ -1,8 +1,7 @@
 //! /etc/kvmnet/kvmnet.toml: load and validate. Any unknown key or bad value is
 //! an error that names the file, the line and the key, and nothing is touched.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
@@ -145,27 +144,40 @@ impl Config {
         let opened = if check_trust {
             crate::trust::open_trusted(path)?
         } else {
-            match File::open(path) {
-                Ok(f) => Some(f),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(read_err(e)),
+            use crate::trust::Opened;
+            // Root's own choice of file (KVMNET_CONFIG), but still only a
+            // regular file: a FIFO there would hang every VM start.
+            match crate::trust::open_regular(path) {
+                Ok(opened) => Some(opened),
+                Err(Opened::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(Opened::Io(e)) => return Err(read_err(e)),
+                Err(Opened::NotRegular(what)) => {
+                    return Err(crate::trust::TrustError::NotRegular {
+                        path: path.to_owned(),
+                        what,
+                    }
+                    .into())
+                }
             }
         };
-        let Some(file) = opened else {
+        let Some((file, meta)) = opened else {
             return Ok(Config::default());
         };
-        // Sized from the file, so that it is read in one go rather than in
-        // 32-byte-and-doubling steps (ten reads for the shipped 5 KB file).
-        let size = file.metadata().map_or(0, |m| m.len()).min(MAX_SIZE);
-        let mut text = String::with_capacity(size as usize + 1);
-        file.take(MAX_SIZE + 1)
-            .read_to_string(&mut text)
-            .map_err(read_err)?;
-        if text.len() as u64 > MAX_SIZE {
-            return Err(ConfigError::TooLarge {
+        let bytes = crate::trust::read_whole(file, &meta, MAX_SIZE)
+            .map_err(read_err)?
+            .ok_or_else(|| ConfigError::TooLarge {
                 path: path.to_owned(),
-            });
-        }
+            })?;
+        // TOML is UTF-8: anything else is refused, never read in part.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "it is not UTF-8 text (an invalid byte at offset {}); write it in UTF-8",
+                    e.utf8_error().valid_up_to()
+                ),
+            ))
+        })?;
         Config::parse(path, &text)
     }
 

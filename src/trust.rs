@@ -24,14 +24,15 @@ pub enum TrustError {
         shown: String,
         by: &'static str,
     },
-    #[error("refusing {path}: it is not a regular file")]
-    NotRegular { path: PathBuf },
+    #[error("refusing {path}: it is {what}, not a regular file")]
+    NotRegular { path: PathBuf, what: &'static str },
     #[error("cannot check {path}: {}", crate::error::plain(source))]
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Opens `path` after checking it; `Ok(None)` when it does not exist.
-pub fn open_trusted(path: &Path) -> Result<Option<File>, TrustError> {
+/// Opens `path` after checking it (only a regular file, see [`open_regular`]);
+/// `Ok(None)` when it does not exist.
+pub fn open_trusted(path: &Path) -> Result<Option<(File, Metadata)>, TrustError> {
     let io_err = |source| TrustError::Io {
         path: path.to_owned(),
         source,
@@ -46,24 +47,86 @@ pub fn open_trusted(path: &Path) -> Result<Option<File>, TrustError> {
         let meta = std::fs::metadata(dir).map_err(io_err)?;
         check(path, "directory", dir, &meta)?;
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        // a FIFO or device must not block or be touched by opening it
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&real)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(e)),
+    let (file, meta) = match open_regular(&real) {
+        Ok(opened) => opened,
+        Err(Opened::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(Opened::Io(e)) => return Err(io_err(e)),
+        Err(Opened::NotRegular(what)) => {
+            return Err(TrustError::NotRegular {
+                path: path.to_owned(),
+                what,
+            })
+        }
     };
-    let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(TrustError::NotRegular {
-            path: path.to_owned(),
-        });
-    }
     check(path, "file", &real, &meta)?;
-    Ok(Some(file))
+    Ok(Some((file, meta)))
+}
+
+/// Why [`open_regular`] did not give a file.
+#[derive(Debug)]
+pub enum Opened {
+    Io(io::Error),
+    /// What it is instead ("a FIFO", "a directory", ...).
+    NotRegular(&'static str),
+}
+
+/// Opens a policy file for reading, whole or not at all: only a regular file.
+/// A FIFO would block the open (or the read) until someone writes to it, and
+/// opening a device can act on the device, so the path is looked at first
+/// and anything else is refused without being opened; the flags keep even a
+/// file swapped in after that look from blocking the open or becoming the
+/// controlling terminal, and the opened file is checked again (fstat).
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), Opened> {
+    let meta = std::fs::metadata(path).map_err(Opened::Io)?;
+    if !meta.is_file() {
+        return Err(Opened::NotRegular(kind(&meta)));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(Opened::Io)?;
+    let meta = file.metadata().map_err(Opened::Io)?;
+    if !meta.is_file() {
+        return Err(Opened::NotRegular(kind(&meta)));
+    }
+    Ok((file, meta))
+}
+
+/// Reads an opened regular file whole: `Ok(None)` when it holds more than
+/// `max` bytes. Never truncated: the size is checked before reading and again
+/// by what the read returned, since the file can grow in between.
+pub fn read_whole(mut file: File, meta: &Metadata, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    if meta.len() > max {
+        return Ok(None);
+    }
+    // Sized from the file so that it is read in one go (plus the read that
+    // sees the end).
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    (&mut file).take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// "a FIFO", "a directory", ... for refusals.
+pub fn kind(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 fn check(path: &Path, what: &'static str, at: &Path, meta: &Metadata) -> Result<(), TrustError> {
@@ -120,6 +183,40 @@ mod tests {
             e.contains("writable by others") || e.contains("must be owned by root"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_read_whole_or_refused() {
+        let dir = std::env::temp_dir().join(format!("kvmnet-trust-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, "12345").unwrap();
+        // a FIFO without a writer: refused at once (an open would block)
+        let kinds: Vec<_> = [fifo.as_path(), Path::new("/dev/null"), dir.as_path()]
+            .iter()
+            .map(|p| match open_regular(p) {
+                Err(Opened::NotRegular(what)) => what,
+                other => panic!("{p:?}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["a FIFO", "a character device", "a directory"]);
+        let read = |max| {
+            let (f, meta) = open_regular(&file).unwrap();
+            read_whole(f, &meta, max).unwrap()
+        };
+        assert_eq!(read(5).as_deref(), Some(&b"12345"[..]));
+        assert_eq!(read(4), None);
+        // grown after the size was taken: still refused, not cut
+        let stale = std::fs::metadata("/dev/null").unwrap();
+        let (f, _) = open_regular(&file).unwrap();
+        assert_eq!(read_whole(f, &stale, 4).unwrap(), None);
+        let r = open_trusted(&fifo);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // /tmp is not root's alone: refused for that, or for the FIFO
+        assert!(r.is_err());
     }
 
     #[test]
