@@ -11,9 +11,16 @@ pub fn check_bridge(who: &Identity, acl: &Acl, tap: &str, bridge: &str) -> Resul
     if d.allowed {
         return Ok(d.rule);
     }
+    // An [[allow]] helps against the default only, not against a deny or a
+    // look-up that failed.
+    let hint = if d.denied_by_rule {
+        ""
+    } else {
+        "; an admin can add an [[allow]] rule for it to /etc/kvmnet/kvmnet.toml"
+    };
     Err(Error::Denied {
         message: format!(
-            "user {} may not attach {tap} to bridge {bridge}: {}; an admin can add an [[allow]] rule for it to /etc/kvmnet/kvmnet.toml",
+            "user {} may not attach {tap} to bridge {bridge}: {}{hint}",
             who.uid, d.rule
         ),
         details: format!(
@@ -27,6 +34,17 @@ pub fn check_bridge(who: &Identity, acl: &Acl, tap: &str, bridge: &str) -> Resul
 /// groups (the tun device's owner and group, as the kernel itself checks
 /// when QEMU opens it). `bridge` is for the log line only.
 pub fn check_tap_owner(who: &Identity, tap: &Link, bridge: Option<&str>) -> Result<(), Error> {
+    if let Some(why) = &who.lookup_failure {
+        return Err(Error::Denied {
+            message: format!("user {} may not configure tap {}: {why}", who.uid, tap.name),
+            details: format!(
+                "uid={} tap={} bridge={} decision=denied rule=\"{why}\"",
+                who.uid,
+                tap.name,
+                bridge.unwrap_or("-")
+            ),
+        });
+    }
     let tun = tap.tun().cloned().unwrap_or_default();
     let by_owner = tun.owner == Some(who.uid);
     let by_group = tun.group.is_some_and(|g| who.groups.contains(&g));

@@ -101,37 +101,175 @@ pub struct Identity {
     pub uid: u32,
     /// Primary and supplementary groups.
     pub groups: Vec<u32>,
+    /// Why this user's groups could not be established (a sudo user whose
+    /// entry or group list did not resolve). Every decision for such an
+    /// identity is a refusal with this reason: a `[[deny]]` by group would
+    /// otherwise silently stop matching.
+    pub lookup_failure: Option<String>,
+}
+
+/// A user or group look-up that failed, as opposed to one that found no
+/// entry: the errno of the reentrant NSS call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("looking up {what} failed: {} ({:?})", nix::errno::Errno::from_raw(*errno).desc(), nix::errno::Errno::from_raw(*errno))]
+pub struct LookupError {
+    /// "user alice", "uid 1000", "group kvm", "gid 108".
+    pub what: String,
+    pub errno: i32,
 }
 
 /// Name look-ups, behind a trait so that the rules are tested without a
-/// user database.
+/// user database. `Ok(None)` is "no such entry", `Err` a look-up that failed.
 pub trait Resolve {
-    fn uid(&self, name: &str) -> Option<u32>;
-    fn gid(&self, name: &str) -> Option<u32>;
+    fn user_id(&self, name: &str) -> Result<Option<u32>, LookupError>;
+    fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError>;
+    /// Whether `uid` has an entry. A "no such user" for a name can only be
+    /// trusted when the caller's own entries resolve (see [`Acl::decide`]).
+    fn has_user(&self, uid: u32) -> Result<bool, LookupError>;
+    fn has_group(&self, gid: u32) -> Result<bool, LookupError>;
+
+    /// The gid of a group name, `None` both for no such group and for a
+    /// failed look-up. Only for callers that refuse on `None` anyway
+    /// (`group =` of a tap kvmnet creates); the ACL uses [`Resolve::group_id`].
+    fn gid(&self, name: &str) -> Option<u32> {
+        self.group_id(name).ok().flatten()
+    }
 }
 
 /// The system's user and group databases (NSS).
 pub struct System;
 
+/// A user's entry: what a sudo caller's group list is looked up with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub name: std::ffi::CString,
+    pub gid: u32,
+}
+
+impl System {
+    /// The entry of `uid` (getpwuid_r).
+    pub fn user_entry(&self, uid: u32) -> Result<Option<UserEntry>, LookupError> {
+        passwd(|pw, buf, res| {
+            // SAFETY: `pw`, `res` and `buf` are valid for writes and `buf.len()`
+            // is the buffer's real size; glibc fills `pw` with pointers into `buf`.
+            unsafe { libc::getpwuid_r(uid, pw, buf.as_mut_ptr().cast(), buf.len(), res) }
+        })
+        .map(|e| e.map(|(_, entry)| entry))
+        .map_err(|errno| LookupError {
+            what: format!("uid {uid}"),
+            errno,
+        })
+    }
+}
+
 impl Resolve for System {
-    fn uid(&self, name: &str) -> Option<u32> {
-        nix::unistd::User::from_name(name)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.as_raw())
+    fn user_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+        let fail = |errno| LookupError {
+            what: format!("user {name}"),
+            errno,
+        };
+        let c = std::ffi::CString::new(name).map_err(|_| fail(libc::EINVAL))?;
+        passwd(|pw, buf, res| {
+            // SAFETY: as in `user_entry`; `c` is a NUL-terminated name that
+            // outlives the call.
+            unsafe { libc::getpwnam_r(c.as_ptr(), pw, buf.as_mut_ptr().cast(), buf.len(), res) }
+        })
+        .map(|e| e.map(|(uid, _)| uid))
+        .map_err(fail)
     }
-    fn gid(&self, name: &str) -> Option<u32> {
-        nix::unistd::Group::from_name(name)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw())
+    fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+        let fail = |errno| LookupError {
+            what: format!("group {name}"),
+            errno,
+        };
+        let c = std::ffi::CString::new(name).map_err(|_| fail(libc::EINVAL))?;
+        group(|gr, buf, res| {
+            // SAFETY: as in `user_entry`, for a group entry.
+            unsafe { libc::getgrnam_r(c.as_ptr(), gr, buf.as_mut_ptr().cast(), buf.len(), res) }
+        })
+        .map_err(fail)
     }
+    fn has_user(&self, uid: u32) -> Result<bool, LookupError> {
+        self.user_entry(uid).map(|e| e.is_some())
+    }
+    fn has_group(&self, gid: u32) -> Result<bool, LookupError> {
+        group(|gr, buf, res| {
+            // SAFETY: as in `user_entry`, for a group entry.
+            unsafe { libc::getgrgid_r(gid, gr, buf.as_mut_ptr().cast(), buf.len(), res) }
+        })
+        .map(|g| g.is_some())
+        .map_err(|errno| LookupError {
+            what: format!("gid {gid}"),
+            errno,
+        })
+    }
+}
+
+/// Runs a reentrant NSS call, growing its buffer on ERANGE. Only a return of
+/// 0 with no entry is "not found"; any other return is the look-up's errno
+/// (POSIX lets some systems say "not found" with ENOENT or ESRCH; glibc says
+/// it with 0, and taking those for errors only refuses more).
+fn nss_call<E: Copy>(
+    empty: E,
+    mut call: impl FnMut(&mut E, &mut [u8], &mut *mut E) -> libc::c_int,
+) -> Result<Option<E>, i32> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let mut entry = empty;
+        let mut res: *mut E = std::ptr::null_mut();
+        match call(&mut entry, &mut buf, &mut res) {
+            0 if res.is_null() => return Ok(None),
+            0 => return Ok(Some(entry)),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            errno => return Err(errno),
+        }
+    }
+}
+
+/// A passwd entry's uid and name, copied out before the buffer goes.
+fn passwd(
+    call: impl FnMut(&mut libc::passwd, &mut [u8], &mut *mut libc::passwd) -> libc::c_int,
+) -> Result<Option<(u32, UserEntry)>, i32> {
+    // SAFETY: libc::passwd is plain data (integers and pointers) for which
+    // all-zero bytes are a valid value.
+    let empty: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut name = None;
+    let mut call = call;
+    let found = nss_call(empty, |pw, buf, res| {
+        let rc = call(pw, buf, res);
+        if rc == 0 && !res.is_null() {
+            // SAFETY: on success glibc set pw_name to a NUL-terminated string
+            // in `buf`, which is still alive here.
+            name = Some(unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_owned());
+        }
+        rc
+    })?;
+    Ok(found.zip(name).map(|(pw, name)| {
+        (
+            pw.pw_uid,
+            UserEntry {
+                name,
+                gid: pw.pw_gid,
+            },
+        )
+    }))
+}
+
+/// A group entry's gid (members are not read: the caller's groups come from
+/// the kernel or from getgrouplist).
+fn group(
+    call: impl FnMut(&mut libc::group, &mut [u8], &mut *mut libc::group) -> libc::c_int,
+) -> Result<Option<u32>, i32> {
+    // SAFETY: libc::group is plain data for which all-zero bytes are valid.
+    let empty: libc::group = unsafe { std::mem::zeroed() };
+    Ok(nss_call(empty, call)?.map(|g| g.gr_gid))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    /// A `[[deny]]` rule decided (not just the default).
+    /// Refused by a `[[deny]]` rule, or because one could not be evaluated
+    /// (not just the default): no allow anywhere else may override it.
     pub denied_by_rule: bool,
     /// The rule that decided, in words.
     pub rule: String,
@@ -142,54 +280,158 @@ pub struct Acl {
     pub rules: Vec<Rule>,
 }
 
+/// How a rule's principals relate to the caller.
+enum Fit {
+    /// This principal names the caller.
+    Match(String),
+    /// None does. `unknown`: a name that has no entry, which is only
+    /// trusted once the caller's own entries resolve.
+    NoMatch { unknown: Option<String> },
+    /// A look-up failed: whether the rule names the caller is not known.
+    Unknown(LookupError),
+}
+
 impl Rule {
-    /// The principal that makes this rule apply to `who`, if any.
-    fn matching_principal(&self, who: &Identity, r: &dyn Resolve) -> Option<String> {
-        let user = self.users.iter().find(|p| match p {
-            Principal::Any => true,
-            Principal::Id(u) => *u == who.uid,
-            Principal::Name(n) => r.uid(n) == Some(who.uid),
-        });
-        if let Some(p) = user {
-            return Some(format!("user {p}"));
+    fn fit(&self, who: &Identity, r: &dyn Resolve) -> Fit {
+        let mut failed = None;
+        let mut unknown = None;
+        let mut judge = |kind: &str, found: Result<Option<bool>, LookupError>, p: &Principal| {
+            match found {
+                Ok(Some(true)) => return Some(format!("{kind} {p}")),
+                Ok(Some(false)) => {}
+                Ok(None) => {
+                    unknown.get_or_insert_with(|| format!("{kind} {p}"));
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+            None
+        };
+        for p in &self.users {
+            let found = match p {
+                Principal::Any => Ok(Some(true)),
+                Principal::Id(u) => Ok(Some(*u == who.uid)),
+                Principal::Name(n) => r.user_id(n).map(|u| u.map(|u| u == who.uid)),
+            };
+            if let Some(m) = judge("user", found, p) {
+                return Fit::Match(m);
+            }
         }
-        let group = self.groups.iter().find(|p| match p {
-            Principal::Any => true,
-            Principal::Id(g) => who.groups.contains(g),
-            Principal::Name(n) => r.gid(n).is_some_and(|g| who.groups.contains(&g)),
-        });
-        group.map(|p| format!("group {p}"))
+        for p in &self.groups {
+            let found = match p {
+                Principal::Any => Ok(Some(true)),
+                Principal::Id(g) => Ok(Some(who.groups.contains(g))),
+                Principal::Name(n) => r.group_id(n).map(|g| g.map(|g| who.groups.contains(&g))),
+            };
+            if let Some(m) = judge("group", found, p) {
+                return Fit::Match(m);
+            }
+        }
+        match failed {
+            Some(e) => Fit::Unknown(e),
+            None => Fit::NoMatch { unknown },
+        }
     }
+}
+
+/// Whether the caller's own user and every one of their groups resolve: if
+/// they do not, the user database is failing, and its "no such user" for a
+/// name in a `[[deny]]` may be a failed source followed by one that knows
+/// nothing (`passwd: files systemd` with `files` out of descriptors).
+fn own_entries_resolve(who: &Identity, r: &dyn Resolve) -> Result<(), String> {
+    match r.has_user(who.uid) {
+        Ok(true) => {}
+        Ok(false) => return Err(format!("uid {} has no entry", who.uid)),
+        Err(e) => return Err(e.to_string()),
+    }
+    for &g in &who.groups {
+        match r.has_group(g) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("gid {g} has no entry")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 impl Acl {
     /// May `who` (not plain root: the caller handles that) use `bridge`?
+    /// Fails closed: a `[[deny]]` rule for this bridge that cannot be
+    /// evaluated refuses, and so does one that names a user or group with no
+    /// entry while the caller's own entries do not resolve. An `[[allow]]`
+    /// rule that cannot be evaluated just does not match, and the refusal
+    /// says why.
     pub fn decide(&self, who: &Identity, bridge: &str, r: &dyn Resolve) -> Decision {
-        let hit = |verdict| {
+        let refuse = |rule: String| Decision {
+            allowed: false,
+            denied_by_rule: true,
+            rule,
+        };
+        if let Some(why) = &who.lookup_failure {
+            return refuse(why.clone());
+        }
+        let rules = |verdict| {
             self.rules
                 .iter()
-                .filter(|rule| rule.verdict == verdict)
+                .filter(move |rule| rule.verdict == verdict)
                 .filter(|rule| rule.bridges.iter().any(|b| b.matches(bridge)))
-                .find_map(|rule| rule.matching_principal(who, r).map(|p| (rule, p)))
         };
-        if let Some((rule, p)) = hit(Verdict::Deny) {
-            return Decision {
-                allowed: false,
-                denied_by_rule: true,
-                rule: format!("deny rule at {} ({p})", rule.location),
-            };
+        let mut failed = None;
+        let mut unknown = None;
+        for rule in rules(Verdict::Deny) {
+            match rule.fit(who, r) {
+                Fit::Match(p) => return refuse(format!("deny rule at {} ({p})", rule.location)),
+                Fit::Unknown(e) => {
+                    failed.get_or_insert((rule, e));
+                }
+                Fit::NoMatch { unknown: Some(p) } => {
+                    unknown.get_or_insert((rule, p));
+                }
+                Fit::NoMatch { unknown: None } => {}
+            }
         }
-        if let Some((rule, p)) = hit(Verdict::Allow) {
-            return Decision {
-                allowed: true,
-                denied_by_rule: false,
-                rule: format!("allow rule at {} ({p})", rule.location),
-            };
+        if let Some((rule, e)) = failed {
+            return refuse(format!(
+                "the deny rule at {} cannot be evaluated: {e}; refusing rather than guessing (check the user and group databases: nsswitch.conf, sssd/LDAP)",
+                rule.location
+            ));
         }
+        if let Some((rule, p)) = unknown {
+            if let Err(why) = own_entries_resolve(who, r) {
+                return refuse(format!(
+                    "cannot look up your own user and groups ({why}); refusing because the deny rule at {} names {p}, which has no entry, and that answer cannot be trusted while yours do not resolve (check nsswitch.conf and the user and group databases)",
+                    rule.location
+                ));
+            }
+        }
+        let mut failed = None;
+        for rule in rules(Verdict::Allow) {
+            match rule.fit(who, r) {
+                Fit::Match(p) => {
+                    return Decision {
+                        allowed: true,
+                        denied_by_rule: false,
+                        rule: format!("allow rule at {} ({p})", rule.location),
+                    }
+                }
+                Fit::Unknown(e) => {
+                    failed.get_or_insert((rule, e));
+                }
+                Fit::NoMatch { .. } => {}
+            }
+        }
+        let rule = match failed {
+            None => "no [[allow]] rule matches (deny by default)".into(),
+            Some((rule, e)) => format!(
+                "no [[allow]] rule matches (deny by default; the allow rule at {} could not be evaluated: {e})",
+                rule.location
+            ),
+        };
         Decision {
             allowed: false,
             denied_by_rule: false,
-            rule: "no [[allow]] rule matches (deny by default)".into(),
+            rule,
         }
     }
 }
@@ -200,18 +442,68 @@ mod tests {
 
     struct Fake;
     impl Resolve for Fake {
-        fn uid(&self, name: &str) -> Option<u32> {
-            match name {
+        fn user_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            Ok(match name {
                 "alice" => Some(1000),
                 "guest" => Some(1001),
                 _ => None,
-            }
+            })
         }
-        fn gid(&self, name: &str) -> Option<u32> {
-            match name {
+        fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            Ok(match name {
                 "kvm" => Some(108),
                 _ => None,
+            })
+        }
+        fn has_user(&self, _: u32) -> Result<bool, LookupError> {
+            Ok(true)
+        }
+        fn has_group(&self, _: u32) -> Result<bool, LookupError> {
+            Ok(true)
+        }
+    }
+
+    /// A user database in trouble: every look-up fails with this errno, or,
+    /// with 0, finds no one at all (a `files` source out of descriptors
+    /// followed by one that knows nobody).
+    struct Broken(i32);
+    impl Broken {
+        fn answer<T>(&self, what: String) -> Result<Option<T>, LookupError> {
+            match self.0 {
+                0 => Ok(None),
+                errno => Err(LookupError { what, errno }),
             }
+        }
+    }
+    impl Resolve for Broken {
+        fn user_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            self.answer(format!("user {name}"))
+        }
+        fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            self.answer(format!("group {name}"))
+        }
+        fn has_user(&self, uid: u32) -> Result<bool, LookupError> {
+            self.answer::<()>(format!("uid {uid}")).map(|e| e.is_some())
+        }
+        fn has_group(&self, gid: u32) -> Result<bool, LookupError> {
+            self.answer::<()>(format!("gid {gid}")).map(|e| e.is_some())
+        }
+    }
+
+    /// Names resolve, but one of the caller's own groups does not.
+    struct OwnGroupMissing;
+    impl Resolve for OwnGroupMissing {
+        fn user_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            Fake.user_id(name)
+        }
+        fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
+            Fake.group_id(name)
+        }
+        fn has_user(&self, _: u32) -> Result<bool, LookupError> {
+            Ok(true)
+        }
+        fn has_group(&self, gid: u32) -> Result<bool, LookupError> {
+            Ok(gid != 108)
         }
     }
 
@@ -251,6 +543,7 @@ mod tests {
         Identity {
             uid,
             groups: groups.to_vec(),
+            lookup_failure: None,
         }
     }
 
@@ -294,6 +587,148 @@ mod tests {
             )],
         };
         assert!(!a.decide(&who(1000, &[108]), "br0", &Fake).allowed);
+    }
+
+    const EMFILE: i32 = libc::EMFILE;
+
+    /// An allow for group 108 by number (so it needs no look-up) and one deny.
+    fn allow_108_and_deny(users: &[&str], groups: &[&str]) -> Acl {
+        Acl {
+            rules: vec![
+                rule(Verdict::Allow, 1, &[], &["108"], &["*"]),
+                rule(Verdict::Deny, 4, users, groups, &["br0"]),
+            ],
+        }
+    }
+
+    #[test]
+    fn every_deny_form_naming_the_caller_refuses_when_look_ups_fail() {
+        let alice = who(1000, &[1000, 108]);
+        for (users, groups) in [
+            (&["alice"][..], &[][..]),
+            (&["1000"], &[]),
+            (&[], &["kvm"]),
+            (&[], &["108"]),
+            (&["*"], &[]),
+            (&[], &["*"]),
+        ] {
+            let acl = allow_108_and_deny(users, groups);
+            let d = acl.decide(&alice, "br0", &Fake);
+            assert!(
+                !d.allowed && d.denied_by_rule,
+                "{users:?} {groups:?}: {d:?}"
+            );
+            assert!(
+                d.rule.starts_with("deny rule at kvmnet.toml line 4 ("),
+                "{d:?}"
+            );
+            for db in [Broken(EMFILE), Broken(0)] {
+                let d = acl.decide(&alice, "br0", &db);
+                assert!(
+                    !d.allowed && d.denied_by_rule,
+                    "{users:?} {groups:?} errno {}: {d:?}",
+                    db.0
+                );
+            }
+            // the deny is for br0 only
+            assert!(acl.decide(&alice, "br1", &Broken(EMFILE)).allowed);
+        }
+    }
+
+    #[test]
+    fn a_deny_by_name_that_cannot_be_evaluated_refuses_and_says_why() {
+        let alice = who(1000, &[1000, 108]);
+        for (users, groups, what) in [
+            (&["guest"][..], &[][..], "user guest"),
+            (&[], &["wheel"], "group wheel"),
+        ] {
+            let acl = allow_108_and_deny(users, groups);
+            // look-ups work: guest and wheel are not alice
+            assert!(acl.decide(&alice, "br0", &Fake).allowed, "{what}");
+            let d = acl.decide(&alice, "br0", &Broken(EMFILE));
+            assert!(!d.allowed && d.denied_by_rule, "{d:?}");
+            assert_eq!(
+                d.rule,
+                format!(
+                    "the deny rule at kvmnet.toml line 4 cannot be evaluated: looking up {what} failed: \
+                     Too many open files (EMFILE); refusing rather than guessing (check the user and \
+                     group databases: nsswitch.conf, sssd/LDAP)"
+                )
+            );
+            // "no such user" from a database that cannot find the caller either
+            let d = acl.decide(&alice, "br0", &Broken(0));
+            assert!(!d.allowed && d.denied_by_rule, "{d:?}");
+            assert!(
+                d.rule.starts_with(
+                    "cannot look up your own user and groups (uid 1000 has no entry); refusing \
+                     because the deny rule at kvmnet.toml line 4 names "
+                ),
+                "{d:?}"
+            );
+        }
+        // one of the caller's own groups does not resolve: a name without an
+        // entry (mallory) is not believed, one with an entry (guest) is
+        let d = allow_108_and_deny(&["mallory"], &[]).decide(&alice, "br0", &OwnGroupMissing);
+        assert!(!d.allowed && d.denied_by_rule, "{d:?}");
+        assert!(d.rule.contains("(gid 108 has no entry)"), "{d:?}");
+        assert!(
+            d.rule.contains("names user mallory, which has no entry"),
+            "{d:?}"
+        );
+        let acl = allow_108_and_deny(&["guest"], &[]);
+        assert!(acl.decide(&alice, "br0", &OwnGroupMissing).allowed);
+        // with the caller's own entries resolving, "no such user" is believed
+        let acl = allow_108_and_deny(&["nosuchuser"], &["nosuchgroup"]);
+        assert!(acl.decide(&alice, "br0", &Fake).allowed);
+    }
+
+    #[test]
+    fn numeric_rules_need_no_look_up() {
+        let alice = who(1000, &[1000, 108]);
+        let acl = allow_108_and_deny(&["1001"], &["109"]);
+        for db in [Broken(EMFILE), Broken(0)] {
+            assert!(acl.decide(&alice, "br0", &db).allowed);
+        }
+    }
+
+    #[test]
+    fn an_allow_that_cannot_be_evaluated_does_not_match_and_says_so() {
+        let acl = Acl {
+            rules: vec![rule(Verdict::Allow, 2, &[], &["kvm"], &["*"])],
+        };
+        let d = acl.decide(&who(1000, &[108]), "br0", &Broken(EMFILE));
+        assert!(!d.allowed && !d.denied_by_rule, "{d:?}");
+        assert_eq!(
+            d.rule,
+            "no [[allow]] rule matches (deny by default; the allow rule at kvmnet.toml line 2 \
+             could not be evaluated: looking up group kvm failed: Too many open files (EMFILE))"
+        );
+    }
+
+    #[test]
+    fn an_identity_that_could_not_be_established_is_refused_everything() {
+        let acl = Acl {
+            rules: vec![rule(Verdict::Allow, 1, &["*"], &[], &["*"])],
+        };
+        let mut w = who(1000, &[1000]);
+        assert!(acl.decide(&w, "br0", &Fake).allowed);
+        w.lookup_failure = Some("the sudo user has no entry".into());
+        let d = acl.decide(&w, "br0", &Fake);
+        assert!(!d.allowed && d.denied_by_rule);
+        assert_eq!(d.rule, "the sudo user has no entry");
+    }
+
+    #[test]
+    fn the_system_database_tells_no_entry_from_an_entry() {
+        assert_eq!(System.user_id("root"), Ok(Some(0)));
+        assert_eq!(System.group_id("root"), Ok(Some(0)));
+        assert_eq!(System.has_user(0), Ok(true));
+        assert_eq!(System.has_group(0), Ok(true));
+        assert_eq!(System.user_entry(0).unwrap().unwrap().gid, 0);
+        assert_eq!(System.user_id("no-such-user-kvmnet"), Ok(None));
+        assert_eq!(System.group_id("no-such-group-kvmnet"), Ok(None));
+        // a name with a NUL cannot be asked for: an error, not "no such user"
+        assert!(System.user_id("a\0b").is_err());
     }
 
     #[test]

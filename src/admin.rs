@@ -237,7 +237,11 @@ fn caller_identity() -> Identity {
     groups.push(nix::unistd::getgid().as_raw());
     groups.sort_unstable();
     groups.dedup();
-    Identity { uid, groups }
+    Identity {
+        uid,
+        groups,
+        lookup_failure: None,
+    }
 }
 
 fn identity_of(user: &str) -> Result<Identity, String> {
@@ -262,12 +266,14 @@ fn identity_of(user: &str) -> Result<Identity, String> {
             Ok(Identity {
                 uid: u.uid.as_raw(),
                 groups,
+                lookup_failure: None,
             })
         }
         // a numeric uid without an entry: judged by its uid alone
         Err(uid) if uid != u32::MAX => Ok(Identity {
             uid,
             groups: Vec::new(),
+            lookup_failure: None,
         }),
         Err(_) => Err(format!("--user {user:?}: no such user")),
     }
@@ -607,6 +613,7 @@ mod tests {
         let member = Identity {
             uid: 1000,
             groups: vec![108],
+            lookup_failure: None,
         };
         let e = explain(&cfg, "lab-1", &member, None);
         assert!(
@@ -628,6 +635,7 @@ mod tests {
         let stranger = Identity {
             uid: 2000,
             groups: vec![2000],
+            lookup_failure: None,
         };
         assert!(
             explain(&cfg, "web0", &stranger, None).contains("refused by no [[allow]] rule matches")

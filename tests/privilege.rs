@@ -472,3 +472,401 @@ fn under_no_new_privs_root_regains_nothing_by_exec() {
 }
 
 const NET_ADMIN_MASK: &str = "0000000000001000";
+
+// ---------------------------------------------------------------------------
+// Look-ups fail closed. The jail's own user database: the caller kvmtest
+// (4242, groups kvmtest 4242 and kvmgrp 4300), someone else (other 4343,
+// group othergrp 4301), and NSS as Debian sets it up: `files`, then
+// `systemd` (libnss_systemd), which knows nobody here but root and nobody.
+
+const USERS: &str =
+    "printf 'passwd: files systemd\\ngroup: files systemd\\n' > /etc/nsswitch.conf\n\
+     echo 'kvmtest:x:4242:4242::/nonexistent:/usr/sbin/nologin' >> /etc/passwd\n\
+     echo 'other:x:4343:4343::/nonexistent:/usr/sbin/nologin' >> /etc/passwd\n\
+     echo 'kvmtest:x:4242:' >> /etc/group\n\
+     echo 'kvmgrp:x:4300:kvmtest' >> /etc/group\n\
+     echo 'othergrp:x:4301:other' >> /etc/group\n";
+
+/// Every form of a `[[deny]]` principal, each naming the caller.
+const DENY_CALLER: [&str; 5] = [
+    "users = [\"kvmtest\"]",
+    "users = [\"4242\"]",
+    "groups = [\"kvmgrp\"]",
+    "groups = [\"4300\"]",
+    "users = [\"*\"]",
+];
+
+/// The name forms naming someone else: only a working look-up can tell that
+/// they are not the caller.
+const DENY_OTHERS: [&str; 2] = ["users = [\"other\"]", "groups = [\"othergrp\"]"];
+
+/// The numeric group allow, then a deny for br0 at line 6.
+fn with_deny(principal: &str) -> String {
+    format!("{ALLOW_GROUP}\n[[deny]]\n{principal}\nbridges = [\"br0\"]\n")
+}
+
+/// How the user database behaves for one run.
+#[derive(Debug, Clone, Copy)]
+enum Nss {
+    Works,
+    /// `prlimit --nofile=N:N` in the exec chain.
+    LimitAtStart(u32),
+    /// RLIMIT_NOFILE lowered on the running process before it decides
+    /// ([`descriptors_exhausted`]).
+    LimitWhileRunning,
+    /// /etc/passwd and /etc/group unreadable for the caller: `files` fails,
+    /// then `systemd` answers "no such user".
+    FilesFailSystemdNotFound,
+}
+
+/// kvmnet-ifup `tap` (an existing tap of the caller's) as kvmtest in the
+/// jail with `config` and the user database in state `nss`.
+fn ifup_with(b: &Bins, ns: &Netns, config: &str, tap: &str, nss: Nss) -> Run {
+    let mut jail = user_jail(config, &[USER, KVM_GROUP]);
+    jail.setup = USERS.into();
+    let bin = b.ifup.to_str().unwrap();
+    match nss {
+        Nss::Works => run(&jail, ns, &b.ifup, tap),
+        Nss::LimitAtStart(n) => {
+            let limit = format!("--nofile={n}:{n}");
+            jail.run(ns, &["/usr/bin/prlimit", &limit, bin, tap])
+        }
+        Nss::LimitWhileRunning => {
+            let cmd = jail.command(ns, &[bin, tap]);
+            descriptors_exhausted(cmd, &b.ifup)
+        }
+        Nss::FilesFailSystemdNotFound => {
+            let libs = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"];
+            assert!(
+                libs.iter()
+                    .any(|d| Path::new(d).join("libnss_systemd.so.2").exists()),
+                "libnss_systemd is missing: apt-get install libnss-systemd (this test never skips)"
+            );
+            jail.setup.push_str("chmod 600 /etc/passwd /etc/group\n");
+            run(&jail, ns, &b.ifup, tap)
+        }
+    }
+}
+
+/// Runs `cmd` (its exec chain ends in `bin`) under ptrace and, at `bin`'s
+/// first setsockopt(2), lowers its RLIMIT_NOFILE to the descriptors it holds,
+/// so that no look-up can open a file from then on. That call comes after
+/// start-up, the privilege drop and the config, on the netlink socket just
+/// opened, and before kvmnet asks who its caller is and decides. Panics if
+/// the process never made the call.
+fn descriptors_exhausted(mut cmd: std::process::Command, bin: &Path) -> Run {
+    use nix::sys::ptrace;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use std::os::unix::process::CommandExt;
+
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // the PTRACE_TRACEME system call, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    assert!(matches!(waitpid(pid, None), Ok(WaitStatus::Stopped(..))));
+    ptrace::setoptions(
+        pid,
+        ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_EXITKILL,
+    )
+    .unwrap();
+    // Sets the soft limit (the hard one stays). This machine may withhold
+    // CAP_SYS_RESOURCE even from root, so prlimit runs as the process's own
+    // uid and gid, which the kernel allows.
+    let exhaust = || {
+        let top = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+            .max()
+            .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let id = |key: &str| {
+            field(&status, key)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        common::ok(std::process::Command::new("setpriv").args([
+            &format!("--reuid={}", id("Uid:")),
+            &format!("--regid={}", id("Gid:")),
+            "--clear-groups",
+            "prlimit",
+            &format!("--pid={pid}"),
+            &format!("--nofile={}:", top + 1),
+        ]));
+    };
+    let mut in_bin = false;
+    let mut reached = false;
+    ptrace::cont(pid, None).unwrap();
+    loop {
+        match waitpid(pid, None).unwrap() {
+            WaitStatus::PtraceEvent(_, _, ev) if ev == ptrace::Event::PTRACE_EVENT_EXEC as i32 => {
+                in_bin = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default() == bin;
+                if in_bin {
+                    ptrace::syscall(pid, None).unwrap();
+                } else {
+                    ptrace::cont(pid, None).unwrap();
+                }
+            }
+            WaitStatus::PtraceSyscall(_) => {
+                let call = ptrace::getregs(pid).unwrap().orig_rax as i64;
+                if in_bin && call == libc::SYS_setsockopt {
+                    exhaust();
+                    reached = true;
+                    ptrace::detach(pid, None).unwrap();
+                    break;
+                }
+                ptrace::syscall(pid, None).unwrap();
+            }
+            WaitStatus::Stopped(_, sig) if in_bin => ptrace::syscall(pid, sig).unwrap(),
+            WaitStatus::Stopped(_, sig) => ptrace::cont(pid, sig).unwrap(),
+            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => break,
+            _ => ptrace::cont(pid, None).unwrap(),
+        }
+    }
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert!(reached, "never reached setsockopt: {r:?}");
+    r
+}
+
+/// The fewest descriptors with which kvmnet-ifup, as kvmtest, attaches an
+/// existing tap under a config with numeric rules only (so no look-up): at
+/// that limit it holds all of them when it decides, and a look-up has none.
+fn fewest_descriptors(b: &Bins, ns: &Netns, g: Grant) -> u32 {
+    (4..=16)
+        .find(|&n| {
+            let tap = format!("probe{n}");
+            ns.ip(&format!("tuntap add {tap} mode tap user {USER}"));
+            let r = ifup_with(b, ns, ALLOW_GROUP, &tap, Nss::LimitAtStart(n));
+            r.code == Some(0)
+        })
+        .unwrap_or_else(|| panic!("{g:?}: kvmnet-ifup never got through with 16 descriptors"))
+}
+
+#[test]
+fn every_deny_form_refuses_when_user_and_group_look_ups_fail() {
+    for_both(|g| {
+        let ns = bridge_ns();
+        let b = bins(g);
+        let n = fewest_descriptors(&b, &ns, g);
+        let failing = [
+            Nss::LimitAtStart(n),
+            Nss::LimitWhileRunning,
+            Nss::FilesFailSystemdNotFound,
+        ];
+        let mut count = 0;
+        let mut fresh_tap = || {
+            count += 1;
+            let tap = format!("vm{count}");
+            ns.ip(&format!("tuntap add {tap} mode tap user {USER}"));
+            tap
+        };
+        for principal in DENY_CALLER {
+            let cfg = with_deny(principal);
+            let tap = fresh_tap();
+            ifup_with(&b, &ns, &cfg, &tap, Nss::Works)
+                .fails_with("deny rule at /etc/kvmnet/kvmnet.toml line 6 (");
+            for nss in failing {
+                let tap = fresh_tap();
+                let r = ifup_with(&b, &ns, &cfg, &tap, nss);
+                r.fails_with("deny rule at /etc/kvmnet/kvmnet.toml line 6");
+                assert_eq!(ns.state(&tap).unwrap().master, None, "{g:?} {nss:?} {r:?}");
+            }
+        }
+        for principal in DENY_OTHERS {
+            let cfg = with_deny(principal);
+            let what = principal.replace("s = [\"", " ").replace("\"]", "");
+            let tap = fresh_tap();
+            ifup_with(&b, &ns, &cfg, &tap, Nss::Works).ok();
+            assert_eq!(ns.state(&tap).unwrap().master.as_deref(), Some("br0"));
+            for nss in [Nss::LimitAtStart(n), Nss::LimitWhileRunning] {
+                let tap = fresh_tap();
+                ifup_with(&b, &ns, &cfg, &tap, nss).fails_with(&format!(
+                    "user 4242 may not attach {tap} to bridge br0: the deny rule at \
+                     /etc/kvmnet/kvmnet.toml line 6 cannot be evaluated: looking up {what} \
+                     failed: Too many open files (EMFILE); refusing rather than guessing"
+                ));
+                assert_eq!(ns.state(&tap).unwrap().master, None, "{g:?} {nss:?}");
+            }
+            let tap = fresh_tap();
+            ifup_with(&b, &ns, &cfg, &tap, Nss::FilesFailSystemdNotFound).fails_with(&format!(
+                "user 4242 may not attach {tap} to bridge br0: cannot look up your own user and \
+                 groups (uid 4242 has no entry); refusing because the deny rule at \
+                 /etc/kvmnet/kvmnet.toml line 6 names {what}, which has no entry"
+            ));
+            assert_eq!(ns.state(&tap).unwrap().master, None, "{g:?}");
+        }
+        // numeric rules need no look-up: admitted at the same limit
+        let tap = fresh_tap();
+        ifup_with(
+            &b,
+            &ns,
+            &with_deny("users = [\"4343\"]"),
+            &tap,
+            Nss::LimitAtStart(n),
+        )
+        .ok();
+    });
+}
+
+/// kvmnet-ifup `tap` run by root in the jail with sudo's variables for
+/// kvmtest (4242) and `sudo_command` as SUDO_COMMAND (none: unset), under
+/// `config`; `setup` runs after [`USERS`]. `exhaust`: no descriptor free
+/// when kvmnet looks its caller up ([`descriptors_exhausted`]).
+fn as_sudo(
+    ns: &Netns,
+    bin: &Path,
+    config: &str,
+    setup: &str,
+    sudo_command: Option<&str>,
+    tap: &str,
+    exhaust: bool,
+) -> Run {
+    let mut jail = Jail::new(0, 0, &[]).config(config);
+    jail.setup = format!("{USERS}{setup}");
+    let bin_s = bin.to_str().unwrap();
+    let command = sudo_command.map(|c| format!("SUDO_COMMAND={c}"));
+    // env(1) in the chain, since the jail's own variables cannot hold spaces
+    let mut argv = vec![
+        "/usr/bin/env",
+        "SUDO_UID=4242",
+        "SUDO_GID=4242",
+        "SUDO_USER=kvmtest",
+    ];
+    argv.extend(command.as_deref());
+    argv.extend([bin_s, tap]);
+    if exhaust {
+        descriptors_exhausted(jail.command(ns, &argv), bin)
+    } else {
+        jail.run(ns, &argv)
+    }
+}
+
+#[test]
+fn a_sudo_user_whose_entry_or_groups_do_not_resolve_is_refused() {
+    let ns = bridge_ns();
+    let b = bins(Grant::Plain);
+    let ifup = b.ifup.to_str().unwrap();
+    let allow = "bridge = \"br0\"\n[[allow]]\ngroups = [\"kvmgrp\"]\nbridges = [\"br0\"]\n";
+    let sudo = |cfg: &str, setup: &str, tap: &str, exhaust: bool| {
+        let cmd = format!("{ifup} {tap}");
+        as_sudo(&ns, &b.ifup, cfg, setup, Some(&cmd), tap, exhaust)
+    };
+    // look-ups work: kvmgrp comes from the group database
+    sudo(allow, "", "vm0", false).ok();
+    assert_eq!(ns.sys("/sys/class/net/vm0/owner"), "4242");
+    // an allow for the user (needs no group), and each deny form
+    let allow = "bridge = \"br0\"\n[[allow]]\nusers = [\"4242\"]\nbridges = [\"br0\"]\n";
+    for (i, principal) in DENY_CALLER.iter().chain(&DENY_OTHERS).enumerate() {
+        let cfg = format!("{allow}[[deny]]\n{principal}\nbridges = [\"br0\"]\n");
+        let tap = format!("vs{i}");
+        let r = sudo(&cfg, "", &tap, false);
+        if DENY_CALLER.contains(principal) {
+            r.fails_with("deny rule at /etc/kvmnet/kvmnet.toml line 5 (");
+        } else {
+            r.ok();
+        }
+        // look-ups fail: refused whatever the rules
+        let tap = format!("vx{i}");
+        sudo(&cfg, "", &tap, true).fails_with(&format!(
+            "user 4242 may not attach {tap} to bridge br0: cannot look up the sudo user: \
+             looking up uid 4242 failed: Too many open files (EMFILE)"
+        ));
+        assert!(!ns.exists(&tap));
+    }
+    // no entry for the user, or for their primary group (SUDO_GID)
+    let no_user = "sed -i '/^kvmtest:/d' /etc/passwd\n";
+    sudo(allow, no_user, "vm1", false).fails_with(
+        "user 4242 may not attach vm1 to bridge br0: the sudo user (SUDO_UID=4242) has no entry \
+         in the user database, so their groups are unknown",
+    );
+    let no_group = "sed -i '/^kvmtest:/d' /etc/group\n";
+    sudo(allow, no_group, "vm2", false).fails_with(
+        "user 4242 may not attach vm2 to bridge br0: group 4242 of sudo user kvmtest has no \
+         entry in the group database",
+    );
+    assert!(!ns.exists("vm1") && !ns.exists("vm2"));
+}
+
+/// sudo records the command's path as the user typed it. A user can type a
+/// path through a directory of theirs, let sudo check it (it leads to
+/// kvmnet-ifup) and re-point it at another program before kvmnet looks: the
+/// state simulated here. Only a path that no one but root can change is
+/// believed to name another program (QEMU) that ran kvmnet as root.
+#[test]
+fn sudo_command_counts_only_through_root_only_directories() {
+    let ns = bridge_ns();
+    let b = bins(Grant::Plain);
+    let ifup = b.ifup.to_str().unwrap();
+    let cfg = "bridge = \"br0\"\n";
+    let setup = "mkdir /etc/r /etc/u && ln -s /usr/bin /etc/r/lnk && ln -s /usr/bin /etc/u/lnk\n\
+                 chown -h 4242 /etc/u /etc/u/lnk\n";
+    let refused = |tap: &str| format!("user 4242 may not attach {tap} to bridge br0: no [[allow]]");
+    let run = |cmd: Option<&str>, tap: &str| as_sudo(&ns, &b.ifup, cfg, setup, cmd, tap, false);
+    // another program, at a path only root can change: plain root
+    let r = run(Some("/etc/r/lnk/env -i vm0"), "vm0");
+    r.ok();
+    assert!(r.stderr.contains(" user=0 "), "{r:?}");
+    assert_eq!(ns.state("vm0").unwrap().master.as_deref(), Some("br0"));
+    // the same program through a directory user 4242 owns, kvmnet itself,
+    // a relative path, no SUDO_COMMAND: acting for 4242, who has no allow
+    let own = format!("{ifup} vm1");
+    for (i, cmd) in [
+        Some("/etc/u/lnk/env -i vm0"),
+        Some(own.as_str()),
+        Some("env -i vm0"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tap = format!("vm{}", i + 1);
+        run(cmd, &tap).fails_with(&refused(&tap));
+        assert!(!ns.exists(&tap), "{cmd:?}");
+    }
+}
+
+/// A refusal because look-ups failed is an access refusal like any other:
+/// authpriv, with the reason.
+#[test]
+fn a_look_up_refusal_reaches_the_security_log() {
+    let ns = bridge_ns();
+    let b = bins(Grant::FileCap);
+    let dir = TempDir::new();
+    let sock_path = dir.path().join("log");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut jail = user_jail(&with_deny("users = [\"other\"]"), &[USER, KVM_GROUP]);
+    jail.setup = format!("{USERS}chmod 600 /etc/passwd /etc/group\n");
+    jail.log_socket = Some(sock_path);
+    run(&jail, &ns, &b.ifup, "vm0").fails_with("cannot look up your own user and groups");
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).expect("a syslog line");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    assert!(line.starts_with("<84>"), "{line}");
+    for needle in [
+        "uid=4242",
+        "tap=vm0",
+        "decision=denied",
+        "cannot look up your own user and groups (uid 4242 has no entry)",
+    ] {
+        assert!(line.contains(needle), "{needle} in {line}");
+    }
+}

@@ -24,7 +24,7 @@ use common::qemu::{
     self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
     ROM_HINT, VETH,
 };
-use common::{privileged_copy, Grant, LinkState, Netns, TempDir, IFDOWN, IFUP};
+use common::{privileged_copy, Grant, Jail, LinkState, Netns, TempDir, IFDOWN, IFUP};
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -75,6 +75,20 @@ impl<'a> QemuNet<'a> {
     }
 }
 
+/// QEMU's arguments: [`QEMU_ARGS`], then `net`'s tap, scripts and NIC.
+fn qemu_args(net: &QemuNet) -> Vec<String> {
+    let netdev = format!(
+        "tap,id=n0,ifname={},script={},downscript={}",
+        net.tap,
+        net.script.display(),
+        net.downscript.display()
+    );
+    let device = format!("virtio-net-pci,netdev=n0,mac={}", net.mac);
+    let mut args: Vec<String> = QEMU_ARGS.iter().map(|a| a.to_string()).collect();
+    args.extend(["-netdev".into(), netdev, "-device".into(), device]);
+    args
+}
+
 impl Lab {
     /// Bridge and dnsmasq.
     fn new() -> Lab {
@@ -115,16 +129,8 @@ impl Lab {
     /// Starts QEMU in the namespace as root, with `net`'s tap and scripts.
     /// Its stderr goes to `qemu.err`.
     fn start_qemu(&mut self, net: &QemuNet) -> Instant {
-        let netdev = format!(
-            "tap,id=n0,ifname={},script={},downscript={}",
-            net.tap,
-            net.script.display(),
-            net.downscript.display()
-        );
-        let device = format!("virtio-net-pci,netdev=n0,mac={}", net.mac);
         let mut cmd = self.ns.cmd(self.qemu_bin.to_str().unwrap());
-        cmd.args(QEMU_ARGS)
-            .args(["-netdev", &netdev, "-device", &device])
+        cmd.args(qemu_args(net))
             // QEMU hands its environment to script=; SUDO_UID would make kvmnet
             // ignore KVMNET_CONFIG (it trusts the environment only from real root).
             .env("KVMNET_CONFIG", net.config)
@@ -134,6 +140,20 @@ impl Lab {
             cmd.args(["-runas", runas]);
         }
         let (child, start) = qemu::spawn_qemu(&mut cmd, self.dir.path());
+        self.qemu = Some(Proc(child));
+        start
+    }
+
+    /// Starts QEMU as root in `jail` (its own /etc: kvmnet reads the jail's
+    /// kvmnet.toml and user database) with only `env` in its environment.
+    fn start_qemu_in(&mut self, jail: &Jail, env: &[String], net: &QemuNet) -> Instant {
+        // env(1) in the chain, since the jail's own variables cannot hold spaces
+        let mut argv = vec!["/usr/bin/env".to_owned()];
+        argv.extend(env.iter().cloned());
+        argv.push(self.qemu_bin.display().to_string());
+        argv.extend(qemu_args(net));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (child, start) = qemu::spawn_qemu(&mut jail.command(&self.ns, &argv), self.dir.path());
         self.qemu = Some(Proc(child));
         start
     }
@@ -670,5 +690,154 @@ fn runas_ifdown_refuses_another_users_persistent_tap() {
         "qemu -runas, persistent tap of {OTHER_UID}: refused in {:.2} s: {}",
         start.elapsed().as_secs_f64(),
         lines[0]
+    );
+}
+
+/// `sudo qemu-system-x86_64 …` as sudo leaves it for QEMU, and QEMU for its
+/// script=: sudo's variables for user 1000, SUDO_COMMAND as given.
+fn sudo_env(sudo_command: String) -> Vec<String> {
+    vec![
+        "SUDO_UID=1000".into(),
+        "SUDO_GID=1000".into(),
+        "SUDO_USER=someone".into(),
+        format!("SUDO_COMMAND={sudo_command}"),
+    ]
+}
+
+/// Root in a jail whose /etc holds `config` and a user 1000 ("someone").
+fn sudo_jail(config: &str) -> Jail {
+    let mut jail = Jail::new(0, 0, &[]).config(config);
+    jail.setup = "echo 'someone:x:1000:1000::/nonexistent:/usr/sbin/nologin' >> /etc/passwd\n\
+                  echo 'someone:x:1000:' >> /etc/group\n"
+        .into();
+    jail
+}
+
+/// The how-to's way to start a VM, `sudo qemu-system-x86_64 … -netdev tap`:
+/// QEMU runs as root and hands sudo's variables down to script=, which must
+/// see root running it (not a sudo call of its own for user 1000, who could
+/// not configure QEMU's ownerless tap) and attach the tap; downscript= then
+/// takes it down as root too.
+#[test]
+fn sudo_started_qemu_gets_its_tap_attached_as_root() {
+    let mut lab = Lab::without_dhcp();
+    let tap = "vms0";
+    let jail = sudo_jail(&format!("bridge = \"{BRIDGE}\"\n"));
+    let net = QemuNet::new(tap, "52:54:00:4b:4e:06", Path::new("/nonexistent"));
+    let sudo_command = format!("{} {}", lab.qemu_bin.display(), qemu_args(&net).join(" "));
+    let links_before = lab.ns.all_links();
+
+    let start = lab.start_qemu_in(&jail, &sudo_env(sudo_command), &net);
+    let pid = lab.qemu_pid();
+    qemu::wait_for_sigterm_handler(pid, Duration::from_secs(30), || lab.qemu_stderr());
+    let up_time = start.elapsed();
+    let stderr = lab.qemu_stderr();
+    let ifup = lines_with(&stderr, "kvmnet-ifup:");
+    assert_eq!(ifup.len(), 1, "one kvmnet-ifup line:\n{stderr}");
+    for want in [
+        format!("tap={tap} "),
+        " user=0 ".to_owned(),
+        "result=attached".to_owned(),
+    ] {
+        assert!(ifup[0].contains(&want), "{want:?} in {:?}", ifup[0]);
+    }
+    assert_eq!(tun_info(&lab.ns, tap), (false, None), "QEMU's own tap");
+    let during = lab.ns.state(tap).unwrap();
+    assert_eq!(during.master.as_deref(), Some(BRIDGE), "{during:?}");
+    assert!(during.up && during.mtu == MTU, "{during:?}");
+
+    let exit = lab.stop_qemu();
+    let stderr = lab.qemu_stderr();
+    assert!(exit.success(), "QEMU exit after SIGTERM: {exit}\n{stderr}");
+    assert!(!stderr.contains("failed"), "a script failed:\n{stderr}");
+    let ifdown = lines_with(&stderr, "kvmnet-ifdown:");
+    assert_eq!(ifdown.len(), 1, "one kvmnet-ifdown line:\n{stderr}");
+    assert!(
+        ifdown[0].contains(&format!("tap={tap} user=0 ")),
+        "{:?}",
+        ifdown[0]
+    );
+    let gone = poll(Duration::from_secs(5), || {
+        (!lab.ns.exists(tap)).then_some(())
+    });
+    assert!(gone.is_some(), "tap {tap} left: {:?}", lab.ns.link(tap));
+    assert_eq!(lab.ns.all_links(), links_before, "links after QEMU exit");
+    assert_eq!(lab.pids(), lab.expected_pids(), "left running");
+    eprintln!(
+        "sudo qemu: tap attached as root {:.2} s after start: {}",
+        up_time.as_secs_f64(),
+        ifup[0]
+    );
+}
+
+/// The same variables, but SUDO_COMMAND naming kvmnet-ifup itself, as the
+/// shipped sudo rule leaves them: kvmnet acts for user 1000 and applies
+/// that user's ACL. The tap is a persistent one of 1000's, so that its
+/// owner is not what decides: without an allow rule QEMU cannot start; with
+/// one, the tap is attached and downscript= restores it.
+#[test]
+fn sudo_command_naming_kvmnet_itself_still_applies_the_sudo_users_acl() {
+    let mut lab = Lab::without_dhcp();
+    let tap = "vms1";
+    let before = persistent_tap(&lab.ns, tap, OTHER_UID);
+    let net = QemuNet::new(tap, "52:54:00:4b:4e:07", Path::new("/nonexistent"));
+    let env = sudo_env(format!("{IFUP} {tap}"));
+
+    let jail = sudo_jail(&format!("bridge = \"{BRIDGE}\"\n"));
+    lab.start_qemu_in(&jail, &env, &net);
+    let exit = lab
+        .wait_qemu(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("QEMU still running after 30 s: {}", lab.qemu_stderr()));
+    let stderr = lab.qemu_stderr();
+    assert!(!exit.success(), "QEMU must fail to start: {exit}\n{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "kvmnet-ifup:"),
+        [format!(
+            "kvmnet-ifup: user {OTHER_UID} may not attach {tap} to bridge {BRIDGE}: no [[allow]] \
+             rule matches (deny by default); an admin can add an [[allow]] rule for it to \
+             /etc/kvmnet/kvmnet.toml"
+        )],
+        "{stderr}"
+    );
+    assert_eq!(
+        lab.ns.state(tap).as_ref(),
+        Some(&before),
+        "refused, yet changed"
+    );
+
+    let allow = format!(
+        "bridge = \"{BRIDGE}\"\n[[allow]]\nusers = [\"{OTHER_UID}\"]\nbridges = [\"{BRIDGE}\"]\n"
+    );
+    // (the jail's directory must outlive QEMU)
+    let jail = sudo_jail(&allow);
+    lab.start_qemu_in(&jail, &env, &net);
+    let pid = lab.qemu_pid();
+    qemu::wait_for_sigterm_handler(pid, Duration::from_secs(30), || lab.qemu_stderr());
+    let stderr = lab.qemu_stderr();
+    let ifup = lines_with(&stderr, "kvmnet-ifup:");
+    assert_eq!(ifup.len(), 1, "one kvmnet-ifup line:\n{stderr}");
+    assert!(
+        ifup[0].contains(&format!(" user={OTHER_UID} ")) && ifup[0].contains("acl=\"allow rule"),
+        "{:?}",
+        ifup[0]
+    );
+    let during = lab.ns.state(tap).unwrap();
+    assert_attached_by_kvmnet(&lab.ns, tap, &before, &during);
+    let exit = lab.stop_qemu();
+    let stderr = lab.qemu_stderr();
+    assert!(exit.success(), "QEMU exit after SIGTERM: {exit}\n{stderr}");
+    // SUDO_COMMAND names kvmnet-ifup, a program at a root-only path that is
+    // not kvmnet-ifdown: sudo did not run ifdown, so it runs as root.
+    let ifdown = lines_with(&stderr, "kvmnet-ifdown:");
+    assert_eq!(ifdown.len(), 1, "one kvmnet-ifdown line:\n{stderr}");
+    assert!(
+        ifdown[0].contains(&format!("tap={tap} user=0 result=detached and restored")),
+        "{:?}",
+        ifdown[0]
+    );
+    assert_eq!(
+        lab.ns.state(tap).as_ref(),
+        Some(&before),
+        "tap after QEMU exit"
     );
 }
