@@ -127,13 +127,6 @@ pub trait Resolve {
     /// trusted when the caller's own entries resolve (see [`Acl::decide`]).
     fn has_user(&self, uid: u32) -> Result<bool, LookupError>;
     fn has_group(&self, gid: u32) -> Result<bool, LookupError>;
-
-    /// The gid of a group name, `None` both for no such group and for a
-    /// failed look-up. Only for callers that refuse on `None` anyway
-    /// (`group =` of a tap kvmnet creates); the ACL uses [`Resolve::group_id`].
-    fn gid(&self, name: &str) -> Option<u32> {
-        self.group_id(name).ok().flatten()
-    }
 }
 
 /// The system's user and group databases (NSS).

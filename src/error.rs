@@ -57,6 +57,12 @@ pub enum Error {
     Denied { message: String, details: String },
     #[error("group {group:?} ({rule}) does not exist; create it or fix `group =`")]
     UnknownGroup { group: String, rule: String },
+    #[error("group {group:?} ({rule}) could not be looked up: {cause}; kvmnet creates no tap with an unknown group: check the group database (nsswitch.conf, sssd/LDAP) and retry")]
+    GroupLookup {
+        group: String,
+        rule: String,
+        cause: String,
+    },
     #[error("bridge {bridge} has VLAN filtering off, but {rule} sets vlan/trunk; enable it: ip link set {bridge} type bridge vlan_filtering 1")]
     VlanFilteringOff { bridge: String, rule: String },
     #[error("this kernel cannot filter VLANs on bridges (it was built without CONFIG_BRIDGE_VLAN_FILTERING / 802.1Q support), but {rule} sets vlan/trunk; use a distribution kernel or drop vlan/trunk")]

@@ -215,17 +215,27 @@ pub(crate) fn admit(link: Link, asked: &TapName, who: Option<&Identity>) -> Resu
 
 /// The tun group for a tap kvmnet creates (`group = "kvm"`).
 pub(crate) fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
+    let rule = || {
+        settings
+            .rule
+            .clone()
+            .unwrap_or_else(|| "the top level".into())
+    };
     match &settings.group {
-        None => Ok(None),
+        None | Some(Principal::Any) => Ok(None),
         Some(Principal::Id(g)) => Ok(Some(*g)),
-        Some(Principal::Name(n)) => System.gid(n).map(Some).ok_or_else(|| Error::UnknownGroup {
-            group: n.clone(),
-            rule: settings
-                .rule
-                .clone()
-                .unwrap_or_else(|| "the top level".into()),
-        }),
-        Some(Principal::Any) => Ok(None),
+        Some(Principal::Name(n)) => match System.group_id(n) {
+            Ok(Some(g)) => Ok(Some(g)),
+            Ok(None) => Err(Error::UnknownGroup {
+                group: n.clone(),
+                rule: rule(),
+            }),
+            Err(e) => Err(Error::GroupLookup {
+                group: n.clone(),
+                rule: rule(),
+                cause: e.to_string(),
+            }),
+        },
     }
 }
 
