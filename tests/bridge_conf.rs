@@ -27,16 +27,15 @@
 
 mod common;
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{privileged_copy, Grant, Jail, Netns, TempDir};
+use common::{privileged_copy, recv_fds_until_eof, spawn_inheriting, Grant, Jail, Netns, TempDir};
 
 const KVMNET: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
 const QEMU_HELPER: &str = "/usr/lib/qemu/qemu-bridge-helper";
@@ -705,51 +704,16 @@ fn stage_files(stage: &Path, files: &[(&str, Node)]) {
     }
 }
 
-/// A unix stream socket pair as QEMU makes it: QEMU's end and the helper's
-/// end, both close-on-exec (see [`run_bounded`]).
+/// QEMU's end of the socket pair and the helper's end; see
+/// [`common::socket_pair`].
 fn socket_pair() -> (UnixStream, OwnedFd) {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair");
-    let a = UnixStream::from(a);
-    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    (a, b)
+    common::socket_pair(Duration::from_secs(5))
 }
 
 /// The descriptor a helper sent, if any, once every helper has exited (all
 /// copies of the other end are closed: EOF follows what was sent).
 fn recv_all(sock: &UnixStream) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut fds = Vec::new();
-    let mut bytes = 0;
-    loop {
-        let mut buf = [0u8; 16];
-        let mut space = nix::cmsg_space!([RawFd; 4]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap_or_else(|e| panic!("recvmsg on QEMU's end: {e}"));
-        for c in msg.cmsgs().expect("control data truncated") {
-            if let ControlMessageOwned::ScmRights(v) = c {
-                // SAFETY: SCM_RIGHTS just installed these descriptors in
-                // this process; nothing else owns them.
-                fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-            }
-        }
-        if msg.bytes == 0 {
-            break;
-        }
-        bytes += msg.bytes;
-    }
+    let (bytes, mut fds) = recv_fds_until_eof(sock);
     assert!(
         fds.len() <= 1 && (fds.is_empty() || bytes == 1),
         "{} descriptors, {bytes} bytes: not QEMU's protocol",
@@ -762,56 +726,21 @@ fn recv_all(sock: &UnixStream) -> Option<OwnedFd> {
 /// inherited at their numbers; bounded by [`RUN_LIMIT`]: a run still going
 /// then has blocked, and the whole group is killed and the test fails.
 fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>, what: &str) -> (Option<i32>, String) {
-    let raw: Vec<RawFd> = pass.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: runs in the child between fork and exec; only fcntl
-    // (async-signal-safe) on descriptors the parent keeps open until after
-    // the spawn; no allocation.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &raw {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
     cmd.process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    drop(pass);
-    let status = wait_bounded(&mut child, RUN_LIMIT);
+    let mut child = spawn_inheriting(&mut cmd, pass);
+    let status = common::qemu::poll_every(Duration::from_millis(20), RUN_LIMIT, || {
+        child.try_wait().expect("try_wait")
+    });
     let Some(status) = status else {
         // SAFETY: kill(2) on the process group this test created.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
         panic!("{what}: still running after {RUN_LIMIT:?}: a helper blocked; killed");
     };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     (status.code(), err)
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return Some(s);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn admitted_list(row: &[Outcome]) -> Vec<&'static str> {

@@ -28,10 +28,9 @@
 mod common;
 
 use std::fs::File;
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -40,7 +39,9 @@ use common::qemu::{
     self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
     ROM_HINT, VETH,
 };
-use common::{privileged_copy, Grant, Jail, Netns, Run, TempDir};
+use common::{
+    privileged_copy, recv_fds_once, spawn_inheriting, tap_of, Grant, Jail, Netns, Run, TempDir,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
 const PROG: &str = "kvmnet-bridge-helper: ";
@@ -111,21 +112,10 @@ fn assert_helper_tap(ns: &Netns, tap: &str, owner: u32, vnet: bool) {
 // ---------------------------------------------------------------------------
 // The fake QEMU side
 
-/// A unix stream socket pair as QEMU makes it: QEMU's end (with a receive
-/// timeout, so a helper that sends nothing cannot hang the test) and the
-/// helper's end. Both close-on-exec; see [`run_bounded`].
+/// QEMU's end of the socket pair (a helper that sends nothing cannot hang
+/// the test beyond this) and the helper's end; see [`common::socket_pair`].
 fn socket_pair() -> (UnixStream, OwnedFd) {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (qemu, helper) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair");
-    let qemu = UnixStream::from(qemu);
-    qemu.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    (qemu, helper)
+    common::socket_pair(Duration::from_secs(5))
 }
 
 /// Runs `cmd` with the descriptors `pass` inherited (at their numbers), like
@@ -133,49 +123,18 @@ fn socket_pair() -> (UnixStream, OwnedFd) {
 /// fork and exec; the parent's copies are closed right after the spawn. The
 /// run is bounded by [`HELPER_LIMIT`] (killed and failed after that).
 fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>) -> Run {
-    let raw: Vec<RawFd> = pass.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: the closure runs in the child between fork and exec; it only
-    // calls fcntl (async-signal-safe) on descriptors the parent keeps open
-    // until after the spawn, and it does not allocate.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &raw {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    drop(pass);
+    let mut child = spawn_inheriting(&mut cmd, pass);
     let status = poll(HELPER_LIMIT, || child.try_wait().expect("try_wait"));
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{cmd:?} still running after {HELPER_LIMIT:?}; killed");
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
     Run {
         code: status.code(),
-        stdout: out,
-        stderr: err,
+        stdout: std::io::read_to_string(child.stdout.take().unwrap()).unwrap(),
+        stderr: std::io::read_to_string(child.stderr.take().unwrap()).unwrap(),
     }
 }
 
@@ -191,77 +150,16 @@ fn helper_cmd(ns: &Netns, config: Option<&Path>) -> Command {
     c
 }
 
-/// What arrived on QEMU's end of the socket in one `recvmsg`.
-struct Received {
-    bytes: Vec<u8>,
-    fds: Vec<OwnedFd>,
-}
-
-fn recv(sock: &UnixStream) -> Received {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 64];
-    let mut space = nix::cmsg_space!([RawFd; 8]);
-    let (n, fds) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        // MSG_CMSG_CLOEXEC: a received tap must not leak into other tests'
-        // children (it would outlive our close).
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap_or_else(|e| panic!("recvmsg on QEMU's end (5 s timeout): {e}"));
-        let mut fds = Vec::new();
-        for c in msg
-            .cmsgs()
-            .expect("control data truncated (more than 8 fds?)")
-        {
-            match c {
-                ControlMessageOwned::ScmRights(v) => {
-                    // SAFETY: SCM_RIGHTS just installed these descriptors in
-                    // this process; nothing else owns them.
-                    fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
-                }
-                other => panic!("unexpected control message {other:?}"),
-            }
-        }
-        (msg.bytes, fds)
-    };
-    Received {
-        bytes: buf[..n].to_vec(),
-        fds,
-    }
-}
-
 /// The helper sent nothing and closed its end: EOF, no descriptor.
 #[track_caller]
 fn assert_nothing_sent(sock: &UnixStream, what: &str) {
-    let r = recv(sock);
+    let (bytes, fds) = recv_fds_once(sock);
     assert!(
-        r.bytes.is_empty() && r.fds.is_empty(),
+        bytes.is_empty() && fds.is_empty(),
         "{what}: QEMU's end got {} bytes and {} fds, expected EOF",
-        r.bytes.len(),
-        r.fds.len()
+        bytes.len(),
+        fds.len()
     );
-}
-
-nix::ioctl_read_bad!(
-    tun_get_iff,
-    nix::request_code_read!(b'T', 210, std::mem::size_of::<libc::c_uint>()),
-    [u8; 40]
-);
-
-/// TUNGETIFF on a received descriptor: the tap's name and tun flags.
-fn tap_of(fd: &OwnedFd) -> (String, u32) {
-    let mut req = [0u8; 40];
-    // SAFETY: `req` is a writable 40-byte struct ifreq; `fd` is open.
-    unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }
-        .unwrap_or_else(|e| panic!("TUNGETIFF on the received descriptor: {e}"));
-    let len = req[..16].iter().position(|b| *b == 0).unwrap_or(16);
-    let name = String::from_utf8(req[..len].to_vec()).unwrap();
-    let flags = u16::from_ne_bytes([req[16], req[17]]) as u32;
-    (name, flags)
 }
 
 /// One complete exchange, as QEMU does it: exactly one descriptor with a
@@ -270,11 +168,11 @@ fn tap_of(fd: &OwnedFd) -> (String, u32) {
 fn receive_tap(sock: &UnixStream, run: &Run) -> (String, File) {
     assert_eq!(run.code, Some(0), "helper failed: {run:?}");
     assert!(run.stdout.is_empty(), "helper wrote to stdout: {run:?}");
-    let mut r = recv(sock);
-    assert_eq!(r.bytes.len(), 1, "payload must be one byte: {:?}", r.bytes);
-    assert_eq!(r.fds.len(), 1, "exactly one descriptor");
+    let (bytes, mut fds) = recv_fds_once(sock);
+    assert_eq!(bytes.len(), 1, "payload must be one byte: {bytes:?}");
+    assert_eq!(fds.len(), 1, "exactly one descriptor");
     assert_nothing_sent(sock, "after the descriptor");
-    let fd = r.fds.pop().unwrap();
+    let fd = fds.pop().unwrap();
     let (name, flags) = tap_of(&fd);
     assert_eq!(
         flags & (IFF_TAP | IFF_NO_PI),

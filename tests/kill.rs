@@ -32,8 +32,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -979,53 +979,6 @@ fn ifdown_routed_killed_at_every_step() {
 // ---------------------------------------------------------------------------
 // The bridge helper killed at every step
 
-nix::ioctl_read_bad!(
-    tun_get_iff,
-    nix::request_code_read!(b'T', 210, std::mem::size_of::<libc::c_uint>()),
-    [u8; 40]
-);
-
-/// The name of the tap behind a descriptor (TUNGETIFF).
-fn tap_name(fd: &OwnedFd) -> String {
-    let mut req = [0u8; 40];
-    // SAFETY: `req` is a writable 40-byte struct ifreq; `fd` is open.
-    unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }
-        .unwrap_or_else(|e| panic!("TUNGETIFF on the received descriptor: {e}"));
-    let len = req[..16].iter().position(|b| *b == 0).unwrap_or(16);
-    String::from_utf8_lossy(&req[..len]).into_owned()
-}
-
-/// The descriptors QEMU's end received before EOF (the helper has ended).
-fn received_fds(sock: &UnixStream) -> Vec<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut fds = Vec::new();
-    loop {
-        let mut buf = [0u8; 64];
-        let mut space = nix::cmsg_space!([RawFd; 8]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        // MSG_CMSG_CLOEXEC: a received tap must not leak into other tests'
-        // children (it would outlive our close).
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap_or_else(|e| panic!("recvmsg on QEMU's end: {e}"));
-        let n = msg.bytes;
-        for c in msg.cmsgs().expect("control data") {
-            if let ControlMessageOwned::ScmRights(v) = c {
-                // SAFETY: SCM_RIGHTS just installed these descriptors in this
-                // process; nothing else owns them.
-                fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-            }
-        }
-        if n == 0 {
-            return fds;
-        }
-    }
-}
-
 #[test]
 fn bridge_helper_killed_at_every_step() {
     let name = "bridge helper, isolated/learning";
@@ -1038,20 +991,8 @@ fn bridge_helper_killed_at_every_step() {
     every_k(name, NO_CHANGE_KILLED, |k| {
         let ns = ctx.setup();
         let before = snap(&ns);
-        let (qemu, helper) = {
-            use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-            socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .expect("socketpair")
-        };
-        let qemu = UnixStream::from(qemu);
         // The helper has ended when we read: EOF or the tap is already there.
-        qemu.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        let (qemu, helper) = common::socket_pair(Duration::from_secs(20));
         let mut c = root_cmd(Path::new(HELPER), &ctx.config);
         c.args([
             "--use-vnet".to_owned(),
@@ -1070,13 +1011,13 @@ fn bridge_helper_killed_at_every_step() {
         });
         let lines = log.lines();
         let mut f = Findings::new(header(name, k, &t));
-        let fds = received_fds(&qemu);
+        let (_, fds) = common::recv_fds_until_eof(&qemu);
         let with_tap = snap(&ns);
         if fds.len() > 1 {
             f.add(format!("QEMU's end got {} descriptors", fds.len()));
         }
         // A tap QEMU received is complete; closing it removes tap and port.
-        let sent = fds.first().map(tap_name);
+        let sent = fds.first().map(|fd| common::tap_of(fd).0);
         if let Some(tap) = &sent {
             let l = with_tap.links.get(tap);
             if !l.is_some_and(|l| l.up && l.master.as_deref() == Some("br0")) {

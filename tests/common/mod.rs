@@ -6,9 +6,14 @@
 pub mod qemu;
 pub mod trace;
 
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 pub const IFUP: &str = env!("CARGO_BIN_EXE_kvmnet-ifup");
 pub const IFDOWN: &str = env!("CARGO_BIN_EXE_kvmnet-ifdown");
@@ -482,7 +487,6 @@ pub fn open_tap(ns: &Netns, tap: &str) -> std::fs::File {
         req[..tap.len()].copy_from_slice(tap.as_bytes());
         let flags: libc::c_short = 0x0002 | 0x1000; // IFF_TAP | IFF_NO_PI
         req[16..18].copy_from_slice(&flags.to_ne_bytes());
-        use std::os::fd::AsRawFd;
         // SAFETY: `req` is a 40-byte, zero-padded struct ifreq with a
         // NUL-terminated name and the flags at offset 16; `f` is an open
         // /dev/net/tun descriptor that outlives the call.
@@ -573,4 +577,124 @@ pub fn kernel_filters_vlans(ns: &Netns) -> bool {
     );
     assert!(!ns.exists("br-probe"));
     false
+}
+
+// ---------------------------------------------------------------------------
+// QEMU's side of the bridge helper's socket
+
+/// A unix stream socket pair as QEMU makes it for `helper=`: QEMU's end,
+/// with `read_timeout` so a helper that sends nothing cannot hang the test,
+/// and the helper's end. Both close-on-exec: tests run in parallel, and an
+/// inheritable end would leak into whatever another test spawns meanwhile,
+/// keeping a "closed" socket open. See [`spawn_inheriting`].
+pub fn socket_pair(read_timeout: Duration) -> (UnixStream, OwnedFd) {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (qemu, helper) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let qemu = UnixStream::from(qemu);
+    qemu.set_read_timeout(Some(read_timeout)).unwrap();
+    (qemu, helper)
+}
+
+/// Spawns `cmd` with the descriptors `pass` inherited at their numbers, like
+/// QEMU's fork + exec: they stay close-on-exec here and are made inheritable
+/// only in this child, between fork and exec; the parent's copies are closed
+/// once the child exists. `cmd` keeps the hook: do not spawn it again.
+pub fn spawn_inheriting(cmd: &mut Command, pass: Vec<OwnedFd>) -> Child {
+    let raw: Vec<RawFd> = pass.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls fcntl (async-signal-safe) on descriptors that `pass` keeps open
+    // until after the spawn, and it does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &raw {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    drop(pass);
+    child
+}
+
+/// What one `recvmsg` on QEMU's end got: the bytes (empty at EOF) and the
+/// descriptors (SCM_RIGHTS), received close-on-exec so that a tap cannot leak
+/// into other tests' children and outlive our close. Any other control
+/// message, or more than 8 descriptors, fails the test.
+pub fn recv_fds_once(sock: &UnixStream) -> (Vec<u8>, Vec<OwnedFd>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 64];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap_or_else(|e| {
+        let limit = sock.read_timeout().ok().flatten();
+        panic!("recvmsg on QEMU's end (timeout {limit:?}): {e}")
+    });
+    let mut fds = Vec::new();
+    for c in msg
+        .cmsgs()
+        .expect("control data truncated (more than 8 fds?)")
+    {
+        match c {
+            ControlMessageOwned::ScmRights(v) => {
+                // SAFETY: SCM_RIGHTS just installed these descriptors in this
+                // process; nothing else owns them.
+                fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+            }
+            other => panic!("unexpected control message {other:?}"),
+        }
+    }
+    let n = msg.bytes;
+    (buf[..n].to_vec(), fds)
+}
+
+/// Everything QEMU's end gets until EOF (every copy of the helper's end
+/// closed, i.e. the helper has ended): the number of bytes and the
+/// descriptors.
+pub fn recv_fds_until_eof(sock: &UnixStream) -> (usize, Vec<OwnedFd>) {
+    let (mut total, mut all) = (0, Vec::new());
+    loop {
+        let (bytes, fds) = recv_fds_once(sock);
+        all.extend(fds);
+        if bytes.is_empty() {
+            return (total, all);
+        }
+        total += bytes.len();
+    }
+}
+
+nix::ioctl_read_bad!(
+    tun_get_iff,
+    nix::request_code_read!(b'T', 210, std::mem::size_of::<libc::c_uint>()),
+    [u8; 40]
+);
+
+/// TUNGETIFF on a tap descriptor QEMU's end received: the tap's name and
+/// its tun flags.
+pub fn tap_of(fd: &OwnedFd) -> (String, u32) {
+    let mut req = [0u8; 40];
+    // SAFETY: `req` is a writable 40-byte struct ifreq; `fd` is open.
+    unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }
+        .unwrap_or_else(|e| panic!("TUNGETIFF on the received descriptor: {e}"));
+    let len = req[..16].iter().position(|b| *b == 0).unwrap_or(16);
+    let name = String::from_utf8(req[..len].to_vec()).unwrap();
+    let flags = u16::from_ne_bytes([req[16], req[17]]) as u32;
+    (name, flags)
 }
