@@ -11,13 +11,12 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::access;
-use crate::attach::{self, PortPolicy};
 use crate::config::Config;
 use crate::error::Error;
-use crate::ifup;
+use crate::mode::{self, bridge, Mode};
 use crate::name::BridgeName;
 use crate::netlink::Netlink;
-use crate::plan::{self, Origin, Target};
+use crate::plan::{self, Origin};
 use crate::settings::NetMode;
 use crate::Invocation;
 
@@ -169,29 +168,16 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
         acl = access::check_bridge_helper(&who, &config.acl, qemu.as_deref(), "-", bridge_name)?;
     }
     let nl = Netlink::open()?;
-    let bridge = match nl.link_by_name(bridge_name)? {
-        Some(l) if l.is_bridge() => l,
-        Some(l) => {
-            return Err(Error::HelperBridge {
-                bridge: l.name.clone(),
-                problem: format!("is {}, not a bridge", l.kind.describe()),
-            })
-        }
-        None => {
-            return Err(Error::HelperBridge {
-                bridge: bridge_name.to_owned(),
-                problem: "does not exist".into(),
-            })
-        }
-    };
-
-    if bridge.name != bridge_name {
-        return Err(Error::AltName {
-            asked: bridge_name.to_owned(),
-            name: bridge.name.clone(),
-        });
-    }
-
+    let bridge = nl
+        .link_by_name(bridge_name)?
+        .ok_or_else(|| Error::HelperBridge {
+            bridge: bridge_name.to_owned(),
+            problem: "does not exist".into(),
+        })?;
+    // Judged before the tap exists; again, with the tap's settings, below.
+    let bridge =
+        bridge::Port::for_helper(bridge, bridge_name, config.settings_on("", bridge_name))?
+            .into_bridge();
     if !caller.is_root() {
         let ports = nl.ports_of(bridge.index)?;
         access::check_port_quota(
@@ -206,7 +192,7 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
     // a kill, drops it and the kernel removes the tap (and its bridge port)
     // with it.
     let first = config.settings_on("", bridge_name);
-    let group = ifup::tun_group(&first)?;
+    let group = mode::tun_group(&first)?;
     log.starting(
         &config.helper_tap,
         caller.uid,
@@ -220,27 +206,24 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
             rule: settings.rule.clone().unwrap_or_default(),
         });
     }
-    attach::check_vlan_support(&bridge, &settings)?;
+    let rule = settings.rule.clone();
+    let port = bridge::Port::for_helper(bridge, bridge_name, settings)?;
     let tap = match nl.link_by_name(&tap_name)? {
         Some(l) if l.is_tap() && l.name == tap_name => l,
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };
-    let target = Target::on_bridge(&bridge, &settings);
-    let attach = plan::attach(&tap, &target, Origin::Created(None))?;
-    let policy = PortPolicy {
-        settings: &settings,
-        bridge: &bridge,
-    };
-    attach::run(&nl, &tap, Some(&bridge), &attach, &policy).map_err(|f| f.error)?;
+    let attach = plan::attach(&tap, &port.target(), Origin::Created(None))?;
+    mode::run(&nl, &tap, &attach, &port).map_err(|f| f.error)?;
     send_fd(&sock, &queue)?;
+    let bridge = port.bridge().expect("a port has a bridge");
     Ok(Report {
         tap: tap_name,
         bridge: bridge.name.clone(),
-        mtu: target.mtu.unwrap_or(bridge.mtu),
+        mtu: port.target().mtu.unwrap_or(bridge.mtu),
         user: caller.uid,
         privilege: inv.mode,
         acl,
-        rule: settings.rule,
+        rule,
     })
 }
 

@@ -59,7 +59,7 @@ pub fn ifdown(
     let Some(tap) = nl.link_by_name(name.as_str())? else {
         return Ok(report(Outcome::Missing));
     };
-    let tap = crate::ifup::admit(tap, name, None)?;
+    let tap = crate::mode::admit(tap, name, None)?;
     let persistent = tap.tun().is_some_and(|t| t.persist);
     if inv.mode == Mode::None {
         return if persistent {
@@ -99,21 +99,7 @@ pub fn ifdown(
             routes,
             proxy_off,
         } => {
-            for addr in routes {
-                nl.del_host_route(addr, tap.index, &tap.name)?;
-            }
-            for family in proxy_off {
-                let path = crate::sysctl::proxy_path(family, &tap.name);
-                match crate::sysctl::set(&path, false) {
-                    // No /proc (QEMU's -chroot): a tap that is not persistent
-                    // takes its settings with it a moment later.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !persistent => {}
-                    r => r.map_err(|e| Error::Sysctl {
-                        path,
-                        cause: crate::error::plain(&e),
-                    })?,
-                }
-            }
+            crate::mode::routed::remove(nl, &tap, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
             Ok(report(Outcome::Restored))

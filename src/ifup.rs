@@ -3,21 +3,17 @@
 //! done, or everything this run changed is undone.
 
 use std::fmt;
-use std::net::IpAddr;
 
-use crate::access;
-use crate::acl::{Identity, Principal, Resolve, System};
-use crate::attach::{self, Policy, PortPolicy, RoutePolicy};
+use crate::acl::Identity;
 use crate::caller::Caller;
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::Log;
-use crate::mac::Mac;
+use crate::mode::{self, bridge, routed, ForTap, Mode};
 use crate::name::{BridgeName, TapName};
 use crate::netlink::{Link, Netlink};
-use crate::plan::{self, BridgeChoice, Origin, Target};
-use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
-use crate::sysctl::{self, Family};
+use crate::plan::{self, Origin, Target};
+use crate::settings::NetMode;
 use crate::tap::{self, NewTap, TapError};
 use crate::Invocation;
 
@@ -79,164 +75,53 @@ pub fn ifup(
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
     let existing = match nl.link_by_name(name.as_str())? {
-        Some(l) => Some(admit(l, name, identity.as_ref())?),
+        Some(l) => Some(mode::admit(l, name, identity.as_ref())?),
         None => None,
-    };
-    let group = tun_group(&settings)?;
-    let mut report = Report {
-        tap: name.to_string(),
-        target: String::new(),
-        user: caller.uid,
-        privilege: inv.mode,
-        acl: "root".into(),
-        rule: settings.rule.clone(),
-        created_tap: false,
-        created_bridge: false,
-        changed: false,
-        notes: Vec::new(),
     };
     let mut run = Run {
         nl,
         caller,
         identity: identity.as_ref(),
         name,
-        group,
+        group: mode::tun_group(&settings)?,
         log,
         started: false,
     };
-
-    // Everything that can be refused without changing anything is checked
-    // before the first change.
-    match settings.mode {
+    let rule = settings.rule.clone();
+    let tap = ForTap {
+        name,
+        who: identity.as_ref(),
+        existing: existing.as_ref(),
+    };
+    // The mode's constructor checks everything that can refuse without
+    // changing anything, before the first change.
+    let (mode, acl, created_bridge): (Box<dyn Mode>, String, bool) = match settings.mode {
         NetMode::Bridge => {
-            let choice = match (requested, plan::configured_bridge(&settings)) {
-                (Some(name), _) => BridgeChoice {
-                    name,
-                    create: false,
-                    reason: plan::BridgeReason::Requested,
-                },
-                (None, Some(c)) => c,
-                (None, None) => plan::fallback_bridge(
-                    config.source.is_some(),
-                    &settings,
-                    default_route_bridge(nl)?,
-                ),
-            };
-            if let Some(who) = &identity {
-                report.acl =
-                    access::check_bridge(who, &config.acl, name.as_str(), choice.name.as_str())?;
-            }
-            let (bridge, created_bridge) = resolve_bridge(&mut run, &choice, config, &settings)?;
-            let joins = existing
-                .as_ref()
-                .is_none_or(|t| t.master != Some(bridge.index));
-            if let (Some(who), true) = (&identity, joins) {
-                let ports = nl.ports_of(bridge.index)?;
-                access::check_port_quota(who, &ports, &bridge.name, config.max_ports_per_user)?;
-            }
-            let target = Target::on_bridge(&bridge, &settings);
-            let policy = PortPolicy {
-                settings: &settings,
-                bridge: &bridge,
-            };
-            let (created, changed) = run.configure(existing, &target, &policy)?;
-            report.target = format!(
-                "bridge={} mtu={}",
-                bridge.name,
-                target.mtu.unwrap_or(bridge.mtu)
-            );
-            report.created_bridge = created_bridge;
-            report.created_tap = created;
-            report.changed = changed;
+            let port =
+                bridge::Port::for_ifup(nl, config, settings, requested, &tap, &mut |what| {
+                    run.starting(what)
+                })?;
+            let (acl, created) = (port.acl.clone(), port.created_bridge);
+            (Box::new(port), acl, created)
         }
         NetMode::Route => {
-            if let Some(who) = &identity {
-                return Err(access::routed_is_root_only(
-                    who,
-                    name.as_str(),
-                    settings.rule.as_deref(),
-                ));
-            }
-            let mut proxy = Vec::new();
-            for family in [Family::V4, Family::V6] {
-                if settings.addresses.iter().any(|a| Family::of(a) == family) {
-                    let already = existing
-                        .as_ref()
-                        .map(|t| {
-                            sysctl::is_on(&sysctl::proxy_path(family, &t.name)).unwrap_or(false)
-                        })
-                        .unwrap_or(false);
-                    if !already {
-                        proxy.push(family);
-                    }
-                }
-            }
-            let target = Target {
-                bridge: None,
-                mtu: match settings.mtu {
-                    MtuPolicy::Bridge => None,
-                    MtuPolicy::Fixed(n) => Some(n),
-                },
-                fe_mac: settings.host_mac == HostMac::Fe,
-                port_policy: false,
-                routes: &settings.addresses,
-                proxy,
-            };
-            let policy = RoutePolicy::default();
-            let (created, changed) = run.configure(existing, &target, &policy)?;
-            let list: Vec<String> = settings.addresses.iter().map(IpAddr::to_string).collect();
-            report.target = format!("route={}", list.join(","));
-            report.created_tap = created;
-            report.changed = changed;
-            report.notes = policy.notes.into_inner();
+            let routed = routed::Routed::for_ifup(settings, &tap)?;
+            (Box::new(routed), "root".into(), false)
         }
-    }
-    Ok(report)
-}
-
-/// The checks every tap passes before kvmnet changes it, made on the
-/// kernel's own answer for that ifindex: after every look-up by name, the
-/// same ones.
-pub(crate) fn admit(link: Link, asked: &TapName, who: Option<&Identity>) -> Result<Link, Error> {
-    require_tap(&link)?;
-    // An alternative name (`ip link property add … altname`) finds the
-    // link too; rules and records are about its own name.
-    if link.name != asked.as_str() {
-        return Err(Error::AltName {
-            asked: asked.to_string(),
-            name: link.name.clone(),
-        });
-    }
-    if let Some(who) = who {
-        access::check_tap_owner(who, &link, None)?;
-    }
-    Ok(link)
-}
-
-/// The tun group for a tap kvmnet creates (`group = "kvm"`).
-pub(crate) fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
-    let rule = || {
-        settings
-            .rule
-            .clone()
-            .unwrap_or_else(|| "the top level".into())
     };
-    match &settings.group {
-        None | Some(Principal::Any) => Ok(None),
-        Some(Principal::Id(g)) => Ok(Some(*g)),
-        Some(Principal::Name(n)) => match System.group_id(n) {
-            Ok(Some(g)) => Ok(Some(g)),
-            Ok(None) => Err(Error::UnknownGroup {
-                group: n.clone(),
-                rule: rule(),
-            }),
-            Err(e) => Err(Error::GroupLookup {
-                group: n.clone(),
-                rule: rule(),
-                cause: e.to_string(),
-            }),
-        },
-    }
+    let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
+    Ok(Report {
+        tap: name.to_string(),
+        target: mode.describe(),
+        user: caller.uid,
+        privilege: inv.mode,
+        acl,
+        rule,
+        created_tap,
+        created_bridge,
+        changed,
+        notes: mode.notes(),
+    })
 }
 
 /// One ifup's state: what it acts on, and whether it has logged that it
@@ -272,12 +157,12 @@ impl Run<'_> {
     fn configure(
         &mut self,
         existing: Option<Link>,
-        target: &Target<'_>,
-        policy: &dyn Policy,
+        mode: &dyn Mode,
     ) -> Result<(bool, bool), Error> {
+        let target = mode.target();
         let tap = match existing {
             Some(tap) => tap,
-            None => match self.create_and_attach(target, policy)? {
+            None => match self.create_and_attach(&target, mode)? {
                 Created::Yes => return Ok((true, true)),
                 // A concurrent run (or QEMU, or an admin) took the name first:
                 // that tap is judged like any existing one.
@@ -286,7 +171,7 @@ impl Run<'_> {
                     let found = found.ok_or_else(|| Error::TapVanished {
                         tap: self.name.to_string(),
                     })?;
-                    let found = admit(found, self.name, self.identity)?;
+                    let found = mode::admit(found, self.name, self.identity)?;
                     // The name was free when this run looked: it adopts only
                     // what it set out to create, a tap of the caller's own
                     // (a concurrent run for the same caller), even for root.
@@ -301,14 +186,14 @@ impl Run<'_> {
                 }
             },
         };
-        let attach = plan::attach(&tap, target, Origin::Existing)?;
+        let attach = plan::attach(&tap, &target, Origin::Existing)?;
         if !attach.changes_anything() {
             return Ok((false, false));
         }
         self.starting(&format!("ifindex={}", tap.index));
-        match attach::run(self.nl, &tap, target.bridge, &attach, policy) {
+        match mode::run(self.nl, &tap, &attach, mode) {
             Ok(()) => Ok((false, true)),
-            Err(failed) => Err(attach::roll_back(self.nl, &attach, policy, *failed)),
+            Err(failed) => Err(mode::roll_back(self.nl, &attach, mode, *failed)),
         }
     }
 
@@ -322,7 +207,7 @@ impl Run<'_> {
     fn create_and_attach(
         &mut self,
         target: &Target<'_>,
-        policy: &dyn Policy,
+        mode: &dyn Mode,
     ) -> Result<Created, Error> {
         self.starting("create=yes");
         let (held, temp) = create_temp_tap(self.caller, self.group)?;
@@ -340,7 +225,7 @@ impl Run<'_> {
         };
         let attach = plan::attach(&tap, target, Origin::Created(Some(self.name.as_str())))
             .map_err(|e| gone(e.into()))?;
-        match attach::run(self.nl, &tap, target.bridge, &attach, policy) {
+        match mode::run(self.nl, &tap, &attach, mode) {
             // Dropping `held` below deletes the temporary tap.
             Err(f)
                 if f.renaming
@@ -386,92 +271,4 @@ fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<(tap::Held, Ta
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-pub(crate) fn require_tap(l: &Link) -> Result<(), Error> {
-    if l.is_tap() {
-        Ok(())
-    } else {
-        Err(Error::NotATap {
-            name: l.name.clone(),
-            what: l.kind.describe(),
-        })
-    }
-}
-
-fn config_name(config: &Config) -> String {
-    config
-        .source
-        .as_deref()
-        .unwrap_or(std::path::Path::new(crate::config::DEFAULT_PATH))
-        .display()
-        .to_string()
-}
-
-/// The first IPv4 default-route interface that is a bridge (Debian's rule).
-fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
-    for index in nl.default_route_oifs()? {
-        if let Some(l) = nl.link_by_index(index)? {
-            if l.is_bridge() {
-                if let Ok(name) = BridgeName::new(&l.name) {
-                    return Ok(Some(name));
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn resolve_bridge(
-    run: &mut Run<'_>,
-    choice: &BridgeChoice,
-    config: &Config,
-    settings: &Settings,
-) -> Result<(Link, bool), Error> {
-    let nl = run.nl;
-    let name = choice.name.as_str();
-    let vlans = settings.needs_vlan_filtering();
-    // Judged by the kernel's own answer: a bridge found under another of
-    // its names is refused, since the ACL and rules spoke of `name`.
-    let as_bridge = |l: Link| {
-        if !l.is_bridge() {
-            return Err(Error::NotABridge {
-                name: l.name.clone(),
-                what: l.kind.describe(),
-                config: config_name(config),
-            });
-        }
-        if l.name != name {
-            return Err(Error::AltName {
-                asked: name.to_owned(),
-                name: l.name.clone(),
-            });
-        }
-        attach::check_vlan_support(&l, settings)?;
-        Ok(l)
-    };
-    if let Some(l) = nl.link_by_name(name)? {
-        return Ok((as_bridge(l)?, false));
-    }
-    if !choice.create {
-        return Err(Error::BridgeMissing {
-            bridge: name.to_owned(),
-            config: config_name(config),
-        });
-    }
-    run.starting(&format!("create_bridge={name}"));
-    // EEXIST means a concurrent ifup created it first: use theirs.
-    let created = match nl.create_bridge(name, Mac::random_local(), vlans) {
-        Err(e) if vlans && e.errno() == Some(libc::EOPNOTSUPP) => {
-            return Err(Error::NoVlanSupport {
-                rule: attach::vlan_rule(settings),
-            })
-        }
-        r => r?,
-    };
-    let l = nl.link_by_name(name)?.ok_or_else(|| Error::BridgeMissing {
-        bridge: name.to_owned(),
-        config: config_name(config),
-    })?;
-    Ok((as_bridge(l)?, created))
 }

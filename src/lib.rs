@@ -8,7 +8,6 @@
 pub mod access;
 pub mod acl;
 pub mod admin;
-pub mod attach;
 pub mod bridge_helper;
 pub mod caller;
 pub mod check;
@@ -20,6 +19,7 @@ pub mod ifup;
 pub mod linkmsg;
 pub mod log;
 pub mod mac;
+pub mod mode;
 pub mod name;
 pub mod netlink;
 pub mod nlreq;

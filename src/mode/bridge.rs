@@ -1,0 +1,239 @@
+//! The bridge-port mode: the tap becomes a port of a bridge (the how-to's
+//! private and public bridges), with the port's own policy (VLANs, isolation,
+//! learning, flooding). Used by `kvmnet-ifup` (the bridge is configured,
+//! asked for, or Debian's fallback, created where allowed) and by the bridge
+//! helper (QEMU's `br=`, which must exist).
+
+use crate::access;
+use crate::config::Config;
+use crate::error::Error;
+use crate::mac::Mac;
+use crate::name::BridgeName;
+use crate::netlink::{Link, Netlink};
+use crate::plan::{self, Attach, BridgeChoice, Target};
+use crate::settings::Settings;
+
+use super::{ForTap, Mode};
+
+/// A bridge port, with its bridge resolved and every precondition checked.
+pub struct Port {
+    settings: Settings,
+    bridge: Link,
+    /// This run created the bridge.
+    pub created_bridge: bool,
+    /// Which rule let a caller other than root use the bridge.
+    pub acl: String,
+}
+
+impl Port {
+    /// kvmnet-ifup's port: the requested (KVMNET_BRIDGE), configured or
+    /// fallback bridge, judged by the ACL for `who` (callers other than
+    /// root), created when the config allows it (`starting` is called
+    /// first: creating it is the run's first change), with the caller's
+    /// share of its ports checked when the tap joins it.
+    pub fn for_ifup(
+        nl: &Netlink,
+        config: &Config,
+        settings: Settings,
+        requested: Option<BridgeName>,
+        tap: &ForTap<'_>,
+        starting: &mut dyn FnMut(&str),
+    ) -> Result<Port, Error> {
+        let who = tap.who;
+        let choice = match (requested, plan::configured_bridge(&settings)) {
+            (Some(name), _) => BridgeChoice {
+                name,
+                create: false,
+                reason: plan::BridgeReason::Requested,
+            },
+            (None, Some(c)) => c,
+            (None, None) => plan::fallback_bridge(
+                config.source.is_some(),
+                &settings,
+                default_route_bridge(nl)?,
+            ),
+        };
+        let acl = match who {
+            Some(who) => {
+                access::check_bridge(who, &config.acl, tap.name.as_str(), choice.name.as_str())?
+            }
+            None => "root".into(),
+        };
+        let (bridge, created_bridge) = resolve(nl, &choice, config, &settings, starting)?;
+        let joins = tap.existing.is_none_or(|t| t.master != Some(bridge.index));
+        if let (Some(who), true) = (who, joins) {
+            let ports = nl.ports_of(bridge.index)?;
+            access::check_port_quota(who, &ports, &bridge.name, config.max_ports_per_user)?;
+        }
+        Ok(Port {
+            settings,
+            bridge,
+            created_bridge,
+            acl,
+        })
+    }
+
+    /// The bridge helper's port: `bridge` is what the kernel found under
+    /// QEMU's `br=` (`asked`); the helper never creates bridges.
+    pub fn for_helper(bridge: Link, asked: &str, settings: Settings) -> Result<Port, Error> {
+        if !bridge.is_bridge() {
+            return Err(Error::HelperBridge {
+                bridge: bridge.name.clone(),
+                problem: format!("is {}, not a bridge", bridge.kind.describe()),
+            });
+        }
+        judge_by_own_name(&bridge, asked)?;
+        check_vlan_support(&bridge, &settings)?;
+        Ok(Port {
+            settings,
+            bridge,
+            created_bridge: false,
+            acl: String::new(),
+        })
+    }
+
+    pub fn into_bridge(self) -> Link {
+        self.bridge
+    }
+}
+
+impl Mode for Port {
+    fn target(&self) -> Target<'_> {
+        Target::on_bridge(&self.bridge, &self.settings)
+    }
+
+    fn set_policy(&self, nl: &Netlink, tap: &Link, _attach: &Attach) -> Result<(), Error> {
+        let s = &self.settings;
+        if s.needs_vlan_filtering() {
+            nl.set_port_vlans(tap.index, &tap.name, s.vlan, &s.trunk)?;
+        }
+        nl.set_port_flags(tap.index, &tap.name, s.isolated, s.learning, s.flooding)
+            .map_err(|e| Error::PortSettings {
+                tap: tap.name.clone(),
+                bridge: self.bridge.name.clone(),
+                cause: e.to_string(),
+            })
+    }
+
+    fn undo_policy(&self, _nl: &Netlink, _tap: &Link, _attach: &Attach) {
+        // leaving the bridge (the link undo) drops the port's VLANs and flags
+    }
+
+    fn describe(&self) -> String {
+        let mtu = self.target().mtu.unwrap_or(self.bridge.mtu);
+        format!("bridge={} mtu={mtu}", self.bridge.name)
+    }
+
+    fn bridge(&self) -> Option<&Link> {
+        Some(&self.bridge)
+    }
+}
+
+/// Refuses a bridge that cannot carry the VLANs `settings` ask for.
+pub fn check_vlan_support(bridge: &Link, settings: &Settings) -> Result<(), Error> {
+    if !settings.needs_vlan_filtering() {
+        return Ok(());
+    }
+    match bridge.vlan_filtering {
+        Some(true) => Ok(()),
+        None => Err(Error::NoVlanSupport {
+            rule: vlan_rule(settings),
+        }),
+        Some(false) => Err(Error::VlanFilteringOff {
+            bridge: bridge.name.clone(),
+            rule: vlan_rule(settings),
+        }),
+    }
+}
+
+/// Which part of the config asks for VLANs, for messages.
+pub fn vlan_rule(settings: &Settings) -> String {
+    settings
+        .rule
+        .clone()
+        .unwrap_or_else(|| "the top-level vlan/trunk".into())
+}
+
+/// The first IPv4 default-route interface that is a bridge (Debian's rule).
+pub fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
+    for index in nl.default_route_oifs()? {
+        if let Some(l) = nl.link_by_index(index)? {
+            if l.is_bridge() {
+                if let Ok(name) = BridgeName::new(&l.name) {
+                    return Ok(Some(name));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A bridge found under another of its names (an altname) is refused: the
+/// ACL and rules spoke of `asked`.
+fn judge_by_own_name(bridge: &Link, asked: &str) -> Result<(), Error> {
+    if bridge.name == asked {
+        Ok(())
+    } else {
+        Err(Error::AltName {
+            asked: asked.to_owned(),
+            name: bridge.name.clone(),
+        })
+    }
+}
+
+fn config_name(config: &Config) -> String {
+    config
+        .source
+        .as_deref()
+        .unwrap_or(std::path::Path::new(crate::config::DEFAULT_PATH))
+        .display()
+        .to_string()
+}
+
+/// The chosen bridge as the kernel has it, created if missing and allowed.
+fn resolve(
+    nl: &Netlink,
+    choice: &BridgeChoice,
+    config: &Config,
+    settings: &Settings,
+    starting: &mut dyn FnMut(&str),
+) -> Result<(Link, bool), Error> {
+    let name = choice.name.as_str();
+    let vlans = settings.needs_vlan_filtering();
+    let as_bridge = |l: Link| {
+        if !l.is_bridge() {
+            return Err(Error::NotABridge {
+                name: l.name.clone(),
+                what: l.kind.describe(),
+                config: config_name(config),
+            });
+        }
+        judge_by_own_name(&l, name)?;
+        check_vlan_support(&l, settings)?;
+        Ok(l)
+    };
+    if let Some(l) = nl.link_by_name(name)? {
+        return Ok((as_bridge(l)?, false));
+    }
+    if !choice.create {
+        return Err(Error::BridgeMissing {
+            bridge: name.to_owned(),
+            config: config_name(config),
+        });
+    }
+    starting(&format!("create_bridge={name}"));
+    // EEXIST means a concurrent ifup created it first: use theirs.
+    let created = match nl.create_bridge(name, Mac::random_local(), vlans) {
+        Err(e) if vlans && e.errno() == Some(libc::EOPNOTSUPP) => {
+            return Err(Error::NoVlanSupport {
+                rule: vlan_rule(settings),
+            })
+        }
+        r => r?,
+    };
+    let l = nl.link_by_name(name)?.ok_or_else(|| Error::BridgeMissing {
+        bridge: name.to_owned(),
+        config: config_name(config),
+    })?;
+    Ok((as_bridge(l)?, created))
+}

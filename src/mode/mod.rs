@@ -1,0 +1,196 @@
+//! Network modes as drivers, in the shape of netavark's network drivers: one
+//! file per mode ([`bridge`], [`routed`]) owns the mode's preconditions
+//! (checked before the first change), its target, its policy and the undo of
+//! that policy. `kvmnet-ifup`, `kvmnet-ifdown` and the bridge helper drive a
+//! mode through [`Mode`], [`run`] and [`roll_back`]; a new mode is one file.
+
+pub mod bridge;
+pub mod routed;
+
+use crate::access;
+use crate::acl::{Identity, Principal, Resolve, System};
+use crate::error::Error;
+use crate::name::TapName;
+use crate::netlink::{Link, LinkChange, Netlink};
+use crate::plan::{Attach, Step, Target};
+use crate::settings::Settings;
+
+/// One network mode, prepared for one tap: its constructor has checked
+/// every precondition that can refuse without changing anything.
+pub trait Mode {
+    /// Where the tap should end up, for [`crate::plan::attach`].
+    fn target(&self) -> Target<'_>;
+    /// Runs at the plan's [`Step::Policy`]; `tap` carries the name the tap
+    /// has at that point.
+    fn set_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach) -> Result<(), Error>;
+    /// Puts back what `set_policy` did on a tap that stays (not one that is
+    /// deleted: the kernel removes its routes and settings with it).
+    fn undo_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach);
+    /// For the log line: `bridge=br0 mtu=9000`, `route=192.0.2.10`.
+    fn describe(&self) -> String;
+    /// Host-wide changes made along the way, for the log line.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The bridge the tap joins, if any.
+    fn bridge(&self) -> Option<&Link> {
+        None
+    }
+}
+
+/// The tap a mode is prepared for, as kvmnet-ifup found it.
+pub struct ForTap<'a> {
+    pub name: &'a TapName,
+    /// The caller, when not root: the ACL and limits apply to them.
+    pub who: Option<&'a Identity>,
+    /// The tap as it is, if it exists (admitted already).
+    pub existing: Option<&'a Link>,
+}
+
+/// The checks every tap passes before kvmnet changes it, made on the
+/// kernel's own answer for that ifindex: after every look-up by name, the
+/// same ones.
+pub fn admit(link: Link, asked: &TapName, who: Option<&Identity>) -> Result<Link, Error> {
+    require_tap(&link)?;
+    // An alternative name (`ip link property add … altname`) finds the
+    // link too; rules and records are about its own name.
+    if link.name != asked.as_str() {
+        return Err(Error::AltName {
+            asked: asked.to_string(),
+            name: link.name.clone(),
+        });
+    }
+    if let Some(who) = who {
+        access::check_tap_owner(who, &link, None)?;
+    }
+    Ok(link)
+}
+
+fn require_tap(l: &Link) -> Result<(), Error> {
+    if l.is_tap() {
+        Ok(())
+    } else {
+        Err(Error::NotATap {
+            name: l.name.clone(),
+            what: l.kind.describe(),
+        })
+    }
+}
+
+/// The tun group for a tap kvmnet creates (`group = "kvm"`).
+pub fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
+    let rule = || {
+        settings
+            .rule
+            .clone()
+            .unwrap_or_else(|| "the top level".into())
+    };
+    match &settings.group {
+        None | Some(Principal::Any) => Ok(None),
+        Some(Principal::Id(g)) => Ok(Some(*g)),
+        Some(Principal::Name(n)) => match System.group_id(n) {
+            Ok(Some(g)) => Ok(Some(g)),
+            Ok(None) => Err(Error::UnknownGroup {
+                group: n.clone(),
+                rule: rule(),
+            }),
+            Err(e) => Err(Error::GroupLookup {
+                group: n.clone(),
+                rule: rule(),
+                cause: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// How far [`run`] got before it failed.
+pub struct Failed {
+    pub error: Error,
+    /// The policy step ran (at least in part).
+    pub policy_started: bool,
+    /// The failed step was the one that renames the tap.
+    pub renaming: bool,
+    /// The tap under its name at the failure.
+    pub tap: Link,
+}
+
+/// Carries out `attach` on `tap` (by its ifindex), step by step.
+pub fn run(nl: &Netlink, tap: &Link, attach: &Attach, mode: &dyn Mode) -> Result<(), Box<Failed>> {
+    let mut now = tap.clone();
+    let mut policy_started = false;
+    for step in &attach.steps {
+        let renaming = matches!(step, Step::Link(c) if c.name.is_some());
+        let result = match step {
+            Step::Link(change) => {
+                let r = set(nl, &now, mode.bridge(), change);
+                if let (Ok(()), Some(name)) = (&r, &change.name) {
+                    now.name = name.clone();
+                }
+                r
+            }
+            Step::Policy => {
+                policy_started = true;
+                mode.set_policy(nl, &now, attach)
+            }
+        };
+        if let Err(error) = result {
+            return Err(Box::new(Failed {
+                error,
+                policy_started,
+                renaming,
+                tap: now,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Puts an existing tap back as it was before `attach` and says so in the
+/// error. Should the rollback fail too (or the run die during it), the
+/// record the first change wrote stays: ifdown undoes it, ifup completes it.
+pub fn roll_back(nl: &Netlink, attach: &Attach, mode: &dyn Mode, failed: Failed) -> Error {
+    let tap = &failed.tap;
+    if failed.policy_started {
+        mode.undo_policy(nl, tap, attach);
+    }
+    let mut result = Ok(());
+    for change in &attach.undo {
+        result = result
+            .and_then(|()| nl.set_link(tap.index, change, &format!("restoring tap {}", tap.name)));
+    }
+    let rollback = match result {
+        Ok(()) => format!("tap {} was left as it was", tap.name),
+        Err(e) => format!(
+            "rolling back failed too ({e}); kvmnet-ifdown {} undoes what is left",
+            tap.name
+        ),
+    };
+    Error::RolledBack {
+        cause: Box::new(failed.error),
+        rollback,
+    }
+}
+
+/// One link change on the tap, with the errors a bridge can cause said in
+/// its terms.
+fn set(nl: &Netlink, tap: &Link, bridge: Option<&Link>, change: &LinkChange) -> Result<(), Error> {
+    let what = match (bridge, change.master) {
+        (Some(b), Some(_)) => format!("attaching {} to bridge {}", tap.name, b.name),
+        _ => format!("configuring {}", tap.name),
+    };
+    match (nl.set_link(tap.index, change, &what), bridge) {
+        (Ok(()), _) => Ok(()),
+        (Err(e), Some(b)) if e.errno() == Some(libc::EXFULL) => Err(Error::BridgeFull {
+            bridge: b.name.clone(),
+        }),
+        (Err(_), Some(b))
+            if change.master.is_some() && !matches!(nl.link_by_index(b.index), Ok(Some(_))) =>
+        {
+            Err(Error::BridgeVanished {
+                bridge: b.name.clone(),
+                tap: tap.name.clone(),
+            })
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
