@@ -433,3 +433,29 @@ exec nsenter --net=/run/netns/"$0" "$1" "$2""#;
     Run::from(out).fails_with("/dev/net/tun does not exist; load the tun module");
     assert!(!ns.exists("vm0"));
 }
+
+/// Policy is decided on an interface's own name: one found under an
+/// alternative name (`ip link property add … altname`) is refused, tap or
+/// bridge, and nothing changes.
+#[test]
+fn an_interface_found_under_an_alternative_name_is_refused() {
+    let ns = with_bridge(1500);
+    ns.ip("link add br-real up type bridge");
+    ns.ip("link property add dev br-real altname br-alias");
+    ns.ip("tuntap add qt0 mode tap");
+    ns.ip("link property add dev qt0 altname vm-alias");
+    let dir = TempDir::new();
+    let before = (ns.all_links(), ns.state("qt0"), ns.state("br-real"));
+    let c = cfg(&dir, "bridge = \"br-alias\"\n");
+    ns.ifup("qt0", Some(&c))
+        .fails_with("br-alias is another name of interface br-real (an altname)");
+    let c = cfg(&dir, "bridge = \"br0\"\n");
+    ns.ifup("vm-alias", Some(&c))
+        .fails_with("vm-alias is another name of interface qt0 (an altname)");
+    ns.ifdown("vm-alias", Some(&c))
+        .fails_with("vm-alias is another name of interface qt0");
+    assert_eq!(
+        (ns.all_links(), ns.state("qt0"), ns.state("br-real")),
+        before
+    );
+}

@@ -237,3 +237,56 @@ fn resolve(
     })?;
     Ok((as_bridge(l)?, created))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::LinkKind;
+
+    fn bridge(name: &str, vlan_filtering: Option<bool>) -> Link {
+        Link {
+            index: 3,
+            name: name.into(),
+            kind: LinkKind::Bridge,
+            mtu: 1500,
+            mac: None,
+            master: None,
+            up: true,
+            carrier: true,
+            alias: None,
+            vlan_filtering,
+        }
+    }
+
+    #[test]
+    fn the_helper_judges_a_bridge_by_its_own_name_and_kind() {
+        let s = Settings::default();
+        assert!(Port::for_helper(bridge("br0", None), "br0", s.clone()).is_ok());
+        let e = Port::for_helper(bridge("br-real", None), "br-alias", s.clone())
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::AltName { .. }), "{e}");
+        let mut veth = bridge("br0", None);
+        veth.kind = LinkKind::Other("veth".into());
+        let e = Port::for_helper(veth, "br0", s).err().unwrap();
+        assert!(e.to_string().contains("not a bridge"), "{e}");
+    }
+
+    #[test]
+    fn vlans_need_a_filtering_bridge() {
+        let vlan = Settings {
+            vlan: Some(10),
+            ..Settings::default()
+        };
+        assert!(check_vlan_support(&bridge("br0", Some(true)), &vlan).is_ok());
+        assert!(matches!(
+            check_vlan_support(&bridge("br0", Some(false)), &vlan),
+            Err(Error::VlanFilteringOff { .. })
+        ));
+        assert!(matches!(
+            check_vlan_support(&bridge("br0", None), &vlan),
+            Err(Error::NoVlanSupport { .. })
+        ));
+        assert!(check_vlan_support(&bridge("br0", None), &Settings::default()).is_ok());
+    }
+}
