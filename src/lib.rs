@@ -7,8 +7,9 @@
 //! The three privileged binaries begin alike ([`start`]: a clean process, who
 //! called, every capability but CAP_NET_ADMIN dropped before the config or any
 //! interface is looked at). Then data flows one way: argv -> [`name`] ->
-//! [`config`] and the access rules ([`access`]) -> facts from [`netlink`] -> a
-//! pure plan -> applied with rollback -> one line to [`log`].
+//! [`config`] and the access rules ([`access`]) -> facts from [`netlink`] -> the
+//! tap's network mode (src/mode/) and a pure plan -> applied with rollback ->
+//! one line to [`log`].
 
 pub mod access;
 pub mod acl;
