@@ -59,8 +59,9 @@ const BRIDGE_MTU: u32 = 9000;
 /// A bridge takes at most 1,023 ports (BR_MAX_PORTS - 1).
 const PORTS_PER_BRIDGE: usize = 900;
 const SIZES: [usize; 3] = [0, 1_000, 4_000];
-/// Each run also pays ~20 ms untimed for deleting its tap (an RCU grace
-/// period), so 100 runs keep the whole bench at a few minutes on 2 cores.
+/// Each run also pays, untimed, for deleting its tap (an RCU grace period,
+/// far longer than an attach), so 100 runs keep the whole bench at a few
+/// minutes on 2 cores.
 const RUNS: usize = 100;
 /// The how-to script with its `sleep 0.5s` costs over half a second a run.
 const SLEEP_RUNS: usize = 5;
@@ -683,9 +684,9 @@ fn check_private_namespaces() -> Result<()> {
 /// line per run there. The worker's mount namespace gets a /dev of its own
 /// (a tmpfs with the host's device nodes bound in) holding such a socket, so
 /// that kvmnet takes that path here too. Without it kvmnet writes the line to
-/// stderr, which is a log file here: ~0.1 ms of ext4 append per run that a
-/// host with syslog never pays. Neither the host's /dev nor its journal is
-/// touched. The lines are counted and dropped.
+/// stderr, which is a log file here: an ext4 append per run that a host with
+/// syslog never pays. Neither the host's /dev nor its journal is touched. The
+/// lines are counted and dropped.
 fn private_dev_with_syslog(host_dev: &Path) -> Result<SyslogSink> {
     fs::create_dir_all(host_dev)?;
     let mount = |args: &[&str]| sh(Command::new("mount").args(args));

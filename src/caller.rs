@@ -71,7 +71,7 @@ impl Caller {
         if !c.is_root() && !c.via_sudo {
             // Read now, before a setuid drop clears them. Plain root's are
             // never needed: nix sizes the list from sysconf(_SC_NGROUPS_MAX),
-            // which glibc reads from /proc, ~0.02 ms of a root VM start.
+            // which glibc reads from /proc at every root VM start.
             let groups = nix::unistd::getgroups()
                 .map(|gs| gs.into_iter().map(|g| g.as_raw()).collect())
                 .map_err(|e| format!("cannot read your groups: {}", e.desc()));
@@ -264,8 +264,8 @@ fn sudo_user_groups(uid: u32, gid: u32, db: &System) -> Result<Vec<u32>, String>
 }
 
 /// AT_SECURE from the auxiliary vector the kernel passed at exec. glibc's
-/// getauxval reads the copy it keeps; /proc/self/auxv said the same for
-/// 0.03 ms more per run (opening a /proc file is that slow here).
+/// getauxval reads the copy it keeps; /proc/self/auxv says the same, at the
+/// price of opening a /proc file at every run (docs/performance.md).
 fn at_secure() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector glibc saved at start
     // (it takes and returns integers, and is thread-safe).

@@ -2,8 +2,8 @@
 //! SIGPIPE harmless, a known umask, and no other inherited descriptors.
 //!
 //! The binaries start from a C `main` (bin/), without std's runtime set-up,
-//! which would cost ~0.06 ms per VM start, mostly reading /proc/self/maps.
-//! What of that set-up matters is done here instead, cheaper:
+//! whose cost at every VM start is mostly reading /proc/self/maps
+//! (docs/performance.md). What of it matters is done here instead, cheaper:
 //! - stdio: a privileged program started with fd 2 closed would get its next
 //!   descriptor (say, the netlink socket) as "stderr" and write its error
 //!   text, which quotes the caller's tap name, into it. Closed stdio

@@ -1,9 +1,15 @@
-//! kvmnet: the library behind `kvmnet-ifup` and `kvmnet-ifdown`.
+//! kvmnet: the library behind its four binaries, each one call in `bin/`:
+//! `kvmnet-ifup TAP` and `kvmnet-ifdown TAP` (QEMU's `script=` and
+//! `downscript=`: [`run_ifup`] and [`run_ifdown`], through [`main`]),
+//! `kvmnet-bridge-helper` (QEMU's `helper=`: [`bridge_helper::main`]) and the
+//! unprivileged admin command `kvmnet` ([`admin::main`]).
 //!
-//! Data flows one way: argv -> [`name`] -> [`caller`] -> [`config`] -> facts
-//! from [`netlink`] -> [`plan`] (pure) -> apply with rollback ([`ifup`],
-//! [`ifdown`]) -> [`log`]. The binaries in `bin/` only call [`run_ifup`] and
-//! [`run_ifdown`].
+//! The three privileged binaries begin alike ([`start`]: a clean process, who
+//! called, every capability but CAP_NET_ADMIN dropped before the config or any
+//! interface is looked at). Then data flows one way: argv -> [`name`] ->
+//! [`config`] and the access rules ([`access`]) -> facts from [`netlink`] -> the
+//! tap's network mode (src/mode/) and a pure plan -> applied with rollback ->
+//! one line to [`log`].
 
 pub mod access;
 pub mod acl;
@@ -146,9 +152,9 @@ macro_rules! c_main {
 ///
 /// The binaries define `main` themselves (`#![no_main]`) instead of letting
 /// std wrap it: std's set-up reads /proc/self/maps for the main thread's stack
-/// guard, installs a signal stack and polls stdio, ~0.06 ms of a ~1 ms VM
-/// start (`cargo bench --bench ifup`). [`hardening`] does the part that
-/// matters for a privileged program. glibc still runs std's argument capture
+/// guard, installs a signal stack and polls stdio, a measurable part of every
+/// VM start (docs/performance.md). [`hardening`] does the part that matters
+/// for a privileged program. glibc still runs std's argument capture
 /// (an `.init_array` hook), so `std::env::args_os` works as usual.
 pub fn main<R: std::fmt::Display>(
     prog: &'static str,

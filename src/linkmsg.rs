@@ -4,7 +4,7 @@
 //! (statistics, per-family configuration: ~40 of them, ~1.5 KiB) into nested
 //! allocations, and its parser was most of the code a cold `kvmnet-ifup`
 //! touched after exec. Walking the attributes and keeping eight is a few
-//! hundred bytes of code (`cargo bench --bench ifup` has the figures). The
+//! hundred bytes of code (figures in docs/performance.md). The
 //! admin command, which needs more, still uses the full parser; a unit test
 //! holds this one to the same answers.
 

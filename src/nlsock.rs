@@ -1,10 +1,10 @@
 //! One blocking NETLINK_ROUTE socket: send a request, read its answer.
 //!
 //! ifup's requests are strictly sequential (look up, change, done), so an
-//! async runtime bought nothing here and cost ~0.13 ms of every VM start (a
-//! tokio runtime, its epoll and eventfd, a spawned connection task, measured by
-//! `cargo bench --bench ifup`). The requests come from [`crate::nlreq`]; only
-//! netlink-sys's socket is kept: ~10 syscalls for an attach, no threads.
+//! async runtime bought nothing here and cost every VM start a tokio runtime,
+//! its epoll and eventfd and a spawned connection task (docs/performance.md).
+//! The requests come from [`crate::nlreq`]; only netlink-sys's socket is
+//! kept: a few system calls for an attach, no threads.
 
 use std::io;
 use std::time::Duration;
@@ -35,8 +35,7 @@ pub enum WireError {
 /// up to 32 KiB. A reply that would not fit is reported, never parsed
 /// truncated (MSG_TRUNC). The buffer is never zeroed: the kernel writes into
 /// its spare capacity (through netlink-sys), so only the pages an answer
-/// fills are touched. Zeroing 16 KiB cost ~9 µs per run in page faults and
-/// memset.
+/// fills are touched: zeroing it would fault in every page at every run.
 const RECV_BUF: usize = 16 * 1024;
 const RECV_BUF_DUMP: usize = 32 * 1024;
 

@@ -66,8 +66,8 @@ pub fn detect() -> Mode {
 /// The bounding set is left alone. It only limits what an execve may grant;
 /// kvmnet never execs, and under no_new_privs an execve grants nothing, not
 /// even to root (tests/privilege.rs checks that kernel rule). Emptying it took
-/// 41 prctl calls, each copying the process credentials: 0.05 ms of every VM
-/// start (`cargo bench --bench ifup`) for no protection no_new_privs lacks.
+/// 41 prctl calls at every VM start, each copying the process credentials
+/// (docs/performance.md), for no protection no_new_privs lacks.
 pub fn drop_to_net_admin(mode: Mode) -> Result<(), PrivilegeError> {
     let fail = |step: &'static str| {
         move |e: &dyn fmt::Display| PrivilegeError::Drop {
@@ -118,8 +118,8 @@ pub fn drop_to_net_admin(mode: Mode) -> Result<(), PrivilegeError> {
 /// that went through [`drop_to_net_admin`] with `mode`. Except in mode
 /// `None` (nothing was dropped) that is CAP_NET_ADMIN alone: the drop set the
 /// effective set to it and read the permitted set back. Reading the sets
-/// again here took ~13,000 instructions per VM start (the caps crate builds
-/// a hash set of all 41 capabilities to answer).
+/// again here would cost every VM start what the caps crate does to answer:
+/// build a hash set of all 41 capabilities (docs/performance.md).
 pub fn kept(mode: Mode) -> String {
     if mode != Mode::None {
         return "cap_net_admin".into();
