@@ -136,7 +136,7 @@ impl fmt::Display for Report {
             self.mtu,
             self.user,
             self.privilege,
-            crate::privilege::kept(self.privilege),
+            crate::privilege::caps_for_log(self.privilege),
             self.acl,
             self.rule.as_deref().unwrap_or("defaults")
         )
@@ -212,14 +212,14 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
         Some(l) if l.is_tap() && l.name == tap_name => l,
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };
-    let attach = plan::attach(&tap, &port.target(), Origin::Created(None))?;
+    let attach = plan::attach(&tap, &port.wanted(), Origin::Created(None))?;
     mode::run(&nl, &tap, &attach, &port).map_err(|f| f.error)?;
     send_fd(&sock, &queue)?;
     let bridge = port.bridge().expect("a port has a bridge");
     Ok(Report {
         tap: tap_name,
         bridge: bridge.name.clone(),
-        mtu: port.target().mtu.unwrap_or(bridge.mtu),
+        mtu: port.wanted().mtu.unwrap_or(bridge.mtu),
         user: caller.uid,
         privilege: inv.mode,
         acl,
@@ -263,7 +263,7 @@ pub fn main() -> i32 {
         }
         Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv, &mut log)).map(Some),
     });
-    crate::finish(&mut log, result)
+    crate::conclude(&mut log, result)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::log::Log;
 use crate::mode::{self, bridge, routed, ForTap, Mode};
 use crate::name::{BridgeName, TapName};
 use crate::netlink::{Link, Netlink};
-use crate::plan::{self, Origin, Target};
+use crate::plan::{self, Origin, Wanted};
 use crate::settings::NetMode;
 use crate::tap::{self, NewTap, TapError};
 use crate::Invocation;
@@ -49,7 +49,7 @@ impl fmt::Display for Report {
             yn(self.created_bridge),
             if self.changed { "attached" } else { "unchanged" },
             self.privilege,
-            crate::privilege::kept(self.privilege),
+            crate::privilege::caps_for_log(self.privilege),
             self.acl,
             self.rule.as_deref().unwrap_or("defaults"),
         )?;
@@ -159,7 +159,7 @@ impl Run<'_> {
         existing: Option<Link>,
         mode: &dyn Mode,
     ) -> Result<(bool, bool), Error> {
-        let target = mode.target();
+        let target = mode.wanted();
         let tap = match existing {
             Some(tap) => tap,
             None => match self.create_and_attach(&target, mode)? {
@@ -206,7 +206,7 @@ impl Run<'_> {
     /// record, and a run that dies leaves no tap.
     fn create_and_attach(
         &mut self,
-        target: &Target<'_>,
+        target: &Wanted<'_>,
         mode: &dyn Mode,
     ) -> Result<Created, Error> {
         self.starting("create=yes");

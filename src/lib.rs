@@ -165,12 +165,12 @@ pub fn main<R: std::fmt::Display>(
     // Opened only now, with privileges dropped.
     let mut log = log::Log::open(prog);
     let result = inv.and_then(|inv| run(&args, &inv, &mut log));
-    finish(&mut log, result.map(Some))
+    conclude(&mut log, result.map(Some))
 }
 
 /// One log line for the outcome (none for `Ok(None)`: --help and the like)
 /// and the exit status: success, or one line saying what to do.
-pub fn finish<R: std::fmt::Display>(log: &mut log::Log, result: Result<Option<R>, Error>) -> i32 {
+pub fn conclude<R: std::fmt::Display>(log: &mut log::Log, result: Result<Option<R>, Error>) -> i32 {
     let status = match result {
         Ok(report) => {
             if let Some(r) = report {

@@ -119,7 +119,7 @@ impl Attach {
 
 /// Where a tap should end up.
 #[derive(Debug, Clone)]
-pub struct Target<'a> {
+pub struct Wanted<'a> {
     /// `None` in routed mode.
     pub bridge: Option<&'a Link>,
     /// The MTU to set, if any.
@@ -135,11 +135,11 @@ pub struct Target<'a> {
     pub proxy: Vec<crate::sysctl::Family>,
 }
 
-impl<'a> Target<'a> {
+impl<'a> Wanted<'a> {
     /// A bridge port as `settings` want it: MTU policy and host MAC policy.
-    pub fn on_bridge(bridge: &'a Link, settings: &crate::settings::Settings) -> Target<'a> {
+    pub fn on_bridge(bridge: &'a Link, settings: &crate::settings::Settings) -> Wanted<'a> {
         use crate::settings::{HostMac, MtuPolicy};
-        Target {
+        Wanted {
             bridge: Some(bridge),
             mtu: Some(match settings.mtu {
                 MtuPolicy::Bridge => bridge.mtu,
@@ -165,12 +165,12 @@ pub enum Origin<'n> {
     Created(Option<&'n str>),
 }
 
-pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Attach, PlanError> {
+pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Attach, PlanError> {
     let rec_err = |source| PlanError::Record {
         tap: tap.name.clone(),
         source,
     };
-    match (tap.master, target.bridge) {
+    match (tap.master, wanted.bridge) {
         (Some(m), Some(b)) if m != b.index => {
             return Err(PlanError::AttachedElsewhere {
                 tap: tap.name.clone(),
@@ -201,7 +201,7 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
     let mut first = LinkChange::default();
     let mut undo_detach = LinkChange::default();
     let mut undo = LinkChange::default();
-    if let Some(mtu) = target.mtu.filter(|m| *m != tap.mtu) {
+    if let Some(mtu) = wanted.mtu.filter(|m| *m != tap.mtu) {
         first.mtu = Some(mtu);
         undo.mtu = Some(tap.mtu);
         if keep_old && record.old_mtu.is_none() {
@@ -211,7 +211,7 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
     if let Some(host) = tap
         .mac
         .and_then(|m| m.host_side())
-        .filter(|_| target.fe_mac)
+        .filter(|_| wanted.fe_mac)
     {
         first.mac = Some(host);
         undo.mac = tap.mac;
@@ -224,7 +224,7 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
     if !tap.up && !resume {
         record.brought_up |= keep_old;
     }
-    let joining = match (tap.master, target.bridge) {
+    let joining = match (tap.master, wanted.bridge) {
         (None, Some(bridge)) => {
             record.attached = Some(bridge.name.clone());
             undo_detach.master = Some(0);
@@ -232,23 +232,23 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
         }
         _ => None,
     };
-    let new_routes: Vec<IpAddr> = target
+    let new_routes: Vec<IpAddr> = wanted
         .routes
         .iter()
         .filter(|a| !record.routes.contains(a))
         .copied()
         .collect();
     record.routes.extend(&new_routes);
-    record.proxy_arp |= target.proxy.contains(&crate::sysctl::Family::V4);
-    record.proxy_ndp |= target.proxy.contains(&crate::sysctl::Family::V6);
+    record.proxy_arp |= wanted.proxy.contains(&crate::sysctl::Family::V4);
+    record.proxy_ndp |= wanted.proxy.contains(&crate::sysctl::Family::V6);
     let routes = if resume {
         record.routes.clone()
     } else {
         new_routes
     };
-    let policy = match target.bridge {
-        Some(_) => target.port_policy && (joining.is_some() || resume),
-        None => !routes.is_empty() || !target.proxy.is_empty(),
+    let policy = match wanted.bridge {
+        Some(_) => wanted.port_policy && (joining.is_some() || resume),
+        None => !routes.is_empty() || !wanted.proxy.is_empty(),
     };
     let pending = policy && !created;
     let rename = match origin {
@@ -257,7 +257,7 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
     };
     let mut last = LinkChange::default();
     let mut steps = Vec::new();
-    match (target.bridge.is_some(), policy) {
+    match (wanted.bridge.is_some(), policy) {
         // Onto the bridge down, policy, then up: forwarding starts only
         // with the last change.
         (true, true) => {
@@ -351,7 +351,7 @@ pub fn attach(tap: &Link, target: &Target<'_>, origin: Origin<'_>) -> Result<Att
         record,
         routes,
         resume,
-        proxy: target.proxy.clone(),
+        proxy: wanted.proxy.clone(),
     })
 }
 
@@ -541,7 +541,7 @@ mod tests {
             "192.0.2.10".parse().unwrap(),
             "2001:db8::10".parse().unwrap(),
         ];
-        let target = Target {
+        let target = Wanted {
             bridge: None,
             mtu: None,
             fe_mac: true,
@@ -560,7 +560,7 @@ mod tests {
             .contains("route=192.0.2.10,2001:db8::10 parp pndp"));
         // re-run (the proxy sysctls are on now): routes already recorded
         // are not added again
-        let target = Target {
+        let target = Wanted {
             proxy: Vec::new(),
             ..target
         };
@@ -576,7 +576,7 @@ mod tests {
         let t = tap("vm0");
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(9000), &Settings::default()),
+            &Wanted::on_bridge(&bridge(9000), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -597,13 +597,13 @@ mod tests {
         let br = bridge(9000);
         let a = attach(
             &t,
-            &Target::on_bridge(&br, &Settings::default()),
+            &Wanted::on_bridge(&br, &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
         let b = attach(
             &after(t, &a),
-            &Target::on_bridge(&br, &Settings::default()),
+            &Wanted::on_bridge(&br, &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -616,7 +616,7 @@ mod tests {
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Created(None),
         )
         .unwrap();
@@ -638,7 +638,7 @@ mod tests {
         t.master = Some(3);
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -653,7 +653,7 @@ mod tests {
         assert!(matches!(
             attach(
                 &t,
-                &Target::on_bridge(&bridge(1500), &Settings::default()),
+                &Wanted::on_bridge(&bridge(1500), &Settings::default()),
                 Origin::Existing
             ),
             Err(PlanError::AttachedElsewhere { master: 99, .. })
@@ -666,7 +666,7 @@ mod tests {
         t.alias = Some("customer 42".into());
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(9000), &Settings::default()),
+            &Wanted::on_bridge(&bridge(9000), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -685,7 +685,7 @@ mod tests {
         let t = tap("vm0");
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -703,7 +703,7 @@ mod tests {
         t.mac = Some("fe:00:00:00:00:01".parse().unwrap());
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();
@@ -728,7 +728,7 @@ mod tests {
         assert!(matches!(
             attach(
                 &t,
-                &Target::on_bridge(&bridge(1500), &Settings::default()),
+                &Wanted::on_bridge(&bridge(1500), &Settings::default()),
                 Origin::Existing
             ),
             Err(PlanError::Record { .. })
@@ -758,7 +758,7 @@ mod tests {
         let mut t = tap("vm0");
         t.up = true;
         let br = bridge(1500);
-        let a = attach(&t, &Target::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        let a = attach(&t, &Wanted::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
         assert!(matches!(a.steps[1], Step::Policy), "{a:?}");
         let [first, last] = link_steps(&a)[..] else {
             panic!("{a:?}")
@@ -777,7 +777,7 @@ mod tests {
         // the next run completes it: policy again, then up
         let again = attach(
             &killed,
-            &Target::on_bridge(&br, &isolated()),
+            &Wanted::on_bridge(&br, &isolated()),
             Origin::Existing,
         )
         .unwrap();
@@ -808,7 +808,7 @@ mod tests {
         let br = bridge(1500);
         let a = attach(
             &t,
-            &Target::on_bridge(&br, &isolated()),
+            &Wanted::on_bridge(&br, &isolated()),
             Origin::Created(Some("vm0")),
         )
         .unwrap();
@@ -834,7 +834,7 @@ mod tests {
         let t = tap("kvmnet0123");
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Created(Some("vm0")),
         )
         .unwrap();
@@ -856,10 +856,10 @@ mod tests {
     fn a_port_that_is_already_complete_gets_no_policy_again() {
         let t = tap("vm0");
         let br = bridge(1500);
-        let a = attach(&t, &Target::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        let a = attach(&t, &Wanted::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
         let b = attach(
             &after(t, &a),
-            &Target::on_bridge(&br, &isolated()),
+            &Wanted::on_bridge(&br, &isolated()),
             Origin::Existing,
         )
         .unwrap();
@@ -870,7 +870,7 @@ mod tests {
     fn an_interrupted_routed_run_is_resumed_with_all_its_routes() {
         let t = tap("rt0");
         let addrs: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap()];
-        let target = Target {
+        let target = Wanted {
             bridge: None,
             mtu: None,
             fe_mac: false,
@@ -883,7 +883,7 @@ mod tests {
         assert!(first.alias.as_deref().unwrap().contains("pending"));
         assert_eq!(first.up, Some(true));
         let killed = applied(t, first);
-        let target = Target {
+        let target = Wanted {
             proxy: Vec::new(),
             ..target
         };
@@ -899,7 +899,7 @@ mod tests {
         t.mac = None;
         let a = attach(
             &t,
-            &Target::on_bridge(&bridge(1500), &Settings::default()),
+            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
             Origin::Existing,
         )
         .unwrap();

@@ -120,7 +120,7 @@ pub fn drop_to_net_admin(mode: Mode) -> Result<(), PrivilegeError> {
 /// effective set to it and read the permitted set back. Reading the sets
 /// again here would cost every VM start what the caps crate does to answer:
 /// build a hash set of all 41 capabilities (docs/performance.md).
-pub fn kept(mode: Mode) -> String {
+pub fn caps_for_log(mode: Mode) -> String {
     if mode != Mode::None {
         return "cap_net_admin".into();
     }

@@ -40,7 +40,8 @@ use common::qemu::{
     ROM_HINT, VETH,
 };
 use common::{
-    privileged_copy, recv_fds_once, spawn_inheriting, tap_of, Grant, Jail, Netns, Run, TempDir,
+    lines_with, privileged_copy, recv_fds_once, spawn_inheriting, tap_of, tun_sysfs, Grant, Jail,
+    Netns, Run, TempDir,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
@@ -71,20 +72,6 @@ fn poll<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
     qemu::poll_every(Duration::from_millis(20), limit, f)
 }
 
-/// The lines of `text` that start with `prefix`.
-fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// The tun part of a link from sysfs: (tun_flags, owner uid).
-fn tun_info(ns: &Netns, tap: &str) -> (u32, Option<u32>) {
-    let flags = ns.sys(&format!("/sys/class/net/{tap}/tun_flags"));
-    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
-        .unwrap_or_else(|e| panic!("{tap} tun_flags {flags:?}: {e}"));
-    let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
-    (flags, owner.parse().ok())
-}
-
 /// What the helper must have made: a non-persistent tap of `owner` on br0,
 /// up, with br0's MTU and an `fe:` MAC, and br0 unchanged.
 #[track_caller]
@@ -96,7 +83,7 @@ fn assert_helper_tap(ns: &Netns, tap: &str, owner: u32, vnet: bool) {
     assert!(s.up, "{tap} not up: {s:?}");
     assert_eq!(s.mtu, MTU, "{tap} must have br0's MTU: {s:?}");
     assert!(s.mac.starts_with("fe:"), "{tap} MAC must start fe: {s:?}");
-    let (flags, uid) = tun_info(ns, tap);
+    let (flags, uid) = tun_sysfs(ns, tap);
     assert_eq!(flags & IFF_TAP, IFF_TAP, "{tap} is not a tap: {flags:#x}");
     assert_eq!(flags & IFF_PERSIST, 0, "{tap} must not persist: {flags:#x}");
     assert_eq!(

@@ -24,7 +24,9 @@ use common::qemu::{
     self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
     ROM_HINT, VETH,
 };
-use common::{privileged_copy, Grant, Jail, LinkState, Netns, TempDir, IFDOWN, IFUP};
+use common::{
+    lines_with, privileged_copy, tun_sysfs, Grant, Jail, LinkState, Netns, TempDir, IFDOWN, IFUP,
+};
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -434,20 +436,11 @@ fn assert_dropped(status: &HashMap<String, String>) {
     assert_eq!(get("Seccomp"), "0", "seccomp after -runas: {status:?}");
 }
 
-/// The lines of `text` that start with `prefix`.
-fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// The tun part of a link: (persistent, owner uid). From sysfs, which gives
-/// the owner as a number (`ip -j` prints a user name when there is one).
+/// The tun part of a link: (persistent, owner uid).
 fn tun_info(ns: &Netns, tap: &str) -> (bool, Option<u32>) {
-    let flags = ns.sys(&format!("/sys/class/net/{tap}/tun_flags"));
-    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
-        .unwrap_or_else(|e| panic!("{tap} tun_flags {flags:?}: {e}"));
+    let (flags, owner) = tun_sysfs(ns, tap);
     assert_eq!(flags & IFF_TAP, IFF_TAP, "{tap} is not a tap: {flags:#x}");
-    let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
-    (flags & IFF_PERSIST != 0, owner.parse().ok())
+    (flags & IFF_PERSIST != 0, owner)
 }
 
 /// What kvmnet-ifup must have done to a tap that existed before it ran.

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::mac::Mac;
 use crate::name::BridgeName;
 use crate::netlink::{Link, Netlink};
-use crate::plan::{self, Attach, BridgeChoice, Target};
+use crate::plan::{self, Attach, BridgeChoice, Wanted};
 use crate::settings::Settings;
 
 use super::{ForTap, Mode};
@@ -98,8 +98,8 @@ impl Port {
 }
 
 impl Mode for Port {
-    fn target(&self) -> Target<'_> {
-        Target::on_bridge(&self.bridge, &self.settings)
+    fn wanted(&self) -> Wanted<'_> {
+        Wanted::on_bridge(&self.bridge, &self.settings)
     }
 
     fn set_policy(&self, nl: &Netlink, tap: &Link, _attach: &Attach) -> Result<(), Error> {
@@ -120,7 +120,7 @@ impl Mode for Port {
     }
 
     fn describe(&self) -> String {
-        let mtu = self.target().mtu.unwrap_or(self.bridge.mtu);
+        let mtu = self.wanted().mtu.unwrap_or(self.bridge.mtu);
         format!("bridge={} mtu={mtu}", self.bridge.name)
     }
 

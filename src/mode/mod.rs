@@ -12,14 +12,14 @@ use crate::acl::{Identity, Principal, Resolve, System};
 use crate::error::Error;
 use crate::name::TapName;
 use crate::netlink::{Link, LinkChange, Netlink};
-use crate::plan::{Attach, Step, Target};
+use crate::plan::{Attach, Step, Wanted};
 use crate::settings::Settings;
 
 /// One network mode, prepared for one tap: its constructor has checked
 /// every precondition that can refuse without changing anything.
 pub trait Mode {
     /// Where the tap should end up, for [`crate::plan::attach`].
-    fn target(&self) -> Target<'_>;
+    fn wanted(&self) -> Wanted<'_>;
     /// Runs at the plan's [`Step::Policy`]; `tap` carries the name the tap
     /// has at that point.
     fn set_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach) -> Result<(), Error>;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::access;
 use crate::error::Error;
 use crate::netlink::{Link, Netlink};
-use crate::plan::{Attach, Target};
+use crate::plan::{Attach, Wanted};
 use crate::settings::{HostMac, MtuPolicy, Settings};
 use crate::sysctl::{self, Family};
 
@@ -53,8 +53,8 @@ impl Routed {
 }
 
 impl Mode for Routed {
-    fn target(&self) -> Target<'_> {
-        Target {
+    fn wanted(&self) -> Wanted<'_> {
+        Wanted {
             bridge: None,
             mtu: match self.settings.mtu {
                 MtuPolicy::Bridge => None,

@@ -698,3 +698,18 @@ pub fn tap_of(fd: &OwnedFd) -> (String, u32) {
     let flags = u16::from_ne_bytes([req[16], req[17]]) as u32;
     (name, flags)
 }
+
+/// The lines of `text` that start with `prefix`.
+pub fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// The tun part of a link from sysfs: (tun_flags, owner uid). sysfs gives
+/// the owner as a number (`ip -j` prints a user name when there is one).
+pub fn tun_sysfs(ns: &Netns, tap: &str) -> (u32, Option<u32>) {
+    let flags = ns.sys(&format!("/sys/class/net/{tap}/tun_flags"));
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("{tap} tun_flags {flags:?}: {e}"));
+    let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
+    (flags, owner.parse().ok())
+}
