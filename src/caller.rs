@@ -219,13 +219,10 @@ fn sudo_ran_another_program(command: &OsStr) -> bool {
     }
 }
 
-/// Every directory above `path` (symlinks followed) is owned by root and
-/// writable by neither its group nor others (a sticky /tmp is not enough:
-/// the entry's owner may still replace it).
+/// Every directory above `path` (symlinks followed) passes kvmnet's one
+/// trust rule ([`crate::trust::only_root_can_change`]).
 fn only_root_can_change(path: &Path) -> bool {
-    path.ancestors()
-        .skip(1)
-        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+    crate::trust::check_directories(path, path).is_ok()
 }
 
 /// The groups of the user sudo acted for, from the user database. Refused

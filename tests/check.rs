@@ -15,8 +15,9 @@ use common::{
 };
 use kvmnet::check::{self, CheckOptions, Finding, Severity};
 
-/// A directory the config trust check accepts: root's, 0755, below /run
-/// (root's, 0755). Temp dirs under /tmp never pass it (/tmp is world-writable).
+/// A directory kvmnet's trust rule accepts: root's, 0755, below /run
+/// (root's, 0755). Temp dirs under /tmp never pass it (/tmp is world-writable,
+/// and the sticky bit does not count).
 struct TrustedDir(PathBuf);
 
 impl TrustedDir {
@@ -42,13 +43,14 @@ impl Drop for TrustedDir {
     }
 }
 
-/// One test's world: a namespace, a temp dir for binaries, device nodes and
-/// fake sysfs, a trusted dir for the config, and options pointing there.
+/// One test's world: a namespace, a temp dir for device nodes and fake
+/// sysfs, a trusted dir for the config, the binaries and the sudo rule, and
+/// options pointing there.
 struct Lab {
     ns: Netns,
     tmp: TempDir,
-    /// Holds the config; removed with the lab.
-    _etc: TrustedDir,
+    /// Holds the config, the binaries and the sudo rule; removed with the lab.
+    etc: TrustedDir,
     opts: CheckOptions,
 }
 
@@ -77,14 +79,9 @@ impl Lab {
             tun_device: tun,
             ifup: tmp.path().join("libexec/kvmnet-ifup"),
             ifdown: tmp.path().join("libexec/kvmnet-ifdown"),
-            sudoers: tmp.path().join("sudoers.d/kvmnet"),
+            sudoers: etc.0.join("sudoers.d/kvmnet"),
         };
-        Lab {
-            ns,
-            tmp,
-            _etc: etc,
-            opts,
-        }
+        Lab { ns, tmp, etc, opts }
     }
 
     fn run(&self) -> Vec<Finding> {
@@ -123,8 +120,8 @@ impl Lab {
 
     /// Installs ifup and ifdown the way `grant` says; returns their paths.
     fn install(&mut self, grant: Grant) -> (PathBuf, PathBuf) {
-        let up = privileged_copy(self.tmp.path(), IFUP, grant);
-        let down = privileged_copy(self.tmp.path(), IFDOWN, grant);
+        let up = privileged_copy(&self.etc.0, IFUP, grant);
+        let down = privileged_copy(&self.etc.0, IFDOWN, grant);
         self.opts.ifup = up.clone();
         self.opts.ifdown = down.clone();
         (up, down)
@@ -339,36 +336,68 @@ fn a_missing_config_is_a_warning_about_debians_behaviour() {
     no_errors(&fs);
 }
 
+/// Every way the config fails kvmnet's one trust rule is one error that says
+/// what the runtime refuses callers other than plain root with: its reason,
+/// then its fix. Group 0 is a group, and the sticky bit does not make a
+/// directory others may write safe.
 #[test]
-fn a_group_writable_config_is_an_error_for_non_root_callers() {
+fn a_config_the_runtime_would_not_trust_is_an_error_for_non_root_callers() {
     let lab = Lab::new(Some("bridge = \"br0\"\n"));
-    chmod(&lab.opts.config_path, 0o664);
-    let fs = lab.run();
-    let path = lab.opts.config_path.display().to_string();
-    assert_fix(
-        &fs,
-        Severity::Error,
-        "config",
-        &["would be refused", "is writable by its group"],
-        &format!("chmod go-w {path}"),
-    );
-    // it still parses: root uses it
-    find(&fs, Severity::Ok, "config", &["parses"]);
-}
-
-#[test]
-fn a_config_owned_by_a_user_is_an_error() {
-    let lab = Lab::new(Some("bridge = \"br0\"\n"));
-    std::os::unix::fs::chown(&lab.opts.config_path, Some(1000), None).unwrap();
-    let fs = lab.run();
-    let path = lab.opts.config_path.display().to_string();
-    assert_fix(
-        &fs,
-        Severity::Error,
-        "config",
-        &["owned by uid 1000, not root"],
-        &format!("chown root:root {path}"),
-    );
+    let path = lab.opts.config_path.clone();
+    let dir = path.parent().unwrap().to_owned();
+    let (file, d) = (path.display().to_string(), dir.display().to_string());
+    let cases = [
+        (
+            &path,
+            1000,
+            0o644,
+            format!("file {file} must be owned by root (it is owned by uid 1000)"),
+            format!("chown root:root {file}"),
+        ),
+        (
+            &path,
+            0,
+            0o664,
+            format!("file {file} is writable by its group"),
+            format!("chmod go-w {file}"),
+        ),
+        (
+            &dir,
+            0,
+            0o775,
+            format!("directory {d} is writable by its group"),
+            format!("chmod go-w {d}"),
+        ),
+        (
+            &dir,
+            0,
+            0o1777,
+            format!("directory {d} is writable by others"),
+            format!("chmod go-w {d}"),
+        ),
+    ];
+    for (at, uid, mode, why, fix) in cases {
+        let kept = std::fs::metadata(at).unwrap().permissions();
+        std::os::unix::fs::chown(at, Some(uid), Some(0)).unwrap();
+        chmod(at, mode);
+        let fs = lab.run();
+        let refusal = kvmnet::config::Config::load(&path, true)
+            .unwrap_err()
+            .to_string();
+        std::os::unix::fs::chown(at, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(at, kept).unwrap();
+        assert_eq!(refusal, format!("refusing {file}: {why}; {fix}"));
+        assert_fix(
+            &fs,
+            Severity::Error,
+            "config",
+            &["would be refused for every caller but plain root", &why],
+            &fix,
+        );
+        // it still parses: root uses it
+        find(&fs, Severity::Ok, "config", &["parses"]);
+    }
+    none_of(&lab.run(), Severity::Error, "config");
 }
 
 #[test]
@@ -971,24 +1000,33 @@ fn each_of_the_three_ways_counts() {
         &[&down.display().to_string(), "the sudo rule"],
     );
     none_of(&fs, Severity::Warning, "install");
-    // a sudoers file sudo would ignore does not count
-    lab.sudoers(
-        &format!("%kvm ALL=(root) NOPASSWD: {}\n", up.display()),
-        0o666,
-    );
-    let fs = lab.run();
-    find(
-        &fs,
-        Severity::Warning,
-        "install",
-        &["the sudo rule for", "does not count", "writable by others"],
-    );
-    find(
-        &fs,
-        Severity::Warning,
-        "install",
-        &[&format!("users cannot run {}", up.display())],
-    );
+    // a sudoers file others than root may change does not count: by kvmnet's
+    // one trust rule, group 0 too (sudo itself lets group 0 write)
+    for (mode, by) in [(0o666, "others"), (0o460, "its group")] {
+        lab.sudoers(
+            &format!("%kvm ALL=(root) NOPASSWD: {}\n", up.display()),
+            mode,
+        );
+        std::os::unix::fs::chown(&lab.opts.sudoers, Some(0), Some(0)).unwrap();
+        let fs = lab.run();
+        assert_fix(
+            &fs,
+            Severity::Warning,
+            "install",
+            &[
+                "the sudo rule for",
+                "does not count",
+                &format!("file {sudoers} is writable by {by}"),
+            ],
+            &format!("chmod go-w {sudoers}"),
+        );
+        find(
+            &fs,
+            Severity::Warning,
+            "install",
+            &[&format!("users cannot run {}", up.display())],
+        );
+    }
 }
 
 #[test]
@@ -1020,7 +1058,10 @@ fn binaries_others_can_change_are_an_error() {
         &fs,
         Severity::Error,
         "install",
-        &[&up.display().to_string(), "owned by uid 1000, not root"],
+        &[&format!(
+            "file {} must be owned by root (it is owned by uid 1000)",
+            up.display()
+        )],
         &format!("chown root:root {}", up.display()),
     );
     assert_fix(
@@ -1030,21 +1071,29 @@ fn binaries_others_can_change_are_an_error() {
         &[&down.display().to_string(), "writable by its group"],
         &format!("chmod go-w {}", down.display()),
     );
-    // a directory a user owns lets them replace the binary
-    let dir = up.parent().unwrap();
-    std::os::unix::fs::chown(dir, Some(1000), None).unwrap();
-    let fs = lab.run();
-    assert_fix(
-        &fs,
-        Severity::Error,
-        "install",
-        &[&format!(
-            "{}: directory {} is not owned by root",
-            up.display(),
-            dir.display()
-        )],
-        &format!("chown root:root {}", dir.display()),
-    );
+    // a directory a user owns lets them replace the binary, and so does one
+    // others may write, sticky bit or not
+    let (p, dir) = (up.display(), up.parent().unwrap());
+    let d = dir.display();
+    for (uid, mode, why, fix) in [
+        (
+            1000,
+            0o755,
+            "must be owned by root (it is owned by uid 1000)",
+            "chown root:root",
+        ),
+        (0, 0o1777, "is writable by others", "chmod go-w"),
+    ] {
+        std::os::unix::fs::chown(dir, Some(uid), None).unwrap();
+        chmod(dir, mode);
+        assert_fix(
+            &lab.run(),
+            Severity::Error,
+            "install",
+            &[&format!("{p}: directory {d} {why}, so {p} can be replaced")],
+            &format!("{fix} {d}"),
+        );
+    }
 }
 
 // ------------------------------------------------------------------ --tap
@@ -1128,23 +1177,52 @@ fn tap_names_what_ifup_would_refuse() {
         "tap",
         &["web1 is a veth device", "only configures tap devices"],
     );
-    lab.ns.ip("tuntap add lab-2 mode tap");
-    lab.ns.ip("link set lab-2 master br0");
-    let fs = lab.tap("lab-2");
-    none_of(&fs, Severity::Ok, "tap");
-    assert_fix(
-        &fs,
-        Severity::Error,
-        "tap",
-        &[
-            "tap lab-2 matches rule 1 (lab-*)",
-            "already a port of br0",
-            "does not move it",
-        ],
-        "ip link set lab-2 nomaster",
-    );
     let fs = lab.tap("bad name");
     find(&fs, Severity::Error, "tap", &["interface name", "contains"]);
+    // The runtime's reasons, in its order: the bridge first (gone-2 on br0,
+    // whose rule names a missing bridge, is refused for the bridge), then
+    // the attach plan (on another bridge; a damaged kvmnet record, which
+    // check called "works now"). One line each, an error.
+    let cases: [(&str, &str, &[&str], Option<&str>); 3] = [
+        (
+            "lab-2",
+            "master br0",
+            &[
+                "tap lab-2 matches rule 1 (lab-*)",
+                "already a port of br0",
+                "does not move it",
+            ],
+            Some("ip link set lab-2 nomaster"),
+        ),
+        (
+            "gone-2",
+            "master br0",
+            &["bridge br-gone, which does not exist", "would refuse it"],
+            None,
+        ),
+        (
+            "lab-3",
+            "alias kvmnet:v1x",
+            &[
+                "tap lab-3 matches rule 1 (lab-*)",
+                "would refuse it",
+                "kvmnet record (interface alias) is damaged",
+                "ip link set lab-3 alias",
+            ],
+            None,
+        ),
+    ];
+    for (tap, set, words, fix) in cases {
+        lab.ns.ip(&format!("tuntap add {tap} mode tap"));
+        lab.ns.ip(&format!("link set {tap} {set}"));
+        let fs = lab.tap(tap);
+        let lines: Vec<&Finding> = fs.iter().filter(|f| f.check == "tap").collect();
+        assert_eq!(lines.len(), 1, "{}", show(&fs));
+        let f = find(&fs, Severity::Error, "tap", words);
+        if let Some(fix) = fix {
+            assert_eq!(f.fix.as_deref(), Some(fix));
+        }
+    }
 }
 
 // ------------------------------------------------------- bridge address

@@ -1,0 +1,345 @@
+//! The bridges the config's scopes put taps on: chosen as kvmnet-ifup
+//! chooses them, refused as it refuses them (missing, not a bridge, VLANs),
+//! and what else makes a bridge work badly (down, an address that follows its
+//! ports, br_netfilter, ports' MTUs, wireless ports).
+
+use std::collections::BTreeMap;
+
+use super::config::Scope;
+use super::host::{follows_ports, is_wireless, Host, VlanSupport, VLAN_FEATURE};
+use super::{CheckOptions, Findings};
+use crate::config::Config;
+use crate::error::Error;
+use crate::name::BridgeName;
+use crate::netlink::Link;
+use crate::plan::{BridgeChoice, BridgeReason, Target};
+use crate::settings::{NetMode, Settings};
+
+/// THIN CALL SITE for the choice `ifup::ifup` makes inline (after
+/// KVMNET_BRIDGE, which check does not model): the runtime's own
+/// [`crate::plan::configured_bridge`], else [`crate::plan::fallback_bridge`]
+/// with the default-route bridge. To go once the runtime exposes the whole
+/// choice, e.g. `pub fn choose_bridge(requested: Option<BridgeName>,
+/// settings: &Settings, config_file: bool, default_route: impl FnOnce() ->
+/// Result<Option<BridgeName>, Error>) -> Result<BridgeChoice, Error>`.
+pub(super) fn bridge_choice(
+    settings: &Settings,
+    config_file: bool,
+    default_route_bridge: Option<&BridgeName>,
+) -> BridgeChoice {
+    crate::plan::configured_bridge(settings).unwrap_or_else(|| {
+        crate::plan::fallback_bridge(config_file, settings, default_route_bridge.cloned())
+    })
+}
+
+/// The runtime's VLAN precondition on an existing bridge
+/// ([`crate::attach::check_vlan_support`]), for `settings`: when it refuses,
+/// (message, fix) naming `who` (the scopes that set vlan/trunk).
+pub(super) fn vlan_refusal(
+    bridge: &Link,
+    settings: &Settings,
+    who: &str,
+) -> Option<(String, String)> {
+    let b = &bridge.name;
+    match crate::attach::check_vlan_support(bridge, settings) {
+        Ok(()) => None,
+        Err(Error::VlanFilteringOff { .. }) => Some((
+            format!(
+                "bridge {b} has VLAN filtering off, but {who} sets vlan/trunk; its taps would be refused"
+            ),
+            format!("ip link set {b} type bridge vlan_filtering 1"),
+        )),
+        // NoVlanSupport: the bridge reports no VLAN filtering at all
+        Err(_) => Some((
+            format!(
+                "this kernel cannot filter VLANs on bridges (built without {VLAN_FEATURE}), but {who} sets vlan/trunk on bridge {b}; its taps would be refused"
+            ),
+            format!(
+                "boot a kernel built with {VLAN_FEATURE}=y (distribution kernels are), or drop vlan/trunk from {who}"
+            ),
+        )),
+    }
+}
+
+/// One scope that puts taps on a bridge.
+struct BridgeUser<'a> {
+    scope: &'a Scope,
+    create: bool,
+    reason: BridgeReason,
+}
+
+impl BridgeUser<'_> {
+    fn vlans(&self) -> bool {
+        self.scope.settings.needs_vlan_filtering()
+    }
+}
+
+/// The scopes using one bridge.
+struct Users<'a>(Vec<BridgeUser<'a>>);
+
+impl Users<'_> {
+    /// "rule 1 (…), rule 2 (…)": the users `f` selects.
+    fn list(&self, f: impl Fn(&BridgeUser<'_>) -> bool) -> String {
+        let who: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|u| f(u))
+            .map(|u| u.scope.who.as_str())
+            .collect();
+        who.join(", ")
+    }
+
+    /// Why this bridge, when it was not configured.
+    fn why(&self) -> &'static str {
+        if self
+            .0
+            .iter()
+            .any(|u| u.reason == BridgeReason::DefaultRoute)
+        {
+            " (it carries the IPv4 default route: Debian's rule)"
+        } else if self.0.iter().any(|u| u.reason == BridgeReason::Fallback) {
+            " (no bridge set and none carries the IPv4 default route: Debian's rule)"
+        } else {
+            ""
+        }
+    }
+}
+
+pub(super) fn check(
+    opts: &CheckOptions,
+    config: &Config,
+    scopes: &[Scope],
+    host: &Host,
+    out: &mut Findings,
+) {
+    let cfg = opts.config_path.display().to_string();
+    let mut by_bridge: BTreeMap<String, Users<'_>> = BTreeMap::new();
+    for s in scopes.iter().filter(|s| s.settings.mode == NetMode::Bridge) {
+        let choice = bridge_choice(
+            &s.settings,
+            config.source.is_some(),
+            host.default_route_bridge.as_ref(),
+        );
+        by_bridge
+            .entry(choice.name.as_str().to_owned())
+            .or_insert_with(|| Users(Vec::new()))
+            .0
+            .push(BridgeUser {
+                scope: s,
+                create: choice.create,
+                reason: choice.reason,
+            });
+    }
+    for (name, users) in &by_bridge {
+        match host.by_name(name) {
+            None => missing(name, users, host, &cfg, out),
+            Some(l) if !l.is_bridge() => out.error(
+                "bridge",
+                format!("{name} is {}, not a bridge, but {} uses it as the bridge", l.kind.describe(), users.list(|_| true)),
+                format!("set bridge = \"NAME\" in {cfg} to a bridge, or replace {name} by one (ip link del {name}; ip link add {name} up type bridge)"),
+            ),
+            Some(br) => {
+                existing(opts, host, br, users, out);
+                check_ports(opts, config, host, br, out);
+            }
+        }
+    }
+}
+
+/// A bridge that does not exist: refused (the runtime's BridgeMissing) or
+/// created on first use, with VLAN filtering if a creator needs it.
+fn missing(name: &str, users: &Users<'_>, host: &Host, cfg: &str, out: &mut Findings) {
+    let why = users.why();
+    let creators = users.list(|u| u.create);
+    let refused = users.list(|u| !u.create);
+    if creators.is_empty() {
+        out.error(
+            "bridge",
+            format!("bridge {name} does not exist{why}; taps of {refused} would be refused"),
+            format!("create it (ip link add {name} up type bridge) or set create_bridge = true in {cfg}"),
+        );
+        return;
+    }
+    let vlan_creators = users.list(|u| u.create && u.vlans());
+    if !vlan_creators.is_empty() {
+        match host.kernel_vlan {
+            VlanSupport::No => out.error(
+                "vlan",
+                format!(
+                    "this kernel cannot filter VLANs on bridges (built without {VLAN_FEATURE}), but {vlan_creators} sets vlan/trunk and would create bridge {name} with VLAN filtering; its taps would be refused"
+                ),
+                format!(
+                    "boot a kernel built with {VLAN_FEATURE}=y (distribution kernels are), or drop vlan/trunk from {vlan_creators}"
+                ),
+            ),
+            VlanSupport::Unknown => out.warn(
+                "vlan",
+                format!(
+                    "bridge {name} does not exist yet and no other bridge shows whether this kernel can filter VLANs ({VLAN_FEATURE}), which {vlan_creators} needs"
+                ),
+                format!("create it now to find out: ip link add {name} up type bridge vlan_filtering 1"),
+            ),
+            VlanSupport::Yes => {}
+        }
+    }
+    if refused.is_empty() {
+        out.ok(
+            "bridge",
+            format!("bridge {name} does not exist yet{why}; kvmnet-ifup creates it on first use for {creators} (a private bridge: no ports, no address)"),
+        );
+    } else {
+        out.warn(
+            "bridge",
+            format!("bridge {name} does not exist yet: taps of {creators} create it, but taps of {refused} are refused until then"),
+            format!("create it now (ip link add {name} up type bridge) or set create_bridge = true for those in {cfg}"),
+        );
+    }
+}
+
+/// A bridge that exists: its state, address, VLAN filtering (as the
+/// runtime judges it) and br_netfilter switches.
+fn existing(opts: &CheckOptions, host: &Host, br: &Link, users: &Users<'_>, out: &mut Findings) {
+    let name = &br.name;
+    let ports = host.ports(br).count();
+    out.ok(
+        "bridge",
+        format!(
+            "bridge {name} exists{} (mtu {}, {ports} port(s)), used by {}",
+            users.why(),
+            br.mtu,
+            users.list(|_| true)
+        ),
+    );
+    if !br.up {
+        out.warn(
+            "bridge",
+            format!("bridge {name} is down: its guests get no traffic (kvmnet-ifup does not bring it up)"),
+            format!("ip link set {name} up"),
+        );
+    }
+    if follows_ports(&opts.sys_class_net, name) {
+        let now = br.mac.map(|m| m.to_string()).unwrap_or_default();
+        out.warn(
+            "bridge",
+            format!("bridge {name} takes its address from its lowest port, and a tap's owner can set their tap's address without privilege: a guest's user can change the bridge's address"),
+            format!("give it a fixed address: ip link set {name} address {now} (kvmnet does so for the bridges it creates)"),
+        );
+    }
+    let vlan_users = users.list(|u| u.vlans());
+    // The precondition depends on the bridge only: any scope that sets
+    // vlan/trunk stands for them all.
+    if let Some(u) = users.0.iter().find(|u| u.vlans()) {
+        let settings = &u.scope.settings;
+        match vlan_refusal(br, settings, &vlan_users) {
+            Some((m, f)) => out.error("vlan", m, f),
+            None => out.ok(
+                "vlan",
+                format!("bridge {name} filters VLANs, as {vlan_users} needs"),
+            ),
+        }
+    }
+    let nf_call = host
+        .nf_call
+        .get(&br.index)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if opts.proc_sys.join("net/bridge").is_dir() {
+        for table in nf_call {
+            out.warn(
+                "br_netfilter",
+                format!("bridge {name} has nf_call_{table} on: its guest traffic passes the host's {table} firewall whatever net.bridge.bridge-nf-call-{table} says"),
+                format!("if guests get no traffic, set it 0 (ip link set {name} type bridge nf_call_{table} 0) or allow it in the firewall"),
+            );
+        }
+    }
+}
+
+fn check_ports(opts: &CheckOptions, config: &Config, host: &Host, br: &Link, out: &mut Findings) {
+    let b = &br.name;
+    let (mut mtu_ok, mut radio_ok) = (true, true);
+    for p in host.ports(br) {
+        // a tap at the MTU kvmnet-ifup gives it (`mtu = N`) is as configured
+        let wanted =
+            p.is_tap() && Target::on_bridge(br, &config.settings_on(&p.name, b)).mtu == Some(p.mtu);
+        if p.mtu != br.mtu && !wanted {
+            mtu_ok = false;
+            out.warn(
+                "mtu",
+                format!(
+                    "port {} of bridge {b} has MTU {}, the bridge {}: frames larger than the smaller one are dropped between them",
+                    p.name, p.mtu, br.mtu
+                ),
+                format!(
+                    "ip link set {} mtu {} (or give {b} and all its ports the same MTU)",
+                    p.name, br.mtu
+                ),
+            );
+        }
+        if is_wireless(&opts.sys_class_net, &p.name, p.index) {
+            radio_ok = false;
+            out.warn(
+                "wireless",
+                format!(
+                    "port {} of bridge {b} is a wireless interface: most wireless drivers cannot bridge (the access point accepts only the station's own MAC), so guests get no traffic through it",
+                    p.name
+                ),
+                format!(
+                    "take it off the bridge (ip link set {} nomaster) and route the guests instead (mode = \"route\") or use NAT",
+                    p.name
+                ),
+            );
+        }
+    }
+    if mtu_ok {
+        out.ok(
+            "mtu",
+            format!("every port of bridge {b} has its MTU ({})", br.mtu),
+        );
+    }
+    if radio_ok {
+        out.ok("wireless", format!("bridge {b} has no wireless port"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::LinkKind;
+
+    fn bridge(vlan_filtering: Option<bool>) -> Link {
+        Link {
+            index: 3,
+            name: "br-lab".into(),
+            kind: LinkKind::Bridge,
+            mtu: 1500,
+            mac: None,
+            master: None,
+            up: true,
+            carrier: true,
+            alias: None,
+            vlan_filtering,
+        }
+    }
+
+    #[test]
+    fn vlan_refusals_follow_the_runtime() {
+        let who = "rule 1 (lab-*) at cfg line 2";
+        let vlan = Settings {
+            vlan: Some(10),
+            ..Settings::default()
+        };
+        // a kernel without the feature: the runtime reads no vlan_filtering
+        let (m, f) = vlan_refusal(&bridge(None), &vlan, who).unwrap();
+        assert!(m.contains(VLAN_FEATURE) && m.contains(who), "{m}");
+        assert!(
+            f.contains(VLAN_FEATURE) && !f.contains("vlan_filtering 1"),
+            "{f}"
+        );
+        let (m, f) = vlan_refusal(&bridge(Some(false)), &vlan, who).unwrap();
+        assert!(m.contains("VLAN filtering off"), "{m}");
+        assert_eq!(f, "ip link set br-lab type bridge vlan_filtering 1");
+        assert_eq!(vlan_refusal(&bridge(Some(true)), &vlan, who), None);
+        // no vlan/trunk: nothing to refuse, whatever the bridge
+        assert_eq!(vlan_refusal(&bridge(None), &Settings::default(), who), None);
+    }
+}

@@ -1,0 +1,244 @@
+//! Facts read from the kernel (one link dump, the default route) and from
+//! sysfs, for the bridge and tap findings.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rtnetlink::packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo, LinkMessage};
+
+use super::config::Scope;
+use super::CheckOptions;
+use crate::error::Error;
+use crate::name::BridgeName;
+use crate::netlink::{Link, Netlink};
+use crate::settings::NetMode;
+
+/// Can the kernel filter VLANs on bridges?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum VlanSupport {
+    Yes,
+    No,
+    Unknown,
+}
+
+pub(super) const VLAN_FEATURE: &str = "CONFIG_BRIDGE_VLAN_FILTERING";
+
+pub(super) struct Host {
+    pub links: Vec<Link>,
+    /// The bridges' own br_netfilter switches that are on ("iptables", ...),
+    /// by bridge index.
+    pub nf_call: HashMap<u32, Vec<&'static str>>,
+    /// For a bridge kvmnet-ifup would create: whether it could filter VLANs.
+    pub kernel_vlan: VlanSupport,
+    /// Debian's rule, read only when some scope needs it.
+    pub default_route_bridge: Option<BridgeName>,
+}
+
+impl Host {
+    pub fn read(opts: &CheckOptions, scopes: &[Scope]) -> Result<Host, String> {
+        let nl = Netlink::open().map_err(|e| e.to_string())?;
+        let msgs = nl.dump_links().map_err(|e| e.to_string())?;
+        let mut nf_call = HashMap::new();
+        let mut links = Vec::with_capacity(msgs.len());
+        for (l, m) in msgs {
+            if l.is_bridge() {
+                nf_call.insert(l.index, bridge_nf_call(&m));
+            }
+            links.push(l);
+        }
+        // The runtime reads a bridge's vlan_filtering only from a kernel
+        // that can filter VLANs (see linkmsg): any bridge answers for all.
+        let mut bridges = links.iter().filter(|l| l.is_bridge()).peekable();
+        let kernel_vlan = if bridges.peek().is_none() {
+            sysfs_vlan_support(&opts.sys_class_net)
+        } else if bridges.any(|b| b.vlan_filtering.is_some()) {
+            VlanSupport::Yes
+        } else {
+            VlanSupport::No
+        };
+        // Only needed (a route dump) when some tap has no bridge configured.
+        let needs_fallback = scopes
+            .iter()
+            .any(|s| s.settings.mode == NetMode::Bridge && s.settings.bridge.is_none());
+        let default_route_bridge = if needs_fallback {
+            default_route_bridge(&nl).map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        Ok(Host {
+            links,
+            nf_call,
+            kernel_vlan,
+            default_route_bridge,
+        })
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn ports(&self, bridge: &Link) -> impl Iterator<Item = &Link> {
+        let index = bridge.index;
+        self.links.iter().filter(move |l| l.master == Some(index))
+    }
+
+    pub fn name_of(&self, index: u32) -> String {
+        self.links
+            .iter()
+            .find(|l| l.index == index)
+            .map_or_else(|| format!("interface #{index}"), |l| l.name.clone())
+    }
+}
+
+/// THIN CALL SITE for `ifup::default_route_bridge`, which is private: the
+/// same look-up (a route dump, then each default route's interface by
+/// index), failing as it fails. To go once the runtime exposes
+/// `pub fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error>`
+/// (with the bridge mode's driver); then this is that call.
+fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
+    for index in nl.default_route_oifs()? {
+        if let Some(l) = nl.link_by_index(index)? {
+            if l.is_bridge() {
+                if let Ok(name) = BridgeName::new(&l.name) {
+                    return Ok(Some(name));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The bridge's own nf_call_* switches that are on (a bridge attribute the
+/// runtime does not read).
+fn bridge_nf_call(msg: &LinkMessage) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for a in &msg.attributes {
+        let LinkAttribute::LinkInfo(infos) = a else {
+            continue;
+        };
+        for i in infos {
+            let LinkInfo::Data(InfoData::Bridge(b)) = i else {
+                continue;
+            };
+            for x in b {
+                match x {
+                    InfoBridge::NfCallIpTables(true) => out.push("iptables"),
+                    InfoBridge::NfCallIp6Tables(true) => out.push("ip6tables"),
+                    InfoBridge::NfCallArpTables(true) => out.push("arptables"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the bridge's address follows its ports: only an address set
+/// explicitly (addr_assign_type 3, NET_ADDR_SET) stays put. Unknown (no
+/// sysfs) counts as fixed: the finding would be a guess.
+pub(super) fn follows_ports(sys_class_net: &Path, bridge: &str) -> bool {
+    std::fs::read_to_string(sys_class_net.join(bridge).join("addr_assign_type"))
+        .is_ok_and(|t| t.trim() != "3")
+}
+
+/// Any bridge in sysfs: `bridge/vlan_filtering` exists only with the feature.
+fn sysfs_vlan_support(sys_class_net: &Path) -> VlanSupport {
+    let Ok(entries) = std::fs::read_dir(sys_class_net) else {
+        return VlanSupport::Unknown;
+    };
+    let mut seen_bridge = false;
+    for e in entries.flatten() {
+        let bridge = e.path().join("bridge");
+        if bridge.is_dir() {
+            if bridge.join("vlan_filtering").exists() {
+                return VlanSupport::Yes;
+            }
+            seen_bridge = true;
+        }
+    }
+    if seen_bridge {
+        VlanSupport::No
+    } else {
+        VlanSupport::Unknown
+    }
+}
+
+/// Whether sysfs says `name` (interface `index`) is wireless.
+pub(super) fn is_wireless(sys_class_net: &Path, name: &str, index: u32) -> bool {
+    let dir = sys_class_net.join(name);
+    let same_device = std::fs::read_to_string(dir.join("ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        == Some(index);
+    same_device && (dir.join("phy80211").exists() || dir.join("wireless").exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::temp;
+    use super::*;
+
+    #[test]
+    fn wireless_from_a_sysfs_tree() {
+        let d = temp("wl");
+        for (dev, index, marker) in [
+            ("wlan0", "7", "phy80211"),
+            ("wlan1", "8", "wireless"),
+            ("eth0", "9", ""),
+        ] {
+            std::fs::create_dir_all(d.join(dev)).unwrap();
+            std::fs::write(d.join(dev).join("ifindex"), format!("{index}\n")).unwrap();
+            if !marker.is_empty() {
+                std::fs::create_dir_all(d.join(dev).join(marker)).unwrap();
+            }
+        }
+        let r = [
+            is_wireless(&d, "wlan0", 7),
+            is_wireless(&d, "wlan1", 8),
+            is_wireless(&d, "eth0", 9),
+            // another namespace's wlan0 (sysfs mounted elsewhere): not this one
+            is_wireless(&d, "wlan0", 3),
+            is_wireless(&d, "nope", 1),
+        ];
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(r, [true, true, false, false, false]);
+    }
+
+    #[test]
+    fn vlan_support_from_sysfs() {
+        let d = temp("vlan");
+        assert_eq!(sysfs_vlan_support(&d), VlanSupport::Unknown);
+        std::fs::create_dir_all(d.join("br0/bridge")).unwrap();
+        assert_eq!(sysfs_vlan_support(&d), VlanSupport::No);
+        std::fs::write(d.join("br0/bridge/vlan_filtering"), "0\n").unwrap();
+        let r = sysfs_vlan_support(&d);
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(r, VlanSupport::Yes);
+    }
+
+    #[test]
+    fn nf_call_switches_in_a_bridge_message() {
+        let msg = |data: Vec<InfoBridge>| {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(rtnetlink::packet_route::link::InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(data)),
+            ]));
+            m
+        };
+        assert!(bridge_nf_call(&msg(vec![
+            InfoBridge::VlanFiltering(false),
+            InfoBridge::NfCallIpTables(false)
+        ]))
+        .is_empty());
+        assert_eq!(
+            bridge_nf_call(&msg(vec![
+                InfoBridge::VlanDefaultPvid(1),
+                InfoBridge::NfCallIp6Tables(true),
+                InfoBridge::NfCallArpTables(true),
+            ])),
+            ["ip6tables", "arptables"]
+        );
+        assert!(bridge_nf_call(&LinkMessage::default()).is_empty());
+    }
+}
