@@ -12,28 +12,25 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::name::BridgeName;
 use crate::netlink::Link;
-use crate::plan::{BridgeChoice, BridgeReason, Target};
+use crate::plan::{BridgeChoice, BridgeReason, Wanted};
 use crate::settings::{NetMode, Settings};
 
-/// THIN CALL SITE for the choice `ifup::ifup` makes inline (after
-/// KVMNET_BRIDGE, which check does not model): the runtime's own
-/// [`crate::plan::configured_bridge`], else [`crate::plan::fallback_bridge`]
-/// with the default-route bridge. To go once the runtime exposes the whole
-/// choice, e.g. `pub fn choose_bridge(requested: Option<BridgeName>,
-/// settings: &Settings, config_file: bool, default_route: impl FnOnce() ->
-/// Result<Option<BridgeName>, Error>) -> Result<BridgeChoice, Error>`.
+/// The bridge the runtime chooses ([`crate::mode::bridge::choose`]) for
+/// `settings` without KVMNET_BRIDGE (check does not model it), given the
+/// default-route bridge the host was read with.
 pub(super) fn bridge_choice(
     settings: &Settings,
     config_file: bool,
     default_route_bridge: Option<&BridgeName>,
 ) -> BridgeChoice {
-    crate::plan::configured_bridge(settings).unwrap_or_else(|| {
-        crate::plan::fallback_bridge(config_file, settings, default_route_bridge.cloned())
+    crate::mode::bridge::choose(None, settings, config_file, || {
+        Ok(default_route_bridge.cloned())
     })
+    .expect("a known default-route bridge is no look-up that can fail")
 }
 
 /// The runtime's VLAN precondition on an existing bridge
-/// ([`crate::attach::check_vlan_support`]), for `settings`: when it refuses,
+/// ([`crate::mode::bridge::check_vlan_support`]), for `settings`: when it refuses,
 /// (message, fix) naming `who` (the scopes that set vlan/trunk).
 pub(super) fn vlan_refusal(
     bridge: &Link,
@@ -41,7 +38,7 @@ pub(super) fn vlan_refusal(
     who: &str,
 ) -> Option<(String, String)> {
     let b = &bridge.name;
-    match crate::attach::check_vlan_support(bridge, settings) {
+    match crate::mode::bridge::check_vlan_support(bridge, settings) {
         Ok(()) => None,
         Err(Error::VlanFilteringOff { .. }) => Some((
             format!(
@@ -260,7 +257,7 @@ fn check_ports(opts: &CheckOptions, config: &Config, host: &Host, br: &Link, out
     for p in host.ports(br) {
         // a tap at the MTU kvmnet-ifup gives it (`mtu = N`) is as configured
         let wanted =
-            p.is_tap() && Target::on_bridge(br, &config.settings_on(&p.name, b)).mtu == Some(p.mtu);
+            p.is_tap() && Wanted::on_bridge(br, &config.settings_on(&p.name, b)).mtu == Some(p.mtu);
         if p.mtu != br.mtu && !wanted {
             mtu_ok = false;
             out.warn(

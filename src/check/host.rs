@@ -8,7 +8,6 @@ use rtnetlink::packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInf
 
 use super::config::Scope;
 use super::CheckOptions;
-use crate::error::Error;
 use crate::name::BridgeName;
 use crate::netlink::{Link, Netlink};
 use crate::settings::NetMode;
@@ -61,7 +60,7 @@ impl Host {
             .iter()
             .any(|s| s.settings.mode == NetMode::Bridge && s.settings.bridge.is_none());
         let default_route_bridge = if needs_fallback {
-            default_route_bridge(&nl).map_err(|e| e.to_string())?
+            crate::mode::bridge::default_route_bridge(&nl).map_err(|e| e.to_string())?
         } else {
             None
         };
@@ -88,24 +87,6 @@ impl Host {
             .find(|l| l.index == index)
             .map_or_else(|| format!("interface #{index}"), |l| l.name.clone())
     }
-}
-
-/// THIN CALL SITE for `ifup::default_route_bridge`, which is private: the
-/// same look-up (a route dump, then each default route's interface by
-/// index), failing as it fails. To go once the runtime exposes
-/// `pub fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error>`
-/// (with the bridge mode's driver); then this is that call.
-fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
-    for index in nl.default_route_oifs()? {
-        if let Some(l) = nl.link_by_index(index)? {
-            if l.is_bridge() {
-                if let Ok(name) = BridgeName::new(&l.name) {
-                    return Ok(Some(name));
-                }
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// The bridge's own nf_call_* switches that are on (a bridge attribute the

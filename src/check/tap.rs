@@ -11,8 +11,8 @@ use super::{CheckOptions, Findings};
 use crate::config::Config;
 use crate::name::TapName;
 use crate::netlink::Link;
-use crate::plan::{Origin, PlanError, Target};
-use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
+use crate::plan::{Origin, PlanError, Wanted};
+use crate::settings::{NetMode, Settings};
 
 /// Who the tap is and where its settings come from, for the messages.
 struct Subject<'a> {
@@ -89,7 +89,12 @@ fn routed(t: &Subject<'_>, host: &Host, out: &mut Findings) {
         ),
     );
     if let Some(tap_link) = t.existing {
-        if let Some((m, f)) = plan_refusal(tap_link, &routed_target(&t.settings), host, "") {
+        if let Some((m, f)) = plan_refusal(
+            tap_link,
+            &crate::mode::routed::wanted(&t.settings, Vec::new()),
+            host,
+            "",
+        ) {
             out.error("tap", m, f);
         }
     }
@@ -148,7 +153,7 @@ fn bridged_line(t: &Subject<'_>, config: &Config, host: &Host, cfg: &str) -> Lin
             format!("set bridge = \"NAME\" in {cfg} to a bridge"),
         ),
         Some(br) => {
-            let target = Target::on_bridge(br, s);
+            let target = Wanted::on_bridge(br, s);
             let refusal = vlan_refusal(br, s, &t.rule)
                 .map(|(m, f)| (format!("{what}: {m}"), f))
                 .or_else(|| t.existing.and_then(|l| plan_refusal(l, &target, host, &what)));
@@ -178,7 +183,7 @@ fn vlans(s: &Settings) -> String {
 /// message ("" for a routed one).
 fn plan_refusal(
     tap: &Link,
-    target: &Target<'_>,
+    target: &Wanted<'_>,
     host: &Host,
     what: &str,
 ) -> Option<(String, String)> {
@@ -218,22 +223,4 @@ fn elsewhere(what: &str, tap: &str, host: &Host, master: u32) -> (String, String
         ),
         format!("ip link set {tap} nomaster"),
     )
-}
-
-/// THIN CALL SITE for the routed target `ifup::ifup` builds inline, without
-/// its proxy ARP/NDP families (sysctls the plan records but never refuses
-/// for). To go once the routed mode's driver exposes it, e.g.
-/// `pub fn routed_target(settings: &Settings, proxy: Vec<Family>) -> Target<'_>`.
-fn routed_target(s: &Settings) -> Target<'_> {
-    Target {
-        bridge: None,
-        mtu: match s.mtu {
-            MtuPolicy::Bridge => None,
-            MtuPolicy::Fixed(n) => Some(n),
-        },
-        fe_mac: s.host_mac == HostMac::Fe,
-        port_policy: false,
-        routes: &s.addresses,
-        proxy: Vec::new(),
-    }
 }

@@ -40,19 +40,9 @@ impl Port {
         starting: &mut dyn FnMut(&str),
     ) -> Result<Port, Error> {
         let who = tap.who;
-        let choice = match (requested, plan::configured_bridge(&settings)) {
-            (Some(name), _) => BridgeChoice {
-                name,
-                create: false,
-                reason: plan::BridgeReason::Requested,
-            },
-            (None, Some(c)) => c,
-            (None, None) => plan::fallback_bridge(
-                config.source.is_some(),
-                &settings,
-                default_route_bridge(nl)?,
-            ),
-        };
+        let choice = choose(requested, &settings, config.source.is_some(), || {
+            default_route_bridge(nl)
+        })?;
         let acl = match who {
             Some(who) => {
                 access::check_bridge(who, &config.acl, tap.name.as_str(), choice.name.as_str())?
@@ -127,6 +117,26 @@ impl Mode for Port {
     fn bridge(&self) -> Option<&Link> {
         Some(&self.bridge)
     }
+}
+
+/// Which bridge a tap goes to: the one asked for (KVMNET_BRIDGE, after the
+/// ACL), the configured one, or Debian's fallback. `default_route` is asked
+/// only when nothing else decides (it dumps the routes).
+pub fn choose(
+    requested: Option<BridgeName>,
+    settings: &Settings,
+    config_file: bool,
+    default_route: impl FnOnce() -> Result<Option<BridgeName>, Error>,
+) -> Result<BridgeChoice, Error> {
+    Ok(match (requested, plan::configured_bridge(settings)) {
+        (Some(name), _) => BridgeChoice {
+            name,
+            create: false,
+            reason: plan::BridgeReason::Requested,
+        },
+        (None, Some(c)) => c,
+        (None, None) => plan::fallback_bridge(config_file, settings, default_route()?),
+    })
 }
 
 /// Refuses a bridge that cannot carry the VLANs `settings` ask for.

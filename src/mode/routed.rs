@@ -54,17 +54,7 @@ impl Routed {
 
 impl Mode for Routed {
     fn wanted(&self) -> Wanted<'_> {
-        Wanted {
-            bridge: None,
-            mtu: match self.settings.mtu {
-                MtuPolicy::Bridge => None,
-                MtuPolicy::Fixed(n) => Some(n),
-            },
-            fe_mac: self.settings.host_mac == HostMac::Fe,
-            port_policy: false,
-            routes: &self.settings.addresses,
-            proxy: self.proxy.clone(),
-        }
+        wanted(&self.settings, self.proxy.clone())
     }
 
     fn set_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach) -> Result<(), Error> {
@@ -119,6 +109,21 @@ impl Mode for Routed {
 
     fn notes(&self) -> Vec<String> {
         self.notes.borrow().clone()
+    }
+}
+
+/// What a routed tap should become, switching the `proxy` families on.
+pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
+    Wanted {
+        bridge: None,
+        mtu: match settings.mtu {
+            MtuPolicy::Bridge => None,
+            MtuPolicy::Fixed(n) => Some(n),
+        },
+        fe_mac: settings.host_mac == HostMac::Fe,
+        port_policy: false,
+        routes: &settings.addresses,
+        proxy,
     }
 }
 
