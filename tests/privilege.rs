@@ -200,18 +200,24 @@ fn a_plain_copy_without_privilege_says_what_is_missing() {
     assert!(!ns.exists("vm0"));
 }
 
+/// A socket in `dir` standing in for /dev/log, which the jailed user may
+/// send to as to the real one; reads time out after 500 ms.
+fn log_socket(dir: &TempDir) -> (UnixDatagram, PathBuf) {
+    let path = dir.path().join("log");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    (sock, path)
+}
+
 #[test]
 fn refusals_go_to_authpriv_with_uid_tap_bridge_and_rule() {
     let ns = bridge_ns();
     let b = bins(Grant::FileCap);
     let dir = TempDir::new();
-    let sock_path = dir.path().join("log");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    // the user must be able to send to it, as to the real /dev/log
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let (sock, sock_path) = log_socket(&dir);
     let mut jail = user_jail("bridge = \"br0\"\n", &[]);
     jail.log_socket = Some(sock_path);
     let r = run(&jail, &ns, &b.ifup, "vm0");
@@ -847,12 +853,7 @@ fn a_look_up_refusal_reaches_the_security_log() {
     let ns = bridge_ns();
     let b = bins(Grant::FileCap);
     let dir = TempDir::new();
-    let sock_path = dir.path().join("log");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let (sock, sock_path) = log_socket(&dir);
     let mut jail = user_jail(&with_deny("users = [\"other\"]"), &[USER, KVM_GROUP]);
     jail.setup = format!("{USERS}chmod 600 /etc/passwd /etc/group\n");
     jail.log_socket = Some(sock_path);

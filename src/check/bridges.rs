@@ -301,21 +301,9 @@ fn check_ports(opts: &CheckOptions, config: &Config, host: &Host, br: &Link, out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::LinkKind;
 
     fn bridge(vlan_filtering: Option<bool>) -> Link {
-        Link {
-            index: 3,
-            name: "br-lab".into(),
-            kind: LinkKind::Bridge,
-            mtu: 1500,
-            mac: None,
-            master: None,
-            up: true,
-            carrier: true,
-            alias: None,
-            vlan_filtering,
-        }
+        crate::mode::test_bridge("br-lab", vlan_filtering)
     }
 
     #[test]

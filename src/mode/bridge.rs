@@ -254,18 +254,7 @@ mod tests {
     use crate::netlink::LinkKind;
 
     fn bridge(name: &str, vlan_filtering: Option<bool>) -> Link {
-        Link {
-            index: 3,
-            name: name.into(),
-            kind: LinkKind::Bridge,
-            mtu: 1500,
-            mac: None,
-            master: None,
-            up: true,
-            carrier: true,
-            alias: None,
-            vlan_filtering,
-        }
+        crate::mode::test_bridge(name, vlan_filtering)
     }
 
     #[test]

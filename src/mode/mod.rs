@@ -194,3 +194,20 @@ fn set(nl: &Netlink, tap: &Link, bridge: Option<&Link>, change: &LinkChange) -> 
         (Err(e), _) => Err(e.into()),
     }
 }
+
+/// A bridge as the kernel would report it, for unit tests here and in check.
+#[cfg(test)]
+pub(crate) fn test_bridge(name: &str, vlan_filtering: Option<bool>) -> Link {
+    Link {
+        index: 3,
+        name: name.into(),
+        kind: crate::netlink::LinkKind::Bridge,
+        mtu: 1500,
+        mac: None,
+        master: None,
+        up: true,
+        carrier: true,
+        alias: None,
+        vlan_filtering,
+    }
+}
