@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::name::BridgeName;
+use crate::sys::nss;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -133,22 +134,13 @@ pub trait Resolve {
 pub struct System;
 
 /// A user's entry: what a sudo caller's group list is looked up with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserEntry {
-    pub name: std::ffi::CString,
-    pub gid: u32,
-}
+/// A user's database entry: the name (for getgrouplist) and primary gid.
+pub type UserEntry = crate::sys::nss::Passwd;
 
 impl System {
     /// The entry of `uid` (getpwuid_r).
     pub fn user_entry(&self, uid: u32) -> Result<Option<UserEntry>, LookupError> {
-        passwd(|pw, buf, res| {
-            // SAFETY: `pw`, `res` and `buf` are valid for writes and `buf.len()`
-            // is the buffer's real size; glibc fills `pw` with pointers into `buf`.
-            unsafe { libc::getpwuid_r(uid, pw, buf.as_mut_ptr().cast(), buf.len(), res) }
-        })
-        .map(|e| e.map(|(_, entry)| entry))
-        .map_err(|errno| LookupError {
+        nss::user_by_uid(uid).map_err(|errno| LookupError {
             what: format!("uid {uid}"),
             errno,
         })
@@ -162,13 +154,9 @@ impl Resolve for System {
             errno,
         };
         let c = std::ffi::CString::new(name).map_err(|_| fail(libc::EINVAL))?;
-        passwd(|pw, buf, res| {
-            // SAFETY: as in `user_entry`; `c` is a NUL-terminated name that
-            // outlives the call.
-            unsafe { libc::getpwnam_r(c.as_ptr(), pw, buf.as_mut_ptr().cast(), buf.len(), res) }
-        })
-        .map(|e| e.map(|(uid, _)| uid))
-        .map_err(fail)
+        nss::user_by_name(&c)
+            .map(|e| e.map(|pw| pw.uid))
+            .map_err(fail)
     }
     fn group_id(&self, name: &str) -> Result<Option<u32>, LookupError> {
         let fail = |errno| LookupError {
@@ -176,86 +164,19 @@ impl Resolve for System {
             errno,
         };
         let c = std::ffi::CString::new(name).map_err(|_| fail(libc::EINVAL))?;
-        group(|gr, buf, res| {
-            // SAFETY: as in `user_entry`, for a group entry.
-            unsafe { libc::getgrnam_r(c.as_ptr(), gr, buf.as_mut_ptr().cast(), buf.len(), res) }
-        })
-        .map_err(fail)
+        nss::group_by_name(&c).map_err(fail)
     }
     fn has_user(&self, uid: u32) -> Result<bool, LookupError> {
         self.user_entry(uid).map(|e| e.is_some())
     }
     fn has_group(&self, gid: u32) -> Result<bool, LookupError> {
-        group(|gr, buf, res| {
-            // SAFETY: as in `user_entry`, for a group entry.
-            unsafe { libc::getgrgid_r(gid, gr, buf.as_mut_ptr().cast(), buf.len(), res) }
-        })
-        .map(|g| g.is_some())
-        .map_err(|errno| LookupError {
-            what: format!("gid {gid}"),
-            errno,
-        })
+        nss::group_by_gid(gid)
+            .map(|g| g.is_some())
+            .map_err(|errno| LookupError {
+                what: format!("gid {gid}"),
+                errno,
+            })
     }
-}
-
-/// Runs a reentrant NSS call, growing its buffer on ERANGE. Only a return of
-/// 0 with no entry is "not found"; any other return is the look-up's errno
-/// (POSIX lets some systems say "not found" with ENOENT or ESRCH; glibc says
-/// it with 0, and taking those for errors only refuses more).
-fn nss_call<E: Copy>(
-    empty: E,
-    mut call: impl FnMut(&mut E, &mut [u8], &mut *mut E) -> libc::c_int,
-) -> Result<Option<E>, i32> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        let mut entry = empty;
-        let mut res: *mut E = std::ptr::null_mut();
-        match call(&mut entry, &mut buf, &mut res) {
-            0 if res.is_null() => return Ok(None),
-            0 => return Ok(Some(entry)),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            errno => return Err(errno),
-        }
-    }
-}
-
-/// A passwd entry's uid and name, copied out before the buffer goes.
-fn passwd(
-    call: impl FnMut(&mut libc::passwd, &mut [u8], &mut *mut libc::passwd) -> libc::c_int,
-) -> Result<Option<(u32, UserEntry)>, i32> {
-    // SAFETY: libc::passwd is plain data (integers and pointers) for which
-    // all-zero bytes are a valid value.
-    let empty: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut name = None;
-    let mut call = call;
-    let found = nss_call(empty, |pw, buf, res| {
-        let rc = call(pw, buf, res);
-        if rc == 0 && !res.is_null() {
-            // SAFETY: on success glibc set pw_name to a NUL-terminated string
-            // in `buf`, which is still alive here.
-            name = Some(unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_owned());
-        }
-        rc
-    })?;
-    Ok(found.zip(name).map(|(pw, name)| {
-        (
-            pw.pw_uid,
-            UserEntry {
-                name,
-                gid: pw.pw_gid,
-            },
-        )
-    }))
-}
-
-/// A group entry's gid (members are not read: the caller's groups come from
-/// the kernel or from getgrouplist).
-fn group(
-    call: impl FnMut(&mut libc::group, &mut [u8], &mut *mut libc::group) -> libc::c_int,
-) -> Result<Option<u32>, i32> {
-    // SAFETY: libc::group is plain data for which all-zero bytes are valid.
-    let empty: libc::group = unsafe { std::mem::zeroed() };
-    Ok(nss_call(empty, call)?.map(|g| g.gr_gid))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::access;
 use crate::config::Config;
@@ -80,21 +80,7 @@ fn adopt_socket(fd: RawFd) -> Result<OwnedFd, Error> {
     let bad = |why: &str| Error::HelperUsage {
         why: format!("--fd={fd}: {why}"),
     };
-    // Check that it is open without touching it: /proc/self/fd lists ours.
-    // Where there is no /proc, F_GETFD through the adopted descriptor below
-    // still catches a closed one (EBADF).
-    if std::path::Path::new("/proc/self/fd").exists()
-        && std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err()
-    {
-        return Err(bad("not an open descriptor"));
-    }
-    // SAFETY: QEMU passed this descriptor for us to use; it is open (checked
-    // above), nothing else in this process refers to it (start-up closed
-    // every inherited descriptor except this one and 0-2, which `parse_args`
-    // refused), and we take the only ownership of it here.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_GETFD)
-        .map_err(|_| bad("not an open descriptor"))?;
+    let owned = crate::sys::fd::adopt_inherited(fd).ok_or_else(|| bad("not an open descriptor"))?;
     let st = nix::sys::stat::fstat(&owned).map_err(|e| bad(&e.desc().to_lowercase()))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(bad(

@@ -260,13 +260,11 @@ fn sudo_user_groups(uid: u32, gid: u32, db: &System) -> Result<Vec<u32>, String>
     Ok(groups)
 }
 
-/// AT_SECURE from the auxiliary vector the kernel passed at exec. glibc's
-/// getauxval reads the copy it keeps; /proc/self/auxv says the same, at the
-/// price of opening a /proc file at every run (docs/performance.md).
+/// AT_SECURE: the exec gained privilege. glibc's getauxval reads the copy
+/// it keeps; /proc/self/auxv says the same, at the price of opening a /proc
+/// file at every run (docs/performance.md).
 fn at_secure() -> bool {
-    // SAFETY: getauxval only reads the auxiliary vector glibc saved at start
-    // (it takes and returns integers, and is thread-safe).
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    crate::sys::at_secure()
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub mod qemu_acl;
 pub mod record;
 pub mod routemsg;
 pub mod settings;
+pub mod sys;
 pub mod sysctl;
 pub mod tap;
 pub mod tomlread;

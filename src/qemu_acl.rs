@@ -441,25 +441,9 @@ fn permits(meta: &std::fs::Metadata, acl: bool, uid: u32, groups: &[u32], want: 
 /// Does `path` (not a symbolic link) carry a POSIX access ACL? Errors count
 /// as yes.
 fn has_access_acl(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return true;
-    };
-    // SAFETY: both strings are NUL-terminated and live across the call; a
-    // zero size with a null buffer only asks for the value's length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"system.posix_acl_access".as_ptr(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if n >= 0 {
-        return true;
-    }
     !matches!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENODATA | libc::EOPNOTSUPP)
+        crate::sys::xattr::get(path, c"system.posix_acl_access", false, &mut []),
+        Ok(None)
     )
 }
 

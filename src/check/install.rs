@@ -4,9 +4,8 @@
 //! capability, the setuid bit or a sudo rule in a drop-in the same rule
 //! trusts).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -74,28 +73,8 @@ const XATTR_CAPS: &CStr = c"security.capability";
 
 /// The raw `security.capability` attribute, `None` when the file has none.
 fn read_file_caps(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut buf = [0u8; 64];
-    // SAFETY: `c` and XATTR_CAPS are NUL-terminated strings that live across
-    // the call; `buf` is writable for `buf.len()` bytes, and the kernel
-    // writes at most that many (ERANGE otherwise). getxattr keeps no pointer.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            XATTR_CAPS.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    Ok(Some(buf[..n as usize].to_vec()))
+    Ok(crate::sys::xattr::get(path, XATTR_CAPS, true, &mut buf)?.map(|n| buf[..n].to_vec()))
 }
 
 /// Whether a sudoers text has a rule that names `path` (or its directory,
