@@ -166,29 +166,79 @@ pub enum Origin<'n> {
 }
 
 pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Attach, PlanError> {
-    let rec_err = |source| PlanError::Record {
-        tap: tap.name.clone(),
-        source,
-    };
-    match (tap.master, wanted.bridge) {
-        (Some(m), Some(b)) if m != b.index => {
-            return Err(PlanError::AttachedElsewhere {
-                tap: tap.name.clone(),
-                master: m,
-            })
-        }
-        (Some(m), None) => {
-            return Err(PlanError::AttachedElsewhere {
-                tap: tap.name.clone(),
-                master: m,
-            })
-        }
-        _ => {}
+    if let Some(master) = tap
+        .master
+        .filter(|m| wanted.bridge.is_none_or(|b| b.index != *m))
+    {
+        return Err(PlanError::AttachedElsewhere {
+            tap: tap.name.clone(),
+            master,
+        });
     }
     let created = matches!(origin, Origin::Created(_));
-    let existing = Record::parse(&tap.name, tap.alias.as_deref()).map_err(rec_err)?;
+    let mut d = draft(tap, wanted, created)?;
+    let policy = match wanted.bridge {
+        Some(_) => wanted.port_policy && (d.joining.is_some() || d.resume),
+        None => !d.routes.is_empty() || !wanted.proxy.is_empty(),
+    };
+    let rename = match origin {
+        Origin::Created(name) => name.map(str::to_owned),
+        Origin::Existing => None,
+    };
+    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, created, rename);
+    let changes = |s: &Step| match s {
+        Step::Link(c) => !c.is_empty(),
+        Step::Policy => true,
+    };
+    // A tap that is already as wanted gets no record either: ifdown then
+    // leaves it as it is.
+    if !d.resume && !steps.iter().any(changes) {
+        steps.clear();
+    } else {
+        write_records(tap, &mut steps, &d.record, policy && !created)?;
+        let any =
+            |f: fn(&LinkChange) -> bool| steps.iter().any(|s| matches!(s, Step::Link(c) if f(c)));
+        if any(|c| c.alias.is_some()) {
+            d.undo.alias = Some(tap.alias.clone().unwrap_or_default());
+        }
+        if any(|c| c.up.is_some()) {
+            d.undo.up = Some(tap.up);
+        }
+        steps.retain(changes);
+    }
+    Ok(Attach {
+        steps,
+        undo: vec![d.undo_detach, d.undo],
+        record: d.record,
+        routes: d.routes,
+        resume: d.resume,
+        proxy: wanted.proxy.clone(),
+    })
+}
+
+/// What an attach changes and records, before it is put in order.
+struct Draft {
+    record: Record,
+    /// MTU and MAC: the first change.
+    first: LinkChange,
+    undo_detach: LinkChange,
+    undo: LinkChange,
+    /// The bridge's ifindex, when the tap joins it in this run.
+    joining: Option<u32>,
+    /// Routes the policy step adds.
+    routes: Vec<IpAddr>,
+    /// An interrupted run's record (`pending`) is being completed.
+    resume: bool,
+}
+
+fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanError> {
+    let existing =
+        Record::parse(&tap.name, tap.alias.as_deref()).map_err(|source| PlanError::Record {
+            tap: tap.name.clone(),
+            source,
+        })?;
     let resume = existing.as_ref().is_some_and(|r| r.pending);
-    let mut record = existing.clone().unwrap_or_else(|| Record {
+    let mut record = existing.unwrap_or_else(|| Record {
         prior_alias: tap.alias.clone(),
         ..Record::default()
     });
@@ -199,7 +249,6 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Att
     let keep_old = !record.created;
 
     let mut first = LinkChange::default();
-    let mut undo_detach = LinkChange::default();
     let mut undo = LinkChange::default();
     if let Some(mtu) = wanted.mtu.filter(|m| *m != tap.mtu) {
         first.mtu = Some(mtu);
@@ -224,6 +273,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Att
     if !tap.up && !resume {
         record.brought_up |= keep_old;
     }
+    let mut undo_detach = LinkChange::default();
     let joining = match (tap.master, wanted.bridge) {
         (None, Some(bridge)) => {
             record.attached = Some(bridge.name.clone());
@@ -246,113 +296,107 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Att
     } else {
         new_routes
     };
-    let policy = match wanted.bridge {
-        Some(_) => wanted.port_policy && (joining.is_some() || resume),
-        None => !routes.is_empty() || !wanted.proxy.is_empty(),
-    };
-    let pending = policy && !created;
-    let rename = match origin {
-        Origin::Created(name) => name.map(str::to_owned),
-        Origin::Existing => None,
-    };
+    Ok(Draft {
+        record,
+        first,
+        undo_detach,
+        undo,
+        joining,
+        routes,
+        resume,
+    })
+}
+
+/// The draft's changes in the order that keeps a port from forwarding
+/// before its policy is in place.
+fn order(
+    tap: &Link,
+    d: &Draft,
+    bridged: bool,
+    policy: bool,
+    created: bool,
+    rename: Option<String>,
+) -> Vec<Step> {
+    let mut first = d.first.clone();
     let mut last = LinkChange::default();
-    let mut steps = Vec::new();
-    match (wanted.bridge.is_some(), policy) {
+    match (bridged, policy) {
         // Onto the bridge down, policy, then up: forwarding starts only
         // with the last change.
         (true, true) => {
             first.up = tap.up.then_some(false);
-            first.master = joining;
+            first.master = d.joining;
             last.up = Some(true);
             last.name = rename;
-            steps.extend([Step::Link(first), Step::Policy, Step::Link(last)]);
+            vec![Step::Link(first), Step::Policy, Step::Link(last)]
         }
         // A temporary tap gets its name together with going live, so that
         // no tap of that name is ever seen without its record.
         (true, false) if created => {
             last.up = (!tap.up).then_some(true);
-            last.master = joining;
+            last.master = d.joining;
             last.name = rename;
-            steps.extend([Step::Link(first), Step::Link(last)]);
+            vec![Step::Link(first), Step::Link(last)]
         }
         // Nothing but link attributes: one request, applied at once.
         (true, false) => {
             first.up = (!tap.up).then_some(true);
-            first.master = joining;
-            steps.push(Step::Link(first));
+            first.master = d.joining;
+            vec![Step::Link(first)]
         }
         // Routes need the tap up and named; what they open is the guest's
         // own traffic, so the tap may be up before they are in place.
         (false, _) => {
             first.up = (!tap.up).then_some(true);
             first.name = rename;
-            steps.push(Step::Link(first));
             if policy {
-                steps.extend([Step::Policy, Step::Link(last)]);
+                vec![Step::Link(first), Step::Policy, Step::Link(last)]
+            } else {
+                vec![Step::Link(first)]
             }
         }
     }
-    let changes = |s: &Step| match s {
-        Step::Link(c) => !c.is_empty(),
-        Step::Policy => true,
+}
+
+/// The record goes with the first link change (`pending` first when the
+/// policy takes several requests, cleared by the last).
+fn write_records(
+    tap: &Link,
+    steps: &mut [Step],
+    record: &Record,
+    pending: bool,
+) -> Result<(), PlanError> {
+    let encode = |r: &Record| {
+        r.encode(&tap.name).map_err(|source| PlanError::Record {
+            tap: tap.name.clone(),
+            source,
+        })
     };
-    // A tap that is already as wanted gets no record either: ifdown then
-    // leaves it as it is.
-    if !resume && !steps.iter().any(changes) {
-        steps.clear();
+    let done = encode(record)?;
+    let mut links = steps.iter_mut().filter_map(|s| match s {
+        Step::Link(c) => Some(c),
+        Step::Policy => None,
+    });
+    let head = links.next().expect("every order has a link change");
+    if pending {
+        head.alias = Some(encode(&Record {
+            pending: true,
+            ..record.clone()
+        })?);
+        links
+            .last()
+            .expect("a pending record has a last change")
+            .alias = Some(done);
     } else {
-        let encode = |r: &Record| r.encode(&tap.name).map_err(rec_err);
-        let done = encode(&record)?;
-        let links: Vec<usize> = (0..steps.len())
-            .filter(|i| matches!(steps[*i], Step::Link(_)))
-            .collect();
-        let (head, tail) = (links[0], *links.last().expect("one link step"));
-        let head_alias = if pending {
-            encode(&Record {
-                pending: true,
-                ..record.clone()
-            })?
-        } else {
-            done.clone()
-        };
-        if let Step::Link(c) = &mut steps[head] {
-            c.alias = Some(head_alias);
-        }
-        debug_assert!(!pending || head != tail, "pending needs a last change");
-        if pending {
-            if let Step::Link(c) = &mut steps[tail] {
-                c.alias = Some(done);
-            }
-        }
-        for s in &mut steps {
-            if let Step::Link(c) = s {
-                if c.alias.as_deref() == tap.alias.as_deref() {
-                    c.alias = None;
-                }
-            }
-        }
-        if steps
-            .iter()
-            .any(|s| matches!(s, Step::Link(c) if c.alias.is_some()))
-        {
-            undo.alias = Some(tap.alias.clone().unwrap_or_default());
-        }
-        if steps
-            .iter()
-            .any(|s| matches!(s, Step::Link(c) if c.up.is_some()))
-        {
-            undo.up = Some(tap.up);
-        }
-        steps.retain(changes);
+        head.alias = Some(done);
     }
-    Ok(Attach {
-        steps,
-        undo: vec![undo_detach, undo],
-        record,
-        routes,
-        resume,
-        proxy: wanted.proxy.clone(),
-    })
+    for s in steps.iter_mut() {
+        if let Step::Link(c) = s {
+            if c.alias.as_deref() == tap.alias.as_deref() {
+                c.alias = None;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What ifdown will do to one tap.
