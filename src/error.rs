@@ -112,13 +112,3 @@ impl From<NetlinkError> for Error {
         }
     }
 }
-
-/// "Operation not permitted (os error 1)" -> "Operation not permitted": the errno
-/// number helps nobody reading a one-line message.
-pub fn plain(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}

@@ -30,6 +30,7 @@ pub mod name;
 pub mod netlink;
 pub mod nlreq;
 pub mod nlsock;
+pub mod os_error;
 pub mod plan;
 pub mod privilege;
 pub mod qemu_acl;

@@ -26,10 +26,13 @@ pub enum NetlinkError {
     Socket(io::Error),
     #[error("{op}: the kernel did not answer within {} s; check `dmesg` for a stuck driver", TIMEOUT.as_secs())]
     Timeout { op: String },
-    #[error("{op}: {}", crate::error::plain(source))]
+    #[error("{op}: {}", crate::os_error::describe(source))]
     Kernel { op: String, source: io::Error },
     /// sendmsg/recvmsg on the socket failed: no answer from the kernel.
-    #[error("{op}: the netlink socket failed: {}", crate::error::plain(source))]
+    #[error(
+        "{op}: the netlink socket failed: {}",
+        crate::os_error::describe(source)
+    )]
     Io { op: String, source: io::Error },
     #[error("{op}: unexpected netlink reply: {msg}")]
     Protocol { op: String, msg: String },

@@ -201,7 +201,7 @@ impl Reader<'_> {
     ) -> Result<Found, QemuAclError> {
         let read_err = |e: &std::io::Error| QemuAclError::Read {
             path: shown.clone(),
-            cause: crate::error::plain(e),
+            cause: crate::os_error::describe(e),
         };
         let opened = match crate::trust::open_regular(path) {
             Ok(opened) => Ok(opened),
@@ -227,11 +227,11 @@ impl Reader<'_> {
             caller_sees(path, self.uid, self.groups)
         };
         let (file, meta) = match (opened, sees) {
-            (Err(e), Sees::No) => return Ok(Found::Skipped(crate::error::plain(&e))),
+            (Err(e), Sees::No) => return Ok(Found::Skipped(crate::os_error::describe(&e))),
             (Err(e), _) => {
                 return Err(QemuAclError::Hidden {
                     path: shown,
-                    cause: crate::error::plain(&e),
+                    cause: crate::os_error::describe(&e),
                     uid: self.uid,
                 })
             }

@@ -21,12 +21,12 @@ pub enum TapError {
     NoDevice { path: String },
     #[error(
         "cannot open {path}: {}; kvmnet needs CAP_NET_ADMIN and read-write access to it",
-        crate::error::plain(source)
+        crate::os_error::describe(source)
     )]
     Open { path: String, source: io::Error },
     #[error(
         "cannot create tap {tap}: {op} failed: {}",
-        crate::error::plain(source)
+        crate::os_error::describe(source)
     )]
     Ioctl {
         tap: String,

@@ -129,7 +129,7 @@ pub enum TrustError {
     Untrusted { path: PathBuf, why: Distrust },
     #[error("refusing {path}: it is {what}, not a regular file")]
     NotRegular { path: PathBuf, what: &'static str },
-    #[error("cannot check {path}: {}", crate::error::plain(source))]
+    #[error("cannot check {path}: {}", crate::os_error::describe(source))]
     Io { path: PathBuf, source: io::Error },
 }
 

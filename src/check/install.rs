@@ -117,7 +117,7 @@ impl Binary {
         let meta = std::fs::metadata(path);
         let caps = if meta.is_ok() {
             read_file_caps(path)
-                .map_err(|e| crate::error::plain(&e))
+                .map_err(|e| crate::os_error::describe(&e))
                 .and_then(|raw| raw.map(|r| parse_file_caps(&r)).transpose())
         } else {
             Ok(None)
@@ -214,7 +214,7 @@ fn check_binary(opts: &CheckOptions, allow_rules: bool, bin: &Binary, out: &mut 
         Err(e) => {
             out.error(
                 "install",
-                format!("cannot look at {p}: {}", crate::error::plain(e)),
+                format!("cannot look at {p}: {}", crate::os_error::describe(e)),
                 "run kvmnet check as root".into(),
             );
             return;

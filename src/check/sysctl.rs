@@ -44,7 +44,7 @@ pub(super) fn check_br_netfilter(proc_sys: &Path, out: &mut Findings) {
                 format!(
                     "cannot read {}: {}",
                     path.display(),
-                    crate::error::plain(&e)
+                    crate::os_error::describe(&e)
                 ),
                 "run kvmnet check as root".into(),
             ),
@@ -118,7 +118,7 @@ pub(super) fn check_forwarding(proc_sys: &Path, scopes: &[Scope], out: &mut Find
             ),
             Err(e) => out.error(
                 "forwarding",
-                format!("cannot read {}: {}; {users} routes {fam} guests and kvmnet-ifup would fail", path.display(), crate::error::plain(&e)),
+                format!("cannot read {}: {}; {users} routes {fam} guests and kvmnet-ifup would fail", path.display(), crate::os_error::describe(&e)),
                 format!("enable {fam} in the kernel, or drop the {fam} addresses from {users}"),
             ),
         }

@@ -26,7 +26,7 @@ pub(super) fn check(path: &Path, users_run_it: bool, out: &mut Findings) {
         Err(e) => {
             out.error(
                 "tun",
-                format!("cannot look at {shown}: {}", crate::error::plain(&e)),
+                format!("cannot look at {shown}: {}", crate::os_error::describe(&e)),
                 "run kvmnet check as root".into(),
             );
             return;

@@ -154,6 +154,6 @@ pub fn remove(
 fn sysctl_error(path: &str, e: std::io::Error) -> Error {
     Error::Sysctl {
         path: path.to_owned(),
-        cause: crate::error::plain(&e),
+        cause: crate::os_error::describe(&e),
     }
 }
