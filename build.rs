@@ -2,14 +2,17 @@
 //! libgcc_s.so.1 at every start.
 //!
 //! Rust's std names libgcc_s for unwinding; kvmnet's release build aborts on
-//! panic and only needs the unwinder for a backtrace. Loading libgcc_s costs an
-//! extra library map at each exec plus its constructor, which runs CPUID (a
-//! VM exit on a virtual machine): ~0.09 ms of a ~1 ms ifup
-//! (`cargo bench --bench ifup`). With the static archive linked ahead of std's
-//! `-lgcc_s`, `--as-needed` drops libgcc_s from the binaries' NEEDED list; glibc
-//! itself stays dynamic, so NSS (sudo users' groups, ACL names) keeps working.
-//! A statically linked glibc is not an option: its NSS loads a second libc,
-//! which crashes (see README, "Performance").
+//! panic and only needs the unwinder for a backtrace, but std links it all the
+//! same. Loading libgcc_s costs every exec one more library to map and its
+//! constructor, which runs CPUID (a VM exit on a virtual machine). With the
+//! static archive linked ahead of std's `-lgcc_s`, `--as-needed` drops
+//! libgcc_s from the binaries' NEEDED list; glibc itself stays dynamic, so NSS
+//! (sudo users' groups, ACL names) keeps working.
+//!
+//! The price: GCC 12 and later build the archive to find unwind tables with
+//! glibc's `_dl_find_object`, which sets the binaries' glibc floor to 2.35
+//! where the toolchain has it. docs/design.md ("glibc") has the measurement
+//! that pays for it; README.md ("Install") states the floor.
 //!
 //! Where the archive is not found (another toolchain, cross builds) nothing
 //! changes: the binaries link libgcc_s as usual.

@@ -1627,7 +1627,7 @@ mod kernel {
     use std::io;
     use std::os::fd::AsRawFd;
 
-    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
     use super::BRIDGE;
 

@@ -9,7 +9,8 @@ use crate::name::BridgeName;
 use crate::settings::{
     self, Glob, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
 };
-use crate::tomlread::{self, Item, Table, Value};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 pub const DEFAULT_PATH: &str = "/etc/kvmnet/kvmnet.toml";
 /// A real config is a few hundred bytes; the cap bounds what a hostile or
@@ -182,22 +183,71 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let root = tomlread::parse(text).map_err(|e| ConfigError::Syntax {
+        let lines = Lines::of(text);
+        let root = DeTable::parse(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            line: e.line,
-            message: e.message,
+            line: e.span().map_or(1, |s| lines.line(s.start)),
+            // toml's message can quote a key the file spelled with escapes:
+            // keep the one line free of control and invisible characters.
+            message: crate::name::printable(e.message().trim_end()),
         })?;
-        Config::from_table(path, &root)
+        Parser { path, lines }.config(root.get_ref())
     }
 
-    /// The config a parsed TOML document gives: [`Config::parse`] after the
-    /// syntax. Public for the fuzz target and tests, which also feed it what
-    /// the `toml` crate reads from the same text (the oracle).
-    #[doc(hidden)]
-    pub fn from_table(path: &Path, root: &Table) -> Result<Config, ConfigError> {
-        let p = Parser { path };
+    /// The effective settings for one tap name (rules with `match_bridge`
+    /// are judged against the top-level bridge).
+    pub fn settings_for(&self, tap: &str) -> Settings {
+        let bridge = self.defaults.bridge.as_ref().map(|b| b.as_str());
+        settings::resolve(&self.defaults, &self.rules, tap, bridge)
+    }
+
+    /// The effective settings for a tap known to go to `bridge`.
+    pub fn settings_on(&self, tap: &str, bridge: &str) -> Settings {
+        settings::resolve(&self.defaults, &self.rules, tap, Some(bridge))
+    }
+}
+
+/// A value of the document and where it starts.
+type Item<'i> = Spanned<DeValue<'i>>;
+
+/// Where each line of the text starts: toml gives byte offsets, messages
+/// give lines. Worked out once, when the first line is asked for (a config
+/// that sets nothing never asks).
+struct Lines<'t> {
+    text: &'t str,
+    /// The offset of every newline.
+    newlines: std::cell::OnceCell<Vec<usize>>,
+}
+
+impl<'t> Lines<'t> {
+    fn of(text: &'t str) -> Lines<'t> {
+        Lines {
+            text,
+            newlines: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The line (from 1) of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        let newlines = self
+            .newlines
+            .get_or_init(|| self.text.match_indices('\n').map(|(i, _)| i).collect());
+        newlines.partition_point(|&n| n < offset) + 1
+    }
+}
+
+/// Reads the document's tables into the schema's types: every key known,
+/// every value of the type its key takes, each error on its line.
+struct Parser<'a> {
+    path: &'a Path,
+    lines: Lines<'a>,
+}
+
+impl Parser<'_> {
+    fn config(&self, root: &DeTable<'_>) -> Result<Config, ConfigError> {
+        let (p, path) = (self, self.path);
         p.known_keys(root, &[&TOP_KEYS, &LAYER_KEYS])?;
-        let defaults = layer(&p, &p.raw_layer(root)?)?;
+        let defaults = layer(p, &p.raw_layer(root)?)?;
         let top = settings::effective(&defaults, None);
         if let Some((key, message)) = settings::contradiction(&defaults, &top) {
             return Err(p.err(1, key, message));
@@ -222,7 +272,7 @@ impl Config {
                     "a [[rule]] needs `match = \"GLOB\"` (tap names) and/or `match_bridge = \"BRIDGE\"`".into(),
                 ));
             }
-            let layer = layer(&p, &p.raw_layer(table)?)?;
+            let layer = layer(p, &p.raw_layer(table)?)?;
             let rule = TapRule {
                 pattern,
                 on_bridge,
@@ -238,7 +288,7 @@ impl Config {
         let mut acl = Vec::new();
         for (verdict, key) in [(Verdict::Allow, "allow"), (Verdict::Deny, "deny")] {
             for (table, line) in p.tables(root, key)? {
-                acl.push(acl_rule(&p, verdict, table, line)?);
+                acl.push(acl_rule(p, verdict, table, line)?);
             }
         }
         let helper_tap = match p.string(root, "helper_tap")? {
@@ -257,16 +307,15 @@ impl Config {
         };
         let max_ports_per_user = match root.get("max_ports_per_user") {
             None => DEFAULT_MAX_PORTS_PER_USER,
-            Some(item) => match item.value {
-                Value::Int(n) if (1..=1023).contains(&n) => n as u32,
-                Value::Int(n) => {
+            Some(item) => match p.int("max_ports_per_user", item, "a number of ports")? {
+                n @ 1..=1023 => n as u32,
+                n => {
                     return Err(p.err(
-                        item.line,
+                        p.line(item),
                         "max_ports_per_user",
                         format!("{n} is outside 1-1023 (a bridge holds at most 1023 ports)"),
                     ))
                 }
-                _ => return Err(p.type_err("max_ports_per_user", item, "a number of ports")),
             },
         };
         Ok(Config {
@@ -279,26 +328,6 @@ impl Config {
         })
     }
 
-    /// The effective settings for one tap name (rules with `match_bridge`
-    /// are judged against the top-level bridge).
-    pub fn settings_for(&self, tap: &str) -> Settings {
-        let bridge = self.defaults.bridge.as_ref().map(|b| b.as_str());
-        settings::resolve(&self.defaults, &self.rules, tap, bridge)
-    }
-
-    /// The effective settings for a tap known to go to `bridge`.
-    pub fn settings_on(&self, tap: &str, bridge: &str) -> Settings {
-        settings::resolve(&self.defaults, &self.rules, tap, Some(bridge))
-    }
-}
-
-/// Reads the document's tables into the schema's types: every key known,
-/// every value of the type its key takes, each error on its line.
-struct Parser<'a> {
-    path: &'a Path,
-}
-
-impl Parser<'_> {
     fn err(&self, line: usize, key: &'static str, message: String) -> ConfigError {
         ConfigError::Value {
             path: self.path.to_owned(),
@@ -308,52 +337,87 @@ impl Parser<'_> {
         }
     }
 
-    /// Refuses the first key of `table` that is not in `known`, listing them.
-    fn known_keys(&self, table: &Table, known: &[&[&'static str]]) -> Result<(), ConfigError> {
-        let names = known.iter().flat_map(|k| k.iter());
-        for (key, _) in &table.entries {
-            if !names.clone().any(|k| *k == key.name) {
-                let list: Vec<String> = names.map(|k| format!("`{k}`")).collect();
-                return Err(ConfigError::Syntax {
-                    path: self.path.to_owned(),
-                    line: key.line,
-                    message: format!(
-                        "unknown key `{}`, expected one of {}",
-                        crate::name::printable(&key.name),
-                        list.join(", ")
-                    ),
-                });
-            }
-        }
-        Ok(())
+    /// The line an item of the document starts on.
+    fn line(&self, item: &Item<'_>) -> usize {
+        self.lines.line(item.span().start)
     }
 
-    fn type_err(&self, key: &'static str, item: &Item, expected: &str) -> ConfigError {
+    /// Refuses the first key of `table` (in the order written) that is not in
+    /// `known`, listing them.
+    fn known_keys(
+        &self,
+        table: &DeTable<'_>,
+        known: &[&[&'static str]],
+    ) -> Result<(), ConfigError> {
+        let names = known.iter().flat_map(|k| k.iter());
+        let first_unknown = table
+            .keys()
+            .filter(|key| !names.clone().any(|k| *k == key.get_ref()))
+            .min_by_key(|key| key.span().start);
+        let Some(key) = first_unknown else {
+            return Ok(());
+        };
+        let list: Vec<String> = names.map(|k| format!("`{k}`")).collect();
+        Err(ConfigError::Syntax {
+            path: self.path.to_owned(),
+            line: self.lines.line(key.span().start),
+            message: format!(
+                "unknown key `{}`, expected one of {}",
+                crate::name::printable(key.get_ref()),
+                list.join(", ")
+            ),
+        })
+    }
+
+    fn type_err(&self, key: &'static str, item: &Item<'_>, expected: &str) -> ConfigError {
+        let found = match item.get_ref() {
+            DeValue::String(_) => "a string",
+            DeValue::Integer(_) => "an integer",
+            DeValue::Float(_) => "a float",
+            DeValue::Boolean(_) => "a boolean",
+            DeValue::Datetime(_) => "a date-time",
+            DeValue::Array(_) => "an array",
+            DeValue::Table(_) => "a table",
+        };
         self.err(
-            item.line,
+            self.line(item),
             key,
-            format!("expected {expected}, found {}", item.value.kind()),
+            format!("expected {expected}, found {found}"),
         )
     }
 
-    fn string(&self, t: &Table, key: &'static str) -> Result<Option<At<String>>, ConfigError> {
+    /// An integer as a number: TOML's are 64-bit, and toml reads any length.
+    fn int(&self, key: &'static str, item: &Item<'_>, expected: &str) -> Result<i64, ConfigError> {
+        match item.get_ref() {
+            DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix()).map_err(|_| {
+                self.err(self.line(item), key, format!("{n} does not fit in 64 bits"))
+            }),
+            _ => Err(self.type_err(key, item, expected)),
+        }
+    }
+
+    fn string(
+        &self,
+        t: &DeTable<'_>,
+        key: &'static str,
+    ) -> Result<Option<At<String>>, ConfigError> {
         t.get(key).map(|i| self.string_item(key, i)).transpose()
     }
 
-    fn string_item(&self, key: &'static str, item: &Item) -> Result<At<String>, ConfigError> {
-        match &item.value {
-            Value::Str(s) => Ok(At {
-                line: item.line,
-                v: s.clone(),
+    fn string_item(&self, key: &'static str, item: &Item<'_>) -> Result<At<String>, ConfigError> {
+        match item.get_ref() {
+            DeValue::String(s) => Ok(At {
+                line: self.line(item),
+                v: s.to_string(),
             }),
             _ => Err(self.type_err(key, item, "a string")),
         }
     }
 
-    fn boolean(&self, t: &Table, key: &'static str) -> Result<Option<bool>, ConfigError> {
+    fn boolean(&self, t: &DeTable<'_>, key: &'static str) -> Result<Option<bool>, ConfigError> {
         t.get(key)
-            .map(|i| match i.value {
-                Value::Bool(b) => Ok(b),
+            .map(|i| match i.get_ref() {
+                DeValue::Boolean(b) => Ok(*b),
                 _ => Err(self.type_err(key, i, "true or false")),
             })
             .transpose()
@@ -363,43 +427,53 @@ impl Parser<'_> {
     fn int_or_string(
         &self,
         key: &'static str,
-        item: &Item,
+        item: &Item<'_>,
         expected: &str,
     ) -> Result<At<Result<String, i64>>, ConfigError> {
-        let v = match &item.value {
-            Value::Str(s) => Ok(s.clone()),
-            Value::Int(n) => Err(*n),
-            _ => return Err(self.type_err(key, item, expected)),
+        let v = match item.get_ref() {
+            DeValue::String(s) => Ok(s.to_string()),
+            _ => Err(self.int(key, item, expected)?),
         };
-        Ok(At { line: item.line, v })
+        Ok(At {
+            line: self.line(item),
+            v,
+        })
     }
 
-    fn list<'t>(&self, t: &'t Table, key: &'static str) -> Result<Option<&'t [Item]>, ConfigError> {
+    fn list<'t, 'i>(
+        &self,
+        t: &'t DeTable<'i>,
+        key: &'static str,
+    ) -> Result<Option<&'t [Item<'i>]>, ConfigError> {
         t.get(key)
-            .map(|i| match &i.value {
-                Value::Array(items) => Ok(items.as_slice()),
+            .map(|i| match i.get_ref() {
+                DeValue::Array(items) => Ok(&items[..]),
                 _ => Err(self.type_err(key, i, "an array")),
             })
             .transpose()
     }
 
     /// The `[[key]]` tables (or `key = [{…}, …]`), each with its line.
-    fn tables<'t>(
+    fn tables<'t, 'i>(
         &self,
-        root: &'t Table,
+        root: &'t DeTable<'i>,
         key: &'static str,
-    ) -> Result<Vec<(&'t Table, usize)>, ConfigError> {
+    ) -> Result<Vec<(&'t DeTable<'i>, usize)>, ConfigError> {
+        if let Some(i) = root.get(key).filter(|i| i.get_ref().is_table()) {
+            // a [rule] section, or `rule = {…}`
+            return Err(self.type_err(key, i, &format!("[[{key}]] tables, with two brackets")));
+        }
         self.list(root, key)?
             .unwrap_or_default()
             .iter()
-            .map(|i| match &i.value {
-                Value::Table(t) => Ok((t, i.line)),
+            .map(|i| match i.get_ref() {
+                DeValue::Table(t) => Ok((t, self.line(i))),
                 _ => Err(self.type_err(key, i, "a table")),
             })
             .collect()
     }
 
-    fn id(&self, key: &'static str, item: &Item) -> Result<At<RawId>, ConfigError> {
+    fn id(&self, key: &'static str, item: &Item<'_>) -> Result<At<RawId>, ConfigError> {
         let raw = self.int_or_string(key, item, "a name or a numeric id")?;
         let v =
             match raw.v {
@@ -411,7 +485,7 @@ impl Parser<'_> {
         Ok(At { line: raw.line, v })
     }
 
-    fn raw_layer(&self, t: &Table) -> Result<RawLayer, ConfigError> {
+    fn raw_layer(&self, t: &DeTable<'_>) -> Result<RawLayer, ConfigError> {
         Ok(RawLayer {
             bridge: self.string(t, "bridge")?,
             create_bridge: self.boolean(t, "create_bridge")?,
@@ -430,9 +504,11 @@ impl Parser<'_> {
             group: t.get("group").map(|i| self.id("group", i)).transpose()?,
             vlan: t
                 .get("vlan")
-                .map(|i| match i.value {
-                    Value::Int(n) => Ok(At { line: i.line, v: n }),
-                    _ => Err(self.type_err("vlan", i, "a number")),
+                .map(|i| {
+                    Ok::<_, ConfigError>(At {
+                        line: self.line(i),
+                        v: self.int("vlan", i, "a number")?,
+                    })
                 })
                 .transpose()?,
             trunk: self
@@ -589,7 +665,7 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
 fn acl_rule(
     p: &Parser<'_>,
     verdict: Verdict,
-    table: &Table,
+    table: &DeTable<'_>,
     line: usize,
 ) -> Result<Rule, ConfigError> {
     let name = if verdict == Verdict::Allow {
@@ -830,6 +906,90 @@ addresses = ["192.0.2.10", "2001:db8::10"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// Each text is refused with a message that contains its needle.
+    fn refused_with(cases: &[(&str, &str)]) {
+        for (text, needle) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_first_unknown_key_written_is_the_one_reported() {
+        // toml's tables are sorted by key: "alpha" comes first there
+        refused_with(&[
+            (
+                "bridge = \"br0\"\nzeta = 1\nalpha = 2\n",
+                "line 2: unknown key `zeta`",
+            ),
+            (
+                "[[rule]]\nmatch = \"x\"\nzz = 1\naa = 2\n",
+                "line 3: unknown key `zz`",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn what_no_key_takes_is_refused_on_its_line() {
+        refused_with(&[
+            ("bridge = \"br0\"\na.b = 1\n", "line 2: unknown key `a`"),
+            (
+                "bridge.name = \"br0\"\n",
+                "line 1: bridge: expected a string, found a table",
+            ),
+            (
+                "\n[rule]\nmatch = \"x\"\n",
+                "line 2: rule: expected [[rule]] tables, with two brackets, found a table",
+            ),
+            ("[[x]]\n", "line 1: unknown key `x`"),
+            (
+                "mtu = 1500.0\n",
+                "line 1: mtu: expected \"bridge\" or a number, found a float",
+            ),
+            (
+                "vlan = 1979-05-27\n",
+                "line 1: vlan: expected a number, found a date-time",
+            ),
+            (
+                "vlan = 9223372036854775808\n",
+                "line 1: vlan: 9223372036854775808 does not fit in 64 bits",
+            ),
+            (
+                "[[allow]]\nusers = [0x1_0000_0000]\n",
+                "line 2: users: 4294967296 is not a user or group id",
+            ),
+            (
+                "max_ports_per_user = 0b1\nmax_ports_per_user = 2\n",
+                "line 2: duplicate key",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn lines_count_every_newline_of_the_file() {
+        refused_with(&[
+            ("bridge = \"\"\"\nbr0\"\"\"\r\nmtu = 12\r\n", "line 3: mtu:"),
+            (
+                "trunk = [\n  \"20\", # PVID\n  \"40-30\",\n]\n",
+                "line 3: trunk:",
+            ),
+            (
+                "allow = [\n  { users = [\"*\"], bridges = [\"b r\"] },\n]\n",
+                "line 2: bridges:",
+            ),
+            ("bridge = \"br0\"\n\n\nbridge = ", "line 4: "),
+            // an error at the newline that ends its line
+            ("bridge =\nmtu = 1500\n", "line 1: "),
+            ("bridge = \"br0\r\nmtu = 1500\n", "line 1: "),
+        ]);
+        let c = parse(
+            "\n\n[[rule]]\nmatch = \"a\"\n# x\n[[deny]]\nusers = [\"*\"]\nbridges = [\"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules[0].location, "/etc/kvmnet/kvmnet.toml line 3");
+        assert_eq!(c.acl.rules[0].location, "/etc/kvmnet/kvmnet.toml line 6");
     }
 
     #[test]

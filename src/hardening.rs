@@ -1,9 +1,8 @@
 //! Process hygiene before anything else runs: stdin, stdout and stderr open,
 //! SIGPIPE harmless, a known umask, and no other inherited descriptors.
 //!
-//! The binaries start from a C `main` (bin/), without std's runtime set-up,
-//! whose cost at every VM start is mostly reading /proc/self/maps
-//! (docs/performance.md). What of it matters is done here instead, cheaper:
+//! The binaries start from a C `main` (bin/; why: docs/design.md), without
+//! std's runtime set-up. What of that set-up matters is done here instead:
 //! - stdio: a privileged program started with fd 2 closed would get its next
 //!   descriptor (say, the netlink socket) as "stderr" and write its error
 //!   text, which quotes the caller's tap name, into it. Closed stdio
@@ -65,11 +64,13 @@ fn close_inherited_fds(keep: Option<RawFd>) {
         if first > last {
             continue;
         }
+        // The system call itself, not glibc's wrapper, which only glibc 2.34
+        // and later have: the call must not decide which glibc kvmnet needs.
         // SAFETY: close_range only closes descriptors. This runs first thing
         // in the process, before anything in it opened a descriptor of its
         // own, so every descriptor above 2 (but `keep`) is inherited and owned
         // by no Rust object that could use it after it is closed.
-        let rc = unsafe { libc::close_range(first, last, 0) };
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint) };
         if rc != 0 {
             // Kernels before 5.9 (ENOSYS): the slower way.
             return close_listed_fds(keep);

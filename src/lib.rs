@@ -34,13 +34,13 @@ pub mod os_error;
 pub mod plan;
 pub mod privilege;
 pub mod qemu_acl;
+pub mod random;
 pub mod record;
 pub mod routemsg;
 pub mod settings;
 pub mod sys;
 pub mod sysctl;
 pub mod tap;
-pub mod tomlread;
 pub mod trust;
 
 use std::ffi::OsString;
@@ -153,11 +153,10 @@ macro_rules! c_main {
 /// exit status for the C `main` in bin/.
 ///
 /// The binaries define `main` themselves (`#![no_main]`) instead of letting
-/// std wrap it: std's set-up reads /proc/self/maps for the main thread's stack
-/// guard, installs a signal stack and polls stdio, a measurable part of every
-/// VM start (docs/performance.md). [`hardening`] does the part that matters
-/// for a privileged program. glibc still runs std's argument capture
-/// (an `.init_array` hook), so `std::env::args_os` works as usual.
+/// std wrap it (why: docs/design.md); [`hardening`] does the part of std's
+/// set-up that matters for a privileged program. glibc still runs std's
+/// argument capture (an `.init_array` hook), so `std::env::args_os` works as
+/// usual.
 pub fn main<R: std::fmt::Display>(
     prog: &'static str,
     run: fn(&[OsString], &Invocation, &mut log::Log) -> Result<R, Error>,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use syslog::{Facility, Severity};
+use libc::{c_int, LOG_AUTHPRIV, LOG_DAEMON, LOG_ERR, LOG_INFO, LOG_WARNING};
 
 const DEV_LOG: &str = "/dev/log";
 const SEND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -34,7 +34,7 @@ impl Log {
 
     /// A success line: syslog, or stderr when there is no syslog.
     pub fn info(&mut self, msg: &str) {
-        if !self.send(Facility::LOG_DAEMON, Severity::LOG_INFO, msg) {
+        if !self.send(LOG_DAEMON, LOG_INFO, msg) {
             self.stderr(msg);
         }
     }
@@ -43,26 +43,26 @@ impl Log {
     /// killed half-way still leaves a trace of what it set out to do.
     pub fn starting(&mut self, tap: &str, user: u32, what: &str) {
         self.send(
-            Facility::LOG_DAEMON,
-            Severity::LOG_INFO,
+            LOG_DAEMON,
+            LOG_INFO,
             &format!("tap={tap} user={user} result=starting {what}"),
         );
     }
 
     /// A failure: syslog and always stderr.
     pub fn error(&mut self, msg: &str) {
-        self.send(Facility::LOG_DAEMON, Severity::LOG_ERR, msg);
+        self.send(LOG_DAEMON, LOG_ERR, msg);
         self.stderr(msg);
     }
 
     /// An access refusal: the security log (authpriv) with the details, and
     /// the user's one line on stderr.
     pub fn refusal(&mut self, details: &str, msg: &str) {
-        self.send(Facility::LOG_AUTHPRIV, Severity::LOG_WARNING, details);
+        self.send(LOG_AUTHPRIV, LOG_WARNING, details);
         self.stderr(msg);
     }
 
-    fn send(&mut self, facility: Facility, severity: Severity, msg: &str) -> bool {
+    fn send(&mut self, facility: c_int, severity: c_int, msg: &str) -> bool {
         let Some(sock) = &self.socket else {
             return false;
         };
@@ -80,13 +80,12 @@ impl Log {
 /// One datagram for /dev/log: `<PRI>ident[pid]: message`, without a
 /// timestamp. Every receiver stamps a local-socket message with its arrival
 /// time when it has none (journald always does, rsyslog's imuxsock by
-/// default, syslog-ng when the field is missing). The syslog crate's
-/// RFC 3164 formatter writes UTC where the format means local time, which a
-/// receiver that honours the field (syslog-ng) would file hours off, and it
-/// parses its time format description anew on every call: ~60 KB of the
-/// `time` crate in kvmnet-ifup for a field best left out.
-fn frame(facility: Facility, severity: Severity, ident: &str, msg: &str) -> String {
-    let pri = facility as u8 | severity as u8;
+/// default, syslog-ng when the field is missing); a stamp of our own would
+/// have to be local time in RFC 3164's format, which a receiver that honours
+/// the field (syslog-ng) files hours off when it is wrong.
+/// `facility`, `severity`: `libc::LOG_*`, as syslog(3) takes them.
+fn frame(facility: c_int, severity: c_int, ident: &str, msg: &str) -> String {
+    let pri = facility | severity;
     format!("<{pri}>{ident}[{}]: {msg}", std::process::id())
 }
 
@@ -98,22 +97,12 @@ mod tests {
     fn frames_carry_priority_ident_and_pid() {
         let pid = std::process::id();
         assert_eq!(
-            frame(
-                Facility::LOG_DAEMON,
-                Severity::LOG_INFO,
-                "kvmnet-ifup",
-                "tap=vm0"
-            ),
+            frame(LOG_DAEMON, LOG_INFO, "kvmnet-ifup", "tap=vm0"),
             format!("<30>kvmnet-ifup[{pid}]: tap=vm0")
         );
         // authpriv (10 << 3) | warning (4)
         assert_eq!(
-            frame(
-                Facility::LOG_AUTHPRIV,
-                Severity::LOG_WARNING,
-                "kvmnet-ifup",
-                "x"
-            ),
+            frame(LOG_AUTHPRIV, LOG_WARNING, "kvmnet-ifup", "x"),
             format!("<84>kvmnet-ifup[{pid}]: x")
         );
     }

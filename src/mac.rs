@@ -29,7 +29,14 @@ impl Mac {
 
     /// A random unicast, locally administered address (46 random bits).
     pub fn random_local() -> Mac {
-        let mut m: [u8; 6] = rand::random();
+        let b = crate::random::os_u64().to_le_bytes();
+        Mac::local([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
+    /// `bytes` made a unicast, locally administered address: the two low
+    /// bits of the first byte are fixed, the other 46 kept.
+    pub fn local(bytes: [u8; 6]) -> Mac {
+        let mut m = bytes;
         m[0] = (m[0] & 0xfc) | 0x02;
         Mac(m)
     }

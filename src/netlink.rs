@@ -8,8 +8,8 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rtnetlink::packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
-use rtnetlink::packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::mac::Mac;
 use crate::nlreq::{self, Request, SetLink, Vlan};
@@ -425,7 +425,7 @@ impl Netlink {
     pub fn port_vlans(
         &self,
     ) -> Result<std::collections::HashMap<u32, Vec<PortVlan>>, NetlinkError> {
-        use rtnetlink::packet_route::link::AfSpecBridge;
+        use netlink_packet_route::link::AfSpecBridge;
         let msgs = self.dump_links_with(
             || "listing bridge port VLANs".to_owned(),
             nlreq::dump_links(true),
@@ -467,7 +467,7 @@ impl Netlink {
 /// The full netlink-packet-route reading of one answer message, for the
 /// admin command and the default-route fallback.
 fn decode(bytes: &[u8]) -> Result<RouteNetlinkMessage, String> {
-    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
     match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
         Ok(NetlinkMessage {
             payload: NetlinkPayload::InnerMessage(m),

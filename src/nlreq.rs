@@ -1,12 +1,7 @@
-//! The bytes of the few rtnetlink requests kvmnet sends, written directly.
-//!
-//! Building them with rtnetlink's builders meant emitting through
-//! netlink-packet-route's `RouteNetlinkMessage`, whose `emit` reaches every
-//! message and attribute kind it knows (traffic control, neighbour tables, 60
-//! link kinds): ~600 KB of the 1.4 MB `kvmnet-ifup`, spread so that a cold
-//! start faulted in most of it for a 48-byte request. The requests here are a
-//! family header and a few attributes each; a unit test holds every one to the
-//! bytes rtnetlink's builders produce for the same arguments.
+//! The bytes of the few rtnetlink requests kvmnet sends, written directly
+//! (why: docs/design.md). Each is a family header and a few attributes; a
+//! unit test holds every one to the bytes rtnetlink's builders produce for the
+//! same arguments.
 
 use std::net::IpAddr;
 
@@ -325,12 +320,12 @@ pub fn dump_ipv4_routes() -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
-    use rtnetlink::packet_route::link::{
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::link::{
         BridgeVlanInfoFlags, LinkAttribute, LinkExtentMask, LinkMessage,
     };
-    use rtnetlink::packet_route::route::{RouteProtocol, RouteScope, RouteType};
-    use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+    use netlink_packet_route::route::{RouteProtocol, RouteScope, RouteType};
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
     use rtnetlink::{LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkUnspec, RouteMessageBuilder};
 
     /// What netlink-packet-route emits for `msg`, without the netlink header:
@@ -533,7 +528,7 @@ mod tests {
                 emitted(RouteNetlinkMessage::DelRoute(build()))
             );
         }
-        let mut m = rtnetlink::packet_route::route::RouteMessage::default();
+        let mut m = netlink_packet_route::route::RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
         assert_eq!(
             dump_ipv4_routes(),

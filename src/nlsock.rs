@@ -1,15 +1,13 @@
 //! One blocking NETLINK_ROUTE socket: send a request, read its answer.
 //!
-//! ifup's requests are strictly sequential (look up, change, done), so an
-//! async runtime bought nothing here and cost every VM start a tokio runtime,
-//! its epoll and eventfd and a spawned connection task (docs/performance.md).
-//! The requests come from [`crate::nlreq`]; only netlink-sys's socket is
-//! kept: a few system calls for an attach, no threads.
+//! ifup's requests are strictly sequential (look up, change, done), so there
+//! is no async runtime (docs/design.md). The requests come from
+//! [`crate::nlreq`]; the socket is netlink-sys's.
 
 use std::io;
 use std::time::Duration;
 
-use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::nlreq::Request;
 

@@ -3,9 +3,8 @@
 //! bridge is configured.
 //!
 //! Like [`crate::linkmsg`], it walks the attributes it needs (table, output
-//! interface, next hops) instead of decoding every route through
-//! netlink-packet-route, whose parser would otherwise be linked into
-//! kvmnet-ifup for this one fallback. A unit test holds it to that parser.
+//! interface, next hops) itself; a unit test holds it to
+//! netlink-packet-route's parser.
 
 use crate::linkmsg::{u32_of, Attrs};
 use crate::nlreq::{RTA_OIF, RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN};
@@ -70,11 +69,11 @@ fn next_hops(mut v: &[u8], out: &mut Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
-    use rtnetlink::packet_route::route::{
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::route::{
         RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteType,
     };
-    use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
     /// The same reading through netlink-packet-route: the oracle.
     fn oracle(routes: &[RouteMessage]) -> Vec<u32> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rtnetlink::packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo, LinkMessage};
 
 use super::config::Scope;
 use super::CheckOptions;
@@ -202,7 +202,7 @@ mod tests {
         let msg = |data: Vec<InfoBridge>| {
             let mut m = LinkMessage::default();
             m.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(rtnetlink::packet_route::link::InfoKind::Bridge),
+                LinkInfo::Kind(netlink_packet_route::link::InfoKind::Bridge),
                 LinkInfo::Data(InfoData::Bridge(data)),
             ]));
             m
