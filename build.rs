@@ -11,8 +11,9 @@
 //!
 //! The price: GCC 12 and later build the archive to find unwind tables with
 //! glibc's `_dl_find_object`, which sets the binaries' glibc floor to 2.35
-//! where the toolchain has it. docs/design.md ("glibc") has the measurement
-//! that pays for it; README.md ("Install") states the floor.
+//! where the toolchain has it (docs/design.md, "glibc"; the measurement that
+//! pays for it is in docs/performance.md; README.md, "Install", states the
+//! floor).
 //!
 //! Where the archive is not found (another toolchain, cross builds) nothing
 //! changes: the binaries link libgcc_s as usual.
