@@ -64,14 +64,7 @@ fn close_inherited_fds(keep: Option<RawFd>) {
         if first > last {
             continue;
         }
-        // The system call itself, not glibc's wrapper, which only glibc 2.34
-        // and later have: the call must not decide which glibc kvmnet needs.
-        // SAFETY: close_range only closes descriptors. This runs first thing
-        // in the process, before anything in it opened a descriptor of its
-        // own, so every descriptor above 2 (but `keep`) is inherited and owned
-        // by no Rust object that could use it after it is closed.
-        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint) };
-        if rc != 0 {
+        if !crate::sys::fd::close_inherited(first, last) {
             // Kernels before 5.9 (ENOSYS): the slower way.
             return close_listed_fds(keep);
         }

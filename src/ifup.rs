@@ -245,19 +245,9 @@ impl Run<'_> {
 /// A tap under a random temporary name: `kvmnet` and 36 random bits. A
 /// clash (another run's temporary tap) is retried.
 fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<(tap::Held, TapName), Error> {
-    use rand::TryRng;
     let mut tries = 0;
     loop {
-        // One getrandom call: rand's thread generator would seed a ChaCha
-        // state first (two getrandom calls and its set-up code, cold at every
-        // VM start) for these 8 bytes. Without entropy, the pid and time
-        // still make a clash unlikely, and a clash is retried.
-        let bits = rand::rngs::SysRng.try_next_u64().unwrap_or_else(|_| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            now ^ (u64::from(std::process::id()) << 32)
-        });
+        let bits = crate::random::os_u64();
         let temp = TapName::new(&format!("kvmnet{:09x}", bits & 0xf_ffff_ffff))
             .expect("15 safe characters");
         let new = NewTap {

@@ -7,11 +7,16 @@
 //! The three privileged binaries begin alike ([`start`]: a clean process, who
 //! called, every capability but CAP_NET_ADMIN dropped before the config or any
 //! interface is looked at). Then data flows one way: argv -> [`name`] ->
-//! [`config`] and the access rules ([`access`]) -> facts from [`netlink`] -> the
-//! tap's network mode (src/mode/) and a pure plan -> applied with rollback ->
+//! [`config`] and the access rules (`access`) -> facts from [`netlink`] -> the
+//! tap's network mode (`mode`) and a pure plan -> applied with rollback ->
 //! one line to [`log`].
+//!
+//! The public modules are what the binaries, the tests and the fuzz targets
+//! use; the rest is the crate's own. `unsafe` lives in `sys` alone.
 
-pub mod access;
+#![deny(unsafe_code)]
+
+pub(crate) mod access;
 pub mod acl;
 pub mod admin;
 pub mod bridge_helper;
@@ -19,29 +24,30 @@ pub mod caller;
 pub mod check;
 pub mod config;
 pub mod error;
-pub mod hardening;
+pub(crate) mod hardening;
 pub mod ifdown;
 pub mod ifup;
 pub mod linkmsg;
 pub mod log;
 pub mod mac;
-pub mod mode;
+pub(crate) mod mode;
 pub mod name;
 pub mod netlink;
-pub mod nlreq;
-pub mod nlsock;
-pub mod os_error;
-pub mod plan;
+pub(crate) mod nlreq;
+pub(crate) mod nlsock;
+pub(crate) mod os_error;
+pub(crate) mod plan;
 pub mod privilege;
-pub mod qemu_acl;
-pub mod random;
+pub(crate) mod qemu_acl;
+pub(crate) mod random;
 pub mod record;
 pub mod routemsg;
 pub mod settings;
-pub mod sys;
-pub mod sysctl;
-pub mod tap;
-pub mod trust;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
+pub(crate) mod sysctl;
+pub(crate) mod tap;
+pub(crate) mod trust;
 
 use std::ffi::OsString;
 

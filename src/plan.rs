@@ -108,13 +108,6 @@ impl Attach {
     pub fn changes_anything(&self) -> bool {
         !self.steps.is_empty()
     }
-
-    /// Whether the run joins the bridge (and so sets the port's policy).
-    pub fn joins(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s, Step::Link(c) if c.master.is_some()))
-    }
 }
 
 /// Where a tap should end up.

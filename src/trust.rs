@@ -11,10 +11,10 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// A class of a mode's permission bits: the file's owner, its group, others.
+/// A class of a mode's permission bits that is not the file's owner (the
+/// owner is judged by who it is: root, or not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who {
-    Owner,
     Group,
     Others,
 }
@@ -36,7 +36,6 @@ pub const fn mode_bit(who: Who, perm: Perm) -> u32 {
         Perm::Execute => 1,
     };
     let shift = match who {
-        Who::Owner => 6,
         Who::Group => 3,
         Who::Others => 0,
     };
@@ -342,7 +341,6 @@ mod tests {
 
     #[test]
     fn the_rule_spares_neither_group_0_nor_a_sticky_directory() {
-        assert_eq!(mode_bit(Who::Owner, Perm::Read), 0o400);
         assert_eq!(mode_bit(Who::Group, Perm::Write), 0o020);
         assert_eq!(mode_bit(Who::Others, Perm::Execute), 0o001);
         let dir = std::env::temp_dir().join(format!("kvmnet-trust-rule-{}", std::process::id()));
