@@ -3,7 +3,7 @@
 
 use crate::acl::{Acl, Identity, System};
 use crate::error::Error;
-use crate::netlink::Link;
+use crate::link::Link;
 
 /// May `who` use `bridge` for `tap`? Returns the rule that allowed it.
 pub fn check_bridge(who: &Identity, acl: &Acl, tap: &str, bridge: &str) -> Result<String, Error> {

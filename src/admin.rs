@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 use crate::acl::{Identity, System};
 use crate::check::{self, CheckOptions, Severity};
 use crate::config::Config;
+use crate::link::Link;
 use crate::mac::Mac;
-use crate::netlink::{Link, Netlink};
+use crate::netlink::Netlink;
 use crate::record::Record;
 use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
 
@@ -406,13 +407,31 @@ fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlin
     );
 }
 
+/// One VLAN of a port, for `kvmnet status --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct VlanRow {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+impl From<crate::link::PortVlan> for VlanRow {
+    fn from(v: crate::link::PortVlan) -> VlanRow {
+        VlanRow {
+            vid: v.vid,
+            pvid: v.pvid,
+            untagged: v.untagged,
+        }
+    }
+}
+
 /// One managed tap, for `kvmnet status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatusRow {
     pub tap: String,
     pub mode: &'static str,
     pub bridge: Option<String>,
-    pub vlans: Vec<crate::netlink::PortVlan>,
+    pub vlans: Vec<VlanRow>,
     pub routes: Vec<String>,
     pub owner: Option<u32>,
     pub group: Option<u32>,
@@ -442,7 +461,10 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
                     "route"
                 },
                 bridge: l.master.and_then(name_of),
-                vlans: vlans.get(&l.index).cloned().unwrap_or_default(),
+                vlans: vlans
+                    .get(&l.index)
+                    .map(|v| v.iter().copied().map(VlanRow::from).collect())
+                    .unwrap_or_default(),
                 routes: rec.routes.iter().map(|a| a.to_string()).collect(),
                 owner: tun.owner,
                 group: tun.group,

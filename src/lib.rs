@@ -27,6 +27,7 @@ pub mod error;
 pub(crate) mod hardening;
 pub mod ifdown;
 pub mod ifup;
+pub mod link;
 pub mod linkmsg;
 pub mod log;
 pub mod mac;

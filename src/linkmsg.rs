@@ -3,8 +3,8 @@
 //! which needs more, uses the full parser; a unit test holds this one to the
 //! same answers, and the `linkmsg` fuzz target runs it on corrupt input.
 
+use crate::link::{Link, LinkKind, TunInfo};
 use crate::mac::Mac;
-use crate::netlink::{Link, LinkKind, TunInfo};
 use crate::nlreq::{
     IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_FILTERING, IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA,
     IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, RTM_NEWLINK,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use netlink_packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
+use crate::link::{Link, LinkChange, PortVlan};
 use crate::mac::Mac;
 use crate::nlreq::{self, Request, SetLink, Vlan};
 use crate::nlsock::{Channel, WireError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
@@ -48,98 +49,12 @@ impl NetlinkError {
     }
 }
 
-/// Tun/tap specific facts (IFLA_INFO_DATA of kind "tun").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TunInfo {
-    pub tap_mode: bool,
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
-    pub persist: bool,
-}
-
+/// A link from a listing, with what only the admin command reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkKind {
-    Tun(TunInfo),
-    Bridge,
-    /// Any other `rtnl_link_ops` kind: "veth", "dummy", "vxlan", ...
-    Other(String),
-    /// No IFLA_LINKINFO at all: physical NICs, loopback, wireless.
-    Unknown,
-}
-
-impl LinkKind {
-    /// For error messages: "a veth device", "a tun-mode device", ...
-    pub fn describe(&self) -> String {
-        match self {
-            LinkKind::Tun(t) if t.tap_mode => "a tap device".into(),
-            LinkKind::Tun(_) => "a tun-mode (layer 3) device, not a tap".into(),
-            LinkKind::Bridge => "a bridge".into(),
-            LinkKind::Other(k) => format!("a {k} device"),
-            LinkKind::Unknown => "a physical or other non-virtual device".into(),
-        }
-    }
-}
-
-/// What kvmnet needs to know about one link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    pub kind: LinkKind,
-    pub mtu: u32,
-    pub mac: Option<Mac>,
-    pub master: Option<u32>,
-    pub up: bool,
-    /// Carrier: for a tap, someone (QEMU) has its queue open.
-    pub carrier: bool,
-    pub alias: Option<String>,
-    /// Bridges only: `None` when the kernel does not report it (built
-    /// without CONFIG_BRIDGE_VLAN_FILTERING).
-    pub vlan_filtering: Option<bool>,
-}
-
-impl Link {
-    pub fn tun(&self) -> Option<&TunInfo> {
-        match &self.kind {
-            LinkKind::Tun(t) => Some(t),
-            _ => None,
-        }
-    }
-    pub fn is_tap(&self) -> bool {
-        self.tun().is_some_and(|t| t.tap_mode)
-    }
-    pub fn is_bridge(&self) -> bool {
-        self.kind == LinkKind::Bridge
-    }
-}
-
-/// One VLAN of a bridge port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct PortVlan {
-    pub vid: u16,
-    pub pvid: bool,
-    pub untagged: bool,
-}
-
-/// One RTM_SETLINK: every field that is `Some` is changed, all in one request so
-/// that the kernel applies them under one rtnl lock in its fixed order (address,
-/// MTU, alias, flags, master): the MTU is right before the port joins the bridge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkChange {
-    /// Rename (the link must be down).
-    pub name: Option<String>,
-    pub mtu: Option<u32>,
-    pub mac: Option<Mac>,
-    pub alias: Option<String>,
-    pub up: Option<bool>,
-    /// `Some(0)` detaches from any master.
-    pub master: Option<u32>,
-}
-
-impl LinkChange {
-    pub fn is_empty(&self) -> bool {
-        *self == LinkChange::default()
-    }
+pub struct Listed {
+    pub link: Link,
+    /// A bridge's own nf_call_* switches that are on ("iptables", ...).
+    pub nf_call: Vec<&'static str>,
 }
 
 pub struct Netlink {
@@ -393,8 +308,20 @@ impl Netlink {
     /// Every link, read both ways: what kvmnet needs ([`Link`]) and the whole
     /// message. A dump, for the admin command only (never on the ifup path,
     /// whose cost must not grow with the number of interfaces).
-    pub fn dump_links(&self) -> Result<Vec<(Link, LinkMessage)>, NetlinkError> {
-        self.dump_links_with(|| "listing interfaces".to_owned(), nlreq::dump_links(false))
+    pub fn dump_links(&self) -> Result<Vec<Listed>, NetlinkError> {
+        let msgs =
+            self.dump_links_with(|| "listing interfaces".to_owned(), nlreq::dump_links(false))?;
+        Ok(msgs
+            .into_iter()
+            .map(|(link, m)| Listed {
+                nf_call: if link.is_bridge() {
+                    bridge_nf_call(&m)
+                } else {
+                    Vec::new()
+                },
+                link,
+            })
+            .collect())
     }
 
     fn dump_links_with(
@@ -417,7 +344,7 @@ impl Netlink {
 
     /// Every link: a dump, for the admin command only.
     pub fn all_links(&self) -> Result<Vec<Link>, NetlinkError> {
-        Ok(self.dump_links()?.into_iter().map(|(l, _)| l).collect())
+        Ok(self.dump_links()?.into_iter().map(|l| l.link).collect())
     }
 
     /// VLANs of every bridge port, by port index: (vid, pvid, untagged). A
@@ -464,6 +391,32 @@ impl Netlink {
     }
 }
 
+/// A bridge's own nf_call_* switches that are on (a bridge attribute the
+/// runtime does not read).
+fn bridge_nf_call(msg: &LinkMessage) -> Vec<&'static str> {
+    use netlink_packet_route::link::{InfoBridge, InfoData, LinkInfo};
+    let mut out = Vec::new();
+    for a in &msg.attributes {
+        let LinkAttribute::LinkInfo(infos) = a else {
+            continue;
+        };
+        for i in infos {
+            let LinkInfo::Data(InfoData::Bridge(b)) = i else {
+                continue;
+            };
+            for x in b {
+                match x {
+                    InfoBridge::NfCallIpTables(true) => out.push("iptables"),
+                    InfoBridge::NfCallIp6Tables(true) => out.push("ip6tables"),
+                    InfoBridge::NfCallArpTables(true) => out.push("arptables"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The full netlink-packet-route reading of one answer message, for the
 /// admin command and the default-route fallback.
 fn decode(bytes: &[u8]) -> Result<RouteNetlinkMessage, String> {
@@ -478,5 +431,37 @@ fn decode(bytes: &[u8]) -> Result<RouteNetlinkMessage, String> {
             other.header.message_type
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, LinkInfo};
+
+    #[test]
+    fn nf_call_switches_in_a_bridge_message() {
+        let msg = |data: Vec<InfoBridge>| {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(data)),
+            ]));
+            m
+        };
+        assert!(bridge_nf_call(&msg(vec![
+            InfoBridge::VlanFiltering(false),
+            InfoBridge::NfCallIpTables(false)
+        ]))
+        .is_empty());
+        assert_eq!(
+            bridge_nf_call(&msg(vec![
+                InfoBridge::VlanDefaultPvid(1),
+                InfoBridge::NfCallIp6Tables(true),
+                InfoBridge::NfCallArpTables(true),
+            ])),
+            ["ip6tables", "arptables"]
+        );
+        assert!(bridge_nf_call(&LinkMessage::default()).is_empty());
     }
 }

@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
+use crate::link::{Link, LinkChange};
 use crate::name::BridgeName;
-use crate::netlink::{Link, LinkChange};
 use crate::record::{Record, RecordError};
 use crate::settings::Settings;
 
@@ -466,7 +466,7 @@ pub fn detach(tap: &Link, master_name: Option<&str>) -> Result<Detach, PlanError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::{LinkKind, TunInfo};
+    use crate::link::{LinkKind, TunInfo};
 
     fn tap(name: &str) -> Link {
         Link {

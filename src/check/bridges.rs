@@ -10,8 +10,8 @@ use super::host::{follows_ports, is_wireless, Host, VlanSupport, VLAN_FEATURE};
 use super::{CheckOptions, Findings};
 use crate::config::Config;
 use crate::error::Error;
+use crate::link::Link;
 use crate::name::BridgeName;
-use crate::netlink::Link;
 use crate::plan::{BridgeChoice, BridgeReason, Wanted};
 use crate::settings::{NetMode, Settings};
 

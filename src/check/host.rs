@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use netlink_packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo, LinkMessage};
-
 use super::config::Scope;
 use super::CheckOptions;
+use crate::link::Link;
 use crate::name::BridgeName;
-use crate::netlink::{Link, Netlink};
+use crate::netlink::Netlink;
 use crate::settings::NetMode;
 
 /// Can the kernel filter VLANs on bridges?
@@ -36,14 +35,14 @@ pub(super) struct Host {
 impl Host {
     pub fn read(opts: &CheckOptions, scopes: &[Scope]) -> Result<Host, String> {
         let nl = Netlink::open().map_err(|e| e.to_string())?;
-        let msgs = nl.dump_links().map_err(|e| e.to_string())?;
+        let listed = nl.dump_links().map_err(|e| e.to_string())?;
         let mut nf_call = HashMap::new();
-        let mut links = Vec::with_capacity(msgs.len());
-        for (l, m) in msgs {
-            if l.is_bridge() {
-                nf_call.insert(l.index, bridge_nf_call(&m));
+        let mut links = Vec::with_capacity(listed.len());
+        for l in listed {
+            if l.link.is_bridge() {
+                nf_call.insert(l.link.index, l.nf_call);
             }
-            links.push(l);
+            links.push(l.link);
         }
         // The runtime reads a bridge's vlan_filtering only from a kernel
         // that can filter VLANs (see linkmsg): any bridge answers for all.
@@ -87,31 +86,6 @@ impl Host {
             .find(|l| l.index == index)
             .map_or_else(|| format!("interface #{index}"), |l| l.name.clone())
     }
-}
-
-/// The bridge's own nf_call_* switches that are on (a bridge attribute the
-/// runtime does not read).
-fn bridge_nf_call(msg: &LinkMessage) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    for a in &msg.attributes {
-        let LinkAttribute::LinkInfo(infos) = a else {
-            continue;
-        };
-        for i in infos {
-            let LinkInfo::Data(InfoData::Bridge(b)) = i else {
-                continue;
-            };
-            for x in b {
-                match x {
-                    InfoBridge::NfCallIpTables(true) => out.push("iptables"),
-                    InfoBridge::NfCallIp6Tables(true) => out.push("ip6tables"),
-                    InfoBridge::NfCallArpTables(true) => out.push("arptables"),
-                    _ => {}
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Whether the bridge's address follows its ports: only an address set
@@ -195,31 +169,5 @@ mod tests {
         let r = sysfs_vlan_support(&d);
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(r, VlanSupport::Yes);
-    }
-
-    #[test]
-    fn nf_call_switches_in_a_bridge_message() {
-        let msg = |data: Vec<InfoBridge>| {
-            let mut m = LinkMessage::default();
-            m.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(netlink_packet_route::link::InfoKind::Bridge),
-                LinkInfo::Data(InfoData::Bridge(data)),
-            ]));
-            m
-        };
-        assert!(bridge_nf_call(&msg(vec![
-            InfoBridge::VlanFiltering(false),
-            InfoBridge::NfCallIpTables(false)
-        ]))
-        .is_empty());
-        assert_eq!(
-            bridge_nf_call(&msg(vec![
-                InfoBridge::VlanDefaultPvid(1),
-                InfoBridge::NfCallIp6Tables(true),
-                InfoBridge::NfCallArpTables(true),
-            ])),
-            ["ip6tables", "arptables"]
-        );
-        assert!(bridge_nf_call(&LinkMessage::default()).is_empty());
     }
 }

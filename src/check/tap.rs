@@ -9,8 +9,8 @@ use super::config::top_level;
 use super::host::{Host, VlanSupport, VLAN_FEATURE};
 use super::{CheckOptions, Findings};
 use crate::config::Config;
+use crate::link::Link;
 use crate::name::TapName;
-use crate::netlink::Link;
 use crate::plan::{Origin, PlanError, Wanted};
 use crate::settings::{NetMode, Settings};
 

@@ -7,9 +7,10 @@
 use crate::access;
 use crate::config::Config;
 use crate::error::Error;
+use crate::link::Link;
 use crate::mac::Mac;
 use crate::name::BridgeName;
-use crate::netlink::{Link, Netlink};
+use crate::netlink::Netlink;
 use crate::plan::{self, Attach, BridgeChoice, Wanted};
 use crate::settings::Settings;
 
@@ -251,7 +252,7 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::LinkKind;
+    use crate::link::LinkKind;
 
     fn bridge(name: &str, vlan_filtering: Option<bool>) -> Link {
         crate::mode::test_bridge(name, vlan_filtering)

@@ -10,8 +10,9 @@ pub mod routed;
 use crate::access;
 use crate::acl::{Identity, Principal, Resolve, System};
 use crate::error::Error;
+use crate::link::{Link, LinkChange};
 use crate::name::TapName;
-use crate::netlink::{Link, LinkChange, Netlink};
+use crate::netlink::Netlink;
 use crate::plan::{Attach, Step, Wanted};
 use crate::settings::Settings;
 
@@ -201,7 +202,7 @@ pub(crate) fn test_bridge(name: &str, vlan_filtering: Option<bool>) -> Link {
     Link {
         index: 3,
         name: name.into(),
-        kind: crate::netlink::LinkKind::Bridge,
+        kind: crate::link::LinkKind::Bridge,
         mtu: 1500,
         mac: None,
         master: None,

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 use crate::access;
 use crate::error::Error;
-use crate::netlink::{Link, Netlink};
+use crate::link::Link;
+use crate::netlink::Netlink;
 use crate::plan::{Attach, Wanted};
 use crate::settings::{HostMac, MtuPolicy, Settings};
 use crate::sysctl::{self, Family};
