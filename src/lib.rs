@@ -27,6 +27,7 @@ pub mod error;
 pub(crate) mod hardening;
 pub mod ifdown;
 pub mod ifup;
+pub(crate) mod kernel;
 pub mod link;
 pub mod linkmsg;
 pub mod log;

@@ -3,27 +3,17 @@
 //! which needs more, uses the full parser; a unit test holds this one to the
 //! same answers, and the `linkmsg` fuzz target runs it on corrupt input.
 
+use crate::kernel::{
+    IFF_LOWER_UP, IFF_TAP, IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_DEFAULT_PVID, IFLA_BR_VLAN_FILTERING,
+    IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER,
+    IFLA_MTU, IFLA_TUN_GROUP, IFLA_TUN_OWNER, IFLA_TUN_PERSIST, IFLA_TUN_TYPE, NLA_TYPE_MASK,
+    RTM_NEWLINK,
+};
 use crate::link::{Link, LinkKind, TunInfo};
 use crate::mac::Mac;
-use crate::nlreq::{
-    IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_FILTERING, IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA,
-    IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, RTM_NEWLINK,
-};
 use crate::nlsock::NLMSG_HDRLEN;
 
 const IFINFOMSG_LEN: usize = 16;
-/// NLA_F_NESTED and NLA_F_NET_BYTEORDER are flags, not part of the type.
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-// <linux/if_link.h>
-const IFLA_TUN_OWNER: u16 = 1;
-const IFLA_TUN_GROUP: u16 = 2;
-const IFLA_TUN_TYPE: u16 = 3;
-const IFLA_TUN_PERSIST: u16 = 6;
-const IFLA_BR_VLAN_DEFAULT_PVID: u16 = 39;
-// <linux/if.h>, <linux/if_tun.h>
-const IFF_LOWER_UP: u32 = 0x1_0000;
-const IFF_TAP: u8 = 0x2;
 
 /// The attributes in `buf` as (type, payload); ends at the first malformed one.
 pub(crate) struct Attrs<'a>(pub(crate) &'a [u8]);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use netlink_packet_route::link::{BridgeVlanInfoFlags, LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
+use crate::kernel;
 use crate::link::{Link, LinkChange, PortVlan};
 use crate::mac::Mac;
 use crate::nlreq::{self, Request, SetLink, Vlan};
@@ -213,7 +214,7 @@ impl Netlink {
         if !wants(1) {
             match self.change(
                 || format!("removing default VLAN 1 from {port_name}"),
-                nlreq::port_vlans(nlreq::RTM_DELLINK, port, &[Vlan::One(1, 0)]),
+                nlreq::port_vlans(kernel::RTM_DELLINK, port, &[Vlan::One(1, 0)]),
                 CHANGE,
             ) {
                 // not there (bridge default_pvid 0 or another value): fine
@@ -221,7 +222,7 @@ impl Netlink {
                 r => r?,
             }
         }
-        let access = nlreq::BRIDGE_VLAN_INFO_PVID | nlreq::BRIDGE_VLAN_INFO_UNTAGGED;
+        let access = kernel::BRIDGE_VLAN_INFO_PVID | kernel::BRIDGE_VLAN_INFO_UNTAGGED;
         let vlans: Vec<Vlan> = pvid
             .map(|v| Vlan::One(v, access))
             .into_iter()
@@ -238,7 +239,7 @@ impl Netlink {
         }
         self.change(
             || format!("setting VLANs on {port_name}"),
-            nlreq::port_vlans(nlreq::RTM_SETLINK, port, &vlans),
+            nlreq::port_vlans(kernel::RTM_SETLINK, port, &vlans),
             CHANGE,
         )
     }
@@ -267,7 +268,7 @@ impl Netlink {
     pub fn add_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<bool, NetlinkError> {
         match self.change(
             || format!("adding a route to {addr} via {dev}"),
-            nlreq::host_route(nlreq::RTM_NEWROUTE, addr, oif),
+            nlreq::host_route(kernel::RTM_NEWROUTE, addr, oif),
             CREATE,
         ) {
             Ok(()) => Ok(true),
@@ -280,7 +281,7 @@ impl Netlink {
     pub fn del_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<(), NetlinkError> {
         match self.change(
             || format!("removing the route to {addr} via {dev}"),
-            nlreq::host_route(nlreq::RTM_DELROUTE, addr, oif),
+            nlreq::host_route(kernel::RTM_DELROUTE, addr, oif),
             CHANGE,
         ) {
             Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),

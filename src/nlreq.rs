@@ -5,57 +5,17 @@
 
 use std::net::IpAddr;
 
+use crate::kernel::{
+    AF_BRIDGE, AF_INET, AF_INET6, AF_UNSPEC, BRIDGE_VLAN_INFO_RANGE_BEGIN,
+    BRIDGE_VLAN_INFO_RANGE_END, IFF_UP, IFLA_ADDRESS, IFLA_AF_SPEC, IFLA_BRIDGE_VLAN_INFO,
+    IFLA_BRPORT_BCAST_FLOOD, IFLA_BRPORT_ISOLATED, IFLA_BRPORT_LEARNING, IFLA_BRPORT_MCAST_FLOOD,
+    IFLA_BRPORT_UNICAST_FLOOD, IFLA_BR_VLAN_FILTERING, IFLA_EXT_MASK, IFLA_IFALIAS, IFLA_IFNAME,
+    IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
+    IFLA_MASTER, IFLA_MTU, RTA_DST, RTA_OIF, RTEXT_FILTER_BRVLAN, RTEXT_FILTER_SKIP_STATS,
+    RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWLINK, RTM_SETLINK, RTN_UNICAST, RTPROT_STATIC,
+    RT_SCOPE_LINK, RT_TABLE_MAIN,
+};
 use crate::mac::Mac;
-
-// The kernel's numbers (uAPI headers), for requests here and for the readers
-// of answers (linkmsg, routemsg) alike.
-// <linux/rtnetlink.h>
-pub const RTM_NEWLINK: u16 = 16;
-pub const RTM_DELLINK: u16 = 17;
-pub const RTM_GETLINK: u16 = 18;
-pub const RTM_SETLINK: u16 = 19;
-pub const RTM_NEWROUTE: u16 = 24;
-pub const RTM_DELROUTE: u16 = 25;
-pub const RTM_GETROUTE: u16 = 26;
-const RTEXT_FILTER_BRVLAN: u32 = 1 << 1;
-const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
-const RTA_DST: u16 = 1;
-pub(crate) const RTA_OIF: u16 = 4;
-const RTPROT_STATIC: u8 = 4;
-const RT_SCOPE_LINK: u8 = 253;
-pub(crate) const RTN_UNICAST: u8 = 1;
-pub const RT_TABLE_MAIN: u32 = 254;
-// <linux/if_link.h>
-pub(crate) const IFLA_ADDRESS: u16 = 1;
-pub(crate) const IFLA_IFNAME: u16 = 3;
-pub(crate) const IFLA_MTU: u16 = 4;
-pub(crate) const IFLA_MASTER: u16 = 10;
-pub(crate) const IFLA_LINKINFO: u16 = 18;
-pub(crate) const IFLA_IFALIAS: u16 = 20;
-const IFLA_AF_SPEC: u16 = 26;
-const IFLA_EXT_MASK: u16 = 29;
-pub(crate) const IFLA_INFO_KIND: u16 = 1;
-pub(crate) const IFLA_INFO_DATA: u16 = 2;
-const IFLA_INFO_SLAVE_KIND: u16 = 4;
-const IFLA_INFO_SLAVE_DATA: u16 = 5;
-pub(crate) const IFLA_BR_VLAN_FILTERING: u16 = 7;
-const IFLA_BRPORT_LEARNING: u16 = 8;
-const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
-const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
-const IFLA_BRPORT_BCAST_FLOOD: u16 = 30;
-const IFLA_BRPORT_ISOLATED: u16 = 33;
-// <linux/if_bridge.h>
-const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
-pub const BRIDGE_VLAN_INFO_PVID: u16 = 1 << 1;
-pub const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 1 << 2;
-const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 1 << 3;
-const BRIDGE_VLAN_INFO_RANGE_END: u16 = 1 << 4;
-// <linux/if.h>, <sys/socket.h>
-pub(crate) const IFF_UP: u32 = 0x1;
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_BRIDGE: u8 = 7;
-const AF_INET6: u8 = 10;
 
 /// One request: its message type and everything after the netlink header
 /// (the family header and the attributes). [`crate::nlsock`] adds the header.
@@ -320,6 +280,9 @@ pub fn dump_ipv4_routes() -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::{
+        BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED, RTM_DELROUTE, RTM_NEWROUTE,
+    };
     use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_route::link::{
         BridgeVlanInfoFlags, LinkAttribute, LinkExtentMask, LinkMessage,

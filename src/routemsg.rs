@@ -6,15 +6,12 @@
 //! interface, next hops) itself; a unit test holds it to
 //! netlink-packet-route's parser.
 
+use crate::kernel::{RTA_MULTIPATH, RTA_OIF, RTA_TABLE, RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN};
 use crate::linkmsg::{u32_of, Attrs};
-use crate::nlreq::{RTA_OIF, RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN};
 use crate::nlsock::NLMSG_HDRLEN;
 
 const RTMSG_LEN: usize = 12;
 const RTNEXTHOP_LEN: usize = 8;
-// <linux/rtnetlink.h>, read here only
-const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
 
 /// The output interfaces of the default unicast routes of the main table, in
 /// the kernel's order; `msgs` are the whole messages of the dump (headers
