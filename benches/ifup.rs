@@ -1631,18 +1631,14 @@ mod kernel {
 
     use super::BRIDGE;
 
-    // From <linux/if_tun.h>.
-    const IFF_TAP: libc::c_short = 0x0002;
-    const IFF_NO_PI: libc::c_short = 0x1000;
-    const IFF_VNET_HDR: libc::c_short = 0x4000;
+    // The kernel's numbers, as libc has them (<linux/if_tun.h>).
+    const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
+    const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
+    const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 
-    nix::ioctl_write_int!(tun_set_persist, b'T', 203);
+    nix::ioctl_write_int_bad!(tun_set_persist, libc::TUNSETPERSIST);
     // TUNSETIFF is declared _IOW('T', 202, int) but takes a struct ifreq pointer.
-    nix::ioctl_write_ptr_bad!(
-        tun_set_iff,
-        nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
-        IfReq
-    );
+    nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, IfReq);
 
     /// `struct ifreq` as TUNSETIFF reads it: the kernel copies 40 bytes.
     #[repr(C)]

@@ -137,7 +137,7 @@ fn link_info(v: &[u8], link: &mut Link) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_route::link::{
@@ -224,10 +224,13 @@ mod tests {
     }
 
     fn wire(m: LinkMessage) -> Vec<u8> {
-        let mut msg = NetlinkMessage::new(
-            NetlinkHeader::default(),
-            NetlinkPayload::from(RouteNetlinkMessage::NewLink(m)),
-        );
+        encode(RouteNetlinkMessage::NewLink(m))
+    }
+
+    /// One answer message as the kernel sends it, built by
+    /// netlink-packet-route (the oracle the readers are held to).
+    pub(crate) fn encode(payload: RouteNetlinkMessage) -> Vec<u8> {
+        let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
         msg.finalize();
         let mut out = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut out);

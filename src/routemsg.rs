@@ -66,7 +66,7 @@ fn next_hops(mut v: &[u8], out: &mut Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
     use netlink_packet_route::route::{
         RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteType,
     };
@@ -104,14 +104,7 @@ mod tests {
     }
 
     fn wire(m: RouteMessage) -> Vec<u8> {
-        let mut msg = NetlinkMessage::new(
-            NetlinkHeader::default(),
-            NetlinkPayload::from(RouteNetlinkMessage::NewRoute(m)),
-        );
-        msg.finalize();
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        out
+        crate::linkmsg::tests::encode(RouteNetlinkMessage::NewRoute(m))
     }
 
     fn route(dst_len: u8, table: u8, kind: RouteType, attrs: Vec<RouteAttribute>) -> RouteMessage {

@@ -56,10 +56,10 @@ const QEMU_LIMIT: Duration = Duration::from_secs(30);
 const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// <linux/if_tun.h>
-const IFF_TAP: u32 = 0x0002;
-const IFF_PERSIST: u32 = 0x0800;
-const IFF_NO_PI: u32 = 0x1000;
-const IFF_VNET_HDR: u32 = 0x4000;
+const IFF_TAP: u32 = libc::IFF_TAP as u32;
+const IFF_PERSIST: u32 = libc::IFF_PERSIST as u32;
+const IFF_NO_PI: u32 = libc::IFF_NO_PI as u32;
+const IFF_VNET_HDR: u32 = libc::IFF_VNET_HDR as u32;
 /// sizeof(struct virtio_net_hdr): what a tap with IFF_VNET_HDR expects in
 /// front of every frame unless TUNSETVNETHDRSZ changed it.
 const VNET_HDR_LEN: usize = 10;

@@ -410,8 +410,8 @@ const RUNAS: &str = "4242:4242";
 /// A tap owner that is not the `-runas` user.
 const OTHER_UID: u32 = 1000;
 /// <linux/if_tun.h>
-const IFF_TAP: u32 = 0x0002;
-const IFF_PERSIST: u32 = 0x0800;
+const IFF_TAP: u32 = libc::IFF_TAP as u32;
+const IFF_PERSIST: u32 = libc::IFF_PERSIST as u32;
 
 /// QEMU after `-runas 4242:4242`: that uid and gid, no supplementary group
 /// but 4242, and no capability left.

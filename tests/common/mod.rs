@@ -459,11 +459,7 @@ exec nsenter --net=/run/netns/$KVMNET_JAIL_NS setpriv --reuid=$KVMNET_JAIL_UID -
     }
 }
 
-nix::ioctl_write_ptr_bad!(
-    tun_set_iff,
-    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
-    [u8; 40]
-);
+nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, [u8; 40]);
 
 /// Opens the queue of an existing persistent tap in `ns`, as QEMU would:
 /// frames written to it enter the host as if sent by the guest, frames the
@@ -485,7 +481,7 @@ pub fn open_tap(ns: &Netns, tap: &str) -> std::fs::File {
             .unwrap();
         let mut req = [0u8; 40];
         req[..tap.len()].copy_from_slice(tap.as_bytes());
-        let flags: libc::c_short = 0x0002 | 0x1000; // IFF_TAP | IFF_NO_PI
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
         req[16..18].copy_from_slice(&flags.to_ne_bytes());
         // SAFETY: `req` is a 40-byte, zero-padded struct ifreq with a
         // NUL-terminated name and the flags at offset 16; `f` is an open
@@ -680,11 +676,7 @@ pub fn recv_fds_until_eof(sock: &UnixStream) -> (usize, Vec<OwnedFd>) {
     }
 }
 
-nix::ioctl_read_bad!(
-    tun_get_iff,
-    nix::request_code_read!(b'T', 210, std::mem::size_of::<libc::c_uint>()),
-    [u8; 40]
-);
+nix::ioctl_read_bad!(tun_get_iff, libc::TUNGETIFF, [u8; 40]);
 
 /// TUNGETIFF on a tap descriptor QEMU's end received: the tap's name and
 /// its tun flags.
