@@ -296,30 +296,8 @@ fn snapshot_while_running(
 ) -> (String, Vec<(i32, String)>, Run) {
     use nix::sys::ptrace;
     use nix::sys::wait::{waitpid, WaitStatus};
-    use std::os::unix::process::CommandExt;
 
-    let mut cmd = cmd;
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the PTRACE_TRACEME system call, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
-    }
-    let child = cmd.spawn().unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // the stop at the first exec (unshare)
-    assert!(matches!(
-        waitpid(pid, None).unwrap(),
-        WaitStatus::Stopped(_, _)
-    ));
-    ptrace::setoptions(
-        pid,
-        ptrace::Options::PTRACE_O_TRACEEXEC
-            | ptrace::Options::PTRACE_O_TRACESYSGOOD
-            | ptrace::Options::PTRACE_O_EXITKILL,
-    )
-    .unwrap();
+    let (child, pid) = common::trace::spawn_stopped(cmd);
     let mut in_kvmnet = false;
     let mut status = String::new();
     let mut fds = Vec::new();
@@ -560,28 +538,11 @@ fn ifup_with(b: &Bins, ns: &Netns, config: &str, tap: &str, nss: Nss) -> Run {
 /// start-up, the privilege drop and the config, on the netlink socket just
 /// opened, and before kvmnet asks who its caller is and decides. Panics if
 /// the process never made the call.
-fn descriptors_exhausted(mut cmd: std::process::Command, bin: &Path) -> Run {
+fn descriptors_exhausted(cmd: std::process::Command, bin: &Path) -> Run {
     use nix::sys::ptrace;
     use nix::sys::wait::{waitpid, WaitStatus};
-    use std::os::unix::process::CommandExt;
 
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the PTRACE_TRACEME system call, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
-    }
-    let child = cmd.spawn().unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    assert!(matches!(waitpid(pid, None), Ok(WaitStatus::Stopped(..))));
-    ptrace::setoptions(
-        pid,
-        ptrace::Options::PTRACE_O_TRACEEXEC
-            | ptrace::Options::PTRACE_O_TRACESYSGOOD
-            | ptrace::Options::PTRACE_O_EXITKILL,
-    )
-    .unwrap();
+    let (child, pid) = common::trace::spawn_stopped(cmd);
     // Sets the soft limit (the hard one stays). This machine may withhold
     // CAP_SYS_RESOURCE even from root, so prlimit runs as the process's own
     // uid and gid, which the kernel allows.

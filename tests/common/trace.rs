@@ -479,3 +479,32 @@ fn trace(
         }
     }
 }
+
+/// Spawns `cmd` (stdout and stderr piped) stopped under this process's
+/// ptrace at its first exec, with exec events, syscall-stop marking and
+/// kill-on-tracer-exit set: for tests that walk a run's system calls
+/// themselves.
+pub fn spawn_stopped(mut cmd: Command) -> (std::process::Child, nix::unistd::Pid) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // the PTRACE_TRACEME system call, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    assert!(matches!(
+        waitpid(pid, None).unwrap(),
+        WaitStatus::Stopped(_, _)
+    ));
+    ptrace::setoptions(
+        pid,
+        ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_EXITKILL,
+    )
+    .unwrap();
+    (child, pid)
+}
