@@ -347,7 +347,7 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
 
 fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlink>) {
     let _ = writeln!(o, "mode:       bridge");
-    let found = |name: &str| -> String {
+    let found = |name: &crate::name::BridgeName| -> String {
         match nl.map(|n| n.link_by_name(name)) {
             Some(Ok(Some(l))) if l.is_bridge() => "exists".into(),
             Some(Ok(Some(l))) => format!("is {}, not a bridge", l.kind.describe()),
@@ -362,7 +362,7 @@ fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlin
             } else {
                 "never created by kvmnet"
             };
-            let _ = writeln!(o, "bridge:     {b} ({}; {create})", found(b.as_str()));
+            let _ = writeln!(o, "bridge:     {b} ({}; {create})", found(b));
         }
         None => {
             let create = if cfg.source.is_none() || s.create_bridge {

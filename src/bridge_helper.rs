@@ -155,7 +155,7 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
     }
     let nl = Netlink::open()?;
     let bridge = nl
-        .link_by_name(bridge_name)?
+        .link_by_name(&args.bridge)?
         .ok_or_else(|| Error::HelperBridge {
             bridge: bridge_name.to_owned(),
             problem: "does not exist".into(),
@@ -194,7 +194,7 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
     }
     let rule = settings.rule.clone();
     let port = bridge::Port::for_helper(bridge, bridge_name, settings)?;
-    let tap = match nl.link_by_name(&tap_name)? {
+    let tap = match nl.link_by_name(&crate::name::TapName::new(&tap_name)?)? {
         Some(l) if l.is_tap() && l.name == tap_name => l,
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };

@@ -56,7 +56,7 @@ pub fn ifdown(
         user: caller.uid,
         outcome,
     };
-    let Some(tap) = nl.link_by_name(name.as_str())? else {
+    let Some(tap) = nl.link_by_name(name)? else {
         return Ok(report(Outcome::Missing));
     };
     let tap = crate::mode::admit(tap, name, None)?;

@@ -75,7 +75,7 @@ pub fn ifup(
     };
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
-    let existing = match nl.link_by_name(name.as_str())? {
+    let existing = match nl.link_by_name(name)? {
         Some(l) => Some(mode::admit(l, name, identity.as_ref())?),
         None => None,
     };
@@ -168,7 +168,7 @@ impl Run<'_> {
                 // A concurrent run (or QEMU, or an admin) took the name first:
                 // that tap is judged like any existing one.
                 Created::LostRace => {
-                    let found = self.nl.link_by_name(self.name.as_str())?;
+                    let found = self.nl.link_by_name(self.name)?;
                     let found = found.ok_or_else(|| Error::TapVanished {
                         tap: self.name.to_string(),
                     })?;
@@ -212,7 +212,7 @@ impl Run<'_> {
     ) -> Result<Created, Error> {
         self.starting("create=yes");
         let (held, temp) = create_temp_tap(self.caller, self.group)?;
-        let tap = match self.nl.link_by_name(temp.as_str())? {
+        let tap = match self.nl.link_by_name(&temp)? {
             Some(l) if l.is_tap() && l.name == temp.as_str() => l,
             _ => {
                 return Err(Error::TapVanished {

@@ -113,6 +113,12 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A validated interface name of either kind: what the kernel look-ups and
+/// changes take, so that no unchecked string reaches them.
+pub trait IfName: fmt::Display {
+    fn as_str(&self) -> &str;
+}
+
 macro_rules! ifname_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -131,6 +137,12 @@ macro_rules! ifname_type {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl IfName for $name {
+            fn as_str(&self) -> &str {
+                &self.0
             }
         }
 

@@ -14,6 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use crate::kernel;
 use crate::link::{Link, LinkChange, PortVlan};
 use crate::mac::Mac;
+use crate::name::{BridgeName, IfName};
 use crate::nlreq::{self, Request, SetLink, Vlan};
 use crate::nlsock::{Channel, WireError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use crate::settings::VlanRange;
@@ -116,10 +117,10 @@ impl Netlink {
     }
 
     /// Looks one link up by name with a single non-dump RTM_GETLINK.
-    pub fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
+    pub fn link_by_name(&self, name: &impl IfName) -> Result<Option<Link>, NetlinkError> {
         self.get_one(
             || format!("looking up {name}"),
-            nlreq::get_link(Some(name), 0),
+            nlreq::get_link(Some(name.as_str()), 0),
         )
     }
 
@@ -174,7 +175,7 @@ impl Netlink {
     /// process created the name first (EEXIST): the caller re-checks what it is.
     pub fn create_bridge(
         &self,
-        name: &str,
+        name: &BridgeName,
         mac: Mac,
         vlan_filtering: bool,
     ) -> Result<bool, NetlinkError> {
@@ -182,7 +183,7 @@ impl Netlink {
         // so it would change as guests come and go; a set address stays put.
         match self.change(
             || format!("creating bridge {name}"),
-            nlreq::new_bridge(name, mac, vlan_filtering),
+            nlreq::new_bridge(name.as_str(), mac, vlan_filtering),
             CREATE,
         ) {
             Ok(()) => Ok(true),

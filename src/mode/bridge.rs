@@ -223,7 +223,7 @@ fn resolve(
         check_vlan_support(&l, settings)?;
         Ok(l)
     };
-    if let Some(l) = nl.link_by_name(name)? {
+    if let Some(l) = nl.link_by_name(&choice.name)? {
         return Ok((as_bridge(l)?, false));
     }
     if !choice.create {
@@ -234,7 +234,7 @@ fn resolve(
     }
     starting(&format!("create_bridge={name}"));
     // EEXIST means a concurrent ifup created it first: use theirs.
-    let created = match nl.create_bridge(name, Mac::random_local(), vlans) {
+    let created = match nl.create_bridge(&choice.name, Mac::random_local(), vlans) {
         Err(e) if vlans && e.errno() == Some(libc::EOPNOTSUPP) => {
             return Err(Error::NoVlanSupport {
                 rule: vlan_rule(settings),
@@ -242,10 +242,12 @@ fn resolve(
         }
         r => r?,
     };
-    let l = nl.link_by_name(name)?.ok_or_else(|| Error::BridgeMissing {
-        bridge: name.to_owned(),
-        config: config_name(config),
-    })?;
+    let l = nl
+        .link_by_name(&choice.name)?
+        .ok_or_else(|| Error::BridgeMissing {
+            bridge: name.to_owned(),
+            config: config_name(config),
+        })?;
     Ok((as_bridge(l)?, created))
 }
 
