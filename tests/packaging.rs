@@ -11,7 +11,8 @@
 //! qemu-system-common (once from a repacked copy with a changed
 //! /etc/qemu-ifup, and once after purging it with --force-depends, to install
 //! kvmnet first), and puts everything back at the end, also when it fails.
-//! Without the variable it says SKIPPED on the terminal and does nothing.
+//! It is #[ignore]d (reported as not run by a plain `cargo test`); run with
+//! --include-ignored but without the variable, it fails with the reason.
 //! Network traffic stays inside a network namespace of its own.
 //!
 //! Needs root, dpkg-dev, scdoc, sudo, libcap2-bin, qemu-system-x86, ipxe-qemu,
