@@ -10,38 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    in_netns, kernel_filters_vlans, ok, privileged_copy, unique, Grant, Netns, TempDir, IFDOWN,
-    IFUP,
+    in_netns, kernel_filters_vlans, ok, privileged_copy, Grant, Netns, RootOnlyDir, TempDir,
+    IFDOWN, IFUP,
 };
 use kvmnet::check::{self, CheckOptions, Finding, Severity};
-
-/// A directory kvmnet's trust rule accepts: root's, 0755, below /run
-/// (root's, 0755). Temp dirs under /tmp never pass it (/tmp is world-writable,
-/// and the sticky bit does not count).
-struct TrustedDir(PathBuf);
-
-impl TrustedDir {
-    fn new() -> TrustedDir {
-        let run = std::fs::metadata("/run").expect("/run");
-        use std::os::unix::fs::MetadataExt;
-        assert!(
-            run.uid() == 0 && run.mode() & 0o022 == 0,
-            "these tests need /run owned by root and writable only by root (uid {}, mode {:o})",
-            run.uid(),
-            run.mode()
-        );
-        let p = Path::new("/run").join(unique("kvmnet-check-"));
-        std::fs::create_dir(&p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TrustedDir(p)
-    }
-}
-
-impl Drop for TrustedDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One test's world: a namespace, a temp dir for device nodes and fake
 /// sysfs, a trusted dir for the config, the binaries and the sudo rule, and
@@ -50,7 +22,7 @@ struct Lab {
     ns: Netns,
     tmp: TempDir,
     /// Holds the config, the binaries and the sudo rule; removed with the lab.
-    etc: TrustedDir,
+    etc: RootOnlyDir,
     opts: CheckOptions,
 }
 
@@ -61,7 +33,7 @@ impl Lab {
     fn new(config: Option<&str>) -> Lab {
         let ns = Netns::new();
         let tmp = TempDir::new();
-        let etc = TrustedDir::new();
+        let etc = RootOnlyDir::new();
         let config_path = etc.0.join("kvmnet.toml");
         if let Some(text) = config {
             std::fs::write(&config_path, text).unwrap();

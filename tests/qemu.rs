@@ -25,7 +25,8 @@ use common::qemu::{
     ROM_HINT, VETH,
 };
 use common::{
-    lines_with, privileged_copy, tun_sysfs, Grant, Jail, LinkState, Netns, TempDir, IFDOWN, IFUP,
+    lines_with, privileged_copy, tun_sysfs, Grant, Jail, LinkState, Netns, RootOnlyDir, TempDir,
+    IFDOWN, IFUP,
 };
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -773,8 +774,14 @@ fn sudo_command_naming_kvmnet_itself_still_applies_the_sudo_users_acl() {
     let mut lab = Lab::without_dhcp();
     let tap = "vms1";
     let before = persistent_tap(&lab.ns, tap, OTHER_UID);
-    let net = QemuNet::new(tap, "52:54:00:4b:4e:07", Path::new("/nonexistent"));
-    let env = sudo_env(format!("{IFUP} {tap}"));
+    // The binaries at root-only paths, wherever the checkout is: kvmnet
+    // believes SUDO_COMMAND names another program only through such paths.
+    let bins = RootOnlyDir::new();
+    let (ifup, ifdown) = (bins.copy(IFUP), bins.copy(IFDOWN));
+    let mut net = QemuNet::new(tap, "52:54:00:4b:4e:07", Path::new("/nonexistent"));
+    net.script = &ifup;
+    net.downscript = &ifdown;
+    let env = sudo_env(format!("{} {tap}", ifup.display()));
 
     let jail = sudo_jail(&format!("bridge = \"{BRIDGE}\"\n"));
     lab.start_qemu_in(&jail, &env, &net);

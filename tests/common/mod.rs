@@ -705,3 +705,42 @@ pub fn tun_sysfs(ns: &Netns, tap: &str) -> (u32, Option<u32>) {
     let owner = ns.sys(&format!("/sys/class/net/{tap}/owner"));
     (flags, owner.parse().ok())
 }
+
+/// A directory kvmnet's trust rule accepts: root's, 0755, below /run (root's,
+/// 0755), removed on drop. A temp dir under /tmp never passes it (/tmp is
+/// world-writable, and the sticky bit does not count), and a checkout may
+/// be anywhere: tests that need binaries or files at root-only paths use
+/// this.
+pub struct RootOnlyDir(pub PathBuf);
+
+impl RootOnlyDir {
+    pub fn new() -> RootOnlyDir {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let run = std::fs::metadata("/run").expect("/run");
+        assert!(
+            run.uid() == 0 && run.mode() & 0o022 == 0,
+            "these tests need /run owned by root and writable only by root (uid {}, mode {:o})",
+            run.uid(),
+            run.mode()
+        );
+        let p = Path::new("/run").join(unique("kvmnet-test-"));
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        RootOnlyDir(p)
+    }
+
+    /// A plain copy (0755) of the binary `bin` in this directory.
+    pub fn copy(&self, bin: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dst = self.0.join(Path::new(bin).file_name().unwrap());
+        std::fs::copy(bin, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dst
+    }
+}
+
+impl Drop for RootOnlyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
