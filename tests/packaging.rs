@@ -1034,10 +1034,16 @@ exec ip netns exec "$1" {creds} "$2" -machine q35,accel=tcg -m 128 -nodefaults -
             .iter()
             .filter(|l| l.contains("kvmnet-ifup["))
             .collect();
-        assert_eq!(ifup.len(), 1, "one kvmnet-ifup line: {lines:?}");
+        // the audit line before the first change, then the outcome
+        assert_eq!(ifup.len(), 2, "two kvmnet-ifup lines: {lines:?}");
+        assert!(
+            ifup[0].contains("<30>") && ifup[0].contains("tap=tap0 user=0 result=starting"),
+            "{}",
+            ifup[0]
+        );
         // <30>: facility daemon, severity info; Debian's rule picked br0
         for needle in ["<30>", "tap=tap0", "bridge=br0", "result=attached"] {
-            assert!(ifup[0].contains(needle), "{needle} in {}", ifup[0]);
+            assert!(ifup[1].contains(needle), "{needle} in {}", ifup[1]);
         }
         assert!(
             lines
