@@ -501,6 +501,11 @@ mod tests {
         }
     }
 
+    /// The attach of `t` as a port of `br` with `settings`.
+    fn port(t: &Link, br: &Link, settings: &Settings, origin: Origin<'_>) -> Attach {
+        attach(t, &Wanted::on_bridge(br, settings), origin).unwrap()
+    }
+
     /// All link changes of an attach folded into one (later ones win).
     fn merged(a: &Attach) -> LinkChange {
         let mut m = LinkChange::default();
@@ -611,12 +616,7 @@ mod tests {
     #[test]
     fn qemu_tap_gets_mtu_mac_up_master_and_record_in_one_change() {
         let t = tap("vm0");
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(9000), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(9000), &Settings::default(), Origin::Existing);
         assert_eq!(merged(&a).mtu, Some(9000));
         assert_eq!(merged(&a).mac.unwrap().to_string(), "fe:54:00:01:02:03");
         assert_eq!(merged(&a).up, Some(true));
@@ -632,12 +632,7 @@ mod tests {
     fn second_run_changes_nothing() {
         let t = tap("vm0");
         let br = bridge(9000);
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&br, &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &br, &Settings::default(), Origin::Existing);
         let b = attach(
             &after(t, &a),
             &Wanted::on_bridge(&br, &Settings::default()),
@@ -651,12 +646,12 @@ mod tests {
     fn created_tap_records_only_creation() {
         let mut t = tap("vm0");
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
-        let a = attach(
+        let a = port(
             &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
+            &bridge(1500),
+            &Settings::default(),
             Origin::Created(None),
-        )
-        .unwrap();
+        );
         assert_eq!(merged(&a).mac, None);
         assert_eq!(merged(&a).mtu, None);
         assert_eq!(
@@ -673,12 +668,7 @@ mod tests {
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
         t.up = true;
         t.master = Some(3);
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Existing);
         assert!(merged(&a).is_empty(), "{a:?}");
         assert_eq!(detach(&t, Some("br0")).unwrap(), Detach::NotOurs);
     }
@@ -701,12 +691,7 @@ mod tests {
     fn ifdown_restores_exactly_what_ifup_changed() {
         let mut t = tap("vm0");
         t.alias = Some("customer 42".into());
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(9000), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(9000), &Settings::default(), Origin::Existing);
         let up = after(t.clone(), &a);
         let Detach::Restore {
             detach: d, restore, ..
@@ -720,12 +705,7 @@ mod tests {
     #[test]
     fn ifdown_keeps_a_tap_an_admin_moved_to_another_bridge() {
         let t = tap("vm0");
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Existing);
         let moved = after(t, &a);
         let Detach::Restore { detach: d, .. } = detach(&moved, Some("br-other")).unwrap() else {
             panic!()
@@ -738,12 +718,7 @@ mod tests {
         let mut t = tap("vm0");
         t.master = Some(3);
         t.mac = Some("fe:00:00:00:00:01".parse().unwrap());
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Existing);
         assert_eq!(merged(&a).up, Some(true));
         assert_eq!(merged(&a).master, None);
         assert_eq!(a.record.attached, None);
@@ -795,7 +770,7 @@ mod tests {
         let mut t = tap("vm0");
         t.up = true;
         let br = bridge(1500);
-        let a = attach(&t, &Wanted::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        let a = port(&t, &br, &isolated(), Origin::Existing);
         assert!(matches!(a.steps[1], Step::Policy), "{a:?}");
         let [first, last] = link_steps(&a)[..] else {
             panic!("{a:?}")
@@ -812,12 +787,7 @@ mod tests {
         let killed = applied(t.clone(), first);
         assert!(!killed.up && killed.master == Some(3));
         // the next run completes it: policy again, then up
-        let again = attach(
-            &killed,
-            &Wanted::on_bridge(&br, &isolated()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let again = port(&killed, &br, &isolated(), Origin::Existing);
         assert!(
             again.resume && again.steps.contains(&Step::Policy),
             "{again:?}"
@@ -843,12 +813,7 @@ mod tests {
     fn a_created_tap_with_policy_is_named_and_brought_up_last() {
         let t = tap("kvmnet0123");
         let br = bridge(1500);
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&br, &isolated()),
-            Origin::Created(Some("vm0")),
-        )
-        .unwrap();
+        let a = port(&t, &br, &isolated(), Origin::Created(Some("vm0")));
         let [first, last] = link_steps(&a)[..] else {
             panic!("{a:?}")
         };
@@ -869,12 +834,12 @@ mod tests {
     #[test]
     fn without_policy_a_created_tap_goes_live_with_its_name() {
         let t = tap("kvmnet0123");
-        let a = attach(
+        let a = port(
             &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
+            &bridge(1500),
+            &Settings::default(),
             Origin::Created(Some("vm0")),
-        )
-        .unwrap();
+        );
         let [first, last] = link_steps(&a)[..] else {
             panic!("{a:?}")
         };
@@ -893,7 +858,7 @@ mod tests {
     fn a_port_that_is_already_complete_gets_no_policy_again() {
         let t = tap("vm0");
         let br = bridge(1500);
-        let a = attach(&t, &Wanted::on_bridge(&br, &isolated()), Origin::Existing).unwrap();
+        let a = port(&t, &br, &isolated(), Origin::Existing);
         let b = attach(
             &after(t, &a),
             &Wanted::on_bridge(&br, &isolated()),
@@ -934,12 +899,7 @@ mod tests {
     fn mac_without_address_is_left_alone() {
         let mut t = tap("vm0");
         t.mac = None;
-        let a = attach(
-            &t,
-            &Wanted::on_bridge(&bridge(1500), &Settings::default()),
-            Origin::Existing,
-        )
-        .unwrap();
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Existing);
         assert_eq!(merged(&a).mac, None);
     }
 }
