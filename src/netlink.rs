@@ -19,8 +19,9 @@ use crate::nlreq::{self, Request, SetLink, Vlan};
 use crate::nlsock::{Channel, WireError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use crate::settings::VlanRange;
 
-/// Long enough for a loaded host (deleting a link waits for an RCU grace period,
-/// ~20 ms), short enough that a wedged request fails the VM start visibly.
+/// Long enough for a loaded host (deleting a link waits for an RCU grace
+/// period; docs/performance.md has its cost), short enough that a wedged
+/// request fails the VM start visibly.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
