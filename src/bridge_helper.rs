@@ -198,7 +198,7 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
         Some(l) if l.is_tap() && l.name == tap_name => l,
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };
-    let attach = plan::attach(&tap, &port.wanted(), Origin::Created(None))?;
+    let attach = plan::attach(&tap, &port.wanted(), Origin::Created)?;
     mode::run(&nl, &tap, &attach, &port).map_err(|f| f.error)?;
     send_fd(&sock, &queue)?;
     let bridge = port.bridge().expect("a port has a bridge");

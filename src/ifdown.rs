@@ -99,7 +99,7 @@ pub fn ifdown(
             routes,
             proxy_off,
         } => {
-            crate::mode::routed::remove(nl, &tap, &routes, &proxy_off, !persistent)?;
+            crate::mode::routed::remove(nl, &tap, name, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
             Ok(report(Outcome::Restored))

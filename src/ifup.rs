@@ -75,7 +75,7 @@ pub fn ifup(
     };
     let caller = &inv.caller;
     let identity = (!caller.is_root()).then(|| caller.identity());
-    let existing = match nl.link_by_name(name)? {
+    let existing = match look_up(nl, name)? {
         Some(l) => Some(mode::admit(l, name, identity.as_ref())?),
         None => None,
     };
@@ -168,7 +168,7 @@ impl Run<'_> {
                 // A concurrent run (or QEMU, or an admin) took the name first:
                 // that tap is judged like any existing one.
                 Created::LostRace => {
-                    let found = self.nl.link_by_name(self.name)?;
+                    let found = look_up(self.nl, self.name)?;
                     let found = found.ok_or_else(|| Error::TapVanished {
                         tap: self.name.to_string(),
                     })?;
@@ -187,7 +187,7 @@ impl Run<'_> {
                 }
             },
         };
-        let attach = plan::attach(&tap, &target, Origin::Existing)?;
+        let attach = plan::attach(&tap, &target, origin_of(&tap))?;
         if !attach.changes_anything() {
             return Ok((false, false));
         }
@@ -198,68 +198,134 @@ impl Run<'_> {
         }
     }
 
-    /// Creates the tap under a private temporary name, not persistent, so
-    /// that it disappears with this process until the very last step. It
-    /// gets its record, MTU and MAC (and, with port policy, joins the bridge
-    /// down and gets that policy) under the temporary name; one change then
-    /// names it, brings it up (and attaches it); making it persistent comes
-    /// last. So a tap named `name` is never visible without its "created"
-    /// record, and a run that dies leaves no tap.
+    /// Creates the tap, not persistent, so that it disappears with this
+    /// process until the very last step: it gets its record, MTU and MAC
+    /// (and, with port policy, joins the bridge down and gets that policy),
+    /// then goes live; making it persistent comes last. A run that dies
+    /// leaves no tap.
+    ///
+    /// It is created under its own name, not a temporary one renamed at the
+    /// end: a rename makes the kernel register the interface's sysctl tables
+    /// a second time, the largest cost of a create. The price is that a
+    /// concurrent run for the same name, between this creation and the
+    /// record, finds a tap without a record and takes it for QEMU's; its
+    /// changes are the same ones, and the tap still dies with this run.
     fn create_and_attach(
         &mut self,
         target: &Wanted<'_>,
         mode: &dyn Mode,
     ) -> Result<Created, Error> {
         self.starting("create=yes");
-        let (held, temp) = create_temp_tap(self.caller, self.group)?;
-        let tap = match self.nl.link_by_name(&temp)? {
-            Some(l) if l.is_tap() && l.name == temp.as_str() => l,
-            _ => {
-                return Err(Error::TapVanished {
-                    tap: temp.to_string(),
-                })
-            }
+        let new = NewTap {
+            name: self.name,
+            owner: self.caller.uid,
+            group: self.group,
         };
+        let held = match tap::create(&new) {
+            Err(TapError::Exists { .. }) => return Ok(Created::LostRace),
+            r => r?,
+        };
+        let vanished = || Error::TapVanished {
+            tap: self.name.to_string(),
+        };
+        // The link found by name is the held tap only if the held tap still
+        // has that name after the look-up (it could have been deleted and
+        // the name reused in between).
+        let tap = match self.nl.link_by_name(self.name)? {
+            Some(l) if l.is_tap() && l.name == self.name.as_str() => l,
+            _ => return Err(vanished()),
+        };
+        if held.name().ok().as_deref() != Some(self.name.as_str()) {
+            return Err(vanished());
+        }
         let gone = |cause: Error| Error::RolledBack {
             cause: Box::new(cause),
             rollback: format!("tap {} was removed again", self.name),
         };
-        let attach = plan::attach(&tap, target, Origin::Created(Some(self.name.as_str())))
-            .map_err(|e| gone(e.into()))?;
-        match mode::run(self.nl, &tap, &attach, mode) {
-            // Dropping `held` below deletes the temporary tap.
-            Err(f)
-                if f.renaming
-                    && matches!(&f.error, Error::Netlink(e) if e.errno() == Some(libc::EEXIST)) =>
-            {
-                Ok(Created::LostRace)
-            }
-            Err(f) => Err(gone(f.error)),
-            Ok(()) => match held.persist() {
-                Ok(()) => Ok(Created::Yes),
-                Err(e) => Err(gone(e.into())),
-            },
-        }
+        let attach = plan::attach(&tap, target, Origin::Created).map_err(|e| gone(e.into()))?;
+        // Dropping `held` on an error deletes the tap.
+        mode::run(self.nl, &tap, &attach, mode).map_err(|f| gone(f.error))?;
+        held.persist().map_err(|e| gone(e.into()))?;
+        Ok(Created::Yes)
     }
 }
 
-/// A tap under a random temporary name: `kvmnet` and 36 random bits. A
-/// clash (another run's temporary tap) is retried.
-fn create_temp_tap(caller: &Caller, group: Option<u32>) -> Result<(tap::Held, TapName), Error> {
-    let mut tries = 0;
-    loop {
-        let bits = crate::random::os_u64();
-        let temp = TapName::new(&format!("kvmnet{:09x}", bits & 0xf_ffff_ffff))
-            .expect("15 safe characters");
-        let new = NewTap {
-            name: &temp,
-            owner: caller.uid,
-            group,
-        };
-        match tap::create(&new) {
-            Ok(held) => return Ok((held, temp)),
-            Err(TapError::Exists { .. }) if tries < 3 => tries += 1,
-            Err(e) => return Err(e.into()),
+/// The link named `name`. A tap another run has just created has no owner
+/// for the instant until its next ioctl: it is looked at again then, for a
+/// bounded time, rather than judged as nobody's.
+fn look_up(nl: &Netlink, name: &TapName) -> Result<Option<Link>, Error> {
+    for _ in 0..20 {
+        match nl.link_by_name(name)? {
+            Some(l)
+                if origin_of(&l) == Origin::Created
+                    && l.tun().is_some_and(|t| t.owner.is_none()) =>
+            {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            found => return Ok(found),
         }
+    }
+    nl.link_by_name(name).map_err(Error::from)
+}
+
+/// A tap found by name is QEMU's (or an earlier run's), unless another
+/// kvmnet-ifup is creating it right now: not persistent yet, created without
+/// carrier, and its record not written yet. Such a tap is completed as that
+/// run's creation, so that whichever of the two writes the record last, it
+/// says "created" and ifdown deletes the tap.
+fn origin_of(tap: &Link) -> Origin {
+    let held_by_a_run = tap.tun().is_some_and(|t| !t.persist) && !tap.carrier;
+    let unrecorded = matches!(
+        crate::record::Record::parse(&tap.name, tap.alias.as_deref()),
+        Ok(None)
+    );
+    if held_by_a_run && unrecorded {
+        Origin::Created
+    } else {
+        Origin::Existing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{LinkKind, TunInfo};
+
+    fn tap(persist: bool, carrier: bool, alias: Option<&str>) -> Link {
+        Link {
+            index: 7,
+            name: "vm0".into(),
+            kind: LinkKind::Tun(TunInfo {
+                tap_mode: true,
+                owner: Some(1000),
+                group: None,
+                persist,
+            }),
+            mtu: 1500,
+            mac: None,
+            master: None,
+            up: false,
+            carrier,
+            alias: alias.map(str::to_owned),
+            vlan_filtering: None,
+        }
+    }
+
+    #[test]
+    fn only_a_tap_still_being_created_counts_as_another_runs_creation() {
+        // held by a run, created without carrier, no record yet
+        assert_eq!(origin_of(&tap(false, false, None)), Origin::Created);
+        // QEMU's tap: QEMU's descriptor gives it carrier
+        assert_eq!(origin_of(&tap(false, true, None)), Origin::Existing);
+        // made persistent: that run has finished (or it was never one)
+        assert_eq!(origin_of(&tap(true, false, None)), Origin::Existing);
+        // the record is written: the plan reads "created" from it
+        let recorded = tap(false, false, Some("kvmnet:v1 created attached=br0"));
+        assert_eq!(origin_of(&recorded), Origin::Existing);
+        // someone else's alias is no record
+        assert_eq!(
+            origin_of(&tap(false, false, Some("uplink"))),
+            Origin::Created
+        );
     }
 }

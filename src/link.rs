@@ -82,8 +82,6 @@ pub struct PortVlan {
 /// MTU, alias, flags, master): the MTU is right before the port joins the bridge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkChange {
-    /// Rename (the link must be down).
-    pub name: Option<String>,
     pub mtu: Option<u32>,
     pub mac: Option<Mac>,
     pub alias: Option<String>,

@@ -161,7 +161,6 @@ impl Netlink {
         let req = nlreq::set_link(
             index,
             &SetLink {
-                name: change.name.as_deref(),
                 mtu: change.mtu,
                 mac: change.mac,
                 alias: change.alias.as_deref(),

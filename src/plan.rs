@@ -148,17 +148,15 @@ impl<'a> Wanted<'a> {
 
 /// How the tap came to be in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin<'n> {
+pub enum Origin {
     /// It existed before (QEMU's, or an earlier run's).
     Existing,
     /// This run created it, and it dies with the run until it is made
     /// persistent: it needs no `pending`, and no undo but its deletion.
-    /// `Some(name)`: it was created under a temporary name and gets `name`
-    /// in the change that brings it up.
-    Created(Option<&'n str>),
+    Created,
 }
 
-pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Attach, PlanError> {
+pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach, PlanError> {
     if let Some(master) = tap
         .master
         .filter(|m| wanted.bridge.is_none_or(|b| b.index != *m))
@@ -168,17 +166,13 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin<'_>) -> Result<Att
             master,
         });
     }
-    let created = matches!(origin, Origin::Created(_));
+    let created = origin == Origin::Created;
     let mut d = draft(tap, wanted, created)?;
     let policy = match wanted.bridge {
         Some(_) => wanted.port_policy && (d.joining.is_some() || d.resume),
         None => !d.routes.is_empty() || !wanted.proxy.is_empty(),
     };
-    let rename = match origin {
-        Origin::Created(name) => name.map(str::to_owned),
-        Origin::Existing => None,
-    };
-    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, created, rename);
+    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy);
     let changes = |s: &Step| match s {
         Step::Link(c) => !c.is_empty(),
         Step::Policy => true,
@@ -302,14 +296,7 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
 
 /// The draft's changes in the order that keeps a port from forwarding
 /// before its policy is in place.
-fn order(
-    tap: &Link,
-    d: &Draft,
-    bridged: bool,
-    policy: bool,
-    created: bool,
-    rename: Option<String>,
-) -> Vec<Step> {
+fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool) -> Vec<Step> {
     let mut first = d.first.clone();
     let mut last = LinkChange::default();
     match (bridged, policy) {
@@ -319,16 +306,7 @@ fn order(
             first.up = tap.up.then_some(false);
             first.master = d.joining;
             last.up = Some(true);
-            last.name = rename;
             vec![Step::Link(first), Step::Policy, Step::Link(last)]
-        }
-        // A temporary tap gets its name together with going live, so that
-        // no tap of that name is ever seen without its record.
-        (true, false) if created => {
-            last.up = (!tap.up).then_some(true);
-            last.master = d.joining;
-            last.name = rename;
-            vec![Step::Link(first), Step::Link(last)]
         }
         // Nothing but link attributes: one request, applied at once.
         (true, false) => {
@@ -336,11 +314,10 @@ fn order(
             first.master = d.joining;
             vec![Step::Link(first)]
         }
-        // Routes need the tap up and named; what they open is the guest's
-        // own traffic, so the tap may be up before they are in place.
+        // Routes need the tap up; what they open is the guest's own
+        // traffic, so the tap may be up before they are in place.
         (false, _) => {
             first.up = (!tap.up).then_some(true);
-            first.name = rename;
             if policy {
                 vec![Step::Link(first), Step::Policy, Step::Link(last)]
             } else {
@@ -502,7 +479,7 @@ mod tests {
     }
 
     /// The attach of `t` as a port of `br` with `settings`.
-    fn port(t: &Link, br: &Link, settings: &Settings, origin: Origin<'_>) -> Attach {
+    fn port(t: &Link, br: &Link, settings: &Settings, origin: Origin) -> Attach {
         attach(t, &Wanted::on_bridge(br, settings), origin).unwrap()
     }
 
@@ -511,7 +488,6 @@ mod tests {
         let mut m = LinkChange::default();
         for s in &a.steps {
             if let Step::Link(c) = s {
-                m.name = c.name.clone().or(m.name);
                 m.mtu = c.mtu.or(m.mtu);
                 m.mac = c.mac.or(m.mac);
                 m.alias = c.alias.clone().or(m.alias);
@@ -646,12 +622,7 @@ mod tests {
     fn created_tap_records_only_creation() {
         let mut t = tap("vm0");
         t.mac = Some("fe:11:22:33:44:55".parse().unwrap());
-        let a = port(
-            &t,
-            &bridge(1500),
-            &Settings::default(),
-            Origin::Created(None),
-        );
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Created);
         assert_eq!(merged(&a).mac, None);
         assert_eq!(merged(&a).mtu, None);
         assert_eq!(
@@ -810,46 +781,33 @@ mod tests {
     }
 
     #[test]
-    fn a_created_tap_with_policy_is_named_and_brought_up_last() {
-        let t = tap("kvmnet0123");
+    fn a_created_tap_with_policy_joins_down_and_is_brought_up_last() {
+        let t = tap("vm0");
         let br = bridge(1500);
-        let a = port(&t, &br, &isolated(), Origin::Created(Some("vm0")));
+        let a = port(&t, &br, &isolated(), Origin::Created);
         let [first, last] = link_steps(&a)[..] else {
             panic!("{a:?}")
         };
-        assert_eq!(
-            (first.master, first.up, first.name.as_deref()),
-            (Some(3), None, None)
-        );
+        assert_eq!((first.master, first.up), (Some(3), None));
         assert_eq!(
             first.alias.as_deref(),
             Some("kvmnet:v1 created attached=br0")
         );
-        assert_eq!(
-            (last.up, last.name.as_deref(), last.alias.as_deref()),
-            (Some(true), Some("vm0"), None)
-        );
+        assert_eq!((last.up, last.alias.as_deref()), (Some(true), None));
+        assert_eq!(a.steps[1], Step::Policy);
     }
 
     #[test]
-    fn without_policy_a_created_tap_goes_live_with_its_name() {
-        let t = tap("kvmnet0123");
-        let a = port(
-            &t,
-            &bridge(1500),
-            &Settings::default(),
-            Origin::Created(Some("vm0")),
-        );
-        let [first, last] = link_steps(&a)[..] else {
+    fn without_policy_a_created_tap_is_configured_in_one_request() {
+        let t = tap("vm0");
+        let a = port(&t, &bridge(1500), &Settings::default(), Origin::Created);
+        let [only] = link_steps(&a)[..] else {
             panic!("{a:?}")
         };
+        assert_eq!((only.master, only.up), (Some(3), Some(true)));
         assert_eq!(
-            (first.master, first.up, first.name.as_deref()),
-            (None, None, None)
-        );
-        assert_eq!(
-            (last.master, last.up, last.name.as_deref()),
-            (Some(3), Some(true), Some("vm0"))
+            only.alias.as_deref(),
+            Some("kvmnet:v1 created attached=br0")
         );
         assert!(!a.steps.contains(&Step::Policy));
     }

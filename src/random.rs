@@ -1,5 +1,5 @@
 //! Random bits from the kernel (getrandom(2)), one call each, for names and
-//! addresses that must not clash: a temporary tap name, a new bridge's MAC.
+//! addresses that must not clash: a new bridge's MAC.
 //! No generator is seeded: a VM start needs a few bytes once.
 
 /// Bits for a value whose clash is detected or harmless. Without entropy

@@ -4,6 +4,8 @@
 use std::io;
 use std::net::IpAddr;
 
+use crate::name::TapName;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     V4,
@@ -26,8 +28,10 @@ impl Family {
     }
 }
 
-/// proxy_arp (IPv4) or proxy_ndp (IPv6) of one interface.
-pub fn proxy_path(family: Family, dev: &str) -> String {
+/// proxy_arp (IPv4) or proxy_ndp (IPv6) of one tap: built from the
+/// validated name (no `/`, no `..`), never from a name the kernel reported.
+pub fn proxy_path(family: Family, tap: &TapName) -> String {
+    let dev = tap.as_str();
     match family {
         Family::V4 => format!("/proc/sys/net/ipv4/conf/{dev}/proxy_arp"),
         Family::V6 => format!("/proc/sys/net/ipv6/conf/{dev}/proxy_ndp"),

@@ -63,11 +63,25 @@ pub fn create(new: &NewTap<'_>) -> Result<Held, TapError> {
 pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<Held, TapError> {
     let tap = new.name.as_str();
     let q = Queue::open(path, tap)?;
-    let vnet = q.vnet_hdr_supported()?;
-    match q.set_iff(
-        tap,
-        libc::IFF_TUN_EXCL | if vnet { libc::IFF_VNET_HDR } else { 0 },
-    ) {
+    let features = q.features()?;
+    let offered = |flag: libc::c_int| features & flag as libc::c_uint != 0;
+    // Held by this run alone, the tap would have carrier: its port would
+    // start forwarding when it comes up and stop again when this descriptor
+    // closes, kernel work on the bridge for nothing. Without carrier the
+    // port waits for QEMU. Asked for in TUNSETIFF itself where the kernel
+    // offers it (Linux 6.0), the missing carrier also marks the tap as one
+    // a run is still creating from its first instant (see ifup).
+    let no_carrier = offered(libc::IFF_NO_CARRIER);
+    let mut flags = libc::IFF_TUN_EXCL;
+    for (flag, on) in [
+        (libc::IFF_VNET_HDR, offered(libc::IFF_VNET_HDR)),
+        (libc::IFF_NO_CARRIER, no_carrier),
+    ] {
+        if on {
+            flags |= flag;
+        }
+    }
+    match q.set_iff(tap, flags) {
         Err(TapError::Ioctl { source, .. })
             if matches!(source.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) =>
         {
@@ -77,13 +91,12 @@ pub fn create_at(path: &Path, new: &NewTap<'_>) -> Result<Held, TapError> {
         }
         r => r?,
     };
+    // Kernels before 6.0 switch the carrier off afterwards (5.0 and later;
+    // before that the tap keeps carrier, which costs time, not safety).
+    if !no_carrier {
+        q.carrier_off();
+    }
     q.set_owner(new.owner, new.group)?;
-    // Held by this run alone, the tap would have carrier: its port would
-    // start forwarding when it comes up and stop again when this descriptor
-    // closes, kernel work on the bridge for nothing. Without carrier the
-    // port waits for QEMU. Kernels before 5.0 lack the ioctl; the tap then
-    // keeps carrier, which costs time, not safety.
-    q.carrier_off();
     Ok(Held { q })
 }
 
@@ -93,6 +106,13 @@ pub struct Held {
 }
 
 impl Held {
+    /// The name the held tap has now; fails once it has been deleted (by an
+    /// administrator, or a racer with CAP_NET_ADMIN). A link found by this
+    /// name afterwards is the held tap, unless it was renamed meanwhile.
+    pub fn name(&self) -> Result<String, TapError> {
+        tun::get_iff(self.q.file.as_fd()).map_err(|e| self.q.err("TUNGETIFF", e))
+    }
+
     /// Makes the tap outlive this process: the last step of a run, taken
     /// only once everything else about the tap is in place.
     pub fn persist(self) -> Result<(), TapError> {
@@ -111,7 +131,7 @@ pub fn open_queue(
     vnet_hdr: bool,
 ) -> Result<(File, String), TapError> {
     let q = Queue::open(Path::new(TUN_PATH), template)?;
-    let vnet = vnet_hdr && q.vnet_hdr_supported()?;
+    let vnet = vnet_hdr && q.features()? & libc::IFF_VNET_HDR as libc::c_uint != 0;
     let name = q.set_iff(template, if vnet { libc::IFF_VNET_HDR } else { 0 })?;
     q.set_owner(owner, group)?;
     Ok((q.file, name))
@@ -141,10 +161,9 @@ impl Queue {
         }
     }
 
-    fn vnet_hdr_supported(&self) -> Result<bool, TapError> {
-        let features =
-            tun::features(self.file.as_fd()).map_err(|e| self.err("TUNGETFEATURES", e))?;
-        Ok(features & libc::IFF_VNET_HDR as libc::c_uint != 0)
+    /// The IFF_* flags this kernel's TUN driver offers.
+    fn features(&self) -> Result<libc::c_uint, TapError> {
+        tun::features(self.file.as_fd()).map_err(|e| self.err("TUNGETFEATURES", e))
     }
 
     /// TUNSETIFF in tap mode without packet info, plus `extra` flags;

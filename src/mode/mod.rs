@@ -109,37 +109,26 @@ pub struct Failed {
     pub error: Error,
     /// The policy step ran (at least in part).
     pub policy_started: bool,
-    /// The failed step was the one that renames the tap.
-    pub renaming: bool,
     /// The tap under its name at the failure.
     pub tap: Link,
 }
 
 /// Carries out `attach` on `tap` (by its ifindex), step by step.
 pub fn run(nl: &Netlink, tap: &Link, attach: &Attach, mode: &dyn Mode) -> Result<(), Box<Failed>> {
-    let mut now = tap.clone();
     let mut policy_started = false;
     for step in &attach.steps {
-        let renaming = matches!(step, Step::Link(c) if c.name.is_some());
         let result = match step {
-            Step::Link(change) => {
-                let r = set(nl, &now, mode.bridge(), change);
-                if let (Ok(()), Some(name)) = (&r, &change.name) {
-                    now.name = name.clone();
-                }
-                r
-            }
+            Step::Link(change) => set(nl, tap, mode.bridge(), change),
             Step::Policy => {
                 policy_started = true;
-                mode.set_policy(nl, &now, attach)
+                mode.set_policy(nl, tap, attach)
             }
         };
         if let Err(error) = result {
             return Err(Box::new(Failed {
                 error,
                 policy_started,
-                renaming,
-                tap: now,
+                tap: tap.clone(),
             }));
         }
     }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use crate::access;
 use crate::error::Error;
 use crate::link::Link;
+use crate::name::TapName;
 use crate::netlink::Netlink;
 use crate::plan::{Attach, Wanted};
 use crate::settings::{HostMac, MtuPolicy, Settings};
@@ -17,6 +18,8 @@ use super::{ForTap, Mode};
 
 pub struct Routed {
     settings: Settings,
+    /// The tap's own name, for its sysctl paths.
+    tap: TapName,
     /// Proxy ARP/NDP families to switch on (they are off now).
     proxy: Vec<Family>,
     notes: RefCell<Vec<String>>,
@@ -37,9 +40,8 @@ impl Routed {
         let mut proxy = Vec::new();
         for family in [Family::V4, Family::V6] {
             if settings.addresses.iter().any(|a| Family::of(a) == family) {
-                let already = existing.is_some_and(|t| {
-                    sysctl::is_on(&sysctl::proxy_path(family, &t.name)).unwrap_or(false)
-                });
+                let already = existing.is_some()
+                    && sysctl::is_on(&sysctl::proxy_path(family, tap.name)).unwrap_or(false);
                 if !already {
                     proxy.push(family);
                 }
@@ -47,6 +49,7 @@ impl Routed {
         }
         Ok(Routed {
             settings,
+            tap: tap.name.clone(),
             proxy,
             notes: RefCell::new(Vec::new()),
         })
@@ -60,7 +63,7 @@ impl Mode for Routed {
 
     fn set_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach) -> Result<(), Error> {
         for &family in &attach.proxy {
-            let path = sysctl::proxy_path(family, &tap.name);
+            let path = sysctl::proxy_path(family, &self.tap);
             sysctl::set(&path, true).map_err(|e| sysctl_error(&path, e))?;
         }
         for addr in &attach.routes {
@@ -95,7 +98,7 @@ impl Mode for Routed {
     fn undo_policy(&self, nl: &Netlink, tap: &Link, attach: &Attach) {
         // Best effort: the rollback's error names the cause, and the record
         // (still there) lets ifdown finish what this leaves.
-        let _ = remove(nl, tap, &attach.routes, &attach.proxy, true);
+        let _ = remove(nl, tap, &self.tap, &attach.routes, &attach.proxy, true);
     }
 
     fn describe(&self) -> String {
@@ -135,6 +138,7 @@ pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
 pub fn remove(
     nl: &Netlink,
     tap: &Link,
+    name: &TapName,
     routes: &[IpAddr],
     proxy: &[Family],
     proc_optional: bool,
@@ -143,7 +147,7 @@ pub fn remove(
         nl.del_host_route(*addr, tap.index, &tap.name)?;
     }
     for &family in proxy {
-        let path = sysctl::proxy_path(family, &tap.name);
+        let path = sysctl::proxy_path(family, name);
         match sysctl::set(&path, false) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && proc_optional => {}
             r => r.map_err(|e| sysctl_error(&path, e))?,

@@ -11,6 +11,7 @@ nix::ioctl_write_ptr_bad!(tun_set_carrier, libc::TUNSETCARRIER, libc::c_int);
 // TUNSETIFF is declared _IOW('T', 202, int) but takes a struct ifreq pointer,
 // and the kernel writes the chosen name back into it (for "tap%d").
 nix::ioctl_readwrite_bad!(tun_set_iff, libc::TUNSETIFF, IfReq);
+nix::ioctl_read_bad!(tun_get_iff, libc::TUNGETIFF, IfReq);
 
 /// `struct ifreq` reduced to the members TUNSETIFF reads. The kernel copies
 /// `sizeof(struct ifreq)` = 40 bytes, so the padding keeps the buffer that large.
@@ -51,12 +52,33 @@ pub fn set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> nix::Resul
     // reads it and writes the chosen name back into `name`, within its 16
     // bytes. `fd` is open for the whole call.
     unsafe { tun_set_iff(fd.as_raw_fd(), &mut req) }?;
-    let len = req
-        .name
-        .iter()
-        .position(|b| *b == 0)
-        .unwrap_or(libc::IFNAMSIZ);
-    Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
+    Ok(req.name())
+}
+
+/// TUNGETIFF: the current name of the tap behind `fd`; EBADFD once that
+/// tap has been deleted.
+pub fn get_iff(fd: BorrowedFd<'_>) -> nix::Result<String> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: the kernel writes the tap's NUL-terminated name (at most 16
+    // bytes) and its flags into the fully initialised 40-byte `req`, passed
+    // as a unique mutable pointer; `fd` is open for the whole call.
+    unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }?;
+    Ok(req.name())
+}
+
+impl IfReq {
+    fn name(&self) -> String {
+        let len = self
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(libc::IFNAMSIZ);
+        String::from_utf8_lossy(&self.name[..len]).into_owned()
+    }
 }
 
 /// TUNSETOWNER.
