@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::access::User;
 use crate::acl::{Identity, System};
 use crate::check::{self, CheckOptions, Severity};
 use crate::config::Config;
 use crate::link::Link;
 use crate::mac::Mac;
 use crate::netlink::Netlink;
+use crate::plan::{self, BridgeChoice, BridgeReason};
 use crate::record::Record;
 use crate::settings::{HostMac, MtuPolicy, NetMode, Settings};
 
@@ -280,8 +282,23 @@ fn identity_of(user: &str) -> Result<Identity, String> {
     }
 }
 
+/// The bridge kvmnet-ifup would take for settings `s` now, chosen as it
+/// chooses (KVMNET_BRIDGE aside): the configured one, else the first
+/// bridge with an IPv4 default route, else br0. `Err`: why the routes could
+/// not be read.
+fn ifup_bridge(cfg: &Config, s: &Settings, nl: Option<&Netlink>) -> Result<BridgeChoice, String> {
+    if let Some(c) = plan::configured_bridge(s) {
+        return Ok(c);
+    }
+    let nl = nl.ok_or("no netlink socket to read the routes with")?;
+    let found = crate::mode::bridge::default_route_bridge(nl)
+        .map_err(|e| format!("the default route could not be read ({e})"))?;
+    Ok(plan::fallback_bridge(cfg.source.is_some(), s, found))
+}
+
 /// The human-readable explanation (pure but for the optional netlink look-ups
-/// that say whether the bridge exists).
+/// that say whether the bridge exists and which one carries the default
+/// route).
 pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) -> String {
     let s = cfg.settings_for(tap);
     let mut o = String::new();
@@ -298,8 +315,9 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
             .as_deref()
             .unwrap_or("none matched: the top-level defaults apply")
     );
+    let choice = ifup_bridge(cfg, &s, nl);
     match s.mode {
-        NetMode::Bridge => explain_bridge(&mut o, cfg, &s, nl),
+        NetMode::Bridge => explain_bridge(&mut o, cfg, &s, &choice, nl),
         NetMode::Route => {
             let list: Vec<String> = s.addresses.iter().map(|a| a.to_string()).collect();
             let _ = writeln!(o, "mode:       route (no bridge)");
@@ -324,28 +342,45 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
     if let Some(g) = &s.group {
         let _ = writeln!(o, "tun group:  {g} (for taps kvmnet creates)");
     }
+    let user = User::of(who.uid);
     let verdict = if who.uid == 0 {
         "allowed (root is unrestricted)".to_owned()
     } else if s.mode == NetMode::Route {
         "refused: routed mode is for root only".to_owned()
     } else {
-        match &s.bridge {
-            Some(b) => {
-                let d = cfg.acl.decide(who, b.as_str(), &System);
-                format!(
+        match &choice {
+            Ok(c) => {
+                let d = cfg.acl.decide(who, c.name.as_str(), &System);
+                let mut v = format!(
                     "{} by {}",
                     if d.allowed { "allowed" } else { "refused" },
                     d.rule
-                )
+                );
+                if !d.allowed && !d.denied_by_rule {
+                    let _ = write!(v, "; to admit: {}", user.allow_rule(c.name.as_str()));
+                }
+                if c.reason == BridgeReason::Fallback {
+                    v = format!(
+                        "depends on the bridge found at run time: no bridge carries an IPv4 default route now, so kvmnet-ifup would use {}: {v}",
+                        c.name
+                    );
+                }
+                v
             }
-            None => "depends on the bridge found at run time; no bridge is configured".to_owned(),
+            Err(why) => format!("depends on the bridge found at run time: {why}"),
         }
     };
-    let _ = writeln!(o, "user {}:  {verdict}", who.uid);
+    let _ = writeln!(o, "{user}:  {verdict}");
     o
 }
 
-fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlink>) {
+fn explain_bridge(
+    o: &mut String,
+    cfg: &Config,
+    s: &Settings,
+    choice: &Result<BridgeChoice, String>,
+    nl: Option<&Netlink>,
+) {
     let _ = writeln!(o, "mode:       bridge");
     let found = |name: &crate::name::BridgeName| -> String {
         match nl.map(|n| n.link_by_name(name)) {
@@ -355,27 +390,44 @@ fn explain_bridge(o: &mut String, cfg: &Config, s: &Settings, nl: Option<&Netlin
             _ => "unknown".into(),
         }
     };
-    match &s.bridge {
-        Some(b) => {
-            let create = if s.create_bridge {
-                "created on demand"
-            } else {
-                "never created by kvmnet"
-            };
-            let _ = writeln!(o, "bridge:     {b} ({}; {create})", found(b));
+    let create = |c: bool| {
+        if c {
+            "created on demand"
+        } else {
+            "never created by kvmnet"
         }
-        None => {
-            let create = if cfg.source.is_none() || s.create_bridge {
-                "created on demand"
-            } else {
-                "must exist"
-            };
-            let _ = writeln!(
+    };
+    let _ = match choice {
+        Ok(c) => match c.reason {
+            BridgeReason::Config | BridgeReason::Requested => writeln!(
                 o,
-                "bridge:     not configured: the first bridge with an IPv4 default route, else br0 ({create})"
-            );
-        }
-    }
+                "bridge:     {} ({}; {})",
+                c.name,
+                found(&c.name),
+                create(c.create)
+            ),
+            BridgeReason::DefaultRoute => writeln!(
+                o,
+                "bridge:     {} (not configured: the first bridge with an IPv4 default route, found now; {}; {})",
+                c.name,
+                found(&c.name),
+                create(c.create)
+            ),
+            BridgeReason::Fallback => writeln!(
+                o,
+                "bridge:     {} (not configured, and no bridge carries an IPv4 default route now; {}; {})",
+                c.name,
+                found(&c.name),
+                create(c.create)
+            ),
+        },
+        Err(why) => writeln!(
+            o,
+            "bridge:     not configured: the first bridge with an IPv4 default route, else {} ({}); which one cannot be told now: {why}",
+            plan::FALLBACK_BRIDGE,
+            create(cfg.source.is_none() || s.create_bridge)
+        ),
+    };
     let mut v = Vec::new();
     if let Some(p) = s.vlan {
         v.push(format!("{p} untagged (PVID)"));
@@ -665,10 +717,12 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("isolated on"), "{e}");
+        // named as the user database names uid 1000 (or by the uid alone)
         assert!(
-            e.contains(
-                "user 1000:  allowed by allow rule at /etc/kvmnet/kvmnet.toml line 2 (group 108)"
-            ),
+            e.contains(&format!(
+                "{}:  allowed by allow rule at /etc/kvmnet/kvmnet.toml line 2 (group 108)\n",
+                User::of(1000)
+            )),
             "{e}"
         );
         let stranger = Identity {
@@ -678,6 +732,19 @@ mod tests {
         };
         assert!(
             explain(&cfg, "web0", &stranger, None).contains("refused by no [[allow]] rule matches")
+        );
+        // no bridge configured, and no netlink to find the default route's
+        let bare = Config::parse(std::path::Path::new("/etc/kvmnet/kvmnet.toml"), "").unwrap();
+        let e = explain(&bare, "vm0", &stranger, None);
+        assert!(
+            e.ends_with(
+                ":  depends on the bridge found at run time: no netlink socket to read the routes with\n"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("bridge:     not configured: the first bridge with an IPv4 default route, else br0 (never created by kvmnet); which one cannot be told now: no netlink socket"),
+            "{e}"
         );
         let e = explain(&cfg, "rt-web", &member, None);
         assert!(

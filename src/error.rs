@@ -24,7 +24,7 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Netlink(NetlinkError),
-    #[error("{op}: operation not permitted; kvmnet needs CAP_NET_ADMIN: run it as root, through sudo, or give it the capability (setcap cap_net_admin+ep)")]
+    #[error("{op}: operation not permitted, although kvmnet holds CAP_NET_ADMIN; the kernel refused it here: the network namespace belongs to another user namespace (a container), or a security module (AppArmor, SELinux) forbids it; see dmesg")]
     NotPermitted { op: String },
     #[error(
         "{name} is {what}; kvmnet only configures tap devices (check the ifname= given to QEMU)"
@@ -48,8 +48,14 @@ pub enum Error {
     BridgeFull { bridge: String },
     #[error("bridge {bridge} disappeared while tap {tap} was being attached; recreate the bridge and start the VM again")]
     BridgeVanished { bridge: String, tap: String },
-    #[error("{prog} has no privilege to change network interfaces; give it CAP_NET_ADMIN in one of three ways: the sudo rule from packaging/ (sudo {prog} TAP), `setcap cap_net_admin+ep {path}`, or run it as root")]
-    NoPrivilege { prog: &'static str, path: String },
+    /// Started without root, setuid or a file capability: [`Error::no_privilege`].
+    #[error("{prog}{at} has no privilege to change network interfaces{advice}")]
+    NoPrivilege {
+        prog: &'static str,
+        /// " at PATH" when the binary is not the installed one.
+        at: String,
+        advice: String,
+    },
     #[error(transparent)]
     Privilege(#[from] crate::privilege::PrivilegeError),
     /// Refused by the access rules; `details` goes to the security log.
@@ -92,7 +98,57 @@ pub enum Error {
     RolledBack { cause: Box<Error>, rollback: String },
 }
 
+/// Where the package installs the privileged binaries.
+pub const LIBEXEC: &str = "/usr/libexec";
+
 impl Error {
+    /// `prog` has no privilege: what works for it, naming the installed
+    /// paths and the exact command. The binary's own path (`exe`) decides
+    /// what applies: the sudo rule names only the installed path. A file
+    /// that is setuid root or has the capability, and still gave none, was
+    /// overruled by the kernel (`no_new_privs`: set by the caller).
+    pub fn no_privilege(
+        prog: &'static str,
+        exe: Option<&std::path::Path>,
+        grant: crate::privilege::FileGrant,
+        no_new_privs: bool,
+    ) -> Error {
+        use crate::privilege::FileGrant;
+        let installed = format!("{LIBEXEC}/{prog}");
+        let path = exe.map_or(installed.clone(), |p| p.display().to_string());
+        let at = if path == installed {
+            String::new()
+        } else {
+            format!(" at {path}")
+        };
+        let has = match grant {
+            FileGrant::SetuidRoot => Some("is setuid root"),
+            FileGrant::NetAdminCap => Some("has cap_net_admin+ep"),
+            FileGrant::Nothing => None,
+        };
+        let advice = match (has, prog) {
+            (Some(has), _) if no_new_privs => format!(
+                ": the file {has}, but its caller set no_new_privs, which makes the kernel ignore that (QEMU's -sandbox elevateprivileges=deny, systemd's NoNewPrivileges=, a container's policy); start it from a caller without it"
+            ),
+            (Some(has), _) => format!(
+                ": the file {has}, but the kernel ignored that: its file system is mounted nosuid, or this runs in a user namespace that does not own it; install it on a file system mounted without nosuid"
+            ),
+            (None, "kvmnet-bridge-helper") if at.is_empty() => format!(
+                "; QEMU and libvirt run it as the calling user, never through sudo, so it needs the file capability the package gives it: setcap cap_net_admin+ep {installed} (or chmod u+s {installed} on a file system without extended attributes)"
+            ),
+            (None, "kvmnet-bridge-helper") => format!(
+                "; QEMU and libvirt run it as the calling user, never through sudo: point them at the installed {installed} (QEMU's helper=, libvirt's bridge_helper in qemu.conf), or give this copy the capability: setcap cap_net_admin+ep {path}"
+            ),
+            _ if at.is_empty() => format!(
+                "; members of group kvm run it through the sudo rule in /etc/sudoers.d/kvmnet: sudo -n {installed} TAP; root may run it directly; or an admin gives it the capability: setcap cap_net_admin+ep {installed}"
+            ),
+            _ => format!(
+                "; the sudo rule in /etc/sudoers.d/kvmnet covers only the installed {installed} (sudo -n {installed} TAP); this copy needs root (sudo {path} TAP) or the capability: setcap cap_net_admin+ep {path}"
+            ),
+        };
+        Error::NoPrivilege { prog, at, advice }
+    }
+
     /// The security-log line for an access refusal.
     pub fn refusal_details(&self) -> Option<&str> {
         match self {
@@ -110,5 +166,117 @@ impl From<NetlinkError> for Error {
             }
             _ => Error::Netlink(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privilege::FileGrant;
+    use std::path::Path;
+
+    fn msg(prog: &'static str, exe: &str, grant: FileGrant, nnp: bool) -> String {
+        let m = Error::no_privilege(prog, Some(Path::new(exe)), grant, nnp).to_string();
+        assert_eq!(m.lines().count(), 1, "{m}");
+        m
+    }
+
+    #[test]
+    fn the_installed_tap_helpers_point_at_the_sudo_rule_by_their_full_path() {
+        for prog in ["kvmnet-ifup", "kvmnet-ifdown"] {
+            let exe = format!("/usr/libexec/{prog}");
+            assert_eq!(
+                msg(prog, &exe, FileGrant::Nothing, false),
+                format!(
+                    "{prog} has no privilege to change network interfaces; members of group kvm \
+                     run it through the sudo rule in /etc/sudoers.d/kvmnet: sudo -n {exe} TAP; \
+                     root may run it directly; or an admin gives it the capability: setcap \
+                     cap_net_admin+ep {exe}"
+                )
+            );
+        }
+        // the path is known even when /proc is not
+        assert_eq!(
+            Error::no_privilege("kvmnet-ifup", None, FileGrant::Nothing, false).to_string(),
+            msg(
+                "kvmnet-ifup",
+                "/usr/libexec/kvmnet-ifup",
+                FileGrant::Nothing,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn a_copy_elsewhere_is_told_what_applies_to_its_own_path() {
+        assert_eq!(
+            msg("kvmnet-ifdown", "/home/a/kvmnet/target/debug/kvmnet-ifdown", FileGrant::Nothing, false),
+            "kvmnet-ifdown at /home/a/kvmnet/target/debug/kvmnet-ifdown has no privilege to change \
+             network interfaces; the sudo rule in /etc/sudoers.d/kvmnet covers only the installed \
+             /usr/libexec/kvmnet-ifdown (sudo -n /usr/libexec/kvmnet-ifdown TAP); this copy needs \
+             root (sudo /home/a/kvmnet/target/debug/kvmnet-ifdown TAP) or the capability: setcap \
+             cap_net_admin+ep /home/a/kvmnet/target/debug/kvmnet-ifdown"
+        );
+    }
+
+    #[test]
+    fn the_bridge_helper_is_told_about_its_capability_never_sudo() {
+        let installed = msg(
+            "kvmnet-bridge-helper",
+            "/usr/libexec/kvmnet-bridge-helper",
+            FileGrant::Nothing,
+            false,
+        );
+        assert_eq!(
+            installed,
+            "kvmnet-bridge-helper has no privilege to change network interfaces; QEMU and libvirt \
+             run it as the calling user, never through sudo, so it needs the file capability the \
+             package gives it: setcap cap_net_admin+ep /usr/libexec/kvmnet-bridge-helper (or chmod \
+             u+s /usr/libexec/kvmnet-bridge-helper on a file system without extended attributes)"
+        );
+        assert_eq!(
+            msg(
+                "kvmnet-bridge-helper",
+                "/opt/kb/kvmnet-bridge-helper",
+                FileGrant::Nothing,
+                false
+            ),
+            "kvmnet-bridge-helper at /opt/kb/kvmnet-bridge-helper has no privilege to change \
+             network interfaces; QEMU and libvirt run it as the calling user, never through sudo: \
+             point them at the installed /usr/libexec/kvmnet-bridge-helper (QEMU's helper=, \
+             libvirt's bridge_helper in qemu.conf), or give this copy the capability: setcap \
+             cap_net_admin+ep /opt/kb/kvmnet-bridge-helper"
+        );
+        assert!(!installed.contains("sudo -n"), "{installed}");
+    }
+
+    #[test]
+    fn a_grant_the_kernel_ignored_is_named_with_the_reason() {
+        let e = msg(
+            "kvmnet-bridge-helper",
+            "/usr/libexec/kvmnet-bridge-helper",
+            FileGrant::NetAdminCap,
+            true,
+        );
+        assert_eq!(
+            e,
+            "kvmnet-bridge-helper has no privilege to change network interfaces: the file has \
+             cap_net_admin+ep, but its caller set no_new_privs, which makes the kernel ignore \
+             that (QEMU's -sandbox elevateprivileges=deny, systemd's NoNewPrivileges=, a \
+             container's policy); start it from a caller without it"
+        );
+        let e = msg(
+            "kvmnet-ifup",
+            "/mnt/k/kvmnet-ifup",
+            FileGrant::SetuidRoot,
+            false,
+        );
+        assert_eq!(
+            e,
+            "kvmnet-ifup at /mnt/k/kvmnet-ifup has no privilege to change network interfaces: the \
+             file is setuid root, but the kernel ignored that: its file system is mounted nosuid, \
+             or this runs in a user namespace that does not own it; install it on a file system \
+             mounted without nosuid"
+        );
     }
 }

@@ -128,12 +128,12 @@ pub fn run_ifdown(
 }
 
 pub fn no_privilege(prog: &'static str) -> Error {
-    Error::NoPrivilege {
-        prog,
-        path: std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| format!("/usr/libexec/{prog}")),
-    }
+    let exe = std::env::current_exe().ok();
+    let grant = exe
+        .as_deref()
+        .map_or(privilege::FileGrant::Nothing, privilege::FileGrant::of);
+    let no_new_privs = nix::sys::prctl::get_no_new_privs().unwrap_or(false);
+    Error::no_privilege(prog, exe.as_deref(), grant, no_new_privs)
 }
 
 /// Defines a binary's C `main` (the binary says `#![no_main]`) as `$body`, an

@@ -20,12 +20,16 @@ pub enum NameError {
         "interface name {shown} contains {bad}; use only ASCII letters, digits, '-', '_' and '.'"
     )]
     BadChar { shown: String, bad: String },
+    #[error("interface name {shown} starts with '-', which command-line tools (ip, sudo, kvmnet-ifup itself) read as an option; start it with a letter, digit, '_' or '.'")]
+    LeadingDash { shown: String },
 }
 
 /// Checks a name against the kernel's rules (`dev_valid_name`) and kvmnet's
 /// stricter set. The stricter set keeps names safe to print in one log line and to
 /// match with globs: no shell metacharacters, no `%` (the kernel would expand it
-/// into a number when creating a link), no non-ASCII look-alikes.
+/// into a number when creating a link), no non-ASCII look-alikes; and no
+/// leading `-`, so that a name is never taken for an option: `kvmnet-ifup -h`
+/// prints its usage, and `-x` must not be a tap instead.
 pub fn validate(raw: &str) -> Result<&str, NameError> {
     let shown = escape(raw);
     if raw.is_empty() {
@@ -51,6 +55,9 @@ pub fn validate(raw: &str) -> Result<&str, NameError> {
             c => format!("{:?}", c),
         };
         return Err(NameError::BadChar { shown, bad });
+    }
+    if raw.starts_with('-') {
+        return Err(NameError::LeadingDash { shown });
     }
     Ok(raw)
 }
@@ -201,18 +208,33 @@ mod tests {
             "tap;",
             "tapé",
             "tap\u{200b}",
-            "-",
             "t'",
         ] {
-            if n == "-" {
-                // a lone dash is a valid interface name for the kernel and for us
-                assert!(validate(n).is_ok());
-                continue;
-            }
             assert!(
                 matches!(validate(n), Err(NameError::BadChar { .. })),
                 "{n:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_leading_dash_is_refused_with_the_reason() {
+        for n in ["-", "-x", "-h", "--help", "-tap0"] {
+            assert_eq!(
+                validate(n).unwrap_err().to_string(),
+                format!(
+                    "interface name {} starts with '-', which command-line tools (ip, sudo, \
+                     kvmnet-ifup itself) read as an option; start it with a letter, digit, '_' \
+                     or '.'",
+                    escape(n)
+                ),
+                "{n:?}"
+            );
+        }
+        // a bad character is named first; a dash elsewhere is fine
+        assert!(matches!(validate("-a b"), Err(NameError::BadChar { .. })));
+        for n in ["tap-", "a-b", "_x", ".x", "0-"] {
+            assert_eq!(validate(n), Ok(n));
         }
     }
 

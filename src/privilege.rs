@@ -137,6 +137,44 @@ pub fn caps_for_log(mode: Mode) -> String {
     }
 }
 
+/// What a binary's file grants the runs started from it, for telling a
+/// user why a run that looked privileged has nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileGrant {
+    Nothing,
+    /// Owned by root with the setuid bit.
+    SetuidRoot,
+    /// CAP_NET_ADMIN in the permitted set of its file capability.
+    NetAdminCap,
+}
+
+impl FileGrant {
+    /// Read from the file; anything that cannot be read grants nothing.
+    pub fn of(path: &std::path::Path) -> FileGrant {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.uid() == 0 && m.mode() & libc::S_ISUID != 0 {
+                return FileGrant::SetuidRoot;
+            }
+        }
+        let mut raw = [0u8; 24];
+        match crate::sys::xattr::get(path, c"security.capability", true, &mut raw) {
+            Ok(Some(n)) if permits_net_admin(&raw[..n]) => FileGrant::NetAdminCap,
+            _ => FileGrant::Nothing,
+        }
+    }
+}
+
+/// Whether a `security.capability` value (struct vfs_cap_data, any
+/// revision: a magic word, then the low 32 bits of the permitted set) has
+/// CAP_NET_ADMIN in its permitted set.
+fn permits_net_admin(raw: &[u8]) -> bool {
+    let bit = 1u32 << Capability::CAP_NET_ADMIN.index();
+    raw.get(4..8)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .is_some_and(|w| u32::from_le_bytes(w) & bit != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +188,28 @@ mod tests {
         // root that lost CAP_NET_ADMIN is still classified root; the kernel
         // then answers EPERM and the error says what is missing
         assert_eq!(classify(0, 0, false), Mode::Root);
+    }
+
+    #[test]
+    fn the_net_admin_bit_of_a_file_capability() {
+        // cap_net_admin+ep as setcap writes it (revision 2: effective flag,
+        // permitted and inheritable words for capabilities 0-31 and 32-63)
+        let mut v2 = vec![0x01, 0x00, 0x00, 0x02];
+        v2.extend([0x00, 0x10, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(permits_net_admin(&v2));
+        // cap_net_raw only, and a value cut short
+        v2[5] = 0x20;
+        assert!(!permits_net_admin(&v2));
+        assert!(!permits_net_admin(&[0x01, 0x00, 0x00, 0x02, 0x00]));
+    }
+
+    #[test]
+    fn a_file_without_setuid_or_capability_grants_nothing() {
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(FileGrant::of(&me), FileGrant::Nothing);
+        assert_eq!(
+            FileGrant::of(std::path::Path::new("/nonexistent/kvmnet-ifup")),
+            FileGrant::Nothing
+        );
     }
 }

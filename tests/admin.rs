@@ -7,6 +7,94 @@ use std::process::Command;
 use common::{ok, sh, Netns, Run, TempDir};
 
 const KVMNET: &str = env!("CARGO_BIN_EXE_kvmnet");
+/// The config file the package installs.
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/kvmnet.toml");
+
+/// `kvmnet explain TAP --user 4242` in `ns` with `config`, as that user.
+fn explain_as_4242(ns: &Netns, config: &std::path::Path, tap: &str) -> String {
+    ok(ns
+        .cmd("setpriv")
+        .args([
+            "--reuid=4242",
+            "--regid=4242",
+            "--clear-groups",
+            "--",
+            KVMNET,
+        ])
+        .args(["explain", tap, "--user", "4242", "--config"])
+        .arg(config))
+}
+
+/// With the shipped config (no bridge set), kvmnet-ifup takes the bridge
+/// that carries the IPv4 default route: explain looks it up the same way
+/// and answers for it; only with no such bridge does it say that the
+/// answer depends on run time, and why. The rule it offers, run as given
+/// (into a copy of the file), admits the user.
+#[test]
+fn explain_answers_for_the_default_route_bridge_as_ifup_would_find_it() {
+    let ns = Netns::new();
+    ns.ip("link add br-up up type bridge");
+    ns.ip("link add br-other up type bridge");
+    ns.ip("addr add 192.0.2.2/24 dev br-up");
+    ns.ip("route add default via 192.0.2.1 dev br-up");
+    let dir = TempDir::new();
+    let copy = dir.path().join("kvmnet.toml");
+    std::fs::copy(SHIPPED, &copy).unwrap();
+
+    let out = explain_as_4242(&ns, &copy, "vm0");
+    assert!(
+        out.contains(
+            "bridge:     br-up (not configured: the first bridge with an IPv4 default route, \
+             found now; exists; never created by kvmnet)\n"
+        ),
+        "{out}"
+    );
+    let rule = "printf '[[allow]]\\nusers = [4242]\\nbridges = [\"br-up\"]\\n' | sudo tee -a /etc/kvmnet/kvmnet.toml";
+    let verdict = format!(
+        "user 4242:  refused by no [[allow]] rule matches (deny by default); to admit: {rule}\n"
+    );
+    assert!(out.ends_with(&verdict), "{out}");
+    // what ifup does in the same namespace with the same file: br-up
+    let r = ns.ifup("vm0", Some(&copy));
+    r.ok();
+    assert_eq!(ns.state("vm0").unwrap().master.as_deref(), Some("br-up"));
+
+    // the offered rule, pointed at the copy, admits the user to br-up
+    let line = std::fs::read_to_string(&copy).unwrap().lines().count() + 1;
+    let paste = rule.replace(
+        "sudo tee -a /etc/kvmnet/kvmnet.toml",
+        &format!("tee -a {}", copy.display()),
+    );
+    ok(Command::new("sh").args(["-c", &paste]));
+    let out = explain_as_4242(&ns, &copy, "vm1");
+    assert!(
+        out.ends_with(&format!(
+            "user 4242:  allowed by allow rule at {} line {line} (user 4242)\n",
+            copy.display()
+        )),
+        "{out}"
+    );
+
+    // no default route: the answer depends on run time, and says why
+    ns.ip("route del default");
+    let out = explain_as_4242(&ns, &copy, "vm2");
+    assert!(
+        out.contains(
+            "bridge:     br0 (not configured, and no bridge carries an IPv4 default route now; \
+             does not exist; never created by kvmnet)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "user 4242:  depends on the bridge found at run time: no bridge carries an IPv4 \
+             default route now, so kvmnet-ifup would use br0: refused by no [[allow]] rule \
+             matches (deny by default); to admit: printf '[[allow]]\\nusers = [4242]\\nbridges = \
+             [\"br0\"]\\n' | sudo tee -a /etc/kvmnet/kvmnet.toml\n"
+        ),
+        "{out}"
+    );
+}
 
 #[test]
 fn status_lists_only_kvmnet_taps_with_bridge_mode_owner_and_state() {

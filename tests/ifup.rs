@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{parallel_ok, sh, Netns, Run, TempDir, IFDOWN, IFUP};
 
 const BR_MAC: &str = "02:00:00:00:00:01";
+const KVMNET: &str = env!("CARGO_BIN_EXE_kvmnet");
 
 /// A namespace with bridge br0 (fixed address, up) and one veth uplink port
 /// with a low MAC, like a host's public bridge.
@@ -178,6 +179,59 @@ fn refuses_bad_names_before_touching_anything() {
     // wrong argument counts
     Run::from(sh(ns.cmd(IFUP).env("KVMNET_CONFIG", &c))).fails_with("usage:");
     Run::from(sh(ns.cmd(IFUP).args(["a", "b"]).env("KVMNET_CONFIG", &c))).fails_with("usage:");
+    assert_eq!(ns.all_links(), links);
+}
+
+const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
+
+/// `kvmnet-ifup -x` once created a tap named `-x` while `-h` printed the
+/// usage: a name that starts with '-' is refused with the reason, by every
+/// program that takes a name, and nothing is created.
+#[test]
+fn a_name_that_starts_with_a_dash_is_refused_by_every_program() {
+    let ns = with_bridge(1500);
+    let dir = TempDir::new();
+    let c = cfg(&dir, "bridge = \"br0\"\n");
+    let links = ns.all_links();
+    let why = |n: &str| {
+        format!(
+            "interface name \"{n}\" starts with '-', which command-line tools (ip, sudo, \
+             kvmnet-ifup itself) read as an option; start it with a letter, digit, '_' or '.'"
+        )
+    };
+    for bad in ["-x", "-", "--", "-tap0", "--br0"] {
+        ns.ifup(bad, Some(&c))
+            .fails_with(&format!("kvmnet-ifup: {}", why(bad)));
+        ns.ifdown(bad, Some(&c))
+            .fails_with(&format!("kvmnet-ifdown: {}", why(bad)));
+        // the bridge helper's br=, before it looks at anything else
+        let r = Run::from(sh(ns
+            .cmd(HELPER)
+            .args(["--use-vnet", "--fd=5", &format!("--br={bad}")])
+            .env("KVMNET_CONFIG", &c)));
+        r.fails_with(&format!("kvmnet-bridge-helper: {}", why(bad)));
+        // the admin command: explain (after --, else clap refuses it as an
+        // unknown option) and check --tap
+        let r = Run::from(sh(Command::new(KVMNET).args(["explain", "--", bad])));
+        r.fails_with(&format!("kvmnet: {}", why(bad)));
+        let r = Run::from(sh(Command::new(KVMNET)
+            .arg("check")
+            .arg(format!("--tap={bad}"))
+            .arg("--config")
+            .arg(&c)));
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("error: {}", why(bad)))),
+            "{r:?}"
+        );
+    }
+    let r = Run::from(sh(Command::new(KVMNET).args(["explain", "-x"])));
+    assert_eq!(r.code, Some(2), "clap refuses it as an option: {r:?}");
+    // help is still help
+    ns.ifup("-h", Some(&c)).fails_with("usage: kvmnet-ifup TAP");
+    ns.ifdown("--help", Some(&c))
+        .fails_with("usage: kvmnet-ifdown TAP");
     assert_eq!(ns.all_links(), links);
 }
 

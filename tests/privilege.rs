@@ -189,15 +189,169 @@ fn kvmnet_bridge_is_honoured_only_when_the_acl_allows_it() {
     });
 }
 
+/// A copy that is not the installed one: the message says that the sudo
+/// rule names only the installed path, and what works for this copy.
 #[test]
 fn a_plain_copy_without_privilege_says_what_is_missing() {
     let ns = bridge_ns();
     let b = bins(Grant::Plain);
+    // ifdown needs privilege only for a persistent tap
+    ns.ip(&format!("tuntap add vm1 mode tap user {USER}"));
     let jail = user_jail(ALLOW_GROUP, &[KVM_GROUP]);
-    let r = run(&jail, &ns, &b.ifup, "vm0");
-    r.fails_with("has no privilege to change network interfaces; give it CAP_NET_ADMIN in one of three ways: the sudo rule");
-    r.fails_with("setcap cap_net_admin+ep");
+    for (bin, prog, tap) in [
+        (&b.ifup, "kvmnet-ifup", "vm0"),
+        (&b.ifdown, "kvmnet-ifdown", "vm1"),
+    ] {
+        let path = bin.display();
+        run(&jail, &ns, bin, tap).fails_with(&format!(
+            "{prog}: {prog} at {path} has no privilege to change network interfaces; the sudo \
+             rule in /etc/sudoers.d/kvmnet covers only the installed /usr/libexec/{prog} (sudo -n \
+             /usr/libexec/{prog} TAP); this copy needs root (sudo {path} TAP) or the capability: \
+             setcap cap_net_admin+ep {path}"
+        ));
+    }
     assert!(!ns.exists("vm0"));
+    assert!(ns.exists("vm1"));
+    let dir = TempDir::new();
+    let helper = privileged_copy(dir.path(), HELPER, Grant::Plain);
+    let path = helper.display();
+    helper_run(&jail, &ns, &helper).0.fails_with(&format!(
+        "kvmnet-bridge-helper: kvmnet-bridge-helper at {path} has no privilege to change network \
+         interfaces; QEMU and libvirt run it as the calling user, never through sudo: point them \
+         at the installed /usr/libexec/kvmnet-bridge-helper (QEMU's helper=, libvirt's \
+         bridge_helper in qemu.conf), or give this copy the capability: setcap cap_net_admin+ep \
+         {path}"
+    ));
+}
+
+/// A setuid or file-capability copy started under no_new_privs (QEMU's
+/// `-sandbox elevateprivileges=deny`) gets nothing from the kernel; the
+/// message says so instead of asking for what the file already has.
+#[test]
+fn a_grant_the_kernel_ignores_under_no_new_privs_is_explained() {
+    let ns = bridge_ns();
+    let jail = user_jail(ALLOW_GROUP, &[KVM_GROUP]);
+    for (g, has) in [
+        (Grant::FileCap, "has cap_net_admin+ep"),
+        (Grant::Setuid, "is setuid root"),
+    ] {
+        let b = bins(g);
+        let path = b.ifup.display();
+        let r = jail.run(
+            &ns,
+            &[
+                "/usr/bin/setpriv",
+                "--no-new-privs",
+                b.ifup.to_str().unwrap(),
+                "vm0",
+            ],
+        );
+        r.fails_with(&format!(
+            "kvmnet-ifup: kvmnet-ifup at {path} has no privilege to change network interfaces: \
+             the file {has}, but its caller set no_new_privs, which makes the kernel ignore that \
+             (QEMU's -sandbox elevateprivileges=deny, systemd's NoNewPrivileges=, a container's \
+             policy); start it from a caller without it"
+        ));
+        // without no_new_privs the same copy works
+        run(&jail, &ns, &b.ifup, "vm0").ok();
+        run(&jail, &ns, &b.ifdown, "vm0").ok();
+    }
+}
+
+const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
+
+/// `helper --use-vnet --fd=N --br=br0` in `jail`, with one end of a socket
+/// pair as fd N, as QEMU runs it: the run and the descriptors it sent.
+fn helper_run(jail: &Jail, ns: &Netns, helper: &Path) -> (Run, Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::AsRawFd;
+    let (qemu, end) = common::socket_pair(Duration::from_secs(20));
+    let fd = format!("--fd={}", end.as_raw_fd());
+    let mut cmd = jail.command(
+        ns,
+        &[helper.to_str().unwrap(), "--use-vnet", &fd, "--br=br0"],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = common::spawn_inheriting(&mut cmd, vec![end]);
+    let r = Run::from(child.wait_with_output().unwrap());
+    let (_, fds) = common::recv_fds_until_eof(&qemu);
+    (r, fds)
+}
+
+/// Every refusal a user can meet names them, by name where the user
+/// database has one; where an `[[allow]]` rule would help, the refusal
+/// holds it as one command, which, run as given, admits them.
+#[test]
+fn refusals_name_the_user_and_give_the_rule_that_admits_them() {
+    let ns = bridge_ns();
+    let b = bins(Grant::FileCap);
+    let me = "user kvmtest (uid 4242)";
+    let jail = |config: &str, setup: &str| {
+        let mut j = user_jail(config, &[USER]);
+        j.setup = format!("{USERS}{setup}");
+        j
+    };
+    let rule = |bridge: &str| {
+        format!(
+            "printf '[[allow]]\\nusers = [\"kvmtest\"]\\nbridges = [\"{bridge}\"]\\n' | sudo tee -a \
+             /etc/kvmnet/kvmnet.toml"
+        )
+    };
+    let cfg = "bridge = \"br0\"\nmax_ports_per_user = 1\n";
+
+    // the ACL of kvmnet-ifup; the rule it gives, run as given, admits them
+    run(&jail(cfg, ""), &ns, &b.ifup, "vm0").fails_with(&format!(
+        "kvmnet-ifup: {me} may not attach vm0 to bridge br0: no [[allow]] rule matches (deny by \
+         default); an admin can admit them with: {}",
+        rule("br0")
+    ));
+    assert!(!ns.exists("vm0"));
+    let admitted = jail(cfg, &format!("{}\n", rule("br0")));
+    run(&admitted, &ns, &b.ifup, "vm0").ok();
+    assert_eq!(ns.state("vm0").unwrap().master.as_deref(), Some("br0"));
+
+    // the port quota (max_ports_per_user = 1: vm0 is the one)
+    run(&admitted, &ns, &b.ifup, "vm1").fails_with(&format!(
+        "kvmnet-ifup: {me} already owns 1 port of bridge br0, the most max_ports_per_user in \
+         /etc/kvmnet/kvmnet.toml allows; stop a VM (kvmnet-ifdown its tap) or ask an admin to \
+         raise the limit (now 1)"
+    ));
+    assert!(!ns.exists("vm1"));
+
+    // another user's tap, by ifup and ifdown
+    ns.ip("tuntap add theirs mode tap user 4343");
+    for (bin, prog) in [(&b.ifup, "kvmnet-ifup"), (&b.ifdown, "kvmnet-ifdown")] {
+        run(&admitted, &ns, bin, "theirs").fails_with(&format!(
+            "{prog}: tap theirs belongs to uid 4343, not to {me}; use a tap of your own"
+        ));
+    }
+
+    // routed mode
+    let routed = format!(
+        "{cfg}[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\naddresses = [\"192.0.2.10\"]\n"
+    );
+    run(&jail(&routed, ""), &ns, &b.ifup, "rt-1").fails_with(&format!(
+        "kvmnet-ifup: tap rt-1 is routed (rule 1 (rt-*) at /etc/kvmnet/kvmnet.toml line 3); \
+         routed mode adds host routes and is for root only, not {me}"
+    ));
+
+    // the bridge helper's ACL: its rule admits them too
+    let dir = TempDir::new();
+    let helper = privileged_copy(dir.path(), HELPER, Grant::FileCap);
+    let (r, fds) = helper_run(&jail(cfg, ""), &ns, &helper);
+    r.fails_with(&format!(
+        "kvmnet-bridge-helper: {me} may not attach a tap to bridge br0: neither an [[allow]] rule \
+         in /etc/kvmnet/kvmnet.toml nor /etc/qemu/bridge.conf (absent) allows it; add `allow br0` \
+         to /etc/qemu/bridge.conf or an [[allow]] rule for this user: {}",
+        rule("br0")
+    ));
+    assert!(fds.is_empty());
+    let no_quota = "bridge = \"br0\"\n";
+    let (r, fds) = helper_run(&jail(no_quota, &format!("{}\n", rule("br0"))), &ns, &helper);
+    r.ok();
+    assert_eq!(fds.len(), 1, "{r:?}");
+    let (tap, _) = common::tap_of(&fds[0]);
+    assert_eq!(ns.state(&tap).unwrap().master.as_deref(), Some("br0"));
 }
 
 /// A socket in `dir` standing in for /dev/log, which the jailed user may
@@ -271,13 +425,30 @@ fn sudo_rule_applies_the_acl_to_the_sudo_user() {
 
     // the same sudo rule without an allow for that user: refused
     let mut jail = Jail::new(USER, USER, &[USER]).config("bridge = \"br0\"\n");
-    jail.setup = setup;
+    jail.setup = setup.clone();
     let r = jail.run(
         &ns,
         &["/usr/bin/sudo", "-n", b.ifup.to_str().unwrap(), "vm1"],
     );
-    r.fails_with("user 4242 may not attach vm1 to bridge br0");
+    r.fails_with(
+        "kvmnet-ifup: user kvmtest (uid 4242) may not attach vm1 to bridge br0: no [[allow]] rule \
+         matches (deny by default); an admin can admit them with: printf \
+         '[[allow]]\\nusers = [\"kvmtest\"]\\nbridges = [\"br0\"]\\n' | sudo tee -a \
+         /etc/kvmnet/kvmnet.toml",
+    );
     assert!(!ns.exists("vm1"));
+
+    // a tap name that sudo's argument check lets through but that reads as
+    // an option is refused by kvmnet, and -h is the usage as ever
+    let mut jail = Jail::new(USER, USER, &[USER]).config(ALLOW_GROUP);
+    jail.setup = setup;
+    let sudo = |tap: &str| jail.run(&ns, &["/usr/bin/sudo", "-n", b.ifup.to_str().unwrap(), tap]);
+    sudo("-x").fails_with(
+        "kvmnet-ifup: interface name \"-x\" starts with '-', which command-line tools (ip, sudo, \
+         kvmnet-ifup itself) read as an option; start it with a letter, digit, '_' or '.'",
+    );
+    assert!(!ns.exists("-x"));
+    sudo("-h").fails_with("kvmnet-ifup: usage: kvmnet-ifup TAP");
 }
 
 /// Runs the binary under ptrace and reads /proc/PID/status at its first
@@ -763,8 +934,8 @@ fn a_sudo_user_whose_entry_or_groups_do_not_resolve_is_refused() {
     );
     let no_group = "sed -i '/^kvmtest:/d' /etc/group\n";
     sudo(allow, no_group, "vm2", false).fails_with(
-        "user 4242 may not attach vm2 to bridge br0: group 4242 of sudo user kvmtest has no \
-         entry in the group database",
+        "user kvmtest (uid 4242) may not attach vm2 to bridge br0: group 4242 of sudo user \
+         kvmtest has no entry in the group database",
     );
     assert!(!ns.exists("vm1") && !ns.exists("vm2"));
 }
@@ -782,7 +953,9 @@ fn sudo_command_counts_only_through_root_only_directories() {
     let cfg = "bridge = \"br0\"\n";
     let setup = "mkdir /etc/r /etc/u && ln -s /usr/bin /etc/r/lnk && ln -s /usr/bin /etc/u/lnk\n\
                  chown -h 4242 /etc/u /etc/u/lnk\n";
-    let refused = |tap: &str| format!("user 4242 may not attach {tap} to bridge br0: no [[allow]]");
+    let refused = |tap: &str| {
+        format!("user kvmtest (uid 4242) may not attach {tap} to bridge br0: no [[allow]]")
+    };
     let run = |cmd: Option<&str>, tap: &str| as_sudo(&ns, &b.ifup, cfg, setup, cmd, tap, false);
     // another program, at a path only root can change: plain root
     let r = run(Some("/etc/r/lnk/env -i vm0"), "vm0");

@@ -51,7 +51,9 @@ fn re(regex: &str) -> impl Strategy<Value = String> {
 
 /// Names that pass the documented rule.
 fn valid_name() -> impl Strategy<Value = String> {
-    re(&format!("{NAME_CHARS}{{1,15}}")).prop_filter("reserved", |s| s != "." && s != "..")
+    re(&format!("{NAME_CHARS}{{1,15}}"))
+        .prop_filter("reserved", |s| s != "." && s != "..")
+        .prop_filter("an option", |s| !s.starts_with('-'))
 }
 
 /// Any character, control and non-ASCII ones included (proptest biases
@@ -427,7 +429,8 @@ fn generated_config() -> impl Strategy<Value = Generated> {
             option::of(
                 ("[A-Za-z0-9._-]{0,11}", "[A-Za-z0-9._-]{0,11}")
                     .prop_map(|(a, b)| format!("{a}%d{b}"))
-                    .prop_filter("too long", |t| t.len() <= 13),
+                    .prop_filter("too long", |t| t.len() <= 13)
+                    .prop_filter("an option", |t| !t.starts_with('-')),
             ),
             option::of(1u32..=1023),
         ),

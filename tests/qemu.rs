@@ -790,11 +790,17 @@ fn sudo_command_naming_kvmnet_itself_still_applies_the_sudo_users_acl() {
         .unwrap_or_else(|| panic!("QEMU still running after 30 s: {}", lab.qemu_stderr()));
     let stderr = lab.qemu_stderr();
     assert!(!exit.success(), "QEMU must fail to start: {exit}\n{stderr}");
+    // the jail's entry for 1000: the machine's, else sudo_jail's "someone"
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(OTHER_UID))
+        .ok()
+        .flatten()
+        .map_or("someone".to_owned(), |u| u.name);
     assert_eq!(
         lines_with(&stderr, "kvmnet-ifup:"),
         [format!(
-            "kvmnet-ifup: user {OTHER_UID} may not attach {tap} to bridge {BRIDGE}: no [[allow]] \
-             rule matches (deny by default); an admin can add an [[allow]] rule for it to \
+            "kvmnet-ifup: user {name} (uid {OTHER_UID}) may not attach {tap} to bridge {BRIDGE}: \
+             no [[allow]] rule matches (deny by default); an admin can admit them with: printf \
+             '[[allow]]\\nusers = [\"{name}\"]\\nbridges = [\"{BRIDGE}\"]\\n' | sudo tee -a \
              /etc/kvmnet/kvmnet.toml"
         )],
         "{stderr}"

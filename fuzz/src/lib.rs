@@ -29,13 +29,20 @@ pub const RECORD_TAP: &str = "tap0";
 pub const MAX_NAME_MESSAGE: usize = 1024;
 
 /// The documented rule, written independently of `name::validate`: 1 to 15
-/// bytes of ASCII letters, digits, '-', '_' and '.', but not "." or "..".
+/// bytes of ASCII letters, digits, '-', '_' and '.', not "." or "..", and
+/// not starting with '-'.
 pub fn name_rule(s: &str) -> bool {
     (1..=MAX_LEN).contains(&s.len())
         && s != "."
         && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name_chars(s)
+        && !s.starts_with('-')
+}
+
+/// Only ASCII letters, digits, '-', '_' and '.'.
+fn name_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Characters that must never reach a log line raw: anything that ends or
@@ -168,6 +175,8 @@ pub fn check_name_str(raw: &str) {
                 "TooLong"
             } else if raw == "." || raw == ".." {
                 "Reserved"
+            } else if name_chars(raw) {
+                "LeadingDash"
             } else {
                 "BadChar"
             };
@@ -179,6 +188,7 @@ pub fn check_name_str(raw: &str) {
                 }
                 NameError::Reserved { .. } => "Reserved",
                 NameError::BadChar { .. } => "BadChar",
+                NameError::LeadingDash { .. } => "LeadingDash",
             };
             assert_eq!(kind, expected, "validate({raw:?}) = {e:?}");
             let msg = e.to_string();
