@@ -32,6 +32,8 @@ pub enum Error {
     NotATap { name: String, what: String },
     #[error("{asked} is another name of interface {name} (an altname); kvmnet decides on an interface's own name: use {name}")]
     AltName { asked: String, name: String },
+    #[error("the default route leaves through bridge {bridge}, which kvmnet cannot use: {cause}; name the bridge to use in /etc/kvmnet/kvmnet.toml (bridge = \"...\")")]
+    DefaultRouteBridge { bridge: String, cause: NameError },
     #[error("tap {tap} was created by another process (owned by {owner}) while kvmnet was creating it; kvmnet adopts only a tap of its caller's: pick another name or start again")]
     NameTaken { tap: String, owner: String },
     #[error("tap {tap} disappeared while kvmnet was configuring it (deleted by another process); start the VM again")]

@@ -316,6 +316,21 @@ fn without_config_uses_the_default_route_bridge_like_debians_qemu_ifup() {
 }
 
 #[test]
+fn a_default_route_bridge_kvmnet_cannot_name_is_a_refusal_not_a_fallback() {
+    let ns = Netns::new();
+    ns.ip("link add name -br type bridge");
+    ns.ip("link set dev -br up");
+    ns.ip("addr add 192.0.2.2/24 dev -br");
+    ns.ip("route add default via 192.0.2.1 dev -br");
+    let links = ns.all_links();
+    ns.ifup("vm0", None)
+        .fails_with("the default route leaves through bridge -br")
+        .fails_with("starts with '-'");
+    // neither Debian's fallback br0 nor a tap was created
+    assert_eq!(ns.all_links(), links);
+}
+
+#[test]
 fn without_config_or_bridge_route_creates_private_br0() {
     let ns = Netns::new();
     // a default route through a non-bridge must not be used

@@ -170,9 +170,15 @@ pub fn default_route_bridge(nl: &Netlink) -> Result<Option<BridgeName>, Error> {
     for index in nl.default_route_oifs()? {
         if let Some(l) = nl.link_by_index(index)? {
             if l.is_bridge() {
-                if let Ok(name) = BridgeName::new(&l.name) {
-                    return Ok(Some(name));
-                }
+                // Debian's rule takes the first such bridge; skipping one
+                // kvmnet cannot name would silently pick another (or create
+                // br0), so it is a refusal instead.
+                return BridgeName::new(&l.name).map(Some).map_err(|cause| {
+                    Error::DefaultRouteBridge {
+                        bridge: l.name.escape_debug().to_string(),
+                        cause,
+                    }
+                });
             }
         }
     }
