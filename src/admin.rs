@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::access::User;
 use crate::acl::{Identity, System};
-use crate::check::{self, CheckOptions, Severity};
+use crate::check::{self, CheckOptions};
 use crate::config::Config;
 use crate::link::Link;
 use crate::mac::Mac;
@@ -33,7 +33,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Diagnose the host and the config; one line per finding with its fix.
-    /// Exits 1 when any finding is an error.
+    /// Exits 1 when any finding is an error, else 3 when something could not
+    /// be checked as this user (run it as root to check everything).
     Check {
         /// Also check what kvmnet-ifup would do for this tap name.
         #[arg(long, value_name = "NAME")]
@@ -128,20 +129,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&findings)?);
             } else {
                 for f in &findings {
-                    let level = match f.severity {
-                        Severity::Ok => "ok",
-                        Severity::Warning => "warning",
-                        Severity::Error => "error",
-                    };
-                    match &f.fix {
-                        Some(fix) => println!("{level}: {}; fix: {fix}", f.message),
-                        None => println!("{level}: {}", f.message),
-                    }
+                    println!("{f}");
                 }
             }
-            Ok(u8::from(
-                findings.iter().any(|f| f.severity == Severity::Error),
-            ))
+            Ok(check::exit_code(&findings))
         }
         Command::Mac { name, oui } => {
             let oui = oui
@@ -230,7 +221,7 @@ fn finish(mut b: [u8; 6], oui: Option<[u8; 3]>) -> Mac {
     }
 }
 
-fn caller_identity() -> Identity {
+pub(crate) fn caller_identity() -> Identity {
     let uid = nix::unistd::getuid().as_raw();
     let mut groups: Vec<u32> = nix::unistd::getgroups()
         .unwrap_or_default()

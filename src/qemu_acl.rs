@@ -123,11 +123,38 @@ pub enum QemuAclError {
 /// file or a directory, a symbolic link or `..` on the way) a file kvmnet can
 /// read counts only for its denies, and one it cannot read refuses everyone.
 pub fn load(path: &Path, uid: u32, groups: &[u32]) -> Result<Option<Vec<Entry>>, QemuAclError> {
+    Ok(load_traced(path, uid, groups)?.map(|(entries, _)| entries))
+}
+
+/// The files [`load`] read, and the includes it skipped because the caller
+/// cannot read them: what `kvmnet check` judges by the trust rule, and what
+/// it could not check as the user it runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Every file read, bridge.conf first, in the order read.
+    pub files: Vec<PathBuf>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// An include skipped because the caller cannot read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// "PATH (included at FILE line N)"
+    pub shown: String,
+    pub cause: String,
+}
+
+/// [`load`], with the [`Trace`] of what it read and skipped.
+pub fn load_traced(
+    path: &Path,
+    uid: u32,
+    groups: &[u32],
+) -> Result<Option<(Vec<Entry>, Trace)>, QemuAclError> {
     let mut r = Reader {
         uid,
         groups,
         same: same_credentials(uid, groups),
-        files: 0,
+        trace: Trace::default(),
         out: Vec::new(),
     };
     match r.file(path, path.display().to_string(), 0, Sight::Full)? {
@@ -136,7 +163,7 @@ pub fn load(path: &Path, uid: u32, groups: &[u32]) -> Result<Option<Vec<Entry>>,
             path: path.display().to_string(),
             cause,
         }),
-        Found::Read => Ok(Some(r.out)),
+        Found::Read => Ok(Some((r.out, r.trace))),
     }
 }
 
@@ -186,7 +213,7 @@ struct Reader<'a> {
     groups: &'a [u32],
     /// The process reads with exactly the caller's credentials.
     same: bool,
-    files: usize,
+    trace: Trace,
     out: Vec<Entry>,
 }
 
@@ -248,8 +275,8 @@ impl Reader<'_> {
         } else {
             sight
         };
-        self.files += 1;
-        if self.files > MAX_FILES {
+        self.trace.files.push(path.to_owned());
+        if self.trace.files.len() > MAX_FILES {
             return Err(QemuAclError::TooMany { path: shown });
         }
         let text = crate::trust::read_whole(file, &meta, MAX_FILE)
@@ -342,7 +369,11 @@ impl Reader<'_> {
                     }
                     // Missing or unreadable by the caller: skipped, as QEMU
                     // skips it. Every other failure is an error (in `file`).
-                    self.file(&inc, shown, depth + 1, sight)?;
+                    if let Found::Skipped(cause) =
+                        self.file(&inc, shown.clone(), depth + 1, sight)?
+                    {
+                        self.trace.skipped.push(Skipped { shown, cause });
+                    }
                 }
                 _ => return Err(syntax()),
             }
@@ -461,7 +492,7 @@ mod tests {
             uid: 4242,
             groups: &[],
             same: true,
-            files: 0,
+            trace: Trace::default(),
             out: Vec::new(),
         };
         r.parse(Path::new("/etc/qemu/bridge.conf"), text, 0, sight)
@@ -743,6 +774,43 @@ mod tests {
             e.starts_with(&format!("cannot read {}", top.display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_trace_names_the_files_read_and_the_includes_skipped() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (a file only root can read)");
+        }
+        let d = Dir::new("trace");
+        std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let inc = d.write("inc.conf", "allow br1\n");
+        let secret = d.write("secret.conf", "deny br1\n");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let main = d.write(
+            "bridge.conf",
+            format!(
+                "include {}\ninclude {}\ninclude {}/missing.conf\n",
+                inc.display(),
+                secret.display(),
+                d.0.display()
+            ),
+        );
+        let (entries, trace) = load_traced(&main, 4242, &[4242]).unwrap().unwrap();
+        assert!(admits(&entries, "br1"), "{entries:?}");
+        assert_eq!(trace.files, [main.clone(), inc]);
+        assert_eq!(
+            trace.skipped,
+            [Skipped {
+                shown: format!(
+                    "{} (included at {} line 2)",
+                    secret.display(),
+                    main.display()
+                ),
+                cause: "user 4242 has no permission to read it".into(),
+            }]
+        );
+        // what load returns is the same reading
+        assert_eq!(load(&main, 4242, &[4242]).unwrap().unwrap(), entries);
     }
 
     #[test]

@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    in_netns, kernel_filters_vlans, ok, privileged_copy, Grant, Netns, RootOnlyDir, TempDir,
+    in_netns, kernel_filters_vlans, ok, privileged_copy, Grant, Jail, Netns, RootOnlyDir, TempDir,
     IFDOWN, IFUP,
 };
+
+const HELPER: &str = env!("CARGO_BIN_EXE_kvmnet-bridge-helper");
+const KVMNET: &str = env!("CARGO_BIN_EXE_kvmnet");
 use kvmnet::check::{self, CheckOptions, Finding, Severity};
 
 /// One test's world: a namespace, a temp dir for device nodes and fake
@@ -29,7 +32,8 @@ struct Lab {
 impl Lab {
     /// `config`: the text of kvmnet.toml, or `None` for no file. The lab
     /// starts with a 0666 TUN node, an empty fake sysfs (no wireless), no
-    /// kvmnet binaries and no sudo rule.
+    /// kvmnet binaries, no sudo rule, no bridge.conf, no QEMU helper and no
+    /// libvirt.
     fn new(config: Option<&str>) -> Lab {
         let ns = Netns::new();
         let tmp = TempDir::new();
@@ -52,6 +56,11 @@ impl Lab {
             ifup: tmp.path().join("libexec/kvmnet-ifup"),
             ifdown: tmp.path().join("libexec/kvmnet-ifdown"),
             sudoers: etc.0.join("sudoers.d/kvmnet"),
+            bridge_helper: tmp.path().join("libexec/kvmnet-bridge-helper"),
+            bridge_conf: etc.0.join("qemu/bridge.conf"),
+            qemu_helper: tmp.path().join("qemu/qemu-bridge-helper"),
+            libvirt_daemons: Vec::new(),
+            session_qemu_conf: None,
         };
         Lab { ns, tmp, etc, opts }
     }
@@ -97,6 +106,24 @@ impl Lab {
         self.opts.ifup = up.clone();
         self.opts.ifdown = down.clone();
         (up, down)
+    }
+
+    /// Installs the bridge helper the way `grant` says; returns its path.
+    fn install_helper(&mut self, grant: Grant) -> PathBuf {
+        let p = privileged_copy(&self.etc.0, HELPER, grant);
+        self.opts.bridge_helper = p.clone();
+        p
+    }
+
+    /// Writes `name` (bridge.conf, or an include next to it), 0644.
+    fn qemu_acl(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.opts.bridge_conf.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        chmod(dir, 0o755);
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        chmod(&p, 0o644);
+        p
     }
 
     fn sudoers(&self, text: &str, mode: u32) {
@@ -169,6 +196,13 @@ fn assert_fix(fs: &[Finding], severity: Severity, check: &str, words: &[&str], f
     assert_eq!(f.fix.as_deref(), Some(fix));
 }
 
+/// The fix of the one finding [`find`] finds.
+#[track_caller]
+fn fix_of(fs: &[Finding], severity: Severity, check: &str, words: &[&str]) -> String {
+    let f = find(fs, severity, check, words);
+    f.fix.clone().unwrap()
+}
+
 #[track_caller]
 fn none_of(fs: &[Finding], severity: Severity, check: &str) {
     let hits: Vec<&Finding> = fs
@@ -216,12 +250,25 @@ fn a_sound_setup_has_no_error_and_no_warning() {
         }
     }
     lab.install(Grant::FileCap);
+    let helper = lab.install_helper(Grant::FileCap);
     let fs = lab.run();
     assert!(
         fs.iter().all(|f| f.severity == Severity::Ok),
         "expected only ok lines:\n{}",
         show(&fs)
     );
+    assert_eq!(check::exit_code(&fs), 0);
+    find(
+        &fs,
+        Severity::Ok,
+        "helper",
+        &[
+            &helper.display().to_string(),
+            "cap_net_admin",
+            "users can run it",
+        ],
+    );
+    find(&fs, Severity::Ok, "helper", &["there is no", "bridge.conf"]);
     find(
         &fs,
         Severity::Ok,
@@ -381,6 +428,17 @@ fn a_config_users_cannot_read_is_an_error_when_they_run_kvmnet_themselves() {
     chmod(&lab.opts.config_path, 0o600);
     // root-only use: root reads it, fine
     none_of(&lab.run(), Severity::Error, "config");
+    // a privileged bridge helper alone: QEMU runs it as the user
+    lab.install_helper(Grant::Plain);
+    none_of(&lab.run(), Severity::Error, "config");
+    lab.install_helper(Grant::FileCap);
+    find(
+        &lab.run(),
+        Severity::Error,
+        "config",
+        &["is not readable by others"],
+    );
+    lab.install_helper(Grant::Plain);
     lab.install(Grant::Setuid);
     let fs = lab.run();
     let path = lab.opts.config_path.display().to_string();
@@ -1228,4 +1286,570 @@ fn a_bridge_whose_address_follows_its_ports_is_warned_about() {
         "{}",
         show(&fs)
     );
+}
+
+// ------------------------------------------------------------------ bridge helper
+
+#[test]
+fn the_bridge_helper_needs_a_privilege_of_its_own_and_only_root_may_change_it() {
+    let mut lab = Lab::new(Some("bridge = \"br0\"\n"));
+    with_br0(&lab);
+    let p = lab.opts.bridge_helper.display().to_string();
+    let fix = fix_of(
+        &lab.run(),
+        Severity::Warning,
+        "helper",
+        &[&format!("{p} does not exist")],
+    );
+    assert!(
+        fix.ends_with(&format!("{p} && setcap cap_net_admin+ep {p}")),
+        "{fix}"
+    );
+    for (grant, mode, way) in [
+        (
+            Grant::FileCap,
+            "mode 0755",
+            "the file capability cap_net_admin",
+        ),
+        (Grant::Setuid, "mode 4755", "the setuid bit"),
+    ] {
+        let h = lab.install_helper(grant).display().to_string();
+        let fs = lab.run();
+        find(
+            &fs,
+            Severity::Ok,
+            "helper",
+            &[&h, mode, way, "QEMU started by users can run it"],
+        );
+        none_of(&fs, Severity::Warning, "helper");
+        none_of(&fs, Severity::Error, "helper");
+    }
+    let h = lab.install_helper(Grant::Plain).display().to_string();
+    assert_fix(
+        &lab.run(),
+        Severity::Warning,
+        "helper",
+        &[
+            &h,
+            "neither the file capability cap_net_admin nor the setuid bit",
+            "only QEMU started by root can",
+        ],
+        &format!("setcap cap_net_admin+ep {h} (what the package's postinst does), or chmod u+s {h} where the file system cannot store capabilities"),
+    );
+    // with its capability, but its group may replace it: an error, no ok
+    let h = lab.install_helper(Grant::FileCap);
+    chmod(&h, 0o775);
+    let fs = lab.run();
+    let hs = h.display().to_string();
+    assert_fix(
+        &fs,
+        Severity::Error,
+        "helper",
+        &[&format!("file {hs} is writable by its group")],
+        &format!("chmod go-w {hs}"),
+    );
+    assert!(
+        !fs.iter().any(|f| f.message.contains("users can run it")),
+        "{}",
+        show(&fs)
+    );
+    // more than cap_net_admin: the same error as for kvmnet-ifup
+    chmod(&h, 0o755);
+    ok(Command::new("setcap")
+        .arg("cap_net_admin,cap_dac_override+ep")
+        .arg(&h));
+    assert_fix(
+        &lab.run(),
+        Severity::Error,
+        "helper",
+        &[&hs, "beyond cap_net_admin: cap_dac_override"],
+        &format!("setcap cap_net_admin+ep {hs}"),
+    );
+}
+
+#[test]
+fn bridge_conf_is_read_as_the_helper_reads_it_and_judged_by_the_trust_rule() {
+    let mut lab = Lab::new(Some(
+        "bridge = \"br0\"\n[[allow]]\ngroups = [\"kvm\"]\nbridges = [\"br0\"]\n",
+    ));
+    with_br0(&lab);
+    let cfg = lab.opts.config_path.display().to_string();
+    // not installed: its policy is not looked at, even when it is wrong
+    let conf = lab.qemu_acl("bridge.conf", "alow br0\n");
+    let fs = lab.run();
+    let lines: Vec<&Finding> = fs.iter().filter(|f| f.check == "helper").collect();
+    assert_eq!(lines.len(), 1, "{}", show(&fs));
+    assert!(lines[0].message.contains("does not exist"), "{}", show(&fs));
+    std::fs::remove_file(&conf).unwrap();
+    lab.install_helper(Grant::FileCap);
+    let fs = lab.run();
+    find(&fs, Severity::Ok, "helper", &["there is no", "bridge.conf"]);
+    find(
+        &fs,
+        Severity::Ok,
+        "helper",
+        &[&format!(
+            "admits users by the [[allow]] rule(s) at {cfg} line 2 (a [[deny]] rule wins)"
+        )],
+    );
+    let inc = lab.qemu_acl("lab.conf", "deny br1\n");
+    let conf = lab.qemu_acl(
+        "bridge.conf",
+        &format!("# site ACL\nallow br0\ninclude {}\n", inc.display()),
+    );
+    let (c, i) = (conf.display().to_string(), inc.display().to_string());
+    let fs = lab.run();
+    find(
+        &fs,
+        Severity::Ok,
+        "helper",
+        &[&format!(
+            "{c} with 1 include(s) is valid, root's and writable only by root: allow br0 ({c} line 2), deny br1 ({i} line 1)"
+        )],
+    );
+    find(&fs, Severity::Ok, "helper", &["and 1 `allow` line(s)"]);
+    no_errors(&fs);
+    // a bad line anywhere refuses every user but root: named by file and line
+    lab.qemu_acl("lab.conf", "deny br1\nalow br2\n");
+    let fix = fix_of(
+        &lab.run(),
+        Severity::Error,
+        "helper",
+        &[
+            "kvmnet-bridge-helper refuses every user but root",
+            &format!("{i} line 2: cannot parse \"alow br2\""),
+        ],
+    );
+    assert!(fix.starts_with(&format!("correct {i} line 2: ")), "{fix}");
+    lab.qemu_acl("lab.conf", "deny br1\n");
+    lab.qemu_acl(
+        "bridge.conf",
+        &format!("allow br0\ninclude {i}\nallow b234567890123456\n"),
+    );
+    find(
+        &lab.run(),
+        Severity::Error,
+        "helper",
+        &[&format!("{c} line 3: bridge name"), "longer than 15 bytes"],
+    );
+    lab.qemu_acl("bridge.conf", &format!("allow br0\ninclude {i}\n"));
+    no_errors(&lab.run());
+    // files someone other than root may change decide who uses which bridge
+    chmod(&inc, 0o664);
+    assert_fix(
+        &lab.run(),
+        Severity::Error,
+        "helper",
+        &[
+            &format!("file {i} is writable by its group"),
+            "who may put taps on which bridge through kvmnet-bridge-helper",
+        ],
+        &format!("chmod go-w {i}"),
+    );
+    chmod(&inc, 0o644);
+    std::os::unix::fs::chown(&conf, Some(1000), None).unwrap();
+    assert_fix(
+        &lab.run(),
+        Severity::Error,
+        "helper",
+        &[&format!(
+            "file {c} must be owned by root (it is owned by uid 1000)"
+        )],
+        &format!("chown root:root {c}"),
+    );
+}
+
+#[test]
+fn which_helper_qemu_and_a_users_session_libvirt_run() {
+    let mut lab = Lab::new(Some("bridge = \"br0\"\n"));
+    with_br0(&lab);
+    let qemu_dir = lab.etc.0.join("usr-lib-qemu");
+    std::fs::create_dir(&qemu_dir).unwrap();
+    let q = qemu_dir.join("qemu-bridge-helper");
+    // a stand-in for QEMU's helper: any other binary, 0755 as Debian ships it
+    std::fs::copy(IFDOWN, &q).unwrap();
+    chmod(&q, 0o755);
+    lab.opts.qemu_helper = q.clone();
+    let daemon = lab.tmp.path().join("libvirtd");
+    std::fs::write(&daemon, "").unwrap();
+    lab.opts.libvirt_daemons = vec![daemon];
+    let conf = lab.tmp.path().join("home/.config/libvirt/qemu.conf");
+    lab.opts.session_qemu_conf = Some(conf.clone());
+    // kvmnet's helper not installed: nothing to say about the others
+    assert!(!lab
+        .run()
+        .iter()
+        .any(|f| f.check == "libvirt" || f.message.contains("qemu-bridge-helper")));
+    let p = lab.install_helper(Grant::FileCap).display().to_string();
+    let (qs, c) = (q.display().to_string(), conf.display().to_string());
+    let fs = lab.run();
+    find(
+        &fs,
+        Severity::Ok,
+        "helper",
+        &[
+            &format!("{qs} is QEMU's own bridge helper (without privilege, as Debian ships it)"),
+            &format!("helper={p}"),
+            &format!("bridge_helper = \"{p}\" in ~/.config/libvirt/qemu.conf"),
+        ],
+    );
+    // this user never ran libvirt's session mode: nothing about it
+    assert!(!fs.iter().any(|f| f.check == "libvirt"), "{}", show(&fs));
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    let fix = fix_of(
+        &lab.run(),
+        Severity::Warning,
+        "libvirt",
+        &[
+            &format!("{c} sets no bridge_helper"),
+            "/usr/lib/qemu/qemu-bridge-helper, QEMU's own helper, which has no privilege here",
+            "fail to start",
+        ],
+    );
+    assert!(
+        fix.starts_with(&format!("add bridge_helper = \"{p}\" to {c}; "))
+            && fix.contains("reads it only when it starts"),
+        "{fix}"
+    );
+    // libvirt not installed: nothing about it
+    let without = CheckOptions {
+        libvirt_daemons: Vec::new(),
+        ..lab.opts.clone()
+    };
+    assert!(!lab.run_with(without).iter().any(|f| f.check == "libvirt"));
+    std::fs::write(&conf, format!("# mine\nbridge_helper = \"{p}\"\n")).unwrap();
+    find(
+        &lab.run(),
+        Severity::Ok,
+        "libvirt",
+        &[&format!(
+            "libvirt's session mode runs {p} (bridge_helper at {c} line 2)"
+        )],
+    );
+    std::fs::write(&conf, format!("bridge_helper = \"{qs}\"\n")).unwrap();
+    find(
+        &lab.run(),
+        Severity::Warning,
+        "libvirt",
+        &[&format!("libvirt's session mode runs {qs} (bridge_helper at {c} line 1), not kvmnet-bridge-helper")],
+    );
+    // QEMU's own, made setuid by the admin: works, but not kvmnet's
+    std::fs::remove_file(&conf).unwrap();
+    chmod(&q, 0o4755);
+    find(
+        &lab.run(),
+        Severity::Warning,
+        "libvirt",
+        &[
+            &format!("{c} sets no bridge_helper"),
+            "obeys /etc/qemu/bridge.conf only",
+        ],
+    );
+    // Debian's path is kvmnet's helper (a link): the defaults run kvmnet's
+    std::fs::remove_file(&q).unwrap();
+    std::os::unix::fs::symlink(&p, &q).unwrap();
+    let fs = lab.run();
+    find(
+        &fs,
+        Severity::Ok,
+        "helper",
+        &[&format!("{qs} is kvmnet-bridge-helper")],
+    );
+    find(&fs, Severity::Ok, "libvirt", &["which is kvmnet's"]);
+    none_of(&fs, Severity::Warning, "libvirt");
+}
+
+// ------------------------------------------------- as an ordinary user
+
+/// The ordinary user of the jail tests, and a group they are in.
+const USER: u32 = 4242;
+const GROUP: u32 = 4243;
+
+/// `kvmnet check` in a jail installed as the package installs kvmnet: the
+/// shipped sudo rule (0440, root's) in /etc/sudoers.d, kvmnet-ifup and
+/// kvmnet-ifdown 0755 and kvmnet-bridge-helper with cap_net_admin+ep in
+/// /usr/libexec (an overlay), `config` as /etc/kvmnet/kvmnet.toml (mode
+/// `config_mode`), and `qemu` as /etc/qemu: (name, mode, text), root's.
+/// `name`: a passwd entry for `uid` in the jail's /etc.
+struct Installed {
+    jail: Jail,
+}
+
+impl Installed {
+    fn new(
+        uid: u32,
+        name: Option<&str>,
+        config: &str,
+        config_mode: u32,
+        qemu: &[(&str, u32, &str)],
+    ) -> Installed {
+        let mut jail = Jail::new(uid, uid, &[GROUP]).config(config);
+        jail.config_mode = config_mode;
+        let d = jail.dir.path().to_owned();
+        let libexec = d.join("libexec");
+        std::fs::create_dir(&libexec).unwrap();
+        std::fs::create_dir(d.join("libexec-work")).unwrap();
+        chmod(&libexec, 0o755);
+        for bin in [IFUP, IFDOWN, HELPER] {
+            let dst = libexec.join(Path::new(bin).file_name().unwrap());
+            std::fs::copy(bin, &dst).unwrap();
+            chmod(&dst, 0o755);
+        }
+        ok(Command::new("setcap")
+            .arg("cap_net_admin+ep")
+            .arg(libexec.join("kvmnet-bridge-helper")));
+        let stage = d.join("stage");
+        std::fs::create_dir(&stage).unwrap();
+        std::fs::write(stage.join("sudoers"), include_str!("../packaging/sudoers")).unwrap();
+        let mut setup = format!(
+            "mount -t overlay kvmnet-test-libexec -o lowerdir=/usr/libexec,upperdir={l},workdir={w} /usr/libexec\n\
+             mkdir -p -m 755 /etc/sudoers.d\n\
+             install -o root -g root -m 0440 {s}/sudoers /etc/sudoers.d/kvmnet\n\
+             rm -rf /etc/qemu\nmkdir -m 755 /etc/qemu\n",
+            l = libexec.display(),
+            w = d.join("libexec-work").display(),
+            s = stage.display()
+        );
+        for (file, mode, text) in qemu {
+            std::fs::write(stage.join(file), text).unwrap();
+            setup += &format!(
+                "install -o root -g root -m {mode:o} {}/{file} /etc/qemu/{file}\n",
+                stage.display()
+            );
+        }
+        if let Some(name) = name {
+            setup += &format!(
+                "echo '{name}:x:{uid}:{uid}:{name}:/nonexistent:/usr/sbin/nologin' >>/etc/passwd\n"
+            );
+        }
+        jail.setup = setup;
+        Installed { jail }
+    }
+
+    /// More shell lines run as root in the jail before the switch.
+    fn also(mut self, lines: &str) -> Installed {
+        self.jail.setup += lines;
+        self
+    }
+
+    /// `kvmnet check` there, in `ns`: its exit status and lines.
+    fn check(&self, ns: &Netns) -> (Option<i32>, Vec<String>) {
+        self.check_with(ns, &[])
+    }
+
+    /// `kvmnet check ARGS...`.
+    fn check_with(&self, ns: &Netns, args: &[&str]) -> (Option<i32>, Vec<String>) {
+        let argv: Vec<&str> = [KVMNET, "check"].iter().chain(args).copied().collect();
+        let r = self.jail.run(ns, &argv);
+        assert!(r.stderr.is_empty(), "{r:?}");
+        (r.code, r.stdout.lines().map(str::to_owned).collect())
+    }
+}
+
+#[track_caller]
+fn line<'a>(lines: &'a [String], words: &[&str]) -> &'a str {
+    let hits: Vec<&String> = lines
+        .iter()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one line with {words:?}:\n{}",
+        lines.join("\n")
+    );
+    hits[0]
+}
+
+const SHIPPED_SUDO_USERS: &str =
+    "bridge = \"br0\"\n[[allow]]\ngroups = [\"4243\"]\nbridges = [\"br0\"]\n";
+
+/// The issue: a member of kvm ran `kvmnet check` and was told the shipped
+/// sudo rule was missing, because they cannot read the 0440 file. What the
+/// user cannot read is said as such, with the user's name; an include of
+/// bridge.conf they cannot read likewise; and the exit status is neither
+/// clean (0) nor a failure (1). Root, in the same installation, checks
+/// everything.
+#[test]
+fn an_ordinary_user_is_told_what_they_cannot_check_never_a_false_finding() {
+    let ns = Netns::new();
+    ns.ip("link add br0 up type bridge");
+    let qemu = [
+        (
+            "bridge.conf",
+            0o644,
+            "allow br0\ninclude /etc/qemu/private.conf\n",
+        ),
+        ("private.conf", 0o600, "deny br9\n"),
+    ];
+    let user = Installed::new(USER, Some("alice"), SHIPPED_SUDO_USERS, 0o644, &qemu);
+    let (code, lines) = user.check(&ns);
+    let all = lines.join("\n");
+    assert_eq!(
+        line(&lines, &["cannot read /etc/sudoers.d/kvmnet as user"]),
+        "unchecked: cannot read /etc/sudoers.d/kvmnet as user alice (uid 4242), so whether its sudo rule lets users run /usr/libexec/kvmnet-ifup and /usr/libexec/kvmnet-ifdown is unknown; fix: run as root to check it: sudo kvmnet check"
+    );
+    for false_finding in ["users cannot run", "does not count", "not installed"] {
+        assert!(!all.contains(false_finding), "{false_finding}:\n{all}");
+    }
+    line(
+        &lines,
+        &[
+            "ok: /usr/libexec/kvmnet-ifup is root's, mode 0755",
+            "users run it only if the sudo rule in /etc/sudoers.d/kvmnet, unreadable here, lets them",
+        ],
+    );
+    line(
+        &lines,
+        &[
+            "ok: /usr/libexec/kvmnet-bridge-helper is root's",
+            "cap_net_admin",
+        ],
+    );
+    line(
+        &lines,
+        &[
+            "unchecked: cannot read /etc/qemu/private.conf (included at /etc/qemu/bridge.conf line 2) as user alice (uid 4242)",
+            "skips it for this user",
+        ],
+    );
+    line(
+        &lines,
+        &["ok: /etc/qemu/bridge.conf with 1 include(s) read as user alice (uid 4242) is valid as far as it can be read, root's and writable only by root: allow br0 (/etc/qemu/bridge.conf line 1)"],
+    );
+    line(
+        &lines,
+        &["ok: user alice (uid 4242) may use kvmnet-bridge-helper on bridge br0"],
+    );
+    assert!(!all.contains("error:"), "{all}");
+    assert_eq!(code, Some(3), "{all}");
+
+    // The same installation checked by root: the rule is there and counts,
+    // the include is read, nothing is left unchecked.
+    let root = Installed::new(0, None, SHIPPED_SUDO_USERS, 0o644, &qemu);
+    let (code, lines) = root.check(&ns);
+    let all = lines.join("\n");
+    line(
+        &lines,
+        &[
+            "ok: /usr/libexec/kvmnet-ifup is root's, mode 0755",
+            "users run it through the sudo rule in /etc/sudoers.d/kvmnet",
+        ],
+    );
+    line(
+        &lines,
+        &[
+            "ok: /etc/qemu/bridge.conf with 1 include(s) is valid",
+            "deny br9 (/etc/qemu/private.conf line 1)",
+        ],
+    );
+    assert!(!all.contains("unchecked:"), "{all}");
+    assert!(!all.contains("error:"), "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
+
+/// A user without a passwd entry is named by uid; a config and a
+/// bridge.conf they cannot read are unchecked (the config's trust, which
+/// needs no reading, is still judged), and a bridge.conf the helper cannot
+/// read for them says that the helper refuses them.
+#[test]
+fn what_an_unnamed_user_cannot_read_is_unchecked_too() {
+    let ns = Netns::new();
+    ns.ip("link add br0 up type bridge");
+    let qemu = [("bridge.conf", 0o600, "allow br0\n")];
+    let user = Installed::new(USER, None, SHIPPED_SUDO_USERS, 0o600, &qemu);
+    let (code, lines) = user.check(&ns);
+    let all = lines.join("\n");
+    line(
+        &lines,
+        &["unchecked: cannot read /etc/sudoers.d/kvmnet as uid 4242,"],
+    );
+    line(
+        &lines,
+        &[
+            "unchecked: cannot read /etc/kvmnet/kvmnet.toml as uid 4242",
+            "fix: run as root to check it",
+        ],
+    );
+    line(
+        &lines,
+        &["ok: /etc/kvmnet/kvmnet.toml and its directories are root's and writable only by root"],
+    );
+    line(
+        &lines,
+        &[
+            "unchecked: cannot read /etc/qemu/bridge.conf as uid 4242",
+            "kvmnet-bridge-helper refuses this user",
+        ],
+    );
+    assert!(!all.contains("error:"), "{all}");
+    assert_eq!(code, Some(3), "{all}");
+    // what a tap would get depends on the config: unchecked too
+    let (code, lines) = user.check_with(&ns, &["--tap", "vm0"]);
+    line(
+        &lines,
+        &["unchecked: cannot tell what would happen to the tap: cannot read /etc/kvmnet/kvmnet.toml as uid 4242"],
+    );
+    assert_eq!(code, Some(3), "{}", lines.join("\n"));
+}
+
+/// Each kernel interface check reads, hidden from the user: /dev/net/tun,
+/// sysfs (a bridge's address type, a port's identity) and /proc/sys
+/// (br_netfilter's switches, the forwarding switch a routed rule needs).
+/// Each is unchecked, with what it leaves unknown; none is taken for a good
+/// or a bad answer (br_netfilter "not loaded", forwarding "off").
+#[test]
+fn kernel_interfaces_the_user_may_not_look_at_are_unchecked() {
+    let ns = Netns::new();
+    ns.ip("link add br0 up type bridge");
+    ns.ip("link add up0 type veth peer name up1");
+    ns.ip("link set up0 master br0 up");
+    let config = "bridge = \"br0\"\n[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\naddresses = [\"192.0.2.10\"]\n";
+    let user = Installed::new(USER, Some("alice"), config, 0o644, &[]).also(
+        "chmod 0700 /dev/net\n\
+         mount -t tmpfs -o mode=0700 kvmnet-test-hidden /sys/class/net\n\
+         mount -t tmpfs -o mode=0700 kvmnet-test-hidden /proc/sys\n",
+    );
+    let (code, lines) = user.check(&ns);
+    let all = lines.join("\n");
+    let who = "as user alice (uid 4242)";
+    line(
+        &lines,
+        &[&format!(
+            "unchecked: cannot look at /dev/net/tun {who}; fix: run as root to check it"
+        )],
+    );
+    line(
+        &lines,
+        &[&format!("unchecked: cannot read /sys/class/net/br0/addr_assign_type {who}, so whether bridge br0 takes its address from its ports is unknown")],
+    );
+    line(
+        &lines,
+        &[&format!("unchecked: cannot look at /sys/class/net/up0/ifindex {who}, so whether port up0 of bridge br0 is wireless is unknown")],
+    );
+    line(
+        &lines,
+        &[&format!("unchecked: cannot read /proc/sys/net/ipv4/ip_forward {who}, so whether IPv4 forwarding is on for rule 1 (rt-*)")],
+    );
+    line(
+        &lines,
+        &[&format!("unchecked: cannot look at /proc/sys/net/bridge {who}, so whether br_netfilter sends bridged traffic through the firewall is unknown")],
+    );
+    for guess in [
+        "has no wireless port",
+        "takes its address from its lowest port",
+        "TUN device",
+        "forwarding is o",
+        "br_netfilter is not loaded",
+        "bridge-nf-call",
+    ] {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| !l.starts_with("unchecked:") && l.contains(guess)),
+            "{guess}:\n{all}"
+        );
+    }
+    assert!(!all.contains("error:"), "{all}");
+    assert_eq!(code, Some(3), "{all}");
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::config::Scope;
 use super::host::{follows_ports, is_wireless, Host, VlanSupport, VLAN_FEATURE};
-use super::{CheckOptions, Findings};
+use super::{as_whom, CheckOptions, Findings};
 use crate::config::Config;
 use crate::error::Error;
 use crate::link::Link;
@@ -129,7 +129,7 @@ pub(super) fn check(
     }
     for (name, users) in &by_bridge {
         match host.by_name(name) {
-            None => missing(name, users, host, &cfg, out),
+            None => missing(opts, name, users, host, &cfg, out),
             Some(l) if !l.is_bridge() => out.error(
                 "bridge",
                 format!("{name} is {}, not a bridge, but {} uses it as the bridge", l.kind.describe(), users.list(|_| true)),
@@ -145,7 +145,14 @@ pub(super) fn check(
 
 /// A bridge that does not exist: refused (the runtime's BridgeMissing) or
 /// created on first use, with VLAN filtering if a creator needs it.
-fn missing(name: &str, users: &Users<'_>, host: &Host, cfg: &str, out: &mut Findings) {
+fn missing(
+    opts: &CheckOptions,
+    name: &str,
+    users: &Users<'_>,
+    host: &Host,
+    cfg: &str,
+    out: &mut Findings,
+) {
     let why = users.why();
     let creators = users.list(|u| u.create);
     let refused = users.list(|u| !u.create);
@@ -175,6 +182,14 @@ fn missing(name: &str, users: &Users<'_>, host: &Host, cfg: &str, out: &mut Find
                     "bridge {name} does not exist yet and no other bridge shows whether this kernel can filter VLANs ({VLAN_FEATURE}), which {vlan_creators} needs"
                 ),
                 format!("create it now to find out: ip link add {name} up type bridge vlan_filtering 1"),
+            ),
+            VlanSupport::Unchecked => out.unchecked(
+                "vlan",
+                format!(
+                    "cannot look at {} {}, so whether this kernel can filter VLANs ({VLAN_FEATURE}) for bridge {name}, which {vlan_creators} needs, is unknown",
+                    opts.sys_class_net.display(),
+                    as_whom()
+                ),
             ),
             VlanSupport::Yes => {}
         }
@@ -214,13 +229,24 @@ fn existing(opts: &CheckOptions, host: &Host, br: &Link, users: &Users<'_>, out:
             format!("ip link set {name} up"),
         );
     }
-    if follows_ports(&opts.sys_class_net, name) {
-        let now = br.mac.map(|m| m.to_string()).unwrap_or_default();
-        out.warn(
+    match follows_ports(&opts.sys_class_net, name) {
+        Ok(true) => {
+            let now = br.mac.map(|m| m.to_string()).unwrap_or_default();
+            out.warn(
+                "bridge",
+                format!("bridge {name} takes its address from its lowest port, and a tap's owner can set their tap's address without privilege: a guest's user can change the bridge's address"),
+                format!("give it a fixed address: ip link set {name} address {now} (kvmnet does so for the bridges it creates)"),
+            );
+        }
+        Ok(false) => {}
+        Err(at) => out.unchecked(
             "bridge",
-            format!("bridge {name} takes its address from its lowest port, and a tap's owner can set their tap's address without privilege: a guest's user can change the bridge's address"),
-            format!("give it a fixed address: ip link set {name} address {now} (kvmnet does so for the bridges it creates)"),
-        );
+            format!(
+                "cannot read {} {}, so whether bridge {name} takes its address from its ports is unknown",
+                at.display(),
+                as_whom()
+            ),
+        ),
     }
     let vlan_users = users.list(|u| u.vlans());
     // The precondition depends on the bridge only: any scope that sets
@@ -272,7 +298,23 @@ fn check_ports(opts: &CheckOptions, config: &Config, host: &Host, br: &Link, out
                 ),
             );
         }
-        if is_wireless(&opts.sys_class_net, &p.name, p.index) {
+        let wireless = match is_wireless(&opts.sys_class_net, &p.name, p.index) {
+            Ok(w) => w,
+            Err(at) => {
+                radio_ok = false;
+                out.unchecked(
+                    "wireless",
+                    format!(
+                        "cannot look at {} {}, so whether port {} of bridge {b} is wireless is unknown",
+                        at.display(),
+                        as_whom(),
+                        p.name
+                    ),
+                );
+                false
+            }
+        };
+        if wireless {
             radio_ok = false;
             out.warn(
                 "wireless",

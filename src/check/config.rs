@@ -1,19 +1,27 @@
 //! The config file: does it load, would the runtime trust it, can the users
 //! it admits read it; and the scopes in it that decide taps' settings.
 
-use std::io;
 use std::path::Path;
 
-use super::{CheckOptions, Findings};
+use super::{as_whom, denied, CheckOptions, Findings};
 use crate::acl::Verdict;
 use crate::config::{Config, ConfigError};
 use crate::settings::Settings;
 use crate::trust::{mode_bit, Perm, TrustError, Who};
 
+/// Why there is no config to check the rest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unloaded {
+    /// This user may not read it.
+    Unreadable,
+    /// It does not load (an error says why).
+    Invalid,
+}
+
 /// Parse, then trust (as ifup checks it for every caller but plain root).
 /// Returns the config the other checks work from: the built-in defaults when
-/// there is no file, `None` when it does not load.
-pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Option<Config> {
+/// there is no file.
+pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Result<Config, Unloaded> {
     let path = &opts.config_path;
     let shown = path.display();
     let config = match Config::load(path, false) {
@@ -25,9 +33,19 @@ pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Option<Config> {
                 ),
                 format!("write {shown} to name the bridge and who may use it (README: Configuration)"),
             );
-            return Some(c);
+            return Ok(c);
         }
-        Ok(c) => Some(c),
+        Ok(c) => Ok(c),
+        Err(ConfigError::Read { source, .. }) if denied(&source) => {
+            out.unchecked(
+                "config",
+                format!(
+                    "cannot read {shown} {}, so neither its settings nor who it admits are checked",
+                    as_whom()
+                ),
+            );
+            Err(Unloaded::Unreadable)
+        }
         Err(e) => {
             let fix = match &e {
                 ConfigError::Syntax { line, .. } | ConfigError::Value { line, .. } => format!(
@@ -36,15 +54,10 @@ pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Option<Config> {
                 ConfigError::TooLarge { .. } => {
                     format!("a kvmnet config is a few hundred bytes: replace {shown} with the real one")
                 }
-                ConfigError::Read { source, .. }
-                    if source.kind() == io::ErrorKind::PermissionDenied =>
-                {
-                    "run kvmnet check as root".into()
-                }
                 _ => format!("make {shown} a readable regular file, or remove it for the built-in defaults"),
             };
             out.error("config", e.to_string(), fix);
-            None
+            Err(Unloaded::Invalid)
         }
     };
     check_trust(path, out);
@@ -55,7 +68,7 @@ pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Option<Config> {
         "config",
         format!("{shown} parses: {rules} [[rule]] table(s), {acl} [[allow]]/[[deny]] rule(s)"),
     );
-    Some(c)
+    Ok(c)
 }
 
 /// The runtime's own trust check ([`crate::trust::open_trusted`], what
@@ -64,9 +77,17 @@ pub(super) fn check(opts: &CheckOptions, out: &mut Findings) -> Option<Config> {
 fn check_trust(path: &Path, out: &mut Findings) {
     let shown = path.display();
     let refused = "would be refused for every caller but plain root (sudo, setuid and file-capability runs check it)";
-    match crate::trust::open_trusted(path) {
+    let verdict = match crate::trust::open_trusted(path) {
+        // Judging needs no reading: the same rule on what this user may
+        // look at (the owners and modes of the file and its directories).
+        Err(TrustError::Io { source, .. }) if denied(&source) => {
+            crate::trust::check_path(path).map(|m| m.map(drop))
+        }
+        opened => opened.map(|o| o.map(drop)),
+    };
+    match verdict {
         Ok(None) => {}
-        Ok(Some(_)) => out.ok(
+        Ok(Some(())) => out.ok(
             "config",
             format!("{shown} and its directories are root's and writable only by root"),
         ),
@@ -78,9 +99,18 @@ fn check_trust(path: &Path, out: &mut Findings) {
             format!("{shown} {refused}: it is not a regular file"),
             format!("replace {shown} with a regular file"),
         ),
-        Err(e @ TrustError::Io { .. }) => {
-            out.error("config", e.to_string(), "run kvmnet check as root".into())
-        }
+        Err(TrustError::Io { source, .. }) if denied(&source) => out.unchecked(
+            "config",
+            format!(
+                "cannot look at {shown} and its directories {}, so whether only root can change them is unchecked",
+                as_whom()
+            ),
+        ),
+        Err(e @ TrustError::Io { .. }) => out.error(
+            "config",
+            e.to_string(),
+            format!("make {shown} a readable regular file, or remove it for the built-in defaults"),
+        ),
     }
 }
 

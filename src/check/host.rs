@@ -2,10 +2,10 @@
 //! sysfs, for the bridge and tap findings.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::config::Scope;
-use super::CheckOptions;
+use super::{denied, CheckOptions};
 use crate::link::Link;
 use crate::name::BridgeName;
 use crate::netlink::Netlink;
@@ -17,6 +17,8 @@ pub(super) enum VlanSupport {
     Yes,
     No,
     Unknown,
+    /// No bridge in the namespace, and this user may not look at sysfs.
+    Unchecked,
 }
 
 pub(super) const VLAN_FEATURE: &str = "CONFIG_BRIDGE_VLAN_FILTERING";
@@ -32,10 +34,39 @@ pub(super) struct Host {
     pub default_route_bridge: Option<BridgeName>,
 }
 
+/// Why the host's links could not be read.
+pub(super) struct HostError {
+    pub message: String,
+    /// The kernel refused this user.
+    pub denied: bool,
+}
+
+impl From<crate::netlink::NetlinkError> for HostError {
+    fn from(e: crate::netlink::NetlinkError) -> HostError {
+        let denied = match &e {
+            crate::netlink::NetlinkError::Socket(io) => denied(io),
+            _ => matches!(e.errno(), Some(libc::EACCES | libc::EPERM)),
+        };
+        HostError {
+            message: e.to_string(),
+            denied,
+        }
+    }
+}
+
+impl From<crate::error::Error> for HostError {
+    fn from(e: crate::error::Error) -> HostError {
+        HostError {
+            denied: matches!(e, crate::error::Error::NotPermitted { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl Host {
-    pub fn read(opts: &CheckOptions, scopes: &[Scope]) -> Result<Host, String> {
-        let nl = Netlink::open().map_err(|e| e.to_string())?;
-        let listed = nl.dump_links().map_err(|e| e.to_string())?;
+    pub fn read(opts: &CheckOptions, scopes: &[Scope]) -> Result<Host, HostError> {
+        let nl = Netlink::open()?;
+        let listed = nl.dump_links()?;
         let mut nf_call = HashMap::new();
         let mut links = Vec::with_capacity(listed.len());
         for l in listed {
@@ -59,7 +90,7 @@ impl Host {
             .iter()
             .any(|s| s.settings.mode == NetMode::Bridge && s.settings.bridge.is_none());
         let default_route_bridge = if needs_fallback {
-            crate::mode::bridge::default_route_bridge(&nl).map_err(|e| e.to_string())?
+            crate::mode::bridge::default_route_bridge(&nl)?
         } else {
             None
         };
@@ -88,28 +119,57 @@ impl Host {
     }
 }
 
+/// A sysfs fact this user may not read: `Err` names the path.
+pub(super) type Seen<T> = Result<T, PathBuf>;
+
+/// Whether `path` exists; `Err(path)` when this user may not look. Any
+/// other failure counts as absent, as a missing sysfs entry does.
+fn present(path: &Path) -> Seen<bool> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if denied(&e) => Err(path.to_owned()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// A sysfs file's text; `Ok(None)` when it cannot be read for another
+/// reason than this user's permission (absent: another namespace's sysfs).
+fn sysfs_text(path: PathBuf) -> Seen<Option<String>> {
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if denied(&e) => Err(path),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Whether the bridge's address follows its ports: only an address set
 /// explicitly (addr_assign_type 3, NET_ADDR_SET) stays put. Unknown (no
 /// sysfs) counts as fixed: the finding would be a guess.
-pub(super) fn follows_ports(sys_class_net: &Path, bridge: &str) -> bool {
-    std::fs::read_to_string(sys_class_net.join(bridge).join("addr_assign_type"))
-        .is_ok_and(|t| t.trim() != "3")
+pub(super) fn follows_ports(sys_class_net: &Path, bridge: &str) -> Seen<bool> {
+    let text = sysfs_text(sys_class_net.join(bridge).join("addr_assign_type"))?;
+    Ok(text.is_some_and(|t| t.trim() != "3"))
 }
 
 /// Any bridge in sysfs: `bridge/vlan_filtering` exists only with the feature.
 fn sysfs_vlan_support(sys_class_net: &Path) -> VlanSupport {
-    let Ok(entries) = std::fs::read_dir(sys_class_net) else {
-        return VlanSupport::Unknown;
+    let entries = match std::fs::read_dir(sys_class_net) {
+        Ok(entries) => entries,
+        Err(e) if denied(&e) => return VlanSupport::Unchecked,
+        Err(_) => return VlanSupport::Unknown,
     };
     let mut seen_bridge = false;
+    let mut unseen = false;
     for e in entries.flatten() {
         let bridge = e.path().join("bridge");
-        if bridge.is_dir() {
-            if bridge.join("vlan_filtering").exists() {
-                return VlanSupport::Yes;
-            }
-            seen_bridge = true;
+        match (present(&bridge), present(&bridge.join("vlan_filtering"))) {
+            (_, Ok(true)) => return VlanSupport::Yes,
+            (Ok(true), Ok(false)) => seen_bridge = true,
+            (Ok(false), _) => {}
+            _ => unseen = true,
         }
+    }
+    if unseen && !seen_bridge {
+        return VlanSupport::Unchecked;
     }
     if seen_bridge {
         VlanSupport::No
@@ -119,13 +179,11 @@ fn sysfs_vlan_support(sys_class_net: &Path) -> VlanSupport {
 }
 
 /// Whether sysfs says `name` (interface `index`) is wireless.
-pub(super) fn is_wireless(sys_class_net: &Path, name: &str, index: u32) -> bool {
+pub(super) fn is_wireless(sys_class_net: &Path, name: &str, index: u32) -> Seen<bool> {
     let dir = sys_class_net.join(name);
-    let same_device = std::fs::read_to_string(dir.join("ifindex"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        == Some(index);
-    same_device && (dir.join("phy80211").exists() || dir.join("wireless").exists())
+    let same_device =
+        sysfs_text(dir.join("ifindex"))?.and_then(|s| s.trim().parse::<u32>().ok()) == Some(index);
+    Ok(same_device && (present(&dir.join("phy80211"))? || present(&dir.join("wireless"))?))
 }
 
 #[cfg(test)]
@@ -154,7 +212,8 @@ mod tests {
             // another namespace's wlan0 (sysfs mounted elsewhere): not this one
             is_wireless(&d, "wlan0", 3),
             is_wireless(&d, "nope", 1),
-        ];
+        ]
+        .map(Result::unwrap);
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(r, [true, true, false, false, false]);
     }

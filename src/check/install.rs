@@ -2,14 +2,15 @@
 //! one rule in [`crate::trust`]), no file capability beyond cap_net_admin,
 //! and a way for users to run them when the config admits users (a file
 //! capability, the setuid bit or a sudo rule in a drop-in the same rule
-//! trusts).
+//! trusts). The sudo drop-in is 0440 root's: as an ordinary user, whether
+//! it holds a rule is unchecked, never "missing".
 
 use std::ffi::CStr;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{CheckOptions, Findings};
+use super::{as_whom, denied, CheckOptions, Findings};
 use crate::acl::Verdict;
 use crate::config::Config;
 use crate::trust::TrustError;
@@ -96,10 +97,17 @@ fn sudoers_mentions(text: &str, path: &Path) -> bool {
 
 /// An installed kvmnet binary, as far as check needs it.
 pub(super) struct Binary {
-    path: PathBuf,
-    meta: Result<std::fs::Metadata, io::Error>,
-    caps: Result<Option<FileCaps>, String>,
+    pub path: PathBuf,
+    pub meta: Result<std::fs::Metadata, io::Error>,
+    caps: Result<Option<FileCaps>, Unread>,
     sudo: Sudo,
+}
+
+/// Why the file capabilities are not known.
+enum Unread {
+    /// This user may not look.
+    Denied,
+    Failed(String),
 }
 
 enum Sudo {
@@ -110,15 +118,27 @@ enum Sudo {
         why: String,
         fix: String,
     },
+    /// This user may not read the file (or look at its directory).
+    Unknown,
 }
 
 impl Binary {
-    pub fn inspect(path: &Path, sudoers: &Path) -> Binary {
+    /// `sudoers`: the drop-in whose rule may let users run it, if any.
+    pub fn inspect(path: &Path, sudoers: Option<&Path>) -> Binary {
         let meta = std::fs::metadata(path);
         let caps = if meta.is_ok() {
             read_file_caps(path)
-                .map_err(|e| crate::os_error::describe(&e))
-                .and_then(|raw| raw.map(|r| parse_file_caps(&r)).transpose())
+                .map_err(|e| {
+                    if denied(&e) {
+                        Unread::Denied
+                    } else {
+                        Unread::Failed(crate::os_error::describe(&e))
+                    }
+                })
+                .and_then(|raw| {
+                    raw.map(|r| parse_file_caps(&r).map_err(Unread::Failed))
+                        .transpose()
+                })
         } else {
             Ok(None)
         };
@@ -126,17 +146,17 @@ impl Binary {
             path: path.to_owned(),
             meta,
             caps,
-            sudo: sudo_rule(sudoers, path),
+            sudo: sudoers.map_or(Sudo::None, |s| sudo_rule(s, path)),
         }
     }
 
-    fn setuid_root(&self) -> bool {
+    pub fn setuid_root(&self) -> bool {
         self.meta
             .as_ref()
             .is_ok_and(|m| m.uid() == 0 && m.mode() & libc::S_ISUID != 0)
     }
 
-    fn net_admin_cap(&self) -> bool {
+    pub fn net_admin_cap(&self) -> bool {
         matches!(&self.caps, Ok(Some(c)) if c.permitted & CAP_NET_ADMIN_BIT != 0)
     }
 
@@ -152,8 +172,19 @@ impl Binary {
 /// other than root can rewrite is no way to run kvmnet but a way to become
 /// root.
 fn sudo_rule(sudoers: &Path, bin: &Path) -> Sudo {
-    let Ok(text) = std::fs::read_to_string(sudoers) else {
-        return Sudo::None;
+    let shown = sudoers.display();
+    let text = match std::fs::read_to_string(sudoers) {
+        Ok(text) => text,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            return Sudo::None
+        }
+        Err(e) if denied(&e) => return Sudo::Unknown,
+        Err(e) => {
+            return Sudo::Ignored {
+                why: format!("sudo cannot read it either: {}", crate::os_error::describe(&e)),
+                fix: format!("make {shown} a regular file only root can change, and check it with visudo -cf {shown}"),
+            }
+        }
     };
     if !sudoers_mentions(&text, bin) {
         return Sudo::None;
@@ -162,16 +193,16 @@ fn sudo_rule(sudoers: &Path, bin: &Path) -> Sudo {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let shown = sudoers.display();
     match crate::trust::check_path(sudoers) {
         Ok(None) => Sudo::None,
         Err(TrustError::Untrusted { why, .. }) => Sudo::Ignored {
             why: why.to_string(),
             fix: why.fix(),
         },
+        Err(TrustError::Io { source, .. }) if denied(&source) => Sudo::Unknown,
         Err(e) => Sudo::Ignored {
             why: e.to_string(),
-            fix: "run kvmnet check as root".into(),
+            fix: format!("make {shown} a regular file only root can change"),
         },
         Ok(Some(_)) if file.contains('.') || file.ends_with('~') => Sudo::Ignored {
             why: format!("sudo skips files in sudoers.d whose name has a '.' or ends in '~'; fix: rename {shown}"),
@@ -189,8 +220,68 @@ pub(super) fn check(
 ) {
     let allow_rules =
         config.is_some_and(|c| c.acl.rules.iter().any(|r| r.verdict == Verdict::Allow));
+    let unknown: Vec<String> = bins
+        .iter()
+        .filter(|b| matches!(b.sudo, Sudo::Unknown))
+        .map(|b| b.path.display().to_string())
+        .collect();
+    if !unknown.is_empty() {
+        out.unchecked(
+            "install",
+            format!(
+                "cannot read {} {}, so whether its sudo rule lets users run {} is unknown",
+                opts.sudoers.display(),
+                as_whom(),
+                unknown.join(" and ")
+            ),
+        );
+    }
     for bin in bins {
         check_binary(opts, allow_rules, bin, out);
+    }
+}
+
+/// The binary's metadata, or the finding that says why there is none.
+/// `then`: what installing it takes after the copy ("" for nothing);
+/// `check`: the findings' name.
+pub(super) fn installed<'a>(
+    check: &'static str,
+    bin: &'a Binary,
+    prog: &str,
+    then: &str,
+    out: &mut Findings,
+) -> Option<&'a std::fs::Metadata> {
+    let p = bin.path.display();
+    match &bin.meta {
+        Ok(m) if m.is_file() => Some(m),
+        Ok(_) => {
+            out.error(
+                check,
+                format!("{p} is not a regular file"),
+                format!("install the {prog} binary at {p}"),
+            );
+            None
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            out.warn(
+                check,
+                format!("{p} does not exist: kvmnet is not installed there"),
+                format!("cargo build --release && install -o root -g root -m 0755 target/release/{prog} {p}{then}"),
+            );
+            None
+        }
+        Err(e) if denied(e) => {
+            out.unchecked(check, format!("cannot look at {p} {}", as_whom()));
+            None
+        }
+        Err(e) => {
+            out.error(
+                check,
+                format!("cannot look at {p}: {}", crate::os_error::describe(e)),
+                format!("see what is there: ls -lL {p}"),
+            );
+            None
+        }
     }
 }
 
@@ -201,35 +292,11 @@ fn check_binary(opts: &CheckOptions, allow_rules: bool, bin: &Binary, out: &mut 
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let meta = match &bin.meta {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            out.warn(
-                "install",
-                format!("{p} does not exist: kvmnet is not installed there"),
-                format!("cargo build --release && install -o root -g root -m 0755 target/release/{prog} {p}"),
-            );
-            return;
-        }
-        Err(e) => {
-            out.error(
-                "install",
-                format!("cannot look at {p}: {}", crate::os_error::describe(e)),
-                "run kvmnet check as root".into(),
-            );
-            return;
-        }
-    };
-    if !meta.is_file() {
-        out.error(
-            "install",
-            format!("{p} is not a regular file"),
-            format!("install the {prog} binary at {p}"),
-        );
+    let Some(meta) = installed("install", bin, &prog, "", out) else {
         return;
-    }
-    let trusted = check_trust(bin, meta, out);
-    let caps_ok = check_caps(bin, out);
+    };
+    let trusted = check_trust("install", bin, meta, out);
+    let caps_ok = check_caps("install", bin, out);
     if let Sudo::Ignored { why, fix } = &bin.sudo {
         out.warn(
             "install",
@@ -248,14 +315,17 @@ fn check_binary(opts: &CheckOptions, allow_rules: bool, bin: &Binary, out: &mut 
         ways.push(format!("the sudo rule in {}", opts.sudoers.display()));
     }
     let sudoers = opts.sudoers.display();
-    if ways.is_empty() && allow_rules {
+    let sudo_unknown = matches!(bin.sudo, Sudo::Unknown);
+    if ways.is_empty() && allow_rules && !sudo_unknown {
         out.warn(
             "install",
             format!("users cannot run {p}: it has neither cap_net_admin, nor the setuid bit, nor a sudo rule in {sudoers}, so the [[allow]] rules in {} help nobody", opts.config_path.display()),
             format!("one of the three ways: setcap cap_net_admin+ep {p}, or chmod u+s {p}, or a rule in {sudoers} (%kvm ALL=(root) NOPASSWD: {p})"),
         );
     } else if trusted && caps_ok {
-        let how = if ways.is_empty() {
+        let how = if ways.is_empty() && sudo_unknown {
+            format!("no setuid bit or capability; users run it only if the sudo rule in {sudoers}, unreadable here, lets them")
+        } else if ways.is_empty() {
             "root only (no [[allow]] rules, no setuid bit, capability or sudo rule)".to_owned()
         } else {
             format!("users run it through {}", ways.join(" and "))
@@ -270,13 +340,18 @@ fn check_binary(opts: &CheckOptions, allow_rules: bool, bin: &Binary, out: &mut 
 /// kvmnet's trust rule on the binary and on every directory above it (where
 /// it really lives): whoever else could change them decides what root, sudo
 /// or QEMU run.
-fn check_trust(bin: &Binary, meta: &std::fs::Metadata, out: &mut Findings) -> bool {
+pub(super) fn check_trust(
+    check: &'static str,
+    bin: &Binary,
+    meta: &std::fs::Metadata,
+    out: &mut Findings,
+) -> bool {
     let p = bin.path.display();
     let mut sound = true;
     if let Err(why) = crate::trust::judge("file", &bin.path, meta) {
         sound = false;
         out.error(
-            "install",
+            check,
             format!("{why}, so someone other than root can change what root, sudo or QEMU run"),
             why.fix(),
         );
@@ -292,31 +367,46 @@ fn check_trust(bin: &Binary, meta: &std::fs::Metadata, out: &mut Findings) -> bo
         Err(TrustError::Untrusted { why, .. }) => {
             sound = false;
             out.error(
-                "install",
+                check,
                 format!("{p}: {why}, so {p} can be replaced"),
                 why.fix(),
             );
         }
+        Err(TrustError::Io { source, .. }) if denied(&source) => {
+            sound = false;
+            out.unchecked(
+                check,
+                format!("cannot look at the directories above {p} {}", as_whom()),
+            );
+        }
         Err(e) => {
             sound = false;
-            out.error("install", e.to_string(), "run kvmnet check as root".into());
+            out.error(
+                check,
+                e.to_string(),
+                format!("make every directory above {p} one root can search"),
+            );
         }
     }
     sound
 }
 
 /// File capabilities beyond cap_net_admin; false when there are.
-fn check_caps(bin: &Binary, out: &mut Findings) -> bool {
+pub(super) fn check_caps(check: &'static str, bin: &Binary, out: &mut Findings) -> bool {
     let p = bin.path.display();
     match &bin.caps {
-        Err(e) => out.warn(
-            "install",
+        Err(Unread::Denied) => out.unchecked(
+            check,
+            format!("cannot read the file capabilities of {p} {}", as_whom()),
+        ),
+        Err(Unread::Failed(e)) => out.warn(
+            check,
             format!("cannot read the file capabilities of {p}: {e}"),
             format!("check them with getcap {p}"),
         ),
         Ok(Some(c)) if (c.permitted | c.inheritable) & !CAP_NET_ADMIN_BIT != 0 => {
             out.error(
-                "install",
+                check,
                 format!(
                     "{p} has file capabilities beyond cap_net_admin: {}",
                     cap_names((c.permitted | c.inheritable) & !CAP_NET_ADMIN_BIT)

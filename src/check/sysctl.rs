@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::config::Scope;
-use super::Findings;
+use super::{as_whom, denied, Findings};
 use crate::settings::NetMode;
 use crate::sysctl::Family;
 
@@ -23,13 +23,23 @@ const BR_NF: [(&str, &str); 3] = [
 
 pub(super) fn check_br_netfilter(proc_sys: &Path, out: &mut Findings) {
     let dir = proc_sys.join("net/bridge");
-    if !dir.is_dir() {
-        out.ok(
+    match std::fs::metadata(&dir) {
+        Err(e) if denied(&e) => {
+            out.unchecked(
+                "br_netfilter",
+                format!("cannot look at {} {}, so whether br_netfilter sends bridged traffic through the firewall is unknown", dir.display(), as_whom()),
+            );
+            return;
+        }
+        Ok(m) if m.is_dir() => {}
+        _ => {
+            out.ok(
             "br_netfilter",
             "br_netfilter is not loaded: bridged guest traffic does not pass the host's firewall"
                 .into(),
         );
-        return;
+            return;
+        }
     }
     for (file, table) in BR_NF {
         let path = dir.join(file);
@@ -39,6 +49,10 @@ pub(super) fn check_br_netfilter(proc_sys: &Path, out: &mut Findings) {
                 "br_netfilter",
                 format!("{key} does not exist: bridged traffic skips {table}"),
             ),
+            Err(e) if denied(&e) => out.unchecked(
+                "br_netfilter",
+                format!("cannot read {} {}", path.display(), as_whom()),
+            ),
             Err(e) => out.warn(
                 "br_netfilter",
                 format!(
@@ -46,7 +60,7 @@ pub(super) fn check_br_netfilter(proc_sys: &Path, out: &mut Findings) {
                     path.display(),
                     crate::os_error::describe(&e)
                 ),
-                "run kvmnet check as root".into(),
+                format!("sysctl {key} shows what the kernel says"),
             ),
             Ok(t) => {
                 match sysctl_value(&t) {
@@ -115,6 +129,10 @@ pub(super) fn check_forwarding(proc_sys: &Path, scopes: &[Scope], out: &mut Find
                 "forwarding",
                 format!("{fam} forwarding is off ({key} = 0) and {users} routes guests: kvmnet-ifup switches it on at the first routed tap and logs it"),
                 format!("to have it on from boot: sysctl -w {key}=1 and put {key} = 1 in /etc/sysctl.d/kvmnet.conf"),
+            ),
+            Err(e) if denied(&e) => out.unchecked(
+                "forwarding",
+                format!("cannot read {} {}, so whether {fam} forwarding is on for {users} is unknown", path.display(), as_whom()),
             ),
             Err(e) => out.error(
                 "forwarding",

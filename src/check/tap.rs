@@ -7,7 +7,7 @@
 use super::bridges::{bridge_choice, vlan_refusal};
 use super::config::top_level;
 use super::host::{Host, VlanSupport, VLAN_FEATURE};
-use super::{CheckOptions, Findings};
+use super::{as_whom, CheckOptions, Findings};
 use crate::config::Config;
 use crate::link::Link;
 use crate::name::TapName;
@@ -105,6 +105,8 @@ enum Line {
     Works(String),
     /// Cannot tell yet: (message, fix).
     Unsure(String, String),
+    /// This user may not look at what would tell.
+    Unchecked(String),
     /// kvmnet-ifup would refuse it: (message, fix).
     Refused(String, String),
 }
@@ -113,6 +115,7 @@ fn bridged(t: &Subject<'_>, config: &Config, host: &Host, cfg: &str, out: &mut F
     match bridged_line(t, config, host, cfg) {
         Line::Works(m) => out.ok("tap", m),
         Line::Unsure(m, f) => out.warn("tap", m, f),
+        Line::Unchecked(m) => out.unchecked("tap", m),
         Line::Refused(m, f) => out.error("tap", m, f),
     }
 }
@@ -137,6 +140,10 @@ fn bridged_line(t: &Subject<'_>, config: &Config, host: &Host, cfg: &str) -> Lin
                 format!("{what}, which kvmnet-ifup would create with VLAN filtering, but this kernel cannot filter VLANs (built without {VLAN_FEATURE})"),
                 format!("boot a kernel built with {VLAN_FEATURE}=y, or drop vlan/trunk from {}", t.rule),
             ),
+            (true, VlanSupport::Unchecked) => Line::Unchecked(format!(
+                "{what}, which kvmnet-ifup would create with VLAN filtering; whether this kernel can filter VLANs ({VLAN_FEATURE}) is unknown: cannot look at sysfs {}",
+                as_whom()
+            )),
             (true, VlanSupport::Unknown) => Line::Unsure(
                 format!("{what}, which kvmnet-ifup would create with VLAN filtering; whether this kernel can filter VLANs ({VLAN_FEATURE}) shows only once a bridge exists"),
                 format!("create it now to find out: ip link add {b} up type bridge vlan_filtering 1"),

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::Findings;
+use super::{as_whom, denied, Findings};
 use crate::trust::{mode_bit, Perm, Who};
 
 const TUN_MAJOR: u64 = 10;
@@ -23,11 +23,15 @@ pub(super) fn check(path: &Path, users_run_it: bool, out: &mut Findings) {
             );
             return;
         }
+        Err(e) if denied(&e) => {
+            out.unchecked("tun", format!("cannot look at {shown} {}", as_whom()));
+            return;
+        }
         Err(e) => {
             out.error(
                 "tun",
                 format!("cannot look at {shown}: {}", crate::os_error::describe(&e)),
-                "run kvmnet check as root".into(),
+                format!("modprobe tun (if it is still missing: mknod -m 0666 {shown} c 10 200)"),
             );
             return;
         }
