@@ -100,6 +100,11 @@ pub enum QemuAclError {
     Read { path: String, cause: String },
     #[error("refusing {path}: it is {what}, not a regular file; the bridge ACL and its includes must be regular files")]
     NotRegular { path: String, what: &'static str },
+    #[error("refusing {path}: {why}, and a bridge ACL that a user can change lets that user allow themselves any bridge; {}", why.fix())]
+    Untrusted {
+        path: String,
+        why: crate::trust::Distrust,
+    },
     #[error("refusing {path}: it is larger than {} KiB; a bridge ACL is a few lines", MAX_FILE / 1024)]
     TooLarge { path: String },
     #[error("cannot read {path} ({cause}), but user {uid} may be able to, and qemu-bridge-helper run by that user would obey its `deny` lines: refused rather than skipped; give kvmnet-bridge-helper a file capability (setcap cap_net_admin+ep), which reads as the user, or make the file unreadable to that user")]
@@ -275,6 +280,23 @@ impl Reader<'_> {
         } else {
             sight
         };
+        // QEMU's helper obeys any file it can read; kvmnet's refuses one that
+        // someone other than root could have written (the one trust rule, as
+        // for kvmnet's own config), and the directories it lives in.
+        let untrusted = |why| QemuAclError::Untrusted {
+            path: shown.clone(),
+            why,
+        };
+        crate::trust::judge("file", path, &meta).map_err(&untrusted)?;
+        // The directories the file really lives in, symlinks resolved.
+        let real = std::fs::canonicalize(path).map_err(|e| read_err(&e))?;
+        crate::trust::check_directories(path, &real).map_err(|e| match e {
+            crate::trust::TrustError::Untrusted { why, .. } => untrusted(why),
+            other => QemuAclError::Read {
+                path: shown.clone(),
+                cause: other.to_string(),
+            },
+        })?;
         self.trace.files.push(path.to_owned());
         if self.trace.files.len() > MAX_FILES {
             return Err(QemuAclError::TooMany { path: shown });

@@ -342,14 +342,22 @@ fn corpus() -> Vec<Case> {
             Admits(ALL),
             Same,
         ),
+        // QEMU obeys a file its user owns, which lets that user allow
+        // themselves any bridge: kvmnet holds the ACL to its trust rule.
         case(
-            "an include only the user may read",
+            "an include the user owns (and so may change)",
             vec![
                 ("bridge.conf", file("include /etc/qemu/4242.conf\n")),
                 ("4242.conf", owned("allow br0\n", 0o600, (USER, USER))),
             ],
             Admits(&["br0"]),
-            Same,
+            Refuses("a bridge ACL that a user can change"),
+        ),
+        case(
+            "a group-writable bridge.conf",
+            vec![("bridge.conf", owned("allow br0\n", 0o664, (0, 0)))],
+            Admits(&["br0"]),
+            Refuses("is writable by its group"),
         ),
         case(
             "an include only the user's group may read: its allow",

@@ -1441,8 +1441,9 @@ fn bridge_conf_is_read_as_the_helper_reads_it_and_judged_by_the_trust_rule() {
         Severity::Error,
         "helper",
         &[
+            "kvmnet-bridge-helper refuses every user but root",
             &format!("file {i} is writable by its group"),
-            "who may put taps on which bridge through kvmnet-bridge-helper",
+            "who may put taps on which bridge",
         ],
         &format!("chmod go-w {i}"),
     );

@@ -15,7 +15,6 @@ use super::{as_whom, CheckOptions, Findings};
 use crate::acl::{Identity, Verdict};
 use crate::config::Config;
 use crate::qemu_acl::{Entry, QemuAclError, Target};
-use crate::trust::TrustError;
 
 /// What bridge.conf says, as far as check could read it.
 enum QemuAcl {
@@ -103,6 +102,14 @@ fn bridge_conf(path: &Path, me: &Identity, out: &mut Findings) -> QemuAcl {
             );
             return QemuAcl::Refusing;
         }
+        Err(QemuAclError::Untrusted { path, why }) => {
+            out.error(
+                "helper",
+                format!("kvmnet-bridge-helper refuses every user but root: refusing {path}: {why}, and a bridge ACL that someone other than root can change decides who may put taps on which bridge"),
+                why.fix(),
+            );
+            return QemuAcl::Refusing;
+        }
         Err(e) => {
             out.error(
                 "helper",
@@ -112,38 +119,6 @@ fn bridge_conf(path: &Path, me: &Identity, out: &mut Findings) -> QemuAcl {
             return QemuAcl::Refusing;
         }
     };
-    let mut sound = true;
-    for file in &trace.files {
-        match crate::trust::check_path(file) {
-            Ok(_) => {}
-            Err(TrustError::Untrusted { why, .. }) => {
-                sound = false;
-                out.error(
-                    "helper",
-                    format!("{why}, so someone other than root decides who may put taps on which bridge through kvmnet-bridge-helper ({} line by line)", file.display()),
-                    why.fix(),
-                );
-            }
-            Err(TrustError::Io { source, .. }) if super::denied(&source) => {
-                sound = false;
-                out.unchecked(
-                    "helper",
-                    format!("cannot look at the directories above {} {}, so whether only root can change it is unknown", file.display(), as_whom()),
-                );
-            }
-            Err(e) => {
-                sound = false;
-                out.error(
-                    "helper",
-                    e.to_string(),
-                    format!(
-                        "make {} a regular file only root can change",
-                        file.display()
-                    ),
-                );
-            }
-        }
-    }
     for skipped in &trace.skipped {
         out.unchecked(
             "helper",
@@ -164,11 +139,9 @@ fn bridge_conf(path: &Path, me: &Identity, out: &mut Findings) -> QemuAcl {
     } else {
         format!(" read {}", as_whom())
     };
-    let trust = if sound {
-        ", root's and writable only by root"
-    } else {
-        ""
-    };
+    // The runtime refused the files already unless only root can change
+    // them (and the directories they live in).
+    let trust = ", root's and writable only by root";
     let valid = if trace.skipped.is_empty() {
         "is valid"
     } else {
@@ -203,6 +176,7 @@ fn acl_fix(e: &QemuAclError) -> String {
         QemuAclError::NotRegular { path, .. } | QemuAclError::TooLarge { path } => {
             format!("replace {path} with a regular file of a few lines, or remove its include")
         }
+        QemuAclError::Untrusted { why, .. } => why.fix(),
         QemuAclError::Read { path, .. } | QemuAclError::Hidden { path, .. } => {
             format!("make {path} readable, or remove its include")
         }
