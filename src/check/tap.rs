@@ -38,7 +38,7 @@ pub(super) fn check(
             out.error(
                 "tap",
                 e.to_string(),
-                "tap names are 1-15 of A-Z a-z 0-9 - _ .".into(),
+                "tap names are 1-15 of A-Z a-z 0-9 - _ . and do not start with -".into(),
             );
             return;
         }
