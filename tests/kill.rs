@@ -5,7 +5,9 @@
 //! network namespace.
 //!
 //! Kills (SIGKILL at the entry of the k-th step, so that call never runs):
-//! 1. no temporary tap (`kvmnet…`) is left;
+//! 1. no stray tap named `kvmnet…` is left (earlier versions created taps
+//!    under such temporary names; a created tap now has its own name from the
+//!    start and is checked by 3);
 //! 2. a tap that is an up port of a bridge has all of its port policy, at the
 //!    instant of the kill and after it (never forwarding before policy);
 //! 3. the namespace is exactly as before, or the tap carries a kvmnet record;
