@@ -7,10 +7,11 @@
 //!
 //! Only with `KVMNET_PACKAGING_TESTS=1` (which `.ci/packaging` sets): the
 //! install test. It changes THIS machine: it builds the .deb, installs,
-//! upgrades and purges it, creates one user (in group kvm), reinstalls
-//! qemu-system-common (once from a repacked copy with a changed
-//! /etc/qemu-ifup, and once after purging it with --force-depends, to install
-//! kvmnet first), and puts everything back at the end, also when it fails.
+//! upgrades and purges it, creates one user (in group kvm, who runs `kvmnet
+//! check` too), reinstalls qemu-system-common (once from a repacked copy with
+//! a changed /etc/qemu-ifup, and once after purging it with --force-depends,
+//! to install kvmnet first), and puts everything back at the end, also when
+//! it fails. `dpkg -V` is checked at every step, in both install orders.
 //! It is #[ignore]d (reported as not run by a plain `cargo test`); run with
 //! --include-ignored but without the variable, it fails with the reason.
 //! Network traffic stays inside a network namespace of its own.
@@ -38,6 +39,9 @@ const GATE: &str = "KVMNET_PACKAGING_TESTS";
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const USER: &str = "kvmnet-pkgtest";
 const USER_COMMENT: &str = "kvmnet packaging test (tests/packaging.rs removes it)";
+/// An admin's own /etc/qemu-ifdown, and where kvmnet's postrm keeps it.
+const ADMIN_SCRIPT: &[u8] = b"#!/bin/sh\n# an admin's own script (tests/packaging.rs)\n";
+const ADMIN_SCRIPT_KEPT: &str = "/etc/qemu-ifdown.dpkg-old";
 const HELPERS: [&str; 3] = [
     "/usr/libexec/kvmnet-ifup",
     "/usr/libexec/kvmnet-ifdown",
@@ -238,6 +242,79 @@ fn sudoers_file_is_valid_and_grants_only_the_two_helpers() {
     }
 }
 
+/// packaging/build checks every tool it needs before it runs any, and names
+/// all the missing ones with the command that installs them, in one line: a
+/// missing scdoc used to show only after the release build.
+#[test]
+fn build_names_missing_tools_before_running_any() {
+    let tmp = common::TempDir::new();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["bash", "dirname", "sed"] {
+        let real = which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let ran = tmp.path().join("ran");
+    let build = |mode: &str| {
+        sh(Command::new(packaging("build"))
+            .arg(mode)
+            .env("PATH", &bin)
+            .stdin(Stdio::null()))
+    };
+    let debian = Path::new("/etc/debian_version").exists();
+    let rust = format!(
+        "Rust {} or newer (cargo) from https://rustup.rs",
+        env!("CARGO_PKG_RUST_VERSION")
+    );
+
+    let out = build("all");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let tools = "cargo scdoc gzip strip dpkg-deb dpkg-shlibdeps rpmbuild";
+    assert!(
+        err.starts_with(&format!(
+            "packaging/build: missing tools: {tools}; install: "
+        )),
+        "{err}"
+    );
+    if debian {
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "packaging/build: missing tools: {tools}; install: apt-get install \
+                 --no-install-recommends scdoc gzip binutils dpkg dpkg-dev rpm; {rust}"
+            )
+        );
+    }
+
+    // All there but scdoc: the others (stubs that record a run) must not run,
+    // cargo above all.
+    for tool in ["cargo", "gzip", "strip", "dpkg-deb", "dpkg-shlibdeps"] {
+        let stub = bin.join(tool);
+        std::fs::write(
+            &stub,
+            format!("#!/bin/sh\necho {tool} >>'{}'\nexit 1\n", ran.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = build("deb");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = if debian {
+        "packaging/build: missing tools: scdoc; install: apt-get install --no-install-recommends scdoc\n"
+    } else {
+        "packaging/build: missing tools: scdoc; install: dnf install scdoc\n"
+    };
+    assert_eq!(err, want);
+    assert!(
+        !ran.exists(),
+        "packaging/build ran {} before naming the missing scdoc",
+        read_text(&ran).trim()
+    );
+}
+
 #[test]
 fn rpm_spec_has_the_crate_version() {
     let spec = read_text(&packaging("rpm/kvmnet.spec"));
@@ -304,6 +381,7 @@ fn deb_installs_upgrades_and_purges_cleanly_on_this_machine() {
     );
     m.installed = true;
     assert_installed(&m, Some(&m.orig_ifup));
+    verify_all_packages();
     assert_eq!(
         read_text(Path::new("/etc/kvmnet/kvmnet.toml")),
         read_text(&packaging("kvmnet.toml"))
@@ -337,7 +415,15 @@ fn deb_installs_upgrades_and_purges_cleanly_on_this_machine() {
     m.create_user();
     lab.sudo_rule(&m);
     let helper_lease = lab.qemu_bridge_helper_as_user(&m);
-    mark("sudo rule + bridge helper as user", &mut timings);
+    // `kvmnet check` as that member of kvm, who cannot read the 0440 sudo
+    // rule, and as root, who can; asserted at the end (check_findings), so
+    // that the package's own steps all run first.
+    let check_as_member = lab.kvmnet_check(m.user);
+    let check_as_root = lab.kvmnet_check(None);
+    mark(
+        "sudo rule + bridge helper + kvmnet check as user",
+        &mut timings,
+    );
 
     // Upgrade to the same code rebuilt as revision 2, then reinstall that
     // same version: the edited conffile stays, and postinst gives the bridge
@@ -459,6 +545,17 @@ fn deb_installs_upgrades_and_purges_cleanly_on_this_machine() {
     assert_removed(&m, false);
     mark("dpkg -r, dpkg -P", &mut timings);
 
+    // Earlier packages shipped the two links as package files, which is
+    // what made `dpkg -V` report qemu's conffiles as modified: the upgrade
+    // from such a package must end with postinst's links and a clean
+    // `dpkg -V`. Then an admin's own script in place of a link: kept on
+    // reinstall, and set aside (not lost) when kvmnet goes.
+    legacy_upgrade_and_admin_script(&mut m, &deb, tmp.path());
+    mark(
+        "upgrade from links as package files; an admin's own script",
+        &mut timings,
+    );
+
     // kvmnet first, then qemu-system-common.
     dpkg(&["--purge", "--force-depends", "qemu-system-common"]);
     m.qemu_purged = true;
@@ -470,6 +567,7 @@ fn deb_installs_upgrades_and_purges_cleanly_on_this_machine() {
     m.qemu_purged = false;
     assert!(!out.contains("Configuration file"), "{out}");
     assert_installed(&m, Some(&m.orig_ifup));
+    verify_all_packages();
     dpkg(&["-r", "kvmnet"]);
     assert_removed(&m, true);
     dpkg(&["-P", "kvmnet"]);
@@ -486,11 +584,127 @@ fn deb_installs_upgrades_and_purges_cleanly_on_this_machine() {
         .map(|(w, d)| format!("{w} {:.1} s", d.as_secs_f64()))
         .collect();
     visible(&format!(
-        "packaging install test passed in {:.1} s: {}; guest lease {lease} via /etc/qemu-ifup, \
-         {helper_lease} via kvmnet-bridge-helper as {USER}",
+        "packaging install test: the package's steps passed in {:.1} s: {}; guest lease {lease} \
+         via /etc/qemu-ifup, {helper_lease} via kvmnet-bridge-helper as {USER}",
         started.elapsed().as_secs_f64(),
         summary.join(", ")
     ));
+    check_findings(&check_as_member, &check_as_root);
+}
+
+/// From a package that shipped /etc/qemu-ifup and /etc/qemu-ifdown as
+/// package files (symlinks) to this one; then an admin's own
+/// /etc/qemu-ifdown through a reinstall and the removal. Starts and ends
+/// with kvmnet purged and qemu-system-common installed.
+fn legacy_upgrade_and_admin_script(m: &mut Machine, deb: &Path, dir: &Path) {
+    let legacy = legacy_deb(deb, dir);
+    dpkg(&["-i", legacy.to_str().unwrap()]);
+    m.installed = true;
+    // What this test's dpkg -V checks catch: the legacy shape fails them.
+    let out = cmd_ok(Command::new("dpkg").args(["-V", "qemu-system-common", "kvmnet"]));
+    assert!(
+        out.contains(" c /etc/qemu-ifup\n"),
+        "dpkg -V no longer reports the links of the legacy package as qemu's modified \
+         conffiles: has dpkg stopped sharing conffile hashes between packages (verify.c)? \
+         Then this check and the reason postinst makes the links need a new look. {out}"
+    );
+    // dpkg removes the links the new version does not ship; postinst
+    // makes them again.
+    dpkg(&["-i", deb.to_str().unwrap()]);
+    assert_installed(m, Some(&m.orig_ifup));
+
+    std::fs::remove_file("/etc/qemu-ifdown").unwrap();
+    std::fs::write("/etc/qemu-ifdown", ADMIN_SCRIPT).unwrap();
+    m.admin_script = true;
+    let out = dpkg(&["-i", deb.to_str().unwrap()]);
+    assert!(
+        out.contains("/etc/qemu-ifdown is not kvmnet's link to /usr/libexec/kvmnet-ifdown"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read("/etc/qemu-ifdown").unwrap(), ADMIN_SCRIPT);
+    assert_eq!(
+        std::fs::read_link("/etc/qemu-ifup").unwrap(),
+        Path::new(HELPERS[0])
+    );
+    assert_verify_clean();
+    let out = dpkg(&["-r", "kvmnet"]);
+    assert!(
+        out.contains(&format!("kept as {ADMIN_SCRIPT_KEPT}")),
+        "{out}"
+    );
+    assert_removed(m, true);
+    assert_eq!(std::fs::read(ADMIN_SCRIPT_KEPT).unwrap(), ADMIN_SCRIPT);
+    std::fs::remove_file(ADMIN_SCRIPT_KEPT).unwrap();
+    m.admin_script = false;
+    dpkg(&["-P", "kvmnet"]);
+    m.installed = false;
+    assert_removed(m, false);
+}
+
+/// This build's .deb repacked as version -0 with the two links as package
+/// files, as packages were built before postinst made them.
+fn legacy_deb(deb: &Path, dir: &Path) -> PathBuf {
+    let version = env!("CARGO_PKG_VERSION");
+    repack(
+        deb,
+        &dir.join("legacy"),
+        (&format!("{version}-1"), &format!("{version}-0")),
+        |root| {
+            std::os::unix::fs::symlink(HELPERS[0], root.join("etc/qemu-ifup")).unwrap();
+            std::os::unix::fs::symlink(HELPERS[1], root.join("etc/qemu-ifdown")).unwrap();
+        },
+    )
+}
+
+/// `deb` unpacked into `dir`, its version changed (`from`, `to`), its file
+/// tree changed by `edit`, and built again as `dir`.deb.
+fn repack(deb: &Path, dir: &Path, (from, to): (&str, &str), edit: impl FnOnce(&Path)) -> PathBuf {
+    cmd_ok(Command::new("dpkg-deb").arg("-R").arg(deb).arg(dir));
+    let control = dir.join("DEBIAN/control");
+    let text = read_text(&control);
+    let old = format!("Version: {from}\n");
+    assert!(text.contains(&old), "{}: {text}", deb.display());
+    std::fs::write(&control, text.replace(&old, &format!("Version: {to}\n"))).unwrap();
+    edit(dir);
+    let out = dir.with_extension("deb");
+    cmd_ok(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Znone", "-b"])
+            .arg(dir)
+            .arg(&out),
+    );
+    out
+}
+
+/// `kvmnet check` by a member of kvm, who cannot read the 0440 sudo rule,
+/// says so instead of reporting the rule missing; root, who reads it, does
+/// not report it missing either.
+fn check_findings(member: &Output, root: &Output) {
+    // About the shipped rule or the two helpers it is for (the bridge
+    // helper has no sudo rule by design), a rule said to be absent.
+    let false_finding = |l: &&str| {
+        (l.contains("sudoers.d/kvmnet") || l.contains("kvmnet-ifup") || l.contains("kvmnet-ifdown"))
+            && (l.contains("missing")
+                || l.contains("no sudo rule")
+                || l.contains("nor a sudo rule")
+                || l.contains("users cannot run"))
+    };
+    for (who, out) in [("a member of kvm", member), ("root", root)] {
+        let all = text(out);
+        let wrong: Vec<&str> = all.lines().filter(false_finding).collect();
+        assert!(
+            wrong.is_empty(),
+            "kvmnet check as {who} calls the shipped sudo rule missing:\n{}\n\nall of it:\n{all}",
+            wrong.join("\n")
+        );
+    }
+    let all = text(member);
+    assert!(
+        all.lines()
+            .any(|l| l.contains("cannot read /etc/sudoers.d/kvmnet")),
+        "kvmnet check as a member of kvm must say that it cannot read /etc/sudoers.d/kvmnet \
+         (root's, 0440) and that root can check it:\n{all}"
+    );
 }
 
 // ---- the machine: what the test changes, and putting it back ----
@@ -510,6 +724,9 @@ struct Machine {
     /// The test user's uid and primary gid, once created.
     user: Option<(u32, u32)>,
     created_kvm_group: bool,
+    /// The test put its own script at /etc/qemu-ifdown (kvmnet's postrm
+    /// keeps it as /etc/qemu-ifdown.dpkg-old).
+    admin_script: bool,
     cleaned: bool,
 }
 
@@ -558,6 +775,10 @@ impl Machine {
             !diversions.contains("/etc/qemu-if"),
             "/etc/qemu-ifup or -ifdown is diverted already: {diversions}"
         );
+        assert!(
+            !exists(ADMIN_SCRIPT_KEPT),
+            "{ADMIN_SCRIPT_KEPT} exists, and this test would overwrite it: move it away first"
+        );
         if let Some(line) = passwd_line(USER) {
             assert!(
                 line.contains(USER_COMMENT),
@@ -600,6 +821,7 @@ impl Machine {
             overrides: Vec::new(),
             user: None,
             created_kvm_group: false,
+            admin_script: false,
             cleaned: false,
         }
     }
@@ -634,28 +856,16 @@ impl Machine {
     /// qemu-system-common's .deb again, as version +kvmnettest1 with one more
     /// line in /etc/qemu-ifup: an upgrade that changes the conffile.
     fn repacked_qemu(&self, dir: &Path) -> (PathBuf, Vec<u8>) {
-        let x = dir.join("qemu-repack");
-        cmd_ok(
-            Command::new("dpkg-deb")
-                .arg("-R")
-                .arg(&self.qemu_deb)
-                .arg(&x),
-        );
-        let control = x.join("DEBIAN/control");
-        let text = read_text(&control).replace(
-            &format!("Version: {}\n", self.qemu_version),
-            &format!("Version: {}+kvmnettest1\n", self.qemu_version),
-        );
-        std::fs::write(&control, text).unwrap();
         let mut ifup = self.orig_ifup.clone();
         ifup.extend_from_slice(b"# a new upstream version (tests/packaging.rs)\n");
-        std::fs::write(x.join("etc/qemu-ifup"), &ifup).unwrap();
-        let deb = dir.join("qemu-system-common-kvmnettest.deb");
-        cmd_ok(
-            Command::new("dpkg-deb")
-                .args(["--root-owner-group", "-Znone", "-b"])
-                .arg(&x)
-                .arg(&deb),
+        let deb = repack(
+            &self.qemu_deb,
+            &dir.join("qemu-repack"),
+            (
+                &self.qemu_version,
+                &format!("{}+kvmnettest1", self.qemu_version),
+            ),
+            |root| std::fs::write(root.join("etc/qemu-ifup"), &ifup).unwrap(),
         );
         (deb, ifup)
     }
@@ -687,6 +897,12 @@ impl Machine {
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .stdin(Stdio::null()));
             report("reinstall qemu-system-common", &out);
+        }
+        if self.admin_script {
+            self.admin_script = false;
+            if std::fs::read(ADMIN_SCRIPT_KEPT).is_ok_and(|b| b == ADMIN_SCRIPT) {
+                let _ = std::fs::remove_file(ADMIN_SCRIPT_KEPT);
+            }
         }
         if self.user.take().is_some() || passwd_line(USER).is_some() {
             report("userdel", &sh(Command::new("userdel").arg(USER)));
@@ -730,6 +946,8 @@ impl Machine {
             "/etc/kvmnet",
             "/etc/sudoers.d/kvmnet",
             "/etc/qemu-ifup.distrib",
+            "/etc/qemu-ifdown.distrib",
+            ADMIN_SCRIPT_KEPT,
         ] {
             assert!(!exists(gone), "{gone} is gone");
         }
@@ -815,16 +1033,58 @@ fn assert_installed(m: &Machine, distrib: Option<&Vec<u8>>) {
     for c in COMPLETIONS {
         assert!(std::fs::metadata(c).unwrap().len() > 0, "{c}");
     }
-    // dpkg -V: nothing changed but, after the admin's edit, the config
-    let edited =
-        read_text(Path::new("/etc/kvmnet/kvmnet.toml")) != read_text(&packaging("kvmnet.toml"));
-    let verify = cmd_ok(Command::new("dpkg").args(["-V", "kvmnet"]));
-    let want = if edited {
-        "??5?????? c /etc/kvmnet/kvmnet.toml\n"
+    assert_verify_clean();
+}
+
+/// What `dpkg -V` may say about kvmnet's files: nothing but, after the
+/// admin's edit, the config (also while kvmnet is removed but not purged).
+fn verify_expected() -> String {
+    let conf = Path::new("/etc/kvmnet/kvmnet.toml");
+    let edited = conf.exists() && read_text(conf) != read_text(&packaging("kvmnet.toml"));
+    if edited {
+        "??5?????? c /etc/kvmnet/kvmnet.toml\n".to_owned()
     } else {
-        ""
+        String::new()
+    }
+}
+
+/// `dpkg -V` for kvmnet and qemu-system-common, in both orders. dpkg verifies
+/// packages one after another with one table of path names: a path both
+/// packages list gets qemu's conffile hash, and after qemu's turn kvmnet's
+/// link there is checked against it (`?M5?????? c /etc/qemu-ifup`, what the
+/// packages that shipped the links printed). One order is what a plain
+/// `dpkg -V` does, depending on dpkg's hash order: both are checked.
+fn assert_verify_clean() {
+    let want = verify_expected();
+    let qemu = status("qemu-system-common") == "ii ";
+    let kvmnet = !status("kvmnet").is_empty();
+    let runs: Vec<Vec<&str>> = match (kvmnet, qemu) {
+        (true, true) => vec![
+            vec!["kvmnet", "qemu-system-common"],
+            vec!["qemu-system-common", "kvmnet"],
+        ],
+        (true, false) => vec![vec!["kvmnet"]],
+        (false, true) => vec![vec!["qemu-system-common"]],
+        (false, false) => vec![],
     };
-    assert_eq!(verify, want, "dpkg -V kvmnet");
+    for pkgs in runs {
+        let out = cmd_ok(Command::new("dpkg").arg("-V").args(&pkgs));
+        let want = if kvmnet { want.as_str() } else { "" };
+        assert_eq!(out, want, "dpkg -V {}", pkgs.join(" "));
+    }
+}
+
+/// `dpkg -V` of every package, as an admin runs it: nothing about kvmnet's
+/// files, the diverted paths or Debian's scripts but `verify_expected`. The
+/// machine's other packages may report their own files.
+fn verify_all_packages() {
+    let out = sh(Command::new("dpkg").arg("-V").stdin(Stdio::null()));
+    let ours: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("kvmnet") || l.contains("/etc/qemu-if"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(ours, verify_expected(), "dpkg -V (all packages)");
 }
 
 /// After `dpkg -r` (`conffiles_left`) or `dpkg -P`.
@@ -857,10 +1117,7 @@ fn assert_removed(m: &Machine, conffiles_left: bool) {
         assert_eq!(exists(p), conffiles_left, "{p}");
     }
     assert!(conffiles_left || !exists("/etc/kvmnet"));
-    assert_eq!(
-        cmd_ok(Command::new("dpkg").args(["-V", "qemu-system-common"])),
-        ""
-    );
+    assert_verify_clean();
 }
 
 // ---- the network lab: QEMU, dnsmasq, syslog ----
@@ -1110,6 +1367,36 @@ exec ip netns exec "$1" {creds} "$2" -machine q35,accel=tcg -m 128 -nodefaults -
             !self.ns.exists(tap),
             "kvmnet-ifdown deleted the tap it created"
         );
+    }
+
+    /// The installed `kvmnet check` in the namespace (br0 carries its default
+    /// route), as `user` with the user's groups, or as root (None).
+    fn kvmnet_check(&self, user: Option<(u32, u32)>) -> Output {
+        let mut cmd = match user {
+            Some((uid, gid)) => {
+                let mut c = self.ns.cmd("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--init-groups",
+                    "--",
+                    "/usr/bin/kvmnet",
+                ]);
+                c
+            }
+            None => self.ns.cmd("/usr/bin/kvmnet"),
+        };
+        let out = sh(cmd
+            .arg("check")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+        eprintln!(
+            "kvmnet check as {} (exit {:?}):\n{}",
+            if user.is_some() { USER } else { "root" },
+            out.status.code(),
+            text(&out)
+        );
+        out
     }
 
     /// QEMU as the test user with helper=: the installed bridge helper's
