@@ -4,11 +4,16 @@
 //! helper creates a tap, puts it on BR, and sends the tap's descriptor back
 //! over the socket (SCM_RIGHTS, one byte of payload). The tap is not
 //! persistent: it disappears when QEMU closes it, so there is no downscript.
+//!
+//! A refusal keeps the socket open until its parent has read the reason off
+//! stderr (see [`hand_over_reason`]): libvirt reports only what it has read
+//! by the time the socket ends.
 
 use std::fmt;
 use std::fs::File;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use crate::access;
 use crate::config::Config;
@@ -19,6 +24,12 @@ use crate::netlink::Netlink;
 use crate::plan::{self, Origin};
 use crate::settings::NetMode;
 use crate::Invocation;
+
+/// The longest a refusal waits for its parent to read the reason off a pipe.
+pub const READER_WAIT: Duration = Duration::from_secs(2);
+/// Once the reason is read and stderr closed, the socket stays open this
+/// much longer: the reader still has to store what it read and see the end.
+const READER_GRACE: Duration = Duration::from_millis(50);
 
 pub const USAGE: &str = "usage: kvmnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD
 QEMU runs this for -netdev bridge,br=BRIDGE[,helper=PATH] and -netdev tap,helper=PATH.";
@@ -74,14 +85,22 @@ pub fn parse_args(args: &[std::ffi::OsString]) -> Result<Parsed, Error> {
     }
 }
 
-/// Takes ownership of QEMU's socket and checks it is what the protocol
-/// needs: an open unix stream socket.
-fn adopt_socket(fd: RawFd) -> Result<OwnedFd, Error> {
+/// The descriptor number of `--fd=` even when the other arguments are wrong,
+/// so that start-up keeps the socket open while the reason is handed over.
+fn socket_arg(args: &[std::ffi::OsString]) -> Option<RawFd> {
+    args.iter()
+        .filter_map(|a| a.to_str()?.strip_prefix("--fd=")?.parse::<RawFd>().ok())
+        .find(|n| *n > 2)
+}
+
+/// Checks that QEMU's socket, `owned` (adopted as `--fd=fd`, `None` when
+/// that is not open), is what the protocol needs: a unix stream socket.
+fn check_socket(fd: RawFd, owned: Option<&OwnedFd>) -> Result<&OwnedFd, Error> {
     let bad = |why: &str| Error::HelperUsage {
         why: format!("--fd={fd}: {why}"),
     };
-    let owned = crate::sys::fd::adopt_inherited(fd).ok_or_else(|| bad("not an open descriptor"))?;
-    let st = nix::sys::stat::fstat(&owned).map_err(|e| bad(&e.desc().to_lowercase()))?;
+    let owned = owned.ok_or_else(|| bad("not an open descriptor"))?;
+    let st = nix::sys::stat::fstat(owned).map_err(|e| bad(&e.desc().to_lowercase()))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(bad(
             "not a socket (QEMU passes one end of a unix socket pair)",
@@ -90,7 +109,7 @@ fn adopt_socket(fd: RawFd) -> Result<OwnedFd, Error> {
     use nix::sys::socket::{
         getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
     };
-    let ty = getsockopt(&owned, sockopt::SockType).map_err(|e| bad(e.desc()))?;
+    let ty = getsockopt(owned, sockopt::SockType).map_err(|e| bad(e.desc()))?;
     let domain = getsockname::<SockaddrStorage>(owned.as_raw_fd())
         .map_err(|e| bad(e.desc()))?
         .family();
@@ -129,11 +148,17 @@ impl fmt::Display for Report {
     }
 }
 
-pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<Report, Error> {
+/// `sock`: the descriptor `--fd=` names, adopted (`None` when not open).
+pub fn run(
+    args: &Args,
+    sock: Option<&OwnedFd>,
+    inv: &Invocation,
+    log: &mut crate::log::Log,
+) -> Result<Report, Error> {
     if inv.mode == crate::privilege::Mode::None {
         return Err(crate::no_privilege("kvmnet-bridge-helper"));
     }
-    let sock = adopt_socket(args.fd)?;
+    let sock = check_socket(args.fd, sock)?;
     let caller = &inv.caller;
     let config = Config::load(
         &inv.caller.config_path(&inv.env),
@@ -200,7 +225,7 @@ pub fn run(args: &Args, inv: &Invocation, log: &mut crate::log::Log) -> Result<R
     };
     let attach = plan::attach(&tap, &port.wanted(), Origin::Created)?;
     mode::run(&nl, &tap, &attach, &port).map_err(|f| f.error)?;
-    send_fd(&sock, &queue)?;
+    send_fd(sock, &queue)?;
     let bridge = port.bridge().expect("a port has a bridge");
     Ok(Report {
         tap: tap_name,
@@ -234,9 +259,11 @@ pub fn main() -> i32 {
     let parsed = parse_args(&argv);
     let keep = match &parsed {
         Ok(Parsed::Run(a)) => Some(a.fd),
-        _ => None,
+        Ok(_) => None,
+        Err(_) => socket_arg(&argv),
     };
     let inv = crate::start_keeping(keep);
+    let sock = keep.and_then(crate::sys::fd::adopt_inherited);
     let mut log = crate::log::Log::open("kvmnet-bridge-helper");
     let result = parsed.and_then(|p| match p {
         Parsed::Help => {
@@ -247,9 +274,56 @@ pub fn main() -> i32 {
             println!("kvmnet-bridge-helper {}", env!("CARGO_PKG_VERSION"));
             Ok(None)
         }
-        Parsed::Run(a) => inv.and_then(|inv| run(&a, &inv, &mut log)).map(Some),
+        Parsed::Run(a) => inv
+            .and_then(|inv| run(&a, sock.as_ref(), &inv, &mut log))
+            .map(Some),
     });
-    crate::conclude(&mut log, result)
+    let status = crate::conclude(&mut log, result);
+    if status != 0 {
+        hand_over_reason();
+    }
+    // Closed by the exit itself, after stderr (see `hand_over_reason`).
+    let _ = sock.map(IntoRawFd::into_raw_fd);
+    status
+}
+
+/// After a failure's line is on stderr, and before the socket closes: waits
+/// until the parent has read that line off the pipe (at most
+/// [`READER_WAIT`]), then closes stderr and waits [`READER_GRACE`]. Nothing
+/// to wait for when stderr is not a pipe (a terminal, a log file) or when
+/// nothing reads it any more.
+fn hand_over_reason() {
+    // why: libvirt (session mode, `bridge_helper`) drains the helper's stderr
+    // pipe on a thread of its own while its main thread waits on the socket;
+    // when the socket ends without a descriptor it aborts the helper and
+    // builds its error from whatever that thread has stored by then, never
+    // looking again (qemuCreateInBridgePortWithHelper after
+    // virSocketRecvFD). A socket that ends first loses the reason to a
+    // thread that was not scheduled yet. So the socket outlives the line:
+    // until the pipe is empty, then stderr is closed so that the reader sees
+    // its end and finishes its buffer, and only after a grace does the exit
+    // close the socket. QEMU reads the socket and then waits for the exit,
+    // so it sees the same exchange, later by that wait. Bounded: a parent
+    // that reads stderr only after the exit still gets a refusal, later.
+    let deadline = Instant::now() + READER_WAIT;
+    let mut pause = Duration::from_micros(100);
+    let read = loop {
+        match crate::sys::fd::pipe_unread(std::io::stderr().as_fd()) {
+            None => return,
+            Some(0) => break true,
+            Some(_) if Instant::now() >= deadline => break false,
+            Some(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+        }
+    };
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(null);
+    }
+    if read {
+        std::thread::sleep(READER_GRACE);
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +350,44 @@ mod tests {
         assert!(matches!(p(&["--br=br-lab", "--fd=9"]), Ok(Parsed::Run(_))));
         assert_eq!(p(&["--help"]).unwrap(), Parsed::Help);
         assert_eq!(p(&["--version"]).unwrap(), Parsed::Version);
+    }
+
+    #[test]
+    fn the_socket_is_kept_through_wrong_arguments() {
+        let v = |a: &[&str]| {
+            a.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            socket_arg(&v(&["--br=averyveryverylongbridge", "--fd=7"])),
+            Some(7)
+        );
+        assert_eq!(socket_arg(&v(&["--fd=2", "--fd=x", "--fd=9"])), Some(9));
+        assert_eq!(socket_arg(&v(&["--fd", "7", "--br=br0"])), None);
+    }
+
+    /// What [`hand_over_reason`] waits on: the bytes a pipe's reader has not
+    /// taken yet; nothing for a pipe nobody reads any more, or a file.
+    #[test]
+    fn unread_bytes_of_a_pipe() {
+        use crate::sys::fd::pipe_unread;
+        use std::io::{Read, Write};
+        use std::os::fd::AsFd;
+        // close-on-exec: a child another test spawns meanwhile must not
+        // hold either end.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (mut r, mut w) = (File::from(r), File::from(w));
+        assert_eq!(pipe_unread(w.as_fd()), Some(0));
+        w.write_all(b"refused\n").unwrap();
+        assert_eq!(pipe_unread(w.as_fd()), Some(8));
+        let mut got = [0u8; 3];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(pipe_unread(w.as_fd()), Some(5));
+        drop(r);
+        assert_eq!(pipe_unread(w.as_fd()), None);
+        let file = File::open("/proc/self/status").unwrap();
+        assert_eq!(pipe_unread(file.as_fd()), None);
     }
 
     #[test]

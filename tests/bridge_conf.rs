@@ -738,6 +738,9 @@ fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>, what: &str) -> (Option<i32>
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = spawn_inheriting(&mut cmd, pass);
+    // Read while it runs: a refusal waits for its line to be read off a pipe.
+    let err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(err).unwrap());
     let status = common::qemu::poll_every(Duration::from_millis(20), RUN_LIMIT, || {
         child.try_wait().expect("try_wait")
     });
@@ -747,8 +750,7 @@ fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>, what: &str) -> (Option<i32>
         let _ = child.wait();
         panic!("{what}: still running after {RUN_LIMIT:?}: a helper blocked; killed");
     };
-    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    (status.code(), err)
+    (status.code(), err.join().unwrap())
 }
 
 fn admitted_list(row: &[Outcome]) -> Vec<&'static str> {

@@ -1,6 +1,6 @@
 //! `kvmnet-bridge-helper`, QEMU's `helper=` protocol, end to end.
 //!
-//! Two kinds of test, each in a network namespace of its own:
+//! Three kinds of test, each in a network namespace of its own:
 //!
 //! - A fake QEMU side in Rust (fast): a unix socket pair, the helper run as
 //!   root in the namespace with one end as `--fd=N`, the tap's descriptor
@@ -8,6 +8,10 @@
 //!   written into it and seen on another tap of the same bridge; then the
 //!   descriptor is closed and the tap must vanish. Also every way the
 //!   arguments or the descriptor can be wrong.
+//! - The parent's reading order with stderr on a pipe: libvirt's (its
+//!   stderr reader forced late, the error buffer read the moment the socket
+//!   ends without a descriptor: the reason must already be in it) and
+//!   QEMU's (receive, close, wait; stderr read meanwhile or after the exit).
 //! - A real, unprivileged QEMU (`-netdev bridge,br=br0,helper=COPY`) run as
 //!   the numeric uid 4242 inside a [`Jail`] (private mount namespace with an
 //!   overlay /etc holding /etc/kvmnet/kvmnet.toml and /etc/qemu/bridge.conf),
@@ -28,12 +32,15 @@
 mod common;
 
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use common::qemu::{
     self, bridge_ns, find_program, proc_status, read, Proc, BRIDGE, BRIDGE_MAC, MTU, QEMU_ARGS,
@@ -109,9 +116,14 @@ fn socket_pair() -> (UnixStream, OwnedFd) {
 /// QEMU's fork + exec. They are made inheritable only in this child, between
 /// fork and exec; the parent's copies are closed right after the spawn. The
 /// run is bounded by [`HELPER_LIMIT`] (killed and failed after that).
+/// Its output is read while it runs, as a terminal or QEMU's log reader
+/// would: a refusal waits for its line to be read (see
+/// [`libvirt_reads_the_reason_even_when_its_stderr_reader_is_late`]).
 fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>) -> Run {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn_inheriting(&mut cmd, pass);
+    let stdout = read_meanwhile(child.stdout.take().unwrap());
+    let stderr = read_meanwhile(child.stderr.take().unwrap());
     let status = poll(HELPER_LIMIT, || child.try_wait().expect("try_wait"));
     let Some(status) = status else {
         let _ = child.kill();
@@ -120,9 +132,14 @@ fn run_bounded(mut cmd: Command, pass: Vec<OwnedFd>) -> Run {
     };
     Run {
         code: status.code(),
-        stdout: std::io::read_to_string(child.stdout.take().unwrap()).unwrap(),
-        stderr: std::io::read_to_string(child.stderr.take().unwrap()).unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
+}
+
+/// Reads `from` to its end on a thread of its own.
+fn read_meanwhile(from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || std::io::read_to_string(from).unwrap())
 }
 
 /// The helper as root in `ns` (through `ip netns exec`, which keeps inherited
@@ -499,6 +516,256 @@ fn fake_qemu_tap_name_follows_helper_tap() {
     drop(f);
     let gone = poll(Duration::from_secs(5), || (!ns.exists(&name)).then_some(()));
     assert!(gone.is_some(), "{name} still exists after close");
+}
+
+// ---------------------------------------------------------------------------
+// The parent's reading order: libvirt's and QEMU's, with stderr on a pipe
+
+/// How late the libvirt-like parent's stderr reader is in
+/// [`libvirt_parent`]: far longer than a helper needs between its line and
+/// its exit, and well inside the helper's wait for its reader.
+fn late_reader() -> Duration {
+    kvmnet::bridge_helper::READER_WAIT / 4
+}
+
+/// What a libvirt-like parent saw of one helper run.
+struct LibvirtSaw {
+    /// The descriptor, when one came.
+    fd: Option<OwnedFd>,
+    /// The error buffer as libvirt reads it for its message: when the socket
+    /// ended without a descriptor, right after virCommandAbort; after a
+    /// descriptor, everything (virCommandWait joins the reader).
+    errbuf: String,
+    /// Nothing held the helper's stderr open any more when the socket ended.
+    stderr_closed_first: bool,
+    status: ExitStatus,
+}
+
+/// Runs the helper as libvirt 9.0 does in `qemuCreateInBridgePortWithHelper`
+/// (src/qemu/qemu_interface.c): stdout on /dev/null, stderr on a pipe that
+/// `virCommandDoAsyncIO` has a thread of its own drain into the error buffer
+/// (`virCommandProcessIO`, src/util/vircommand.c), while the calling thread
+/// blocks in `virSocketRecvFD`. When that returns no descriptor, libvirt
+/// calls `virCommandAbort` (`virProcessAbort`: reap if the child has ended,
+/// else SIGTERM, a pause, reap, else SIGKILL) and then reads the buffer once,
+/// as it is, for "failed to communicate with bridge helper". With a
+/// descriptor it calls `virCommandWait`, which joins the reader.
+///
+/// The race libvirt leaves open is forced to its worst side: the reader
+/// starts reading only once the buffer has been read for the message, or
+/// [`late_reader`] after the pipe became readable, whichever comes first; a
+/// helper that lets its socket end before its reader had its line loses the
+/// line every time.
+fn libvirt_parent(mut cmd: Command, pass: Vec<OwnedFd>, sock: &UnixStream) -> LibvirtSaw {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::sync::{mpsc, Arc, Mutex};
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = spawn_inheriting(&mut cmd, pass);
+    let err = OwnedFd::from(child.stderr.take().unwrap());
+    let watch = err.try_clone().unwrap();
+    let errbuf = Arc::new(Mutex::new(Vec::new()));
+    let (go, late) = mpsc::channel::<()>();
+    let late_by = late_reader();
+    let reader = {
+        let errbuf = Arc::clone(&errbuf);
+        std::thread::spawn(move || {
+            let mut readable = [PollFd::new(err.as_fd(), PollFlags::POLLIN)];
+            nix::poll::poll(&mut readable, PollTimeout::NONE).unwrap();
+            let _ = late.recv_timeout(late_by);
+            let mut err = File::from(err);
+            let mut chunk = [0u8; 1024];
+            loop {
+                match err.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => errbuf.lock().unwrap().extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => panic!("reading the helper's stderr: {e}"),
+                }
+            }
+        })
+    };
+    let (bytes, mut fds) = recv_fds_once(sock);
+    if fds.is_empty() {
+        assert!(bytes.is_empty(), "bytes without a descriptor: {bytes:?}");
+        let mut hup = [PollFd::new(watch.as_fd(), PollFlags::empty())];
+        nix::poll::poll(&mut hup, PollTimeout::ZERO).unwrap();
+        let stderr_closed_first = hup[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP));
+        let status = virprocess_abort(&mut child);
+        let seen = errbuf.lock().unwrap().clone();
+        let _ = go.send(());
+        reader.join().unwrap();
+        return LibvirtSaw {
+            fd: None,
+            errbuf: String::from_utf8_lossy(&seen).into_owned(),
+            stderr_closed_first,
+            status,
+        };
+    }
+    assert_eq!((bytes.len(), fds.len()), (1, 1), "one byte, one descriptor");
+    let status = child.wait().unwrap();
+    drop(go);
+    reader.join().unwrap();
+    let all = errbuf.lock().unwrap().clone();
+    LibvirtSaw {
+        fd: fds.pop(),
+        errbuf: String::from_utf8_lossy(&all).into_owned(),
+        stderr_closed_first: true,
+        status,
+    }
+}
+
+/// libvirt 9.0's `virProcessAbort` (src/util/virprocess.c).
+fn virprocess_abort(child: &mut std::process::Child) -> ExitStatus {
+    if let Some(ended) = child.try_wait().unwrap() {
+        return ended;
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(10));
+    if let Some(ended) = child.try_wait().unwrap() {
+        return ended;
+    }
+    let _ = child.kill();
+    child.wait().unwrap()
+}
+
+/// libvirt's argument order: `--use-vnet --br=BR --fd=N`.
+fn libvirt_cmd(ns: &Netns, br: &str, fd: &OwnedFd) -> Command {
+    let mut c = helper_cmd(ns, None);
+    c.args(["--use-vnet", &format!("--br={br}")])
+        .arg(format!("--fd={}", fd.as_raw_fd()));
+    c
+}
+
+#[test]
+fn libvirt_reads_the_reason_even_when_its_stderr_reader_is_late() {
+    let ns = bridge_ns();
+    let links_before = ns.all_links();
+    // A refusal at run time, and one of the arguments (a bridge name from
+    // the domain XML that cannot exist): the socket outlives both lines.
+    for (br, needle) in [
+        ("nobr", "QEMU's br=nobr does not exist"),
+        ("averyveryverylongbridge", "Linux allows at most 15"),
+    ] {
+        let (q, h) = socket_pair();
+        let c = libvirt_cmd(&ns, br, &h);
+        let saw = libvirt_parent(c, vec![h], &q);
+        let libvirt_says = format!(
+            "failed to communicate with bridge helper: {}: Transport endpoint is not connected",
+            if saw.errbuf.is_empty() {
+                String::new()
+            } else {
+                format!("stderr={}", saw.errbuf.trim_end())
+            }
+        );
+        assert!(saw.fd.is_none(), "{br}: a descriptor was sent");
+        let lines: Vec<&str> = saw.errbuf.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(PROG) && lines[0].contains(needle),
+            "{br}: libvirt's error would read {libvirt_says:?}; expected {needle:?} in it"
+        );
+        assert!(
+            saw.stderr_closed_first,
+            "{br}: the socket ended while the helper still held its stderr"
+        );
+        assert_eq!(saw.status.code(), Some(1), "{br}: {}", saw.status);
+        assert_eq!(ns.all_links(), links_before, "{br}: links changed");
+        eprintln!("bridge helper, libvirt's order (reader late): {libvirt_says}");
+    }
+
+    // Admitted: the descriptor, exit 0, and nothing waited for.
+    let (q, h) = socket_pair();
+    let c = libvirt_cmd(&ns, BRIDGE, &h);
+    let saw = libvirt_parent(c, vec![h], &q);
+    assert!(saw.status.success(), "{saw:?}");
+    let fd = saw.fd.expect("a descriptor");
+    let (tap, _) = tap_of(&fd);
+    assert_helper_tap(&ns, &tap, 0, true);
+    drop(fd);
+    let clean = poll(Duration::from_secs(5), || {
+        (ns.all_links() == links_before).then_some(())
+    });
+    assert!(clean.is_some(), "links left: {:?}", ns.all_links());
+}
+
+impl std::fmt::Debug for LibvirtSaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibvirtSaw")
+            .field("fd", &self.fd.is_some())
+            .field("errbuf", &self.errbuf)
+            .field("stderr_closed_first", &self.stderr_closed_first)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+/// QEMU's `net_bridge_run_helper` (net/tap.c): receive (again on EINTR),
+/// close its end, wait for the helper; stderr is inherited, here a pipe,
+/// read meanwhile (a terminal, QEMU's log reader) or only once the helper
+/// has exited (a reader that never comes in time).
+fn qemu_parent(
+    mut cmd: Command,
+    pass: Vec<OwnedFd>,
+    sock: UnixStream,
+    read_meanwhile_: bool,
+) -> (Option<OwnedFd>, ExitStatus, String) {
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = spawn_inheriting(&mut cmd, pass);
+    let err = child.stderr.take().unwrap();
+    let (meanwhile, after) = if read_meanwhile_ {
+        (Some(read_meanwhile(err)), None)
+    } else {
+        (None, Some(err))
+    };
+    let (_, mut fds) = recv_fds_once(&sock);
+    drop(sock);
+    let status = child.wait().unwrap();
+    let stderr = match (meanwhile, after) {
+        (Some(t), _) => t.join().unwrap(),
+        (_, Some(err)) => std::io::read_to_string(err).unwrap(),
+        _ => unreachable!(),
+    };
+    (fds.pop(), status, stderr)
+}
+
+#[test]
+fn qemu_order_with_stderr_on_a_pipe_admits_and_refuses_as_before() {
+    let ns = bridge_ns();
+    let links_before = ns.all_links();
+    let qemu_cmd = |br: &str, fd: &OwnedFd| {
+        let mut c = helper_cmd(&ns, None);
+        c.args(["--use-vnet", &format!("--fd={}", fd.as_raw_fd())])
+            .arg(format!("--br={br}"));
+        c
+    };
+
+    let (q, h) = socket_pair();
+    let (fd, status, err) = qemu_parent(qemu_cmd(BRIDGE, &h), vec![h], q, true);
+    assert!(status.success(), "{status}: {err}");
+    let fd = fd.expect("a descriptor");
+    let (tap, _) = tap_of(&fd);
+    assert_helper_tap(&ns, &tap, 0, true);
+    drop(fd);
+
+    // Refused, with stderr read meanwhile, and with stderr read by nobody
+    // until the helper has exited: it does not wait for ever for a reader.
+    for meanwhile in [true, false] {
+        let (q, h) = socket_pair();
+        let (fd, status, err) = qemu_parent(qemu_cmd("nobr", &h), vec![h], q, meanwhile);
+        assert!(fd.is_none(), "a descriptor was sent");
+        assert_eq!(status.code(), Some(1), "{status}: {err}");
+        Run {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: err,
+        }
+        .fails_with("QEMU's br=nobr does not exist");
+    }
+    let clean = poll(Duration::from_secs(5), || {
+        (ns.all_links() == links_before).then_some(())
+    });
+    assert!(clean.is_some(), "links left: {:?}", ns.all_links());
 }
 
 // ---------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 //! Every `unsafe` block of kvmnet: thin, safe wrappers over the system calls
 //! std and nix do not cover (the TUN ioctls, reentrant NSS look-ups,
 //! extended attributes, the auxiliary vector, adopting an inherited
-//! descriptor). The crate denies `unsafe_code` everywhere else (lib.rs), so
-//! a reviewer reads every soundness argument here, each in a `// SAFETY:`
-//! comment at its block.
+//! descriptor, the unread bytes of a pipe). The crate denies `unsafe_code`
+//! everywhere else (lib.rs), so a reviewer reads every soundness argument
+//! here, each in a `// SAFETY:` comment at its block.
 
 pub mod fd;
 pub mod nss;
