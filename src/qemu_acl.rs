@@ -155,10 +155,25 @@ pub fn load_traced(
     uid: u32,
     groups: &[u32],
 ) -> Result<Option<(Vec<Entry>, Trace)>, QemuAclError> {
+    read(path, uid, groups, crate::trust::check_directories)
+}
+
+/// How the directories a policy file lives in are judged: the trust rule,
+/// except in unit tests, whose scratch directories sit under a world-writable
+/// /tmp.
+type DirRule = fn(&Path, &Path) -> Result<(), crate::trust::TrustError>;
+
+fn read(
+    path: &Path,
+    uid: u32,
+    groups: &[u32],
+    dirs: DirRule,
+) -> Result<Option<(Vec<Entry>, Trace)>, QemuAclError> {
     let mut r = Reader {
         uid,
         groups,
         same: same_credentials(uid, groups),
+        dirs,
         trace: Trace::default(),
         out: Vec::new(),
     };
@@ -218,6 +233,7 @@ struct Reader<'a> {
     groups: &'a [u32],
     /// The process reads with exactly the caller's credentials.
     same: bool,
+    dirs: DirRule,
     trace: Trace,
     out: Vec<Entry>,
 }
@@ -290,7 +306,7 @@ impl Reader<'_> {
         crate::trust::judge("file", path, &meta).map_err(&untrusted)?;
         // The directories the file really lives in, symlinks resolved.
         let real = std::fs::canonicalize(path).map_err(|e| read_err(&e))?;
-        crate::trust::check_directories(path, &real).map_err(|e| match e {
+        (self.dirs)(path, &real).map_err(|e| match e {
             crate::trust::TrustError::Untrusted { why, .. } => untrusted(why),
             other => QemuAclError::Read {
                 path: shown.clone(),
@@ -514,6 +530,7 @@ mod tests {
             uid: 4242,
             groups: &[],
             same: true,
+            dirs: crate::trust::check_directories,
             trace: Trace::default(),
             out: Vec::new(),
         };
@@ -546,6 +563,26 @@ mod tests {
         }
     }
 
+    /// The trust rule for the directories below the scratch root; /tmp and
+    /// above are world-writable or not this test's to judge.
+    fn dirs_below_tmp(path: &Path, real: &Path) -> Result<(), crate::trust::TrustError> {
+        let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+        for dir in real.ancestors().skip(1).take_while(|d| *d != tmp) {
+            let meta = std::fs::metadata(dir).unwrap();
+            crate::trust::judge("directory", dir, &meta).map_err(|why| {
+                crate::trust::TrustError::Untrusted {
+                    path: path.to_owned(),
+                    why,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn load_as(p: &Path, uid: u32, groups: &[u32]) -> Result<Option<Vec<Entry>>, QemuAclError> {
+        Ok(read(p, uid, groups, dirs_below_tmp)?.map(|(entries, _)| entries))
+    }
+
     fn load_here(p: &Path) -> Result<Option<Vec<Entry>>, QemuAclError> {
         let me = nix::unistd::geteuid().as_raw();
         let mut groups: Vec<u32> = nix::unistd::getgroups()
@@ -554,7 +591,7 @@ mod tests {
             .map(|g| g.as_raw())
             .collect();
         groups.push(nix::unistd::getegid().as_raw());
-        load(p, me, &groups)
+        load_as(p, me, &groups)
     }
 
     #[test]
@@ -756,15 +793,15 @@ mod tests {
         );
         // This process (root, no DAC override needed: owner) can read it; user
         // 4242 cannot: skipped, as QEMU's helper run by 4242 skips it.
-        let e = load(&main, 4242, &[4242]).unwrap().unwrap();
+        let e = load_as(&main, 4242, &[4242]).unwrap().unwrap();
         assert!(admits(&e, "br0"), "{e:?}");
         // A member of group 4243 can: its deny holds and its allow counts.
-        let e = load(&main, 4242, &[4242, 4243]).unwrap().unwrap();
+        let e = load_as(&main, 4242, &[4242, 4243]).unwrap().unwrap();
         assert!(!admits(&e, "br0") && admits(&e, "br9"), "{e:?}");
         // The owner's bits decide for the owner, even when others may read.
         std::os::unix::fs::chown(&secret, Some(4242), Some(4243)).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o044)).unwrap();
-        let e = load(&main, 4242, &[4242, 4243]).unwrap().unwrap();
+        let e = load_as(&main, 4242, &[4242, 4243]).unwrap().unwrap();
         assert!(admits(&e, "br0"), "{e:?}");
         // A directory the caller cannot search hides what is in it.
         let sub = d.0.join("private");
@@ -775,8 +812,12 @@ mod tests {
             "bridge.conf",
             format!("allow all\ninclude {}/x.conf\n", sub.display()),
         );
-        assert!(admits(&load(&main, 4242, &[4242]).unwrap().unwrap(), "br0"));
+        assert!(admits(
+            &load_as(&main, 4242, &[4242]).unwrap().unwrap(),
+            "br0"
+        ));
         // Through a symbolic link the walk cannot be checked: denies only.
+        std::os::unix::fs::chown(&secret, Some(0), Some(0)).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(&secret, "deny br0\nallow br9\n").unwrap();
         std::os::unix::fs::symlink(&secret, d.0.join("link.conf")).unwrap();
@@ -784,14 +825,14 @@ mod tests {
             "bridge.conf",
             format!("include {}/link.conf\n", d.0.display()),
         );
-        let e = load(&main, 4242, &[4242]).unwrap().unwrap();
+        let e = load_as(&main, 4242, &[4242]).unwrap().unwrap();
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(!e[0].allow);
         // bridge.conf itself hidden from the caller: refused, as QEMU's
         // helper fails on it.
         let top = d.write("top.conf", "allow all\n");
         std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = load(&top, 4242, &[4242]).unwrap_err().to_string();
+        let e = load_as(&top, 4242, &[4242]).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("cannot read {}", top.display())),
             "{e}"
@@ -817,7 +858,7 @@ mod tests {
                 d.0.display()
             ),
         );
-        let (entries, trace) = load_traced(&main, 4242, &[4242]).unwrap().unwrap();
+        let (entries, trace) = read(&main, 4242, &[4242], dirs_below_tmp).unwrap().unwrap();
         assert!(admits(&entries, "br1"), "{entries:?}");
         assert_eq!(trace.files, [main.clone(), inc]);
         assert_eq!(
@@ -832,7 +873,7 @@ mod tests {
             }]
         );
         // what load returns is the same reading
-        assert_eq!(load(&main, 4242, &[4242]).unwrap().unwrap(), entries);
+        assert_eq!(load_as(&main, 4242, &[4242]).unwrap().unwrap(), entries);
     }
 
     #[test]
@@ -947,5 +988,38 @@ mod tests {
             t
         });
         assert!(!admits(&load_here(&edge).unwrap().unwrap(), "br0"));
+    }
+
+    #[test]
+    fn a_file_or_directory_others_could_change_refuses_everyone() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (the trust rule wants root-owned files)");
+        }
+        let d = Dir::new("trust");
+        let inc = d.write("inc.conf", "deny br1\n");
+        let main = d.write(
+            "bridge.conf",
+            format!("allow all\ninclude {}\n", inc.display()),
+        );
+        assert!(load_here(&main).unwrap().is_some());
+        // an include its group could rewrite to "allow all"
+        std::fs::set_permissions(&inc, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = load_here(&main).unwrap_err();
+        assert!(
+            matches!(&e, QemuAclError::Untrusted { path, .. } if path.contains("inc.conf (included at")),
+            "{e:?}"
+        );
+        std::fs::set_permissions(&inc, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // the runtime's own rule judges every directory up to /: a scratch
+        // directory under a world-writable /tmp is refused
+        let tmp = std::fs::metadata(std::env::temp_dir()).unwrap();
+        assert!(
+            tmp.permissions().mode() & 0o002 != 0,
+            "this test expects a world-writable {}",
+            std::env::temp_dir().display()
+        );
+        let e = load(&main, 4242, &[4242]).unwrap_err();
+        assert!(matches!(&e, QemuAclError::Untrusted { .. }), "{e:?}");
+        assert!(e.to_string().contains("writable by others"), "{e}");
     }
 }
