@@ -19,6 +19,7 @@ pub const IFLA_ADDRESS: u16 = libc::IFLA_ADDRESS;
 pub const IFLA_IFNAME: u16 = libc::IFLA_IFNAME;
 pub const IFLA_MTU: u16 = libc::IFLA_MTU;
 pub const IFLA_MASTER: u16 = libc::IFLA_MASTER;
+pub const IFLA_CARRIER: u16 = libc::IFLA_CARRIER;
 pub const IFLA_LINKINFO: u16 = libc::IFLA_LINKINFO;
 pub const IFLA_IFALIAS: u16 = libc::IFLA_IFALIAS;
 pub const IFLA_AF_SPEC: u16 = libc::IFLA_AF_SPEC;
@@ -37,7 +38,6 @@ pub const RT_TABLE_MAIN: u32 = libc::RT_TABLE_MAIN as u32;
 pub const NLA_TYPE_MASK: u16 = libc::NLA_TYPE_MASK as u16;
 // <linux/if.h>, <linux/if_tun.h>, <sys/socket.h>: from libc
 pub const IFF_UP: u32 = libc::IFF_UP as u32;
-pub const IFF_LOWER_UP: u32 = libc::IFF_LOWER_UP as u32;
 pub const IFF_TAP: u8 = libc::IFF_TAP as u8;
 pub const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
 pub const AF_INET: u8 = libc::AF_INET as u8;
@@ -90,8 +90,8 @@ mod tests {
             (253, 254, 9, 15)
         );
         assert_eq!(
-            (IFF_LOWER_UP, IFF_TAP, AF_BRIDGE, AF_INET6, NLA_TYPE_MASK),
-            (0x1_0000, 2, 7, 10, 0x3fff)
+            (IFLA_CARRIER, IFF_TAP, AF_BRIDGE, AF_INET6, NLA_TYPE_MASK),
+            (33, 2, 7, 10, 0x3fff)
         );
     }
 }

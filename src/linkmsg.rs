@@ -4,7 +4,7 @@
 //! same answers, and the `linkmsg` fuzz target runs it on corrupt input.
 
 use crate::kernel::{
-    IFF_LOWER_UP, IFF_TAP, IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_DEFAULT_PVID, IFLA_BR_VLAN_FILTERING,
+    IFF_TAP, IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_DEFAULT_PVID, IFLA_BR_VLAN_FILTERING, IFLA_CARRIER,
     IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER,
     IFLA_MTU, IFLA_TUN_GROUP, IFLA_TUN_OWNER, IFLA_TUN_PERSIST, IFLA_TUN_TYPE, NLA_TYPE_MASK,
     RTM_NEWLINK,
@@ -73,7 +73,9 @@ pub fn parse_link(msg: &[u8]) -> Result<Link, String> {
         mac: None,
         master: None,
         up: flags & IFF_UP != 0,
-        carrier: flags & IFF_LOWER_UP != 0,
+        // IFF_LOWER_UP is reported only while the link is up; QEMU's
+        // tap is down when its script runs.
+        carrier: false,
         alias: None,
         vlan_filtering: None,
     };
@@ -81,6 +83,7 @@ pub fn parse_link(msg: &[u8]) -> Result<Link, String> {
         match kind {
             IFLA_IFNAME => link.name = string_of(v),
             IFLA_MTU => link.mtu = u32_of(v).unwrap_or(0),
+            IFLA_CARRIER => link.carrier = v.first().is_some_and(|&b| b != 0),
             IFLA_ADDRESS => link.mac = Mac::from_slice(v),
             IFLA_MASTER => link.master = u32_of(v).filter(|&i| i != 0),
             IFLA_IFALIAS => link.alias = Some(string_of(v)).filter(|a| !a.is_empty()),
@@ -155,7 +158,7 @@ pub(crate) mod tests {
             mac: None,
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
-            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
+            carrier: false,
             alias: None,
             vlan_filtering: None,
         };
@@ -164,6 +167,7 @@ pub(crate) mod tests {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n,
                 LinkAttribute::Mtu(m) => link.mtu = m,
+                LinkAttribute::Carrier(c) => link.carrier = c != 0,
                 LinkAttribute::Address(a) => link.mac = Mac::from_slice(&a),
                 LinkAttribute::Controller(i) if i != 0 => link.master = Some(i),
                 LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a),
@@ -251,6 +255,7 @@ pub(crate) mod tests {
         tap.attributes = vec![
             LinkAttribute::IfName("vm0".into()),
             LinkAttribute::Mtu(9000),
+            LinkAttribute::Carrier(1),
             LinkAttribute::Address(vec![0xfe, 0x54, 0, 1, 2, 3]),
             LinkAttribute::Controller(3),
             LinkAttribute::IfAlias("kvmnet:v1 created attached=br0".into()),
