@@ -664,8 +664,9 @@ fn finished(f: &mut Findings, k: usize, t: &Traced, lines: Option<&[String]>) {
         f.add(format!("the uninterrupted run failed: {t:?}"));
     }
     if t.steps != k - 1 {
-        // Not a broken invariant: a run may take another path (a retried
-        // temporary name, say). The k it skipped were still checked.
+        // Not a broken invariant: a run may take another path (it looks a
+        // tap up again while another run's creation has no owner yet, say).
+        // The k it skipped were still checked.
         eprintln!(
             "{}: note: this run took {} steps where the run before reached {}",
             f.header,

@@ -216,7 +216,9 @@ fn sudoers_file_is_valid_and_grants_only_the_two_helpers() {
     assert!(joined.contains("%kvm ALL = (root) NOPASSWD: KVMNET_TAP_HELPERS"));
     for helper in ["kvmnet-ifup", "kvmnet-ifdown"] {
         assert!(
-            joined.contains(&format!("/usr/libexec/{helper} ^[A-Za-z0-9_.-]{{1,15}}$")),
+            joined.contains(&format!(
+                "/usr/libexec/{helper} ^[A-Za-z0-9_.][A-Za-z0-9_.-]{{0,14}}$"
+            )),
             "{helper} with one tap-name argument: {joined}"
         );
     }
@@ -1350,6 +1352,9 @@ exec ip netns exec "$1" {creds} "$2" -machine q35,accel=tcg -m 128 -nodefaults -
         for argv in [
             vec![HELPERS[0], "kvmpkg1", "extra"],
             vec![HELPERS[0], "kvm pkg1"],
+            // an option to kvmnet-ifup, and a name longer than the kernel's
+            vec![HELPERS[0], "-x"],
+            vec![HELPERS[0], "kvmpkg567890abcd"],
             vec![HELPERS[0]],
             vec![HELPERS[2], "--br=br0", "--fd=3"],
         ] {

@@ -442,7 +442,8 @@ vlan = 20
 /// send, ioctl, write: tests/common/trace.rs), for every k, on QEMU's tap and
 /// on a tap it creates. At the instant of the kill and after it, a tap that
 /// is an up port of the bridge has exactly its VLANs (never the bridge's
-/// default VLAN 1 with traffic flowing); no temporary tap is left; the next
+/// default VLAN 1 with traffic flowing); no `kvmnet…` tap is left (the
+/// temporary names of earlier versions); the next
 /// ifup completes the run and ifdown then gives back the state before.
 #[test]
 #[ignore = "needs bridge VLAN filtering; run inside the guest kernel by guest_kernel_lane"]
