@@ -109,6 +109,10 @@ fn status_lists_only_kvmnet_taps_with_bridge_mode_owner_and_state() {
     ns.ifup("qt0", Some(&c)).ok();
     ns.ifup("rt-1", Some(&c)).ok();
     ns.ip("tuntap add foreign0 mode tap"); // not kvmnet's: not listed
+                                           // QEMU's tap, its queue open, taken down by someone: still in use
+    let _held = common::open_tap(&ns, "qh0");
+    ns.ifup("qh0", Some(&c)).ok();
+    ns.ip("link set qh0 down");
 
     // unprivileged, as any user may
     let out = sh(ns.cmd("setpriv").args([
@@ -127,7 +131,7 @@ fn status_lists_only_kvmnet_taps_with_bridge_mode_owner_and_state() {
     let _ = r;
     let rows = rows.as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["tap"].as_str().unwrap()).collect();
-    assert_eq!(names, ["qt0", "rt-1", "vm0"]);
+    assert_eq!(names, ["qh0", "qt0", "rt-1", "vm0"]);
     let by = |n: &str| rows.iter().find(|r| r["tap"] == n).unwrap().clone();
     assert_eq!(by("vm0")["bridge"], "br0");
     assert_eq!(by("vm0")["created_by_kvmnet"], true);
@@ -136,6 +140,8 @@ fn status_lists_only_kvmnet_taps_with_bridge_mode_owner_and_state() {
     assert_eq!(by("rt-1")["mode"], "route");
     assert_eq!(by("rt-1")["routes"][0], "192.0.2.10");
     assert_eq!(by("vm0")["in_use"], false);
+    assert_eq!(by("qh0")["in_use"], true);
+    assert_eq!(by("qh0")["up"], false);
 
     let table = ok(ns.cmd(KVMNET).arg("status"));
     assert!(table.lines().next().unwrap().starts_with("TAP"), "{table}");
