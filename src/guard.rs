@@ -1023,3 +1023,373 @@ pub fn sweep(budget: usize, start: usize) -> Result<Vec<StaleTable>, GuardError>
     }
     Ok(stale)
 }
+
+/// The interval elements of `prefixes` in nft's syntax: merged as
+/// [`interval_elems`] merges them, each a single address or a range.
+fn interval_text(prefixes: &[Prefix], raw: bool) -> String {
+    let v4 = prefixes.first().is_some_and(|p| p.addr.is_ipv4());
+    let mut ranges: Vec<(u128, u128)> = prefixes.iter().map(Prefix::range).collect();
+    ranges.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+            _ => merged.push(r),
+        }
+    }
+    let show = |v: u128| {
+        if raw {
+            format!("{v:#034x}")
+        } else {
+            from_bits(v, v4).to_string()
+        }
+    };
+    let items: Vec<String> = merged
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                show(a)
+            } else {
+                format!("{}-{}", show(a), show(b))
+            }
+        })
+        .collect();
+    items.join(", ")
+}
+
+/// The guard of `spec` in nft's syntax: what [`apply`] loads, for people
+/// (`kvmnet explain`) and as the tests' oracle (`nft -f` of this text makes
+/// the very same kernel objects as [`ruleset`], byte for byte).
+pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
+    spec.check()?;
+    let mut macs: Vec<Mac> = spec.macs.clone();
+    macs.sort();
+    macs.dedup();
+    let mac_list = macs
+        .iter()
+        .map(Mac::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let raw_macs = macs
+        .iter()
+        .map(|m| {
+            format!(
+                "0x{}",
+                m.0.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut t = format!(
+        "table netdev {} {{\n\tcomment \"{COMMENT_PREFIX}{}\"\n",
+        table_name(spec.ifindex),
+        spec.tap
+    );
+    t += &format!("\tset {MACS} {{ type ether_addr; elements = {{ {mac_list} }} }}\n");
+    if let Some(v4) = &spec.ipv4 {
+        let e = if v4.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }}", interval_text(v4, false))
+        };
+        t += &format!("\tset {IPV4_SRC} {{ type ipv4_addr; flags interval;{e} }}\n");
+    }
+    if let Some(v6) = &spec.ipv6 {
+        let mut src = v6.clone();
+        src.push("fe80::/10".parse().expect("a prefix"));
+        t += &format!(
+            "\tset {IPV6_SRC} {{ type ipv6_addr; flags interval; elements = {{ {} }} }}\n",
+            interval_text(&src, false)
+        );
+        let mut targets = v6.clone();
+        targets.extend(
+            macs.iter()
+                .map(|m| Prefix::host(IpAddr::V6(eui64_link_local(*m)))),
+        );
+        t += &format!(
+            "\tset {NA_TARGETS} {{ typeof @th,64,128; flags interval; elements = {{ {} }} }}\n",
+            interval_text(&targets, true)
+        );
+    }
+    t += &format!("\tset {NA_LLADDR} {{ typeof @th,208,48; elements = {{ {raw_macs} }} }}\n");
+    let chain = |name: &str, lines: &[&str]| {
+        let mut c = format!("\tchain {name} {{\n");
+        for l in lines {
+            c += &format!("\t\t{l}\n");
+        }
+        c + "\t}\n"
+    };
+    let mut arp = vec![
+        "arp htype != 1 drop",
+        "arp ptype != ip drop",
+        "arp hlen != 6 drop",
+        "arp plen != 4 drop",
+        "arp operation != request arp operation != reply drop",
+        "arp saddr ether != @macs drop",
+    ];
+    let mut ipv4 = vec!["udp sport 67 drop", "icmp type redirect drop"];
+    if spec.ipv4.is_some() {
+        arp.extend([
+            "arp saddr ip 0.0.0.0 accept",
+            "arp saddr ip @ipv4-src accept",
+            "drop",
+        ]);
+        ipv4.extend([
+            "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+            "ip saddr @ipv4-src accept",
+            "drop",
+        ]);
+    } else {
+        arp.push("accept");
+        ipv4.push("accept");
+    }
+    let mut na = vec!["ip6 nexthdr != ipv6-icmp drop"];
+    if spec.ipv6.is_some() {
+        na.push("@th,64,128 != @na-targets drop");
+    }
+    na.extend([
+        "ip6 length 24 return",
+        "ip6 length != 32 drop",
+        "@th,192,16 != 0x0201 drop",
+        "@th,208,48 != @na-lladdr drop",
+    ]);
+    let mut ipv6 = vec![
+        "icmpv6 type nd-router-advert drop",
+        "icmpv6 type nd-redirect drop",
+        "udp sport 547 drop",
+        "icmpv6 type nd-neighbor-advert jump guest-na",
+    ];
+    if spec.ipv6.is_some() {
+        ipv6.extend([
+            "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
+            "ip6 saddr :: icmpv6 type nd-router-solicit accept",
+            "ip6 saddr :: icmpv6 type mld2-listener-report accept",
+            "ip6 saddr @ipv6-src accept",
+            "drop",
+        ]);
+    } else {
+        ipv6.push("accept");
+    }
+    let hook = format!(
+        "type filter hook ingress device \"{}\" priority 0; policy drop;",
+        spec.tap
+    );
+    let iif = format!("meta iif != {} accept", spec.ifindex);
+    let mut base = vec![
+        hook.as_str(),
+        iif.as_str(),
+        "ether type 8021q drop",
+        "ether type 8021ad drop",
+        "ether saddr != @macs drop",
+        "ether type arp jump guest-arp",
+        "ether type 0x8035 jump guest-rarp",
+        "ether type ip jump guest-ipv4",
+        "ether type ip6 jump guest-ipv6",
+    ];
+    if !spec.pins_ip() {
+        base.push("accept");
+    }
+    t += &chain(ARP, &arp);
+    t += &chain(RARP, &["@nh,48,16 3 accept", "drop"]);
+    t += &chain(IPV4, &ipv4);
+    t += &chain(NA, &na);
+    t += &chain(IPV6, &ipv6);
+    t += &chain(BASE, &base);
+    t += "}\n";
+    Ok(t)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// Runs `f` in a thread of its own network namespace, which the kernel
+    /// removes when the thread ends, passed or panicked; programs the
+    /// thread starts run in it too.
+    pub(crate) fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (a network namespace, a tap, nf_tables); run the suite as root"
+        );
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET)");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Runs `prog args` (in the calling thread's namespace); its stdout,
+    /// or a panic with its stderr.
+    pub(crate) fn run(prog: &str, args: &[&str], stdin: &str) -> String {
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {prog} (the oracle; apt-get install nftables): {e}")
+            });
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{prog} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Makes tap `name` in the calling thread's namespace; its ifindex.
+    pub(crate) fn tap(name: &str) -> u32 {
+        run("ip", &["tuntap", "add", name, "mode", "tap"], "");
+        let out = run("ip", &["-j", "link", "show", "dev", name], "");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["ifindex"].as_u64().unwrap() as u32
+    }
+
+    pub(crate) fn spec(ifindex: u32) -> GuardSpec {
+        GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex,
+            macs: vec!["52:54:00:12:34:56".parse().unwrap()],
+            ipv4: Some(vec![
+                "192.0.2.10".parse().unwrap(),
+                "198.51.100.0/24".parse().unwrap(),
+            ]),
+            ipv6: Some(vec![
+                "2001:db8::10".parse().unwrap(),
+                "2001:db8:1::/64".parse().unwrap(),
+            ]),
+        }
+    }
+
+    /// The messages of the batch nft sends, as `nft --debug=mnl` prints
+    /// them: (type, everything after the netlink header), BATCH_BEGIN and
+    /// END left out. The dump shows each 4-byte word of a message after the
+    /// header on a line: attribute headers as length, flags (N: nested, B:
+    /// network byte order) and type, the rest as hex bytes.
+    fn nft_batch(dump: &str) -> Vec<(u16, Vec<u8>)> {
+        let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
+        for raw in dump.lines() {
+            // Attribute headers come coloured (ANSI escapes ending in 'm').
+            let mut line = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                if c == '\x1b' {
+                    chars.by_ref().find(|c| *c == 'm');
+                } else {
+                    line.push(c);
+                }
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if line.contains("|  type | flags  |") {
+                msgs.push((cells[1].parse().unwrap(), Vec::new()));
+            } else if line.contains("|len |flags| type|") {
+                let len: u16 = cells[1].parse().unwrap();
+                let mut kind: u16 = cells[3].parse().unwrap();
+                if cells[2].contains('N') {
+                    kind |= 0x8000;
+                }
+                if cells[2].contains('B') {
+                    kind |= 0x4000;
+                }
+                let body = &mut msgs.last_mut().unwrap().1;
+                body.extend_from_slice(&len.to_ne_bytes());
+                body.extend_from_slice(&kind.to_ne_bytes());
+            } else if line.contains("|      data      |") || line.contains("|  extra header  |") {
+                let body = &mut msgs.last_mut().unwrap().1;
+                body.extend(
+                    cells[1]
+                        .split_whitespace()
+                        .map(|b| u8::from_str_radix(b, 16).unwrap()),
+                );
+            }
+        }
+        let begin = msgs.iter().position(|(k, _)| *k == 16).expect("a batch");
+        let end = msgs
+            .iter()
+            .rposition(|(k, _)| *k == 17)
+            .expect("a batch end");
+        msgs[begin + 1..end].to_vec()
+    }
+
+    /// The byte oracle: nft 1.0.6 loading [`nft_text`] sends exactly the
+    /// messages [`ruleset`] makes, for a guard pinning both families and
+    /// for one pinning nothing but the MAC.
+    #[test]
+    fn the_batch_is_byte_for_byte_what_nft_sends_for_the_same_ruleset() {
+        in_fresh_netns(|| {
+            let index = tap("vm0");
+            let mut only_mac = spec(index);
+            only_mac.ipv4 = None;
+            only_mac.ipv6 = None;
+            let mut two_macs_v4_empty = spec(index);
+            two_macs_v4_empty
+                .macs
+                .push("02:00:00:00:00:02".parse().unwrap());
+            two_macs_v4_empty.ipv4 = Some(Vec::new());
+            two_macs_v4_empty.ipv6 = Some(vec!["ff00::/8".parse().unwrap()]);
+            for s in [spec(index), only_mac, two_macs_v4_empty] {
+                let text = nft_text(&s).unwrap();
+                let dump = run("nft", &["--debug=mnl", "-f", "-"], &text);
+                let theirs = nft_batch(&dump);
+                run("nft", &["flush", "ruleset"], "");
+                let ours: Vec<(u16, Vec<u8>)> = ruleset(&s)
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| (m.req.kind, m.req.body))
+                    .collect();
+                assert_eq!(ours.len(), theirs.len(), "{text}");
+                for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                    assert_eq!(a, b, "message {i} differs for\n{text}");
+                }
+            }
+        });
+    }
+
+    /// Applying twice leaves one table, as the first made it; removing
+    /// leaves none, and removing again is fine.
+    #[test]
+    fn apply_replaces_and_remove_is_idempotent() {
+        in_fresh_netns(|| {
+            let index = tap("vm0");
+            apply(&spec(index)).unwrap();
+            let first = run("nft", &["--json", "list", "ruleset"], "");
+            apply(&spec(index)).unwrap();
+            let second = run("nft", &["--json", "list", "ruleset"], "");
+            let strip = |s: &str| {
+                let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+                strip_handles(&mut v);
+                v
+            };
+            assert_eq!(strip(&first), strip(&second));
+            remove(index).unwrap();
+            remove(index).unwrap();
+            let left = run("nft", &["list", "ruleset"], "");
+            assert_eq!(left.trim(), "");
+        });
+    }
+
+    /// Handles number objects in the order of their making; they differ
+    /// between two loads of the same ruleset.
+    pub(crate) fn strip_handles(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("handle");
+                m.values_mut().for_each(strip_handles);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip_handles),
+            _ => {}
+        }
+    }
+}

@@ -238,14 +238,15 @@ pub fn new_set(family: u8, s: &SetDef) -> Msg {
     // nft's set userdata (libnftnl TLVs: type, length, value in host
     // order): the key's byte order, big-endian (2); for `typeof`, the
     // expression (7: payload) and its description (0 and 0: a raw payload,
-    // then base, offset and length in bits).
+    // then base, offset and length in bits; nft counts bases from the link
+    // layer's 1 where the kernel counts from 0).
     let mut udata = vec![0u8, 4];
     udata.extend_from_slice(&2u32.to_ne_bytes());
     if let KeyType::RawPayload { base, offset, len } = s.key {
         udata.extend_from_slice(&[3, 38, 0, 4]);
         udata.extend_from_slice(&7u32.to_ne_bytes());
         udata.extend_from_slice(&[1, 30]);
-        for (i, v) in [0u32, 0, base, offset, len].into_iter().enumerate() {
+        for (i, v) in [0u32, 0, base + 1, offset, len].into_iter().enumerate() {
             udata.extend_from_slice(&[i as u8, 4]);
             udata.extend_from_slice(&v.to_ne_bytes());
         }
