@@ -118,10 +118,12 @@ impl NftError {
                     what: m.what.clone(),
                     errno: n.errno,
                     reason: n.msg.clone(),
-                    part: n
-                        .offset
-                        .filter(|o| *o as usize >= NLMSG_HDRLEN)
-                        .and_then(|o| m.part_at(o as usize).map(str::to_owned)),
+                    part: n.offset.filter(|o| *o as usize >= NLMSG_HDRLEN).map(|o| {
+                        m.part_at(o as usize).map_or_else(
+                            || format!("the attribute at byte {o} of the message"),
+                            str::to_owned,
+                        )
+                    }),
                 }
             })
             .collect();

@@ -166,3 +166,118 @@ mod tests {
         assert_eq!(udata_comment(&[]), None);
     }
 }
+
+/// Batches the kernel refuses, in a throwaway network namespace.
+#[cfg(test)]
+mod kernel_tests {
+    use super::msg::{self, Elem, KeyType, SetDef, TYPE_IPADDR};
+    use super::*;
+    use crate::guard::tests::{in_fresh_netns, run};
+    use crate::kernel::NFPROTO_NETDEV;
+
+    fn set() -> SetDef<'static> {
+        SetDef {
+            table: "t",
+            name: "s",
+            id: 1,
+            key: KeyType::Named(TYPE_IPADDR),
+            key_len: 4,
+            interval: false,
+        }
+    }
+
+    fn elem(key: &[u8], what: &str) -> Elem {
+        Elem {
+            key: key.to_vec(),
+            end: false,
+            open: false,
+            what: what.into(),
+        }
+    }
+
+    /// (e) A set element one byte too long fails the whole batch: the
+    /// table and set made before it in the same batch are not there, and
+    /// the error names the element the kernel pointed at, with its text
+    /// when it gave one.
+    #[test]
+    fn a_malformed_batch_is_refused_whole_with_the_kernels_reasons() {
+        let (err, left) = in_fresh_netns(|| {
+            let f = NFPROTO_NETDEV;
+            let mut msgs = vec![msg::new_table(f, "t", "test"), msg::new_set(f, &set())];
+            msgs.extend(msg::set_elems(
+                f,
+                &set(),
+                &[
+                    elem(&[192, 0, 2, 1], "element 192.0.2.1"),
+                    elem(&[192, 0, 2, 2, 9], "element of five bytes"),
+                ],
+            ));
+            let err = Nft::open().unwrap().apply("loading t", &msgs).unwrap_err();
+            (err, run("nft", &["list", "ruleset"], ""))
+        });
+        assert_eq!(left.trim(), "", "the refused batch left {left}");
+        eprintln!("{err}");
+        match &err {
+            NftError::Rejected { refusals, .. } => {
+                assert_eq!(refusals.len(), 1, "{err}");
+                let r = &refusals[0];
+                assert_eq!(r.what, "adding elements to set s");
+                assert_eq!(r.errno, libc::EINVAL, "{err}");
+                assert_eq!(r.part.as_deref(), Some("element of five bytes"), "{err}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The kernel's own text reaches the error: a table name longer than
+    /// NFT_TABLE_MAXNAMELEN fails the attribute policy, which the kernel
+    /// reports in words (most nf_tables refusals only point at an
+    /// attribute, as in the test above).
+    #[test]
+    fn the_kernels_text_reaches_the_error() {
+        let (err, left) = in_fresh_netns(|| {
+            let f = NFPROTO_NETDEV;
+            let msgs = vec![
+                msg::new_table(f, "t", "test"),
+                msg::new_table(f, &"x".repeat(300), "test"),
+            ];
+            let err = Nft::open().unwrap().apply("loading t", &msgs).unwrap_err();
+            (err, run("nft", &["list", "ruleset"], ""))
+        });
+        assert_eq!(left.trim(), "", "the refused batch left {left}");
+        let NftError::Rejected { refusals, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(refusals.len(), 1, "{err}");
+        assert_eq!(refusals[0].errno, libc::ERANGE, "{err}");
+        assert_eq!(
+            refusals[0].reason.as_deref(),
+            Some("Attribute failed policy validation"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(
+                "(kernel: \"Attribute failed policy validation\") at the attribute at byte 20"
+            ),
+            "{err}"
+        );
+    }
+
+    /// A listing finds the tables of the family asked for, with handle
+    /// and comment.
+    #[test]
+    fn tables_are_listed_with_handle_and_comment() {
+        let tables = in_fresh_netns(|| {
+            run(
+                "nft",
+                &["add table netdev a { comment \"kvmnet guard tap=x\"; }; add table inet b"],
+                "",
+            );
+            Nft::open().unwrap().tables(NFPROTO_NETDEV).unwrap()
+        });
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        assert_eq!(tables[0].name, "a");
+        assert_eq!(tables[0].comment.as_deref(), Some("kvmnet guard tap=x"));
+        assert!(tables[0].handle > 0);
+    }
+}
