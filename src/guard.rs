@@ -1393,3 +1393,194 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod pure_tests {
+    use super::*;
+
+    fn table(name: &str, handle: u64, tap: Option<&str>) -> Table {
+        Table {
+            name: name.into(),
+            handle,
+            comment: tap.map(|t| format!("{COMMENT_PREFIX}{t}")),
+        }
+    }
+
+    fn links(i: u32) -> LinkFact {
+        match i {
+            2 => LinkFact::Tap { name: "vm0".into() },
+            3 => LinkFact::Tap { name: "vm9".into() },
+            4 => LinkFact::Other {
+                name: "eth0".into(),
+            },
+            _ => LinkFact::Missing,
+        }
+    }
+
+    #[test]
+    fn stale_tables_are_those_whose_tap_is_gone_or_replaced() {
+        let tables = [
+            table("kvmnet-guard-2", 10, Some("vm0")),
+            table("kvmnet-guard-3", 11, Some("vm1")),
+            table("kvmnet-guard-4", 12, Some("vm2")),
+            table("kvmnet-guard-5", 13, Some("vm3")),
+            table("kvmnet-guard-6", 14, None),
+            table("kvmnet-guard-3", 15, None),
+            table("kvmnet-guard-007", 16, None),
+            table("kvmnet-guard-x", 17, None),
+            table("filter", 18, None),
+        ];
+        let stale = stale_tables(&tables, links, 100, 0);
+        let got: Vec<(u64, &str)> = stale.iter().map(|s| (s.handle, s.why.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (11, "interface 3 is now tap vm9, not vm1"),
+                (12, "interface 4 is now eth0, not a tap"),
+                (13, "no interface has index 5"),
+                (14, "no interface has index 6"),
+            ]
+        );
+    }
+
+    /// Each run looks up at most `budget` tables; runs starting further on
+    /// cover the rest, round the list.
+    #[test]
+    fn the_sweep_looks_up_at_most_its_budget() {
+        let tables: Vec<Table> = (10..20)
+            .map(|i| table(&table_name(i), u64::from(i), Some("gone")))
+            .collect();
+        let mut asked = Vec::new();
+        let stale = stale_tables(
+            &tables,
+            |i| {
+                asked.push(i);
+                LinkFact::Missing
+            },
+            3,
+            8,
+        );
+        assert_eq!(asked, [18, 19, 10]);
+        assert_eq!(stale.len(), 3);
+        assert!(stale_tables(&tables, |_| LinkFact::Missing, 0, 0).is_empty());
+        assert!(stale_tables(&[], |_| LinkFact::Missing, 5, 3).is_empty());
+    }
+
+    #[test]
+    fn prefixes_parse_and_refuse_host_bits_and_bad_lengths() {
+        let p: Prefix = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(p.range(), (0xc633_6400, 0xc633_64ff));
+        assert_eq!(p.to_string(), "198.51.100.0/24");
+        assert_eq!("2001:db8::10".parse::<Prefix>().unwrap().len, 128);
+        let e = "198.51.100.1/24".parse::<Prefix>().unwrap_err();
+        assert!(e.contains("write 198.51.100.0/24"), "{e}");
+        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
+        assert!("fe80::/129".parse::<Prefix>().is_err());
+        assert!("vm0".parse::<Prefix>().is_err());
+        assert_eq!(
+            "0.0.0.0/0".parse::<Prefix>().unwrap().range(),
+            (0, 0xffff_ffff)
+        );
+    }
+
+    /// Interval elements as nft writes them: a leading end at 0, a start
+    /// and the key past the end for each, overlaps merged, adjacent
+    /// intervals kept apart, an interval up to the top left open.
+    #[test]
+    fn interval_elements_follow_nfts_layout() {
+        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        let e = interval_elems(&[p("10.0.0.128/25"), p("10.0.0.0/25"), p("10.0.0.7")], 32);
+        let keys: Vec<(Vec<u8>, bool, bool)> =
+            e.iter().map(|e| (e.key.clone(), e.end, e.open)).collect();
+        assert_eq!(
+            keys,
+            [
+                (vec![0, 0, 0, 0], true, false),
+                (vec![10, 0, 0, 0], false, false),
+                (vec![10, 0, 0, 128], true, false),
+                (vec![10, 0, 0, 128], false, false),
+                (vec![10, 0, 1, 0], true, false),
+            ]
+        );
+        let e = interval_elems(&[p("0.0.0.0/1"), p("255.0.0.0/8")], 32);
+        let keys: Vec<(Vec<u8>, bool, bool)> =
+            e.iter().map(|e| (e.key.clone(), e.end, e.open)).collect();
+        assert_eq!(
+            keys,
+            [
+                (vec![0, 0, 0, 0], false, false),
+                (vec![128, 0, 0, 0], true, false),
+                (vec![255, 0, 0, 0], false, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn specs_that_cannot_be_enforced_are_refused() {
+        let base = GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex: 7,
+            macs: vec![Mac([0x52, 0x54, 0, 1, 2, 3])],
+            ipv4: None,
+            ipv6: None,
+        };
+        assert!(ruleset(&base).is_ok());
+        let mut s = base.clone();
+        s.macs.clear();
+        assert!(ruleset(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("no allowed MAC"));
+        let mut s = base.clone();
+        s.macs = vec![Mac([1, 0, 0x5e, 0, 0, 1])];
+        assert!(ruleset(&s).unwrap_err().to_string().contains("multicast"));
+        let mut s = base.clone();
+        s.ipv4 = Some(vec!["2001:db8::1".parse().unwrap()]);
+        assert!(ruleset(&s).unwrap_err().to_string().contains("not an IPv4"));
+        let mut s = base.clone();
+        s.ipv6 = Some(vec!["192.0.2.1".parse().unwrap(); MAX_ENTRIES + 1]);
+        assert!(ruleset(&s).is_err());
+    }
+
+    /// The number of rules does not grow with the addresses (sets hold
+    /// them), and a thousand addresses still fit messages of the batch.
+    #[test]
+    fn rules_do_not_grow_with_addresses() {
+        let spec = |n: u32| GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex: 7,
+            macs: vec![Mac([0x52, 0x54, 0, 1, 2, 3])],
+            ipv4: Some(
+                (0..n)
+                    .map(|i| Prefix::host(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 2 * i))))
+                    .collect(),
+            ),
+            ipv6: Some(
+                (0..n)
+                    .map(|i| {
+                        Prefix::host(IpAddr::V6(Ipv6Addr::from(
+                            0x2001_0db8_u128 << 96 | u128::from(2 * i),
+                        )))
+                    })
+                    .collect(),
+            ),
+        };
+        let rules = |m: &[Msg]| {
+            m.iter()
+                .filter(|m| m.what.starts_with("adding rule"))
+                .count()
+        };
+        let small = ruleset(&spec(1)).unwrap();
+        let big = ruleset(&spec(MAX_ENTRIES as u32)).unwrap();
+        assert_eq!(rules(&small), rules(&big));
+        assert!(big.iter().all(|m| m.req.body.len() < 64 * 1024));
+    }
+
+    #[test]
+    fn eui64_link_local_flips_the_universal_bit() {
+        assert_eq!(
+            eui64_link_local(Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+}
