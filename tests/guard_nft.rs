@@ -680,7 +680,7 @@ fn kernel_fact_a_netdev_chain_outlives_its_device_and_rebinds_by_name() {
     lab.ns.ip("link set vm0 master br0 up");
     lab.guest = open_tap(&lab.ns, "vm0");
     let passed = lab.send(&frame, 5)[0];
-    let kernel = ok(&mut Command::new("uname").arg("-r"));
+    let kernel = ok(Command::new("uname").arg("-r"));
     eprintln!(
         "kernel {}: chain kept after its device went: {chain_kept}; new vm0 filtered by it: {}",
         kernel.trim(),
