@@ -1044,11 +1044,17 @@ fn interval_text(prefixes: &[Prefix], raw: bool) -> String {
             from_bits(v, v4).to_string()
         }
     };
+    let width = if v4 { 32 } else { 128 };
     let items: Vec<String> = merged
         .iter()
         .map(|&(a, b)| {
+            // A block of 2^k addresses aligned on its size is a prefix.
+            let span = b - a;
+            let block = span.checked_add(1).is_none_or(u128::is_power_of_two) && a & span == 0;
             if a == b {
                 show(a)
+            } else if block && !raw {
+                format!("{}/{}", show(a), width - (128 - span.leading_zeros()))
             } else {
                 format!("{}-{}", show(a), show(b))
             }
