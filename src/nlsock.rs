@@ -312,22 +312,23 @@ fn scan_acks(datagram: &[u8], acks: &mut Acks) -> Result<(), WireError> {
         if code == 0 {
             continue;
         }
-        // After the errno: the refused message's header, and its body too
-        // unless the kernel capped it; then the extended ack's attributes.
-        let orig = body.get(4..4 + NLMSG_HDRLEN).ok_or_else(short)?;
-        let orig_len = u32::from_ne_bytes([orig[0], orig[1], orig[2], orig[3]]) as usize;
-        let echoed = if flags & NLM_F_CAPPED != 0 {
-            NLMSG_HDRLEN
-        } else {
-            orig_len.next_multiple_of(4)
-        };
         let mut nack = Nack {
             index,
             errno: code.saturating_abs(),
             msg: None,
             offset: None,
         };
-        if flags & NLM_F_ACK_TLVS != 0 {
+        // After the errno: the refused message's header, and its body too
+        // unless the kernel capped it; then the extended ack's attributes.
+        let echoed = body.get(4..4 + NLMSG_HDRLEN).map(|orig| {
+            if flags & NLM_F_CAPPED != 0 {
+                NLMSG_HDRLEN
+            } else {
+                (u32::from_ne_bytes([orig[0], orig[1], orig[2], orig[3]]) as usize)
+                    .next_multiple_of(4)
+            }
+        });
+        if let Some(echoed) = echoed.filter(|_| flags & NLM_F_ACK_TLVS != 0) {
             let tlvs = body.get(4 + echoed..).unwrap_or_default();
             for (kind, data) in attrs(tlvs) {
                 match kind {
@@ -513,6 +514,77 @@ mod tests {
             scan(&msg(NLMSG_DONE, 3, b""), 3, false, &mut a).unwrap(),
             Scan::Done
         );
+    }
+
+    /// An NLMSG_ERROR as the kernel sends it for a batch's message: errno,
+    /// the refused header (capped: without its body) and the extended ack.
+    fn nack(seq: u32, code: i32, tlvs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut p = code.to_ne_bytes().to_vec();
+        p.extend_from_slice(&msg(NEWLINK, seq, b"")[..NLMSG_HDRLEN]);
+        for (kind, data) in tlvs {
+            p.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            p.extend_from_slice(&kind.to_ne_bytes());
+            p.extend_from_slice(data);
+            p.resize(p.len().next_multiple_of(4), 0);
+        }
+        let mut m = msg(NLMSG_ERROR, seq, &p);
+        let flags = if tlvs.is_empty() {
+            NLM_F_CAPPED
+        } else {
+            NLM_F_CAPPED | NLM_F_ACK_TLVS
+        };
+        m[6..8].copy_from_slice(&flags.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn a_batchs_acks_and_nacks_are_read_with_their_extended_ack() {
+        let mut acks = Acks {
+            first: 10,
+            waiting: vec![false, true, true, true, false],
+            nacks: Vec::new(),
+            framing_refused: false,
+        };
+        let d = [
+            error(9, -libc::EINVAL),
+            error(11, 0),
+            nack(
+                12,
+                -libc::EINVAL,
+                &[
+                    (NLMSGERR_ATTR_MSG, b"bad key\0"),
+                    (NLMSGERR_ATTR_OFFS, &44u32.to_ne_bytes()),
+                ],
+            ),
+        ]
+        .concat();
+        scan_acks(&d, &mut acks).unwrap();
+        assert_eq!(acks.waiting, [false, false, false, true, false]);
+        assert_eq!(
+            acks.nacks,
+            [Nack {
+                index: 2,
+                errno: libc::EINVAL,
+                msg: Some("bad key".into()),
+                offset: Some(44)
+            }]
+        );
+        assert!(!acks.framing_refused);
+        scan_acks(&nack(13, -libc::ENOENT, &[]), &mut acks).unwrap();
+        assert_eq!(
+            acks.nacks[1],
+            Nack {
+                index: 3,
+                errno: libc::ENOENT,
+                msg: None,
+                offset: None
+            }
+        );
+        // a refused frame (sent without an ack asked for) ends the batch
+        scan_acks(&error(10, -libc::EOPNOTSUPP), &mut acks).unwrap();
+        assert!(acks.framing_refused);
+        // a short error is a protocol error, not a panic
+        assert!(scan_acks(&msg(NLMSG_ERROR, 11, b"\0\0"), &mut acks).is_err());
     }
 
     #[test]
