@@ -63,12 +63,137 @@ pub const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 1 << 2;
 pub const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 1 << 3;
 pub const BRIDGE_VLAN_INFO_RANGE_END: u16 = 1 << 4;
 
+// <linux/netlink.h>, <linux/netfilter/nfnetlink.h>, <linux/netfilter.h>,
+// <linux/netfilter/nf_tables.h>: the nf_tables numbers the guard's encoder
+// (`nft`) uses, from libc where libc has them.
+pub const NETLINK_NETFILTER: isize = libc::NETLINK_NETFILTER as isize;
+pub const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
+pub const NFNETLINK_V0: u8 = libc::NFNETLINK_V0 as u8;
+pub const NFNL_SUBSYS_NFTABLES: u16 = libc::NFNL_SUBSYS_NFTABLES as u16;
+pub const NFNL_MSG_BATCH_BEGIN: u16 = libc::NFNL_MSG_BATCH_BEGIN as u16;
+pub const NFNL_MSG_BATCH_END: u16 = libc::NFNL_MSG_BATCH_END as u16;
+pub const NFPROTO_NETDEV: u8 = libc::NFPROTO_NETDEV as u8;
+pub const NF_NETDEV_INGRESS: u32 = libc::NF_NETDEV_INGRESS as u32;
+pub const NF_DROP: i32 = libc::NF_DROP;
+pub const NF_ACCEPT: i32 = libc::NF_ACCEPT;
+pub const NFT_JUMP: i32 = libc::NFT_JUMP;
+pub const NFT_RETURN: i32 = libc::NFT_RETURN;
+pub const NFT_MSG_NEWTABLE: u8 = libc::NFT_MSG_NEWTABLE as u8;
+pub const NFT_MSG_GETTABLE: u8 = libc::NFT_MSG_GETTABLE as u8;
+pub const NFT_MSG_DELTABLE: u8 = libc::NFT_MSG_DELTABLE as u8;
+pub const NFT_MSG_NEWCHAIN: u8 = libc::NFT_MSG_NEWCHAIN as u8;
+pub const NFT_MSG_NEWRULE: u8 = libc::NFT_MSG_NEWRULE as u8;
+pub const NFT_MSG_NEWSET: u8 = libc::NFT_MSG_NEWSET as u8;
+pub const NFT_MSG_NEWSETELEM: u8 = libc::NFT_MSG_NEWSETELEM as u8;
+pub const NFT_REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
+pub const NFT_REG_1: u32 = libc::NFT_REG_1 as u32;
+pub const NFT_CMP_EQ: u32 = libc::NFT_CMP_EQ as u32;
+pub const NFT_CMP_NEQ: u32 = libc::NFT_CMP_NEQ as u32;
+pub const NFT_LOOKUP_F_INV: u32 = libc::NFT_LOOKUP_F_INV as u32;
+pub const NFT_SET_INTERVAL: u32 = libc::NFT_SET_INTERVAL as u32;
+pub const NFT_SET_ELEM_INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+pub const NFT_PAYLOAD_LL_HEADER: u32 = libc::NFT_PAYLOAD_LL_HEADER as u32;
+pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
+pub const NFT_META_PROTOCOL: u32 = libc::NFT_META_PROTOCOL as u32;
+pub const NFT_META_IIF: u32 = libc::NFT_META_IIF as u32;
+pub const NFT_META_IIFTYPE: u32 = libc::NFT_META_IIFTYPE as u32;
+pub const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+
+// Not in libc. <linux/netlink.h>: the extended ack's attributes
+pub const NLMSGERR_ATTR_MSG: u16 = 1;
+pub const NLMSGERR_ATTR_OFFS: u16 = 2;
+pub const NLM_F_CAPPED: u16 = 0x100;
+pub const NLM_F_ACK_TLVS: u16 = 0x200;
+// <linux/netfilter/nf_tables.h>: attributes
+pub const NFTA_LIST_ELEM: u16 = 1;
+pub const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub const NFTA_HOOK_PRIORITY: u16 = 2;
+pub const NFTA_HOOK_DEV: u16 = 3;
+pub const NFTA_TABLE_NAME: u16 = 1;
+pub const NFTA_TABLE_FLAGS: u16 = 2;
+pub const NFTA_TABLE_HANDLE: u16 = 4;
+pub const NFTA_TABLE_USERDATA: u16 = 6;
+pub const NFTA_CHAIN_TABLE: u16 = 1;
+pub const NFTA_CHAIN_NAME: u16 = 3;
+pub const NFTA_CHAIN_HOOK: u16 = 4;
+pub const NFTA_CHAIN_POLICY: u16 = 5;
+pub const NFTA_CHAIN_TYPE: u16 = 7;
+pub const NFTA_RULE_TABLE: u16 = 1;
+pub const NFTA_RULE_CHAIN: u16 = 2;
+pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub const NFTA_SET_TABLE: u16 = 1;
+pub const NFTA_SET_NAME: u16 = 2;
+pub const NFTA_SET_FLAGS: u16 = 3;
+pub const NFTA_SET_KEY_TYPE: u16 = 4;
+pub const NFTA_SET_KEY_LEN: u16 = 5;
+pub const NFTA_SET_ID: u16 = 10;
+pub const NFTA_SET_USERDATA: u16 = 13;
+pub const NFTA_SET_ELEM_KEY: u16 = 1;
+pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+pub const NFTA_DATA_VALUE: u16 = 1;
+pub const NFTA_DATA_VERDICT: u16 = 2;
+pub const NFTA_VERDICT_CODE: u16 = 1;
+pub const NFTA_VERDICT_CHAIN: u16 = 2;
+pub const NFTA_EXPR_NAME: u16 = 1;
+pub const NFTA_EXPR_DATA: u16 = 2;
+pub const NFTA_META_DREG: u16 = 1;
+pub const NFTA_META_KEY: u16 = 2;
+pub const NFTA_PAYLOAD_DREG: u16 = 1;
+pub const NFTA_PAYLOAD_BASE: u16 = 2;
+pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
+pub const NFTA_PAYLOAD_LEN: u16 = 4;
+pub const NFTA_CMP_SREG: u16 = 1;
+pub const NFTA_CMP_OP: u16 = 2;
+pub const NFTA_CMP_DATA: u16 = 3;
+pub const NFTA_LOOKUP_SET: u16 = 1;
+pub const NFTA_LOOKUP_SREG: u16 = 2;
+pub const NFTA_LOOKUP_SET_ID: u16 = 4;
+pub const NFTA_LOOKUP_FLAGS: u16 = 5;
+pub const NFTA_IMMEDIATE_DREG: u16 = 1;
+pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+/// A nested attribute's type carries this flag (nft sets it; the kernel
+/// accepts nests with or without it).
+pub const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The values libc gives are the kernel's (a changed libc type or value
     /// would change the bytes kvmnet sends).
+    /// The nf_tables numbers libc gives are the kernel's.
+    #[test]
+    fn libc_nf_tables_numbers_are_the_kernels() {
+        assert_eq!(
+            (
+                NETLINK_NETFILTER,
+                NFNL_SUBSYS_NFTABLES,
+                NFNL_MSG_BATCH_BEGIN
+            ),
+            (12, 10, 16)
+        );
+        assert_eq!(
+            (NFPROTO_NETDEV, NF_NETDEV_INGRESS, NLM_F_APPEND),
+            (5, 0, 0x800)
+        );
+        assert_eq!(
+            (NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWSETELEM),
+            (0, 2, 12)
+        );
+        assert_eq!((NFT_JUMP, NFT_RETURN, NF_ACCEPT), (-3, -5, 1));
+        assert_eq!(
+            (NFT_META_IIF, NFT_META_IIFTYPE, NFT_META_L4PROTO),
+            (4, 8, 16)
+        );
+        assert_eq!((NFT_SET_INTERVAL, NFT_SET_ELEM_INTERVAL_END), (4, 1));
+        assert_eq!(NLA_F_NESTED, 0x8000);
+    }
+
     #[test]
     fn libc_numbers_are_the_kernels() {
         assert_eq!(

@@ -70,7 +70,8 @@ const CREATE: u16 = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 
 impl Netlink {
     pub fn open() -> Result<Netlink, NetlinkError> {
-        let chan = Channel::open(TIMEOUT).map_err(NetlinkError::Socket)?;
+        let chan = Channel::open(netlink_sys::protocols::NETLINK_ROUTE, TIMEOUT)
+            .map_err(NetlinkError::Socket)?;
         Ok(Netlink {
             chan: RefCell::new(chan),
         })
