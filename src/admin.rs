@@ -1,5 +1,6 @@
 //! `kvmnet`: the unprivileged admin command (check, mac, explain, status).
-//! It never needs privilege and drops any it was given at start.
+//! It never needs privilege and drops any it was given at start (root keeps
+//! CAP_NET_ADMIN alone, to read nf_tables).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -97,8 +98,10 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// The admin command reads only what any user may read. Should it have been
-/// installed setuid or with capabilities by mistake, it gives them up.
+/// The admin command reads only what its caller may read. Should it have
+/// been installed setuid or with capabilities by mistake, it gives them up.
+/// Root keeps CAP_NET_ADMIN alone: the kernel asks for it to read nf_tables
+/// (the guard column of `status`), and root has it anyway.
 fn drop_all_privilege() {
     let ruid = nix::unistd::getuid();
     let rgid = nix::unistd::getgid();
@@ -106,13 +109,16 @@ fn drop_all_privilege() {
         let _ = nix::unistd::setresgid(rgid, rgid, rgid);
         let _ = nix::unistd::setresuid(ruid, ruid, ruid);
     }
-    for set in [
-        caps::CapSet::Effective,
-        caps::CapSet::Permitted,
-        caps::CapSet::Inheritable,
-        caps::CapSet::Ambient,
-    ] {
+    for set in [caps::CapSet::Inheritable, caps::CapSet::Ambient] {
         let _ = caps::clear(None, set);
+    }
+    let keep: caps::CapsHashSet = if ruid.is_root() {
+        [caps::Capability::CAP_NET_ADMIN].into_iter().collect()
+    } else {
+        caps::CapsHashSet::new()
+    };
+    for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+        let _ = caps::set(None, set, &keep);
     }
 }
 
@@ -197,29 +203,8 @@ pub fn random_mac(oui: Option<[u8; 3]>) -> Result<Mac, getrandom::Error> {
     Ok(finish(b, oui))
 }
 
-/// A MAC derived from a VM name: the same name always gives the same
-/// address (on any host, with any kvmnet version: FNV-1a 64 of
-/// "kvmnet-mac\0" + name, a fixed, documented function), so a VM keeps its
-/// MAC, and with it its DHCP lease, across restarts.
-pub fn stable_mac(name: &str, oui: Option<[u8; 3]>) -> Mac {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"kvmnet-mac\0".iter().chain(name.as_bytes()) {
-        h ^= u64::from(*byte);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let v = h.to_be_bytes();
-    finish([v[2], v[3], v[4], v[5], v[6], v[7]], oui)
-}
-
-fn finish(mut b: [u8; 6], oui: Option<[u8; 3]>) -> Mac {
-    match oui {
-        Some(o) => {
-            b[..3].copy_from_slice(&o);
-            Mac(b)
-        }
-        None => Mac::local(b),
-    }
-}
+pub use crate::mac::stable_mac;
+use crate::mac::with_oui as finish;
 
 pub(crate) fn caller_identity() -> Identity {
     let uid = nix::unistd::getuid().as_raw();
@@ -333,6 +318,7 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
     if let Some(g) = &s.group {
         let _ = writeln!(o, "tun group:  {g} (for taps kvmnet creates)");
     }
+    let _ = writeln!(o, "guard:      {}", explain_guard(&s, tap));
     let user = User::of(who.uid);
     let verdict = if who.uid == 0 {
         "allowed (root is unrestricted)".to_owned()
@@ -363,6 +349,33 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
     };
     let _ = writeln!(o, "{user}:  {verdict}");
     o
+}
+
+/// The guard a tap would get, in words.
+fn explain_guard(s: &Settings, tap: &str) -> String {
+    let Ok(name) = crate::name::TapName::new(tap) else {
+        return "unknown (not a valid tap name)".into();
+    };
+    let Some(g) = crate::mode::Guard::wanted(s, &name) else {
+        return "off (the guest may send from any MAC or address)".into();
+    };
+    let spec = g.spec(&name, 1);
+    let macs: Vec<String> = spec.macs.iter().map(|m| m.to_string()).collect();
+    let family = |list: &Option<Vec<crate::guard::Prefix>>| match list {
+        None => "any (not pinned)".to_owned(),
+        Some(l) if l.is_empty() => "none".to_owned(),
+        Some(l) => l
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!(
+        "on: MAC {}; IPv4 from {} (and DHCP from 0.0.0.0); IPv6 from {} (and fe80::/10, :: for DAD); no DHCP server, router advertisements, redirects or VLAN tags",
+        macs.join(", "),
+        family(&spec.ipv4),
+        family(&spec.ipv6)
+    )
 }
 
 fn explain_bridge(
@@ -484,12 +497,26 @@ pub struct StatusRow {
     /// Its queue is open (a running QEMU).
     pub in_use: bool,
     pub mtu: u32,
+    /// "on", "missing" (the record says guarded, but its table is gone:
+    /// the next kvmnet-ifup puts it back), "unknown" (nf_tables could not be
+    /// read) or "off".
+    pub guard: &'static str,
 }
 
 pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkError> {
     let links = nl.all_links()?;
     let vlans = nl.port_vlans().unwrap_or_default();
     let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+    let guard_tables: Option<Vec<String>> = crate::nft::Nft::open()
+        .and_then(|mut n| n.tables(crate::kernel::NFPROTO_NETDEV))
+        .ok()
+        .map(|t| t.into_iter().map(|t| t.name).collect());
+    let guard_of = |rec: &Record, index: u32| match (&guard_tables, rec.guard) {
+        (_, false) => "off",
+        (None, true) => "unknown",
+        (Some(t), true) if t.contains(&crate::guard::table_name(index)) => "on",
+        (Some(_), true) => "missing",
+    };
     let mut rows: Vec<StatusRow> = links
         .iter()
         .filter(|l| l.is_tap())
@@ -516,6 +543,7 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
                 up: l.up,
                 in_use: l.carrier,
                 mtu: l.mtu,
+                guard: guard_of(&rec, l.index),
             }
         })
         .collect();
@@ -527,8 +555,17 @@ pub fn status_table(rows: &[StatusRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8}",
-        "TAP", "MODE", "BRIDGE/ROUTES", "VLANS", "OWNER", "MTU", "STATE", "IN USE", "CREATED"
+        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7}",
+        "TAP",
+        "MODE",
+        "BRIDGE/ROUTES",
+        "VLANS",
+        "OWNER",
+        "MTU",
+        "STATE",
+        "IN USE",
+        "CREATED",
+        "GUARD"
     );
     for r in rows {
         let target = match r.mode {
@@ -542,7 +579,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8}",
+            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7}",
             r.tap,
             r.mode,
             target,
@@ -560,6 +597,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             } else {
                 "other"
             },
+            r.guard,
         );
     }
     if rows.is_empty() {

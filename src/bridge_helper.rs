@@ -218,14 +218,28 @@ pub fn run(
         });
     }
     let rule = settings.rule.clone();
+    let valid_name = crate::name::TapName::new(&tap_name)?;
+    let guard = mode::Guard::wanted(&settings, &valid_name);
     let port = bridge::Port::for_helper(bridge, bridge_name, settings)?;
-    let tap = match nl.link_by_name(&crate::name::TapName::new(&tap_name)?)? {
+    let tap = match nl.link_by_name(&valid_name)? {
         Some(l) if l.is_tap() && l.name == tap_name => l,
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };
     let attach = plan::attach(&tap, &port.wanted(), Origin::Created)?;
-    mode::run(&nl, &tap, &attach, &port).map_err(|f| f.error)?;
-    send_fd(sock, &queue)?;
+    // On any error the queue's descriptor deletes the tap; a guard table,
+    // which outlives it, goes explicitly.
+    mode::run(&nl, &tap, &attach, &port, guard.as_ref()).map_err(|f| {
+        f.unguard(&attach);
+        f.error
+    })?;
+    send_fd(sock, &queue).inspect_err(|_| {
+        if guard.is_some() {
+            let _ = mode::remove_guard(tap.index);
+        }
+    })?;
+    if guard.is_some() {
+        mode::sweep_guards();
+    }
     let bridge = port.bridge().expect("a port has a bridge");
     Ok(Report {
         tap: tap_name,

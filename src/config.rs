@@ -5,9 +5,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
+use crate::guard::Prefix;
 use crate::name::BridgeName;
 use crate::settings::{
-    self, Glob, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
+    self, Glob, GuestMac, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
 };
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -48,7 +49,7 @@ struct At<T> {
 
 /// The per-tap keys, as written: the top level holds them (the defaults) and
 /// so does every `[[rule]]`.
-const LAYER_KEYS: [&str; 12] = [
+const LAYER_KEYS: [&str; 16] = [
     "bridge",
     "create_bridge",
     "mode",
@@ -61,6 +62,10 @@ const LAYER_KEYS: [&str; 12] = [
     "learning",
     "flooding",
     "addresses",
+    "guard",
+    "guest_mac",
+    "guest_ipv4",
+    "guest_ipv6",
 ];
 const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
@@ -79,6 +84,10 @@ struct RawLayer {
     learning: Option<bool>,
     flooding: Option<bool>,
     addresses: Option<Vec<At<String>>>,
+    guard: Option<bool>,
+    guest_mac: Option<Vec<At<String>>>,
+    guest_ipv4: Option<Vec<At<String>>>,
+    guest_ipv6: Option<Vec<At<String>>>,
 }
 
 /// `mtu`: "bridge" or a number.
@@ -529,16 +538,28 @@ impl Parser<'_> {
             isolated: self.boolean(t, "isolated")?,
             learning: self.boolean(t, "learning")?,
             flooding: self.boolean(t, "flooding")?,
-            addresses: self
-                .list(t, "addresses")?
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|i| self.string_item("addresses", i))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?,
+            addresses: self.strings(t, "addresses")?,
+            guard: self.boolean(t, "guard")?,
+            guest_mac: self.strings(t, "guest_mac")?,
+            guest_ipv4: self.strings(t, "guest_ipv4")?,
+            guest_ipv6: self.strings(t, "guest_ipv6")?,
         })
+    }
+
+    /// An array of strings, each with its line.
+    fn strings(
+        &self,
+        t: &DeTable<'_>,
+        key: &'static str,
+    ) -> Result<Option<Vec<At<String>>>, ConfigError> {
+        self.list(t, key)?
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| self.string_item(key, i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
     }
 }
 
@@ -645,6 +666,26 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    let guest_mac = raw
+        .guest_mac
+        .as_ref()
+        .map(|list| {
+            list.iter()
+                .map(|m| GuestMac::parse(&m.v).map_err(|e| p.err(m.line, "guest_mac", e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let prefixes = |key: &'static str, list: &Option<Vec<At<String>>>| {
+        list.as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|a| a.v.parse::<Prefix>().map_err(|e| p.err(a.line, key, e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+    };
+    let guest_ipv4 = prefixes("guest_ipv4", &raw.guest_ipv4)?;
+    let guest_ipv6 = prefixes("guest_ipv6", &raw.guest_ipv6)?;
     Ok(Layer {
         bridge,
         create_bridge: raw.create_bridge,
@@ -658,6 +699,10 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         learning: raw.learning,
         flooding: raw.flooding,
         addresses,
+        guard: raw.guard,
+        guest_mac,
+        guest_ipv4,
+        guest_ipv6,
     })
 }
 

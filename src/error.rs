@@ -60,6 +60,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Privilege(#[from] crate::privilege::PrivilegeError),
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
     /// Refused by the access rules; `details` goes to the security log.
     #[error("{message}")]
     Denied { message: String, details: String },

@@ -57,6 +57,11 @@ pub fn ifdown(
         outcome,
     };
     let Some(tap) = nl.link_by_name(name)? else {
+        // Gone before its downscript (libvirt deletes the tap first): if it
+        // had a guard, its table is left; collect what is stale.
+        if inv.mode != Mode::None {
+            crate::mode::sweep_guards();
+        }
         return Ok(report(Outcome::Missing));
     };
     let tap = crate::mode::admit(tap, name, None)?;
@@ -87,10 +92,24 @@ pub fn ifdown(
     if plan != Detach::NotOurs {
         log.starting(&tap.name, caller.uid, &format!("ifindex={}", tap.index));
     }
+    // The guard's table outlives the tap: it goes once the tap carries
+    // nothing any more (deleted, or detached and down).
+    let guarded = matches!(
+        crate::record::Record::parse(&tap.name, tap.alias.as_deref()),
+        Ok(Some(r)) if r.guard
+    );
+    let unguard = || -> Result<(), Error> {
+        if guarded {
+            crate::mode::remove_guard(tap.index)?;
+            crate::mode::sweep_guards();
+        }
+        Ok(())
+    };
     match plan {
         Detach::NotOurs => Ok(report(Outcome::NotOurs)),
         Detach::Delete => {
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name))?;
+            unguard()?;
             Ok(report(Outcome::Deleted))
         }
         Detach::Restore {
@@ -101,6 +120,7 @@ pub fn ifdown(
         } => {
             crate::mode::routed::remove(nl, &tap, name, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
+            unguard()?;
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
             Ok(report(Outcome::Restored))
         }

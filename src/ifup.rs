@@ -13,7 +13,7 @@ use crate::log::Log;
 use crate::mode::{self, bridge, routed, ForTap, Mode};
 use crate::name::{BridgeName, TapName};
 use crate::netlink::Netlink;
-use crate::plan::{self, Origin, Wanted};
+use crate::plan::{self, Origin, Step, Wanted};
 use crate::settings::NetMode;
 use crate::tap::{self, NewTap, TapError};
 use crate::Invocation;
@@ -87,6 +87,7 @@ pub fn ifup(
         group: mode::tun_group(&settings)?,
         log,
         started: false,
+        guard: mode::Guard::wanted(&settings, name),
     };
     let rule = settings.rule.clone();
     let tap = ForTap {
@@ -111,6 +112,10 @@ pub fn ifup(
         }
     };
     let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
+    let mut notes = mode.notes();
+    if run.guard.is_some() {
+        notes.extend(mode::sweep_guards());
+    }
     Ok(Report {
         tap: name.to_string(),
         target: mode.describe(),
@@ -121,7 +126,7 @@ pub fn ifup(
         created_tap,
         created_bridge,
         changed,
-        notes: mode.notes(),
+        notes,
     })
 }
 
@@ -135,6 +140,7 @@ struct Run<'a> {
     group: Option<u32>,
     log: &'a mut Log,
     started: bool,
+    guard: Option<mode::Guard>,
 }
 
 enum Created {
@@ -188,11 +194,24 @@ impl Run<'_> {
             },
         };
         let attach = plan::attach(&tap, &target, origin_of(&tap))?;
+        // A guard that stays is put back every run, also when nothing else
+        // changes (a ruleset flushed by someone else comes back); one that is
+        // switched off goes before the record stops saying so. A new guard
+        // is a step of the plan, taken while the tap carries nothing.
+        let refresh = self.guard.is_some() && !attach.steps.contains(&Step::Guard);
+        if refresh || (self.guard.is_none() && attach.guard_before) {
+            self.starting(&format!("ifindex={}", tap.index));
+        }
+        match &self.guard {
+            Some(g) if refresh => g.apply(self.name, tap.index)?,
+            None if attach.guard_before => mode::remove_guard(tap.index)?,
+            _ => {}
+        }
         if !attach.changes_anything() {
             return Ok((false, false));
         }
         self.starting(&format!("ifindex={}", tap.index));
-        match mode::run(self.nl, &tap, &attach, mode) {
+        match mode::run(self.nl, &tap, &attach, mode, self.guard.as_ref()) {
             Ok(()) => Ok((false, true)),
             Err(failed) => Err(mode::roll_back(self.nl, &attach, mode, *failed)),
         }
@@ -206,10 +225,11 @@ impl Run<'_> {
     ///
     /// It is created under its own name, not a temporary one renamed at the
     /// end: a rename makes the kernel register the interface's sysctl tables
-    /// a second time, the largest cost of a create. The price is that a
-    /// concurrent run for the same name, between this creation and the
-    /// record, finds a tap without a record and takes it for QEMU's; its
-    /// changes are the same ones, and the tap still dies with this run.
+    /// a second time, the largest cost of a create. A concurrent run for the
+    /// same name that finds the tap between this creation and its record
+    /// recognises it as a creation in progress ([`origin_of`]) and records
+    /// it as created; its changes are the same ones, and the tap still dies
+    /// with this run until it is made persistent.
     fn create_and_attach(
         &mut self,
         target: &Wanted<'_>,
@@ -243,9 +263,19 @@ impl Run<'_> {
             rollback: format!("tap {} was removed again", self.name),
         };
         let attach = plan::attach(&tap, target, Origin::Created).map_err(|e| gone(e.into()))?;
-        // Dropping `held` on an error deletes the tap.
-        mode::run(self.nl, &tap, &attach, mode).map_err(|f| gone(f.error))?;
-        held.persist().map_err(|e| gone(e.into()))?;
+        // Dropping `held` on an error deletes the tap, but not a guard
+        // table, which outlives it: that goes explicitly (a kill leaves it to
+        // the sweep).
+        mode::run(self.nl, &tap, &attach, mode, self.guard.as_ref()).map_err(|f| {
+            f.unguard(&attach);
+            gone(f.error)
+        })?;
+        held.persist().map_err(|e| {
+            if self.guard.is_some() {
+                let _ = mode::remove_guard(tap.index);
+            }
+            gone(e.into())
+        })?;
         Ok(Created::Yes)
     }
 }

@@ -42,6 +42,38 @@ impl Mac {
     }
 }
 
+/// A MAC derived from a VM name: the same name always gives the same
+/// address (on any host, with any kvmnet version: FNV-1a 64 of
+/// "kvmnet-mac\0" + name, a fixed, documented function), so a VM keeps its
+/// MAC, and with it its DHCP lease, across restarts.
+pub fn stable_mac(name: &str, oui: Option<[u8; 3]>) -> Mac {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"kvmnet-mac\0".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let v = h.to_be_bytes();
+    with_oui([v[2], v[3], v[4], v[5], v[6], v[7]], oui)
+}
+
+/// `b` with the OUI as its first three bytes, or, without one, made a
+/// locally administered unicast address.
+pub fn with_oui(mut b: [u8; 6], oui: Option<[u8; 3]>) -> Mac {
+    match oui {
+        Some(o) => {
+            b[..3].copy_from_slice(&o);
+            Mac(b)
+        }
+        None => Mac::local(b),
+    }
+}
+
+/// The MAC a guard's `guest_mac = ["derived"]` allows for tap `tap`: what
+/// `kvmnet mac --name TAP` prints.
+pub fn derived(tap: &str) -> Mac {
+    stable_mac(tap, None)
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;

@@ -76,6 +76,9 @@ pub enum Step {
     /// The mode's policy: the port's VLANs and flags, or proxy ARP/NDP and
     /// host routes ([`Attach::routes`], [`Attach::proxy`]).
     Policy,
+    /// The guest guard, on the tap while it is down (and, bridged, before it
+    /// is up on the bridge): nothing passes unchecked.
+    Guard,
 }
 
 /// What ifup will do to one tap.
@@ -102,6 +105,8 @@ pub struct Attach {
     pub resume: bool,
     /// Proxy ARP/NDP families the policy step switches on.
     pub proxy: Vec<crate::sysctl::Family>,
+    /// The tap had a guard before this run (a rollback leaves it).
+    pub guard_before: bool,
 }
 
 impl Attach {
@@ -126,6 +131,9 @@ pub struct Wanted<'a> {
     pub routes: &'a [IpAddr],
     /// Proxy ARP/NDP families this run switches on (they were off).
     pub proxy: Vec<crate::sysctl::Family>,
+    /// The tap has a guest guard after this run (the driver puts it in place
+    /// before the first change; the record says so for ifdown).
+    pub guard: bool,
 }
 
 impl<'a> Wanted<'a> {
@@ -142,6 +150,7 @@ impl<'a> Wanted<'a> {
             port_policy: settings.has_port_settings(),
             routes: &[],
             proxy: Vec::new(),
+            guard: settings.guard,
         }
     }
 }
@@ -172,17 +181,29 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         Some(_) => wanted.port_policy && (d.joining.is_some() || d.resume),
         None => !d.routes.is_empty() || !wanted.proxy.is_empty(),
     };
-    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy);
+    // A guard already in place needs no step (the driver re-applies it);
+    // a new one, or one an interrupted run may not have finished, does.
+    let guard = wanted.guard && (!d.guard_before || d.resume);
+    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, guard);
+    // A guard that is already there is put back by the driver without a
+    // plan (re-applying it is atomic); on its own it changes nothing here.
     let changes = |s: &Step| match s {
         Step::Link(c) => !c.is_empty(),
         Step::Policy => true,
+        Step::Guard => false,
     };
     // A tap that is already as wanted gets no record either: ifdown then
-    // leaves it as it is.
-    if !d.resume && !steps.iter().any(changes) {
+    // leaves it as it is; unless its guard comes or goes, which the record
+    // must say (ifdown removes the guard's table by it).
+    if !d.resume && !d.guard_changed && !steps.iter().any(changes) {
         steps.clear();
     } else {
-        write_records(tap, &mut steps, &d.record, policy && !created)?;
+        write_records(
+            tap,
+            &mut steps,
+            &d.record,
+            (policy || wanted.guard) && !created,
+        )?;
         let any =
             |f: fn(&LinkChange) -> bool| steps.iter().any(|s| matches!(s, Step::Link(c) if f(c)));
         if any(|c| c.alias.is_some()) {
@@ -191,7 +212,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         if any(|c| c.up.is_some()) {
             d.undo.up = Some(tap.up);
         }
-        steps.retain(changes);
+        steps.retain(|s| changes(s) || *s == Step::Guard);
     }
     Ok(Attach {
         steps,
@@ -200,6 +221,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         routes: d.routes,
         resume: d.resume,
         proxy: wanted.proxy.clone(),
+        guard_before: d.guard_before,
     })
 }
 
@@ -216,6 +238,9 @@ struct Draft {
     routes: Vec<IpAddr>,
     /// An interrupted run's record (`pending`) is being completed.
     resume: bool,
+    /// The guard comes or goes in this run.
+    guard_changed: bool,
+    guard_before: bool,
 }
 
 fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanError> {
@@ -225,6 +250,8 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
             source,
         })?;
     let resume = existing.as_ref().is_some_and(|r| r.pending);
+    let guard_before = existing.as_ref().is_some_and(|r| r.guard);
+    let guard_changed = guard_before != wanted.guard;
     let mut record = existing.unwrap_or_else(|| Record {
         prior_alias: tap.alias.clone(),
         ..Record::default()
@@ -233,6 +260,7 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
     // A tap this run created is deleted as a whole on undo, so it needs no
     // "previous value" fields: only the fact that kvmnet created it.
     record.created |= created;
+    record.guard = wanted.guard;
     let keep_old = !record.created;
 
     let mut first = LinkChange::default();
@@ -291,28 +319,52 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         joining,
         routes,
         resume,
+        guard_changed,
+        guard_before,
     })
 }
 
 /// The draft's changes in the order that keeps a port from forwarding
 /// before its policy is in place.
-fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool) -> Vec<Step> {
+fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool, guard: bool) -> Vec<Step> {
     let mut first = d.first.clone();
     let mut last = LinkChange::default();
-    match (bridged, policy) {
-        // Onto the bridge down, policy, then up: forwarding starts only
-        // with the last change.
+    match (bridged, policy || guard) {
+        // Onto the bridge down, guard and policy, then up: forwarding starts
+        // only with the last change.
         (true, true) => {
             first.up = tap.up.then_some(false);
             first.master = d.joining;
             last.up = Some(true);
-            vec![Step::Link(first), Step::Policy, Step::Link(last)]
+            let mut steps = vec![Step::Link(first)];
+            if guard {
+                steps.push(Step::Guard);
+            }
+            if policy {
+                steps.push(Step::Policy);
+            }
+            steps.push(Step::Link(last));
+            steps
         }
         // Nothing but link attributes: one request, applied at once.
         (true, false) => {
             first.up = (!tap.up).then_some(true);
             first.master = d.joining;
             vec![Step::Link(first)]
+        }
+        // Routed with a guard: the guard while the tap is down (a routed
+        // tap reaches the host), then up, then routes, which need it up.
+        (false, _) if guard => {
+            first.up = tap.up.then_some(false);
+            let up = LinkChange {
+                up: Some(true),
+                ..LinkChange::default()
+            };
+            let mut steps = vec![Step::Link(first), Step::Guard, Step::Link(up)];
+            if policy {
+                steps.extend([Step::Policy, Step::Link(last)]);
+            }
+            steps
         }
         // Routes need the tap up; what they open is the guest's own
         // traffic, so the tap may be up before they are in place.
@@ -344,7 +396,7 @@ fn write_records(
     let done = encode(record)?;
     let mut links = steps.iter_mut().filter_map(|s| match s {
         Step::Link(c) => Some(c),
-        Step::Policy => None,
+        Step::Policy | Step::Guard => None,
     });
     let head = links.next().expect("every order has a link change");
     if pending {
@@ -502,7 +554,7 @@ mod tests {
     fn after(l: Link, a: &Attach) -> Link {
         a.steps.iter().fold(l, |l, s| match s {
             Step::Link(c) => applied(l, c),
-            Step::Policy => l,
+            Step::Policy | Step::Guard => l,
         })
     }
 
@@ -566,6 +618,7 @@ mod tests {
             port_policy: false,
             routes: &addrs,
             proxy: vec![crate::sysctl::Family::V4, crate::sysctl::Family::V6],
+            guard: false,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         assert_eq!(merged(&a).master, None);
@@ -731,7 +784,7 @@ mod tests {
             .iter()
             .filter_map(|s| match s {
                 Step::Link(c) => Some(c),
-                Step::Policy => None,
+                Step::Policy | Step::Guard => None,
             })
             .collect()
     }
@@ -837,6 +890,7 @@ mod tests {
             port_policy: false,
             routes: &addrs,
             proxy: vec![crate::sysctl::Family::V4],
+            guard: false,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         let first = link_steps(&a)[0];
@@ -859,5 +913,83 @@ mod tests {
         t.mac = None;
         let a = port(&t, &bridge(1500), &Settings::default(), Origin::Existing);
         assert_eq!(merged(&a).mac, None);
+    }
+
+    /// The guard comes while the tap carries nothing: bridged, it joins
+    /// down, is guarded, then goes up; routed, it is guarded down, then up,
+    /// then routed. A kill between the steps leaves a down tap whose record
+    /// says `pending guard`. A guard already there is no step of its own
+    /// (the driver re-applies it), and switching it off is a record change.
+    #[test]
+    fn the_guard_is_a_step_before_the_tap_carries_anything() {
+        let guarded = Settings {
+            guard: true,
+            ..Settings::default()
+        };
+        let t = tap("vm0");
+        let a = port(&t, &bridge(1500), &guarded, Origin::Existing);
+        assert_eq!(a.steps.len(), 3, "{a:?}");
+        let Step::Link(first) = &a.steps[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((first.master, first.up), (Some(3), None));
+        assert!(first.alias.as_deref().unwrap().contains("pending"));
+        assert_eq!(a.steps[1], Step::Guard);
+        let Step::Link(last) = &a.steps[2] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(last.up, Some(true));
+        assert!(last.alias.as_deref().unwrap().ends_with(" guard"));
+        assert!(!a.guard_before);
+
+        // again: nothing to do, the guard is the driver's to refresh
+        let again = port(
+            &after(t.clone(), &a),
+            &bridge(1500),
+            &guarded,
+            Origin::Existing,
+        );
+        assert!(!again.changes_anything() && again.guard_before, "{again:?}");
+
+        // switched off: one change, the record without `guard`
+        let done = after(t.clone(), &a);
+        let off = port(&done, &bridge(1500), &Settings::default(), Origin::Existing);
+        assert!(!off.steps.contains(&Step::Guard), "{off:?}");
+        assert!(!merged(&off).alias.unwrap().contains("guard"));
+        assert!(off.guard_before);
+
+        // routed: guard down, up, routes
+        let addrs: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap()];
+        let mut up = tap("rt0");
+        up.up = true;
+        let target = Wanted {
+            bridge: None,
+            mtu: None,
+            fe_mac: false,
+            port_policy: false,
+            routes: &addrs,
+            proxy: Vec::new(),
+            guard: true,
+        };
+        let r = attach(&up, &target, Origin::Existing).unwrap();
+        let kinds: Vec<String> = r
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Link(c) => format!("link up={:?}", c.up),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "link up=Some(false)",
+                "Guard",
+                "link up=Some(true)",
+                "Policy",
+                "link up=None"
+            ],
+            "{r:?}"
+        );
     }
 }

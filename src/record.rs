@@ -11,7 +11,7 @@
 //! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
 //!   forge "kvmnet created this" to make ifdown delete something.
 //!
-//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [alias=REST]`.
+//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard] [alias=REST]`.
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
 //! `pending` is written by the first change of a run whose policy takes more
@@ -40,6 +40,9 @@ pub struct Record {
     /// ifup switched proxy ARP / proxy NDP on (routed mode).
     pub proxy_arp: bool,
     pub proxy_ndp: bool,
+    /// The tap has a guest guard (its nf_tables table, which outlives the
+    /// tap and is removed by ifdown).
+    pub guard: bool,
     pub prior_alias: Option<String>,
 }
 
@@ -80,6 +83,7 @@ impl Record {
                 None if word == "up" => r.brought_up = true,
                 None if word == "parp" => r.proxy_arp = true,
                 None if word == "pndp" => r.proxy_ndp = true,
+                None if word == "guard" => r.guard = true,
                 Some(("route", list)) => {
                     for a in list.split(',') {
                         r.routes.push(a.parse().map_err(|_| damaged(word))?);
@@ -128,6 +132,9 @@ impl Record {
         if self.proxy_ndp {
             s.push_str(" pndp");
         }
+        if self.guard {
+            s.push_str(" guard");
+        }
         if let Some(a) = &self.prior_alias {
             s.push_str(" alias=");
             s.push_str(a);
@@ -165,6 +172,7 @@ mod tests {
             ],
             proxy_arp: true,
             proxy_ndp: false,
+            guard: true,
             prior_alias: Some("web vm = prod".into()),
         }
     }

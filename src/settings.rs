@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::acl::Principal;
+use crate::guard::Prefix;
+use crate::mac::Mac;
 use crate::name::BridgeName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,6 +34,52 @@ pub enum HostMac {
     #[default]
     Fe,
     Keep,
+}
+
+/// A guest MAC the guard allows (`guest_mac`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestMac {
+    Fixed(Mac),
+    /// The MAC `kvmnet mac --name TAP` derives from the tap's name: one rule
+    /// covers many taps, each guest started with `mac=$(kvmnet mac --name TAP)`.
+    Derived,
+}
+
+impl GuestMac {
+    pub fn parse(s: &str) -> Result<GuestMac, String> {
+        if s == "derived" {
+            return Ok(GuestMac::Derived);
+        }
+        let m: Mac = s.parse().map_err(|_| {
+            format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff) or \"derived\"")
+        })?;
+        if m.0[0] & 1 != 0 {
+            return Err(format!(
+                "{s} is a multicast address, which no guest sends from"
+            ));
+        }
+        if m.0 == [0; 6] {
+            return Err(format!("{s} is not a guest's address"));
+        }
+        Ok(GuestMac::Fixed(m))
+    }
+
+    /// The address for the tap named `tap`.
+    pub fn for_tap(self, tap: &str) -> Mac {
+        match self {
+            GuestMac::Fixed(m) => m,
+            GuestMac::Derived => crate::mac::derived(tap),
+        }
+    }
+}
+
+impl fmt::Display for GuestMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestMac::Fixed(m) => write!(f, "{m}"),
+            GuestMac::Derived => f.write_str("derived"),
+        }
+    }
 }
 
 /// An inclusive VLAN range; a single VLAN is `first == last`.
@@ -169,6 +217,10 @@ pub struct Layer {
     pub learning: Option<bool>,
     pub flooding: Option<bool>,
     pub addresses: Option<Vec<IpAddr>>,
+    pub guard: Option<bool>,
+    pub guest_mac: Option<Vec<GuestMac>>,
+    pub guest_ipv4: Option<Vec<Prefix>>,
+    pub guest_ipv6: Option<Vec<Prefix>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,9 +252,34 @@ pub struct Settings {
     pub learning: Option<bool>,
     pub flooding: Option<bool>,
     pub addresses: Vec<IpAddr>,
+    /// The guest guard is on (docs/guard-design.md).
+    pub guard: bool,
+    pub guest_mac: Vec<GuestMac>,
+    /// `None`: the family's source addresses are not pinned.
+    pub guest_ipv4: Option<Vec<Prefix>>,
+    pub guest_ipv6: Option<Vec<Prefix>>,
 }
 
 impl Settings {
+    /// The source addresses the guard allows per family: as set, and in
+    /// routed mode by default the guest's routed addresses (a routed guest
+    /// has no other address that reaches anything).
+    pub fn guard_addresses(&self) -> (Option<Vec<Prefix>>, Option<Vec<Prefix>>) {
+        let routed = |v4: bool| -> Option<Vec<Prefix>> {
+            (self.mode == NetMode::Route).then(|| {
+                self.addresses
+                    .iter()
+                    .filter(|a| a.is_ipv4() == v4)
+                    .map(|a| Prefix::host(*a))
+                    .collect()
+            })
+        };
+        (
+            self.guest_ipv4.clone().or_else(|| routed(true)),
+            self.guest_ipv6.clone().or_else(|| routed(false)),
+        )
+    }
+
     pub fn needs_vlan_filtering(&self) -> bool {
         self.vlan.is_some() || !self.trunk.is_empty()
     }
@@ -273,6 +350,10 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         learning: pick!(learning),
         flooding: pick!(flooding),
         addresses: pick!(addresses).unwrap_or_default(),
+        guard: pick!(guard).unwrap_or(false),
+        guest_mac: pick!(guest_mac).unwrap_or_default(),
+        guest_ipv4: pick!(guest_ipv4),
+        guest_ipv6: pick!(guest_ipv6),
     }
 }
 
@@ -303,6 +384,39 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
             "mode = \"route\" needs the guest's addresses, e.g. addresses = [\"192.0.2.10\"]"
                 .into(),
         ));
+    }
+    if effective.guard && effective.guest_mac.is_empty() {
+        return Some((
+            "guard",
+            "needs guest_mac: the guest's MAC addresses, or [\"derived\"] for the one \
+             `kvmnet mac --name TAP` gives"
+                .into(),
+        ));
+    }
+    if !effective.guard {
+        for (key, set) in [
+            ("guest_mac", layer.guest_mac.is_some()),
+            ("guest_ipv4", layer.guest_ipv4.is_some()),
+            ("guest_ipv6", layer.guest_ipv6.is_some()),
+        ] {
+            if set {
+                return Some((
+                    key,
+                    "only applies with guard = true (without it nothing is enforced)".into(),
+                ));
+            }
+        }
+    }
+    for (key, list, v4) in [
+        ("guest_ipv4", &layer.guest_ipv4, true),
+        ("guest_ipv6", &layer.guest_ipv6, false),
+    ] {
+        if let Some(p) = list.iter().flatten().find(|p| p.addr.is_ipv4() != v4) {
+            return Some((
+                key,
+                format!("{p} is not an IPv{} address", if v4 { 4 } else { 6 }),
+            ));
+        }
     }
     if let Some(pvid) = effective.vlan {
         if effective

@@ -518,6 +518,51 @@ fn fake_qemu_tap_name_follows_helper_tap() {
     assert!(gone.is_some(), "{name} still exists after close");
 }
 
+/// The bridge helper's taps get the guard too (a `match_bridge` rule names
+/// the guests' MACs: the helper learns no tap name in advance). Its taps
+/// have no downscript: the table of one that went with QEMU is removed by
+/// the next guarded run.
+#[test]
+fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
+    let ns = bridge_ns();
+    let dir = TempDir::new();
+    let config = dir.config(&format!(
+        "helper_tap = \"vmh%d\"\n[[rule]]\nmatch_bridge = \"{BRIDGE}\"\nguard = true\n\
+         guest_mac = [\"52:54:00:12:34:56\", \"52:54:00:12:34:57\"]\n"
+    ));
+    let tables = || common::ok(ns.cmd("nft").args(["list", "tables"]));
+    let helper = || {
+        let (q, h) = socket_pair();
+        let mut c = helper_cmd(&ns, Some(&config));
+        c.arg(format!("--fd={}", h.as_raw_fd()))
+            .arg(format!("--br={BRIDGE}"));
+        let run = run_bounded(c, vec![h]);
+        receive_tap(&q, &run)
+    };
+    let (first, f) = helper();
+    let index = |name: &str| ns.link(name).unwrap()["ifindex"].as_u64().unwrap();
+    let first_index = index(&first);
+    assert_eq!(
+        tables().trim(),
+        format!("table netdev kvmnet-guard-{first_index}")
+    );
+    drop(f);
+    let gone = poll(Duration::from_secs(5), || {
+        (!ns.exists(&first)).then_some(())
+    });
+    assert!(gone.is_some(), "{first} still exists after close");
+    assert_eq!(
+        tables().trim(),
+        format!("table netdev kvmnet-guard-{first_index}"),
+        "the table outlives its tap until a run collects it"
+    );
+    let (second, _g) = helper();
+    assert_eq!(
+        tables().trim(),
+        format!("table netdev kvmnet-guard-{}", index(&second))
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The parent's reading order: libvirt's and QEMU's, with stderr on a pipe
 

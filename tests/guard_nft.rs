@@ -692,3 +692,176 @@ fn kernel_fact_a_netdev_chain_outlives_its_device_and_rebinds_by_name() {
         "a kept chain that does not filter, or a deleted one that does"
     );
 }
+
+/// The config that asks kvmnet-ifup for [`spec`]'s guard.
+const GUARD_CONFIG: &str = "bridge = \"br0\"\nguard = true\n\
+     guest_mac = [\"52:54:00:12:34:56\"]\n\
+     guest_ipv4 = [\"192.0.2.10\", \"198.51.100.0/24\"]\n\
+     guest_ipv6 = [\"2001:db8::10\", \"2001:db8:1::/64\"]\n";
+
+fn tables(ns: &Netns) -> String {
+    ok(ns.cmd("nft").args(["list", "tables"])).trim().to_owned()
+}
+
+/// The guard as users get it: kvmnet-ifup on QEMU's tap (held open) puts
+/// exactly [`spec`]'s guard on it, the matrix holds, the record says so;
+/// kvmnet-ifdown lifts it and every frame passes again.
+#[test]
+fn kvmnet_ifup_guards_the_tap_as_configured_and_ifdown_lifts_it() {
+    let mut lab = Lab::new();
+    let dir = common::TempDir::new();
+    let c = dir.config(GUARD_CONFIG);
+    let frames = matrix();
+    lab.ns.ifup("vm0", Some(&c)).ok();
+    let s = spec(ifindex(&lab.ns, "vm0"));
+    let by_kvmnet = ruleset_json(&lab.ns);
+    // the same guard loaded directly (the unit the byte oracle holds to nft)
+    lab.ns.ifdown("vm0", Some(&c)).ok();
+    assert_eq!(tables(&lab.ns), "", "ifdown left the guard");
+    apply_in(&lab.ns, &s).unwrap();
+    assert_eq!(by_kvmnet, ruleset_json(&lab.ns));
+    guard::remove(s.ifindex).unwrap_or_else(|e| panic!("{e}"));
+    let r = lab.ns.ifup("vm0", Some(&c));
+    r.ok();
+    let state = lab.ns.state("vm0").unwrap();
+    assert!(
+        state.alias.as_deref().unwrap_or("").ends_with(" guard"),
+        "{state:?}"
+    );
+    let guarded = lab.send(&frames, 0);
+    let wrong = report(&frames, &guarded, |legit| legit);
+    assert!(wrong.is_empty(), "with kvmnet's guard:\n{wrong}");
+
+    lab.ns.ifdown("vm0", Some(&c)).ok();
+    assert_eq!(tables(&lab.ns), "");
+    let open = lab.send(&frames, 1);
+    let wrong = report(&frames, &open, |_| true);
+    assert!(
+        wrong.is_empty(),
+        "after ifdown, every frame passes:\n{wrong}"
+    );
+}
+
+/// A tap kvmnet creates gets its guard before it carries anything, ifdown
+/// deletes both; a tap that vanished without its downscript (QEMU killed)
+/// leaves a table that the next guarded run removes; turning the guard off
+/// removes it at the next ifup, with the record.
+#[test]
+fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
+    let ns = Netns::new();
+    ns.ip("link add br0 up type bridge");
+    let dir = common::TempDir::new();
+    let c = dir.config(GUARD_CONFIG);
+    ns.ifup("vm0", Some(&c)).ok();
+    let index = ifindex(&ns, "vm0");
+    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{index}"));
+    assert_eq!(
+        ns.state("vm0").unwrap().alias.as_deref(),
+        Some("kvmnet:v1 created attached=br0 guard")
+    );
+    let kvmnet = env!("CARGO_BIN_EXE_kvmnet");
+    let status = |ns: &Netns| -> serde_json::Value {
+        serde_json::from_str(&ok(ns.cmd(kvmnet).args(["status", "--json"]))).unwrap()
+    };
+    assert_eq!(status(&ns)[0]["guard"], "on");
+    let explained = ok(ns.cmd(kvmnet).args(["explain", "vm0", "--config"]).arg(&c));
+    assert!(
+        explained.contains(
+            "guard:      on: MAC 52:54:00:12:34:56; IPv4 from 192.0.2.10, 198.51.100.0/24"
+        ),
+        "{explained}"
+    );
+    // someone flushed the ruleset: status says so, the next ifup restores it
+    ok(ns.cmd("nft").args(["flush", "ruleset"]));
+    assert_eq!(status(&ns)[0]["guard"], "missing");
+    ns.ifup("vm0", Some(&c)).ok();
+    assert_eq!(status(&ns)[0]["guard"], "on");
+    ns.ifdown("vm0", Some(&c)).ok();
+    assert!(!ns.exists("vm0"));
+    assert_eq!(tables(&ns), "");
+
+    // vanished without ifdown
+    ns.ifup("vm0", Some(&c)).ok();
+    let stale = ifindex(&ns, "vm0");
+    ns.ip("link del vm0");
+    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{stale}"));
+    let r = ns.ifup("vm1", Some(&c));
+    r.ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "removed 1 stale guard table(s): kvmnet-guard-{stale}"
+        )),
+        "{}",
+        r.stderr
+    );
+    let vm1 = ifindex(&ns, "vm1");
+    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{vm1}"));
+
+    // the guard switched off in the config: the next ifup lifts it
+    let off = dir.config("bridge = \"br0\"\n");
+    ns.ifup("vm1", Some(&off)).ok();
+    assert_eq!(tables(&ns), "");
+    assert_eq!(
+        ns.state("vm1").unwrap().alias.as_deref(),
+        Some("kvmnet:v1 created attached=br0")
+    );
+    ns.ifdown("vm1", Some(&off)).ok();
+    assert!(!ns.exists("vm1"));
+}
+
+/// Routed taps are guarded too, pinned by default to their routed
+/// addresses; the guest's MAC can be the one `kvmnet mac --name` derives.
+#[test]
+fn a_routed_tap_is_pinned_to_its_routes_and_a_derived_mac() {
+    let ns = Netns::new();
+    let dir = common::TempDir::new();
+    let c = dir.config(
+        "[[rule]]\nmatch = \"rt-*\"\nmode = \"route\"\naddresses = [\"192.0.2.10\", \"2001:db8::10\"]\n\
+         guard = true\nguest_mac = [\"derived\"]\n",
+    );
+    ns.ip("link set lo up");
+    ns.ifup("rt-web", Some(&c)).ok();
+    let derived = ok(Command::new(env!("CARGO_BIN_EXE_kvmnet")).args(["mac", "--name", "rt-web"]));
+    let json = ruleset_json(&ns).to_string();
+    for want in [derived.trim(), "192.0.2.10", "2001:db8::10"] {
+        assert!(json.contains(want), "{want} not in {json}");
+    }
+    ns.ifdown("rt-web", Some(&c)).ok();
+    assert_eq!(tables(&ns), "");
+}
+
+/// What cannot be enforced, or would enforce nothing, is refused when the
+/// config is read, with its line.
+#[test]
+fn guard_settings_that_cannot_hold_are_refused_with_their_line() {
+    let ns = Netns::new();
+    ns.ip("link add br0 up type bridge");
+    let dir = common::TempDir::new();
+    for (text, want) in [
+        (
+            "bridge = \"br0\"\nguard = true\n",
+            "guard: needs guest_mac",
+        ),
+        (
+            "bridge = \"br0\"\nguest_ipv4 = [\"192.0.2.10\"]\n",
+            "guest_ipv4: only applies with guard = true",
+        ),
+        (
+            "bridge = \"br0\"\nguard = true\nguest_mac = [\"01:00:5e:00:00:01\"]\n",
+            "multicast",
+        ),
+        (
+            "bridge = \"br0\"\nguard = true\nguest_mac = [\"derived\"]\nguest_ipv4 = [\"192.0.2.1/24\"]\n",
+            "host bits set under its prefix; write 192.0.2.0/24",
+        ),
+        (
+            "bridge = \"br0\"\nguard = true\nguest_mac = [\"derived\"]\nguest_ipv6 = [\"192.0.2.1\"]\n",
+            "192.0.2.1 is not an IPv6 address",
+        ),
+    ] {
+        let c = dir.config(text);
+        ns.ifup("vm0", Some(&c)).fails_with(want);
+        assert!(!ns.exists("vm0"));
+        assert_eq!(tables(&ns), "");
+    }
+}

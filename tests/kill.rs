@@ -78,6 +78,12 @@ addresses = [\"192.0.2.10\", \"2001:db8::10\"]
 /// from a template, not matched by rules).
 const HELPER_CFG: &str = "bridge = \"br0\"\nisolated = true\nlearning = false\n";
 const USER_ACL: &str = "[[allow]]\nusers = [\"4242\"]\nbridges = [\"br0\"]\n";
+/// The guest guard, on every tap (the QEMU taps' MAC).
+const GUARD_KEYS: &str =
+    "guard = true\nguest_mac = [\"52:54:00:12:34:56\"]\nguest_ipv4 = [\"192.0.2.10\"]\n";
+/// A pseudo-flag of [`check_policy`]: the tap's guard table.
+const GUARD: &str = "guard";
+const GUARD_POLICY: &[(&str, bool)] = &[(GUARD, true)];
 
 // ---------------------------------------------------------------------------
 // The state of a namespace
@@ -139,6 +145,9 @@ struct State {
     routes6: Vec<String>,
     /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding
     forwarding: [String; 2],
+    /// Guard tables, by the name of the link whose ifindex they carry, or
+    /// "stale" when no link has it (collected by the next guarded run).
+    guards: BTreeSet<String>,
 }
 
 impl State {
@@ -152,6 +161,14 @@ impl State {
                 l.mac = format!("{}:xx:xx:xx:xx:xx", l.mac.get(..2).unwrap_or(""));
             }
         }
+        s
+    }
+
+    /// Without guard tables of links that are gone: leftovers a later run
+    /// collects, not state a run left half-done.
+    fn without_stale(&self) -> State {
+        let mut s = self.clone();
+        s.guards.remove("stale");
         s
     }
 
@@ -224,6 +241,18 @@ fn snap(ns: &Netns) -> State {
             .collect()
     };
     let (routes4, routes6) = (routes("-4"), routes("-6"));
+    let guards =
+        ok(Command::new("ip").args(["netns", "exec", &ns.name, "nft", "list", "tables", "netdev"]))
+            .lines()
+            .filter_map(|l| l.strip_prefix("table netdev kvmnet-guard-"))
+            .map(|i| {
+                let i: u64 = i.trim().parse().unwrap();
+                links
+                    .iter()
+                    .find(|(_, l)| l.index == i)
+                    .map_or("stale".to_owned(), |(n, _)| n.clone())
+            })
+            .collect();
     let names: Vec<String> = links.keys().cloned().collect();
     let (sysctls, forwarding) = common::in_netns(ns, move || {
         let read = |p: &str| {
@@ -255,6 +284,7 @@ fn snap(ns: &Netns) -> State {
         routes4,
         routes6,
         forwarding,
+        guards,
     }
 }
 
@@ -288,6 +318,12 @@ fn diff(a: &State, b: &State) -> String {
             out.push(format!("  + route {fam} {r}"));
         }
     }
+    for g in a.guards.difference(&b.guards) {
+        out.push(format!("  - guard table of {g}"));
+    }
+    for g in b.guards.difference(&a.guards) {
+        out.push(format!("  + guard table of {g}"));
+    }
     if a.forwarding != b.forwarding {
         out.push(format!(
             "  ~ forwarding (ipv4, ipv6): {:?} -> {:?}",
@@ -307,8 +343,15 @@ fn check_policy(st: &State, policy: &[(&str, bool)]) -> Result<(), String> {
         if l.kind != "tun" || !l.up {
             continue;
         }
+        // The guard sits on the tap: an up tap carries the guest's frames
+        // (onto the bridge, or to the host of a routed tap).
+        if policy.contains(&(GUARD, true)) && !st.guards.contains(name) {
+            return Err(format!(
+                "{name} is UP without its guard table (the guest's frames pass unchecked)"
+            ));
+        }
         let Some(master) = &l.master else { continue };
-        for &(flag, want) in policy {
+        for &(flag, want) in policy.iter().filter(|(f, _)| *f != GUARD) {
             let got = l.port.get(flag);
             if got != Some(&want) {
                 return Err(format!(
@@ -360,6 +403,8 @@ impl Scenario {
     fn new(name: &'static str, caller: Caller, before: Before, config: &str) -> Scenario {
         let policy = if config.contains("isolated") {
             POLICY
+        } else if config.contains("guard = true") {
+            GUARD_POLICY
         } else {
             &[]
         };
@@ -755,7 +800,7 @@ fn ifup_killed_at_every_step(sc: Scenario) {
         let after = snap(&ns);
         after_kill(&mut f, ctx.sc.policy, &t, &before, &instant, &after, &lines);
         let left = diff(&before, &after);
-        if after != before {
+        if after.without_stale() != before {
             let l = after.links.get(TAP);
             if !l.is_some_and(LinkSnap::is_kvmnet_record) {
                 f.add(format!(
@@ -870,6 +915,36 @@ fn ifup_by_a_file_capability_user_killed_at_every_step() {
     ));
 }
 
+#[test]
+fn ifup_create_with_guard_killed_at_every_step() {
+    ifup_killed_at_every_step(Scenario::new(
+        "ifup create, guard",
+        Caller::Root,
+        Before::Absent,
+        &format!("{GUARD_KEYS}{BRIDGE_CFG}"),
+    ));
+}
+
+#[test]
+fn ifup_of_qemus_tap_with_guard_killed_at_every_step() {
+    ifup_killed_at_every_step(Scenario::new(
+        "ifup QEMU's tap, guard",
+        Caller::Root,
+        Before::Qemu,
+        &format!("{GUARD_KEYS}{BRIDGE_CFG}"),
+    ));
+}
+
+#[test]
+fn ifup_routed_qemus_tap_with_guard_killed_at_every_step() {
+    ifup_killed_at_every_step(Scenario::new(
+        "ifup routed, QEMU's tap, guard",
+        Caller::Root,
+        Before::Qemu,
+        &format!("{GUARD_KEYS}{ROUTE_CFG}"),
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // ifdown killed at every step
 
@@ -911,7 +986,7 @@ fn ifdown_killed_at_every_step(sc: Scenario) {
         );
         let left = diff(&attached, &after);
         if after != attached
-            && after != before
+            && after.without_stale() != before
             && !after.links.get(TAP).is_some_and(LinkSnap::is_kvmnet_record)
         {
             f.add(format!(
@@ -976,6 +1051,26 @@ fn ifdown_routed_killed_at_every_step() {
         Caller::Root,
         Before::Qemu,
         ROUTE_CFG,
+    ));
+}
+
+#[test]
+fn ifdown_of_a_created_tap_with_guard_killed_at_every_step() {
+    ifdown_killed_at_every_step(Scenario::new(
+        "ifdown after create+attach, guard",
+        Caller::Root,
+        Before::Absent,
+        &format!("{GUARD_KEYS}{BRIDGE_CFG}"),
+    ));
+}
+
+#[test]
+fn ifdown_of_qemus_tap_with_guard_killed_at_every_step() {
+    ifdown_killed_at_every_step(Scenario::new(
+        "ifdown of QEMU's tap, guard",
+        Caller::Root,
+        Before::Qemu,
+        &format!("{GUARD_KEYS}{BRIDGE_CFG}"),
     ));
 }
 

@@ -703,8 +703,7 @@ fn record() -> impl Strategy<Value = Record> {
         option::of(any::<u32>()),
         option::of(any::<[u8; 6]>().prop_map(Mac)),
         vec(any::<IpAddr>(), 0..4),
-        any::<bool>(),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
         option::of(prop_oneof![any_text(40), ".{0,250}"]),
     )
         .prop_map(
@@ -715,8 +714,7 @@ fn record() -> impl Strategy<Value = Record> {
                 old_mtu,
                 old_mac,
                 routes,
-                parp,
-                pndp,
+                (parp, pndp, guard),
                 prior,
             )| Record {
                 pending,
@@ -728,6 +726,7 @@ fn record() -> impl Strategy<Value = Record> {
                 routes,
                 proxy_arp: parp,
                 proxy_ndp: pndp,
+                guard,
                 prior_alias: prior,
             },
         )
@@ -741,6 +740,7 @@ fn record_word() -> impl Strategy<Value = String> {
             "up",
             "parp",
             "pndp",
+            "guard",
             "attached=br0",
             "attached=",
             "attached=a/b",

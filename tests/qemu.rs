@@ -345,6 +345,35 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
     );
 }
 
+/// The guest guard on: iPXE's DHCP (DISCOVER and REQUEST from 0.0.0.0)
+/// still gets its lease through it; the guard's table exists while QEMU
+/// runs and goes with the downscript.
+#[test]
+fn qemu_guest_gets_dhcp_with_the_guard_on_and_exit_removes_the_guard() {
+    let mut lab = Lab::new();
+    let tap = "vmg0";
+    let mac = "52:54:00:4b:4e:02";
+    let config = lab.dir.config(&format!(
+        "bridge = \"{BRIDGE}\"\nguard = true\nguest_mac = [\"{mac}\"]\n\
+         guest_ipv4 = [\"10.77.0.0/24\"]\nguest_ipv6 = []\n"
+    ));
+    let start = lab.start_qemu(&QemuNet::new(tap, mac, &config));
+    let ip = lab.wait_for_lease(tap, mac);
+    eprintln!(
+        "qemu guard: guest {mac} got lease {ip} {:.1} s after QEMU start",
+        start.elapsed().as_secs_f64()
+    );
+    let tables = |ns: &Netns| common::ok(ns.cmd("nft").args(["list", "tables"]));
+    let index = lab.ns.link(tap).unwrap()["ifindex"].as_u64().unwrap();
+    assert_eq!(
+        tables(&lab.ns).trim(),
+        format!("table netdev kvmnet-guard-{index}")
+    );
+    let status = lab.stop_qemu();
+    assert!(status.success(), "{}", lab.qemu_stderr());
+    assert_eq!(tables(&lab.ns).trim(), "", "the guard outlived the VM");
+}
+
 #[test]
 fn qemu_refuses_to_start_when_the_configured_bridge_is_missing() {
     let mut lab = Lab::new();

@@ -10,7 +10,9 @@ pub mod routed;
 use crate::access;
 use crate::acl::{Identity, Principal, Resolve, System};
 use crate::error::Error;
+use crate::guard::{GuardSpec, Prefix};
 use crate::link::{Link, LinkChange};
+use crate::mac::Mac;
 use crate::name::TapName;
 use crate::netlink::Netlink;
 use crate::plan::{Attach, Step, Wanted};
@@ -104,18 +106,112 @@ pub fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
     }
 }
 
+/// The guest guard a tap gets (`guard = true`), whatever its mode: it sits
+/// on the tap, so bridged, routed and bridge-helper taps get the same one.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    macs: Vec<Mac>,
+    ipv4: Option<Vec<Prefix>>,
+    ipv6: Option<Vec<Prefix>>,
+}
+
+/// Stale guard tables looked at per run: a guarded run's cost stays bounded
+/// whatever the number of guarded taps, and runs that start elsewhere cover
+/// the rest (docs/guard-design.md).
+const SWEEP_BUDGET: usize = 16;
+
+impl Guard {
+    /// `None` when `settings` want no guard for tap `tap`.
+    pub fn wanted(settings: &Settings, tap: &TapName) -> Option<Guard> {
+        settings.guard.then(|| {
+            let (ipv4, ipv6) = settings.guard_addresses();
+            let mut macs: Vec<Mac> = settings
+                .guest_mac
+                .iter()
+                .map(|m| m.for_tap(tap.as_str()))
+                .collect();
+            macs.sort_unstable_by_key(|m| m.0);
+            macs.dedup();
+            Guard { macs, ipv4, ipv6 }
+        })
+    }
+
+    pub fn spec(&self, tap: &TapName, ifindex: u32) -> GuardSpec {
+        GuardSpec {
+            tap: tap.clone(),
+            ifindex,
+            macs: self.macs.clone(),
+            ipv4: self.ipv4.clone(),
+            ipv6: self.ipv6.clone(),
+        }
+    }
+
+    /// Puts the guard on the tap with this ifindex, replacing an earlier
+    /// one in the same atomic batch.
+    pub fn apply(&self, tap: &TapName, ifindex: u32) -> Result<(), Error> {
+        crate::guard::apply(&self.spec(tap, ifindex)).map_err(Error::from)
+    }
+}
+
+/// Removes the guard of the tap with this ifindex (none there is fine).
+pub fn remove_guard(ifindex: u32) -> Result<(), Error> {
+    crate::guard::remove(ifindex).map_err(Error::from)
+}
+
+/// Removes guard tables whose tap is gone without a downscript (QEMU
+/// killed; bridge-helper taps, which have none), a bounded number per run;
+/// for the log line. Only guarded runs pay for it.
+pub fn sweep_guards() -> Option<String> {
+    let start = crate::random::os_u64() as usize;
+    match crate::guard::sweep(SWEEP_BUDGET, start) {
+        Ok(gone) if gone.is_empty() => None,
+        Ok(gone) => Some(format!(
+            "removed {} stale guard table(s): {}",
+            gone.len(),
+            gone.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        // Another tap's leftovers never fail this tap's run.
+        Err(e) => Some(format!("guard sweep failed: {e}")),
+    }
+}
+
 /// How far [`run`] got before it failed.
 pub struct Failed {
     pub error: Error,
     /// The policy step ran (at least in part).
     pub policy_started: bool,
+    /// The guard step ran (its batch is all or nothing, but a rollback
+    /// removes what may be there).
+    pub guard_started: bool,
     /// The tap under its name at the failure.
     pub tap: Link,
 }
 
-/// Carries out `attach` on `tap` (by its ifindex), step by step.
-pub fn run(nl: &Netlink, tap: &Link, attach: &Attach, mode: &dyn Mode) -> Result<(), Box<Failed>> {
+impl Failed {
+    /// Removes a guard this run put on a tap that had none: for a tap that
+    /// is deleted on failure too, as its table would outlive it.
+    pub fn unguard(&self, attach: &Attach) {
+        if self.guard_started && !attach.guard_before {
+            let _ = remove_guard(self.tap.index);
+        }
+    }
+}
+
+/// Carries out `attach` on `tap` (by its ifindex), step by step; `guard` is
+/// the guard of the plan's [`Step::Guard`].
+pub fn run(
+    nl: &Netlink,
+    tap: &Link,
+    attach: &Attach,
+    mode: &dyn Mode,
+    guard: Option<&Guard>,
+) -> Result<(), Box<Failed>> {
     let mut policy_started = false;
+    let mut guard_started = false;
+    let name = TapName::new(&tap.name);
     for step in &attach.steps {
         let result = match step {
             Step::Link(change) => set(nl, tap, mode.bridge(), change),
@@ -123,11 +219,23 @@ pub fn run(nl: &Netlink, tap: &Link, attach: &Attach, mode: &dyn Mode) -> Result
                 policy_started = true;
                 mode.set_policy(nl, tap, attach)
             }
+            Step::Guard => {
+                guard_started = true;
+                match (guard, &name) {
+                    (Some(g), Ok(name)) => g.apply(name, tap.index),
+                    (None, _) => Err(Error::Guard(crate::guard::GuardError::Spec {
+                        tap: tap.name.clone(),
+                        msg: "the plan has a guard step but no guard was given".into(),
+                    })),
+                    (_, Err(e)) => Err(e.clone().into()),
+                }
+            }
         };
         if let Err(error) = result {
             return Err(Box::new(Failed {
                 error,
                 policy_started,
+                guard_started,
                 tap: tap.clone(),
             }));
         }
@@ -143,6 +251,7 @@ pub fn roll_back(nl: &Netlink, attach: &Attach, mode: &dyn Mode, failed: Failed)
     if failed.policy_started {
         mode.undo_policy(nl, tap, attach);
     }
+    failed.unguard(attach);
     let mut result = Ok(());
     for change in &attach.undo {
         result = result

@@ -128,6 +128,7 @@ pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
         port_policy: false,
         routes: &settings.addresses,
         proxy,
+        guard: settings.guard,
     }
 }
 
