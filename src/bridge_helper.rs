@@ -238,7 +238,7 @@ pub fn run(
         }
     })?;
     if guard.is_some() {
-        mode::sweep_guards();
+        mode::sweep_guards(mode::SWEEP_EVERY);
     }
     let bridge = port.bridge().expect("a port has a bridge");
     Ok(Report {

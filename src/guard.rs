@@ -890,10 +890,23 @@ pub(crate) fn replace_batch(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
 /// ruleset to the new one with no moment without either. Works in the
 /// calling thread's network namespace.
 pub fn apply(spec: &GuardSpec) -> Result<(), GuardError> {
-    let msgs = replace_batch(spec)?;
     let mut nft = Nft::open()?;
-    nft.apply(&format!("guarding {}", spec.tap), &msgs)?;
-    Ok(())
+    let op = format!("guarding {}", spec.tap);
+    // Deleting a table makes the kernel's commit wait for an RCU grace
+    // period, far longer than everything else an ifup does: a tap without a
+    // guard (every first run) gets its table created, and only a table that
+    // is there already is replaced (EEXIST on the exclusive create).
+    let mut create = ruleset(spec)?;
+    create[0].flags |= crate::nlsock::NLM_F_EXCL;
+    match nft.apply(&op, &create) {
+        Err(NftError::Rejected { refusals, .. })
+            if refusals.first().is_some_and(|r| r.errno == libc::EEXIST) =>
+        {
+            nft.apply(&op, &replace_batch(spec)?)?;
+            Ok(())
+        }
+        r => Ok(r?),
+    }
 }
 
 /// Removes the guard table of the tap with this ifindex; one that is not
@@ -1013,12 +1026,32 @@ pub fn sweep(budget: usize, start: usize) -> Result<Vec<StaleTable>, GuardError>
     if let Some(e) = failed {
         return Err(e.into());
     }
+    // All in one batch: each commit that deletes a table waits for an RCU
+    // grace period. Should another run have removed one meanwhile (ENOENT
+    // refuses the whole batch), each goes in a batch of its own.
+    let all: Vec<Msg> = stale
+        .iter()
+        .map(|s| msg::delete_table(FAMILY, &s.name, Some(s.handle)))
+        .collect();
+    if all.is_empty() {
+        return Ok(stale);
+    }
+    let gone = |r: Result<(), NftError>| match r {
+        Err(NftError::Rejected { refusals, .. })
+            if refusals.iter().all(|r| r.errno == libc::ENOENT) =>
+        {
+            Err(())
+        }
+        r => Ok(r),
+    };
+    if let Ok(r) = gone(nft.apply("removing stale guard tables", &all)) {
+        r?;
+        return Ok(stale);
+    }
     for s in &stale {
         let del = [msg::delete_table(FAMILY, &s.name, Some(s.handle))];
-        match nft.apply(&format!("removing stale {} ({})", s.name, s.why), &del) {
-            Err(NftError::Rejected { refusals, .. })
-                if refusals.iter().all(|r| r.errno == libc::ENOENT) => {}
-            r => r?,
+        if let Ok(r) = gone(nft.apply(&format!("removing stale {} ({})", s.name, s.why), &del)) {
+            r?;
         }
     }
     Ok(stale)

@@ -60,7 +60,7 @@ pub fn ifdown(
         // Gone before its downscript (libvirt deletes the tap first): if it
         // had a guard, its table is left; collect what is stale.
         if inv.mode != Mode::None {
-            crate::mode::sweep_guards();
+            crate::mode::sweep_guards(1);
         }
         return Ok(report(Outcome::Missing));
     };
@@ -101,7 +101,7 @@ pub fn ifdown(
     let unguard = || -> Result<(), Error> {
         if guarded {
             crate::mode::remove_guard(tap.index)?;
-            crate::mode::sweep_guards();
+            crate::mode::sweep_guards(1);
         }
         Ok(())
     };

@@ -114,7 +114,7 @@ pub fn ifup(
     let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
     let mut notes = mode.notes();
     if run.guard.is_some() {
-        notes.extend(mode::sweep_guards());
+        notes.extend(mode::sweep_guards(mode::SWEEP_EVERY));
     }
     Ok(Report {
         tap: name.to_string(),

@@ -556,11 +556,22 @@ fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
         format!("table netdev kvmnet-guard-{first_index}"),
         "the table outlives its tap until a run collects it"
     );
-    let (second, _g) = helper();
-    assert_eq!(
-        tables().trim(),
-        format!("table netdev kvmnet-guard-{}", index(&second))
-    );
+    // Each guarded run collects one time in 16: the bound on what gone
+    // helper taps leave.
+    let stale = format!("table netdev kvmnet-guard-{first_index}");
+    let mut held = Vec::new();
+    while tables().lines().any(|l| l == stale) {
+        assert!(
+            held.len() < 300,
+            "300 guarded runs did not collect the table"
+        );
+        held.push(helper());
+    }
+    eprintln!("collected after {} helper runs", held.len());
+    for (name, _) in &held {
+        let own = format!("table netdev kvmnet-guard-{}", index(name));
+        assert!(tables().lines().any(|l| l == own), "{name} lost its guard");
+    }
 }
 
 // ---------------------------------------------------------------------------
