@@ -42,6 +42,7 @@ pub(crate) mod plan;
 pub mod privilege;
 pub(crate) mod qemu_acl;
 pub(crate) mod random;
+pub mod rate;
 pub mod record;
 pub mod routemsg;
 pub mod settings;
