@@ -54,7 +54,7 @@ impl Request {
         Request { kind, body }
     }
 
-    fn attr(&mut self, kind: u16, data: &[u8]) -> &mut Request {
+    pub(crate) fn attr(&mut self, kind: u16, data: &[u8]) -> &mut Request {
         let len = 4 + data.len();
         // No attribute of ours comes near 64 KiB: names are 15 bytes, aliases
         // 255, and a VLAN list at most 2,047 disjoint ranges, ~22 KB (the
@@ -68,7 +68,7 @@ impl Request {
         self
     }
 
-    fn u32(&mut self, kind: u16, v: u32) -> &mut Request {
+    pub(crate) fn u32(&mut self, kind: u16, v: u32) -> &mut Request {
         self.attr(kind, &v.to_ne_bytes())
     }
 
@@ -78,7 +78,7 @@ impl Request {
 
     /// A NUL-terminated string, as the kernel's NLA_STRING/NLA_NUL_STRING
     /// policies take it.
-    fn string(&mut self, kind: u16, s: &str) -> &mut Request {
+    pub(crate) fn string(&mut self, kind: u16, s: &str) -> &mut Request {
         let mut v = Vec::with_capacity(s.len() + 1);
         v.extend_from_slice(s.as_bytes());
         v.push(0);
@@ -86,7 +86,7 @@ impl Request {
     }
 
     /// An attribute holding the attributes `fill` adds.
-    fn nest(&mut self, kind: u16, fill: impl FnOnce(&mut Request)) -> &mut Request {
+    pub(crate) fn nest(&mut self, kind: u16, fill: impl FnOnce(&mut Request)) -> &mut Request {
         let start = self.body.len();
         self.attr(kind, &[]);
         fill(self);
