@@ -17,6 +17,7 @@ pub const RTM_DELQDISC: u16 = libc::RTM_DELQDISC;
 pub const RTM_GETQDISC: u16 = libc::RTM_GETQDISC;
 pub const TCA_KIND: u16 = libc::TCA_KIND;
 pub const TCA_OPTIONS: u16 = libc::TCA_OPTIONS;
+pub const NLM_F_ECHO: u16 = libc::NLM_F_ECHO as u16;
 pub const RTA_DST: u16 = libc::RTA_DST;
 pub const RTA_OIF: u16 = libc::RTA_OIF;
 pub const RTA_MULTIPATH: u16 = libc::RTA_MULTIPATH;
@@ -123,5 +124,6 @@ mod tests {
             (36, 37, 38, 1, 2)
         );
         assert_eq!((TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_BURST), (1, 4, 6));
+        assert_eq!(NLM_F_ECHO, 8);
     }
 }

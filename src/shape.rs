@@ -7,6 +7,7 @@
 //! kvmnet touches a root qdisc only when it is its own: the tbf with
 //! handle [`crate::tc::HANDLE`] and the parameters it set.
 
+use crate::kernel::NLM_F_ECHO;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::nlsock::{NLM_F_ACK, NLM_F_CREATE};
 use crate::rate::{Bytes, ShowRate, ETH_HLEN};
@@ -137,18 +138,30 @@ pub fn clear(nl: &Netlink, ifindex: u32, mtu: u32, rate: &Rate) -> Result<Cleare
 }
 
 /// The root qdisc of interface `ifindex`, `None` when there is no such
-/// interface: one RTM_GETQDISC, not a dump.
+/// interface: one RTM_GETQDISC, not a dump, so its cost does not grow with
+/// the host's interfaces. The kernel answers a qdisc get only with
+/// NLM_F_ECHO (without it, it sends the answer to the RTNLGRP_TC listeners
+/// alone). For its built-in qdisc (noop, which a tap that was never up has)
+/// it sends nothing, only the acknowledgement (older kernels: EINVAL): no
+/// qdisc of anyone's, handle 0.
 pub(crate) fn root(nl: &Netlink, ifindex: u32) -> Result<Option<Qdisc>, ShapeError> {
     let op = || format!("reading the root qdisc of interface #{ifindex}");
-    let answer = match nl.tc(op, tc::get_root(ifindex), 0) {
+    let builtin = || Qdisc {
+        ifindex,
+        handle: 0,
+        parent: crate::kernel::TC_H_ROOT,
+        kind: "noop".into(),
+        tbf: None,
+    };
+    let answer = match nl.tc(op, tc::get_root(ifindex), NLM_F_ECHO | NLM_F_ACK) {
         Ok(a) => a,
         Err(e) if e.errno() == Some(libc::ENODEV) => return Ok(None),
+        Err(e) if e.errno() == Some(libc::EINVAL) => return Ok(Some(builtin())),
         Err(e) => return Err(e.into()),
     };
-    let msg = answer.first().ok_or_else(|| ShapeError::Protocol {
-        ifindex,
-        msg: "no qdisc in the answer".into(),
-    })?;
+    let Some(msg) = answer.first() else {
+        return Ok(Some(builtin()));
+    };
     let q = tc::parse_qdisc(msg).map_err(|msg| ShapeError::Protocol { ifindex, msg })?;
     if q.ifindex != ifindex {
         return Err(ShapeError::Protocol {
