@@ -460,7 +460,8 @@ fn relay(tg: File, gt: File, out: Arc<std::sync::atomic::AtomicU64>, stop: Arc<A
 }
 
 /// Sends as fast as TCP allows from `from` to `to` (a listener at `addr`)
-/// for `secs`; the receiver's byte count.
+/// for `secs` after connecting; returns once connected, with the receiver,
+/// whose result is its byte count.
 fn tcp_stream(
     from: &Netns,
     to: &Netns,
@@ -483,8 +484,10 @@ fn tcp_stream(
         total
     });
     ready_rx.recv().unwrap();
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel();
     spawn_in(from, move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
+        connected_tx.send(()).unwrap();
         let chunk = vec![0x5au8; 1 << 16];
         let start = Instant::now();
         while start.elapsed() < secs {
@@ -493,6 +496,11 @@ fn tcp_stream(
             }
         }
     });
+    // The clock starts once the stream is up: a SYN lost to a loaded host
+    // costs a second's retransmission timeout, which is not the limit's.
+    connected_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the TCP connection");
     server
 }
 
