@@ -1,7 +1,8 @@
 //! The kernel's rtnetlink numbers, once, in the types kvmnet's encoder
 //! (`nlreq`) and readers (`linkmsg`, `routemsg`) use: libc's where libc has
 //! them, and the few it lacks (bridge, bridge-port and bridge-VLAN
-//! attributes, IFLA_TUN_*) written out from the kernel's uAPI headers.
+//! attributes, IFLA_TUN_*, tbf's TCA_TBF_*) written out from the kernel's uAPI
+//! headers.
 
 // <linux/rtnetlink.h>, <linux/if_link.h>: from libc
 pub const RTM_NEWLINK: u16 = libc::RTM_NEWLINK;
@@ -11,6 +12,12 @@ pub const RTM_SETLINK: u16 = libc::RTM_SETLINK;
 pub const RTM_NEWROUTE: u16 = libc::RTM_NEWROUTE;
 pub const RTM_DELROUTE: u16 = libc::RTM_DELROUTE;
 pub const RTM_GETROUTE: u16 = libc::RTM_GETROUTE;
+pub const RTM_NEWQDISC: u16 = libc::RTM_NEWQDISC;
+pub const RTM_DELQDISC: u16 = libc::RTM_DELQDISC;
+pub const RTM_GETQDISC: u16 = libc::RTM_GETQDISC;
+pub const TCA_KIND: u16 = libc::TCA_KIND;
+pub const TCA_OPTIONS: u16 = libc::TCA_OPTIONS;
+pub const NLM_F_ECHO: u16 = libc::NLM_F_ECHO as u16;
 pub const RTA_DST: u16 = libc::RTA_DST;
 pub const RTA_OIF: u16 = libc::RTA_OIF;
 pub const RTA_MULTIPATH: u16 = libc::RTA_MULTIPATH;
@@ -43,6 +50,14 @@ pub const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
 pub const AF_INET: u8 = libc::AF_INET as u8;
 pub const AF_BRIDGE: u8 = libc::AF_BRIDGE as u8;
 pub const AF_INET6: u8 = libc::AF_INET6 as u8;
+
+// Not in libc. <linux/pkt_sched.h>: the root's parent id, struct
+// tc_ratespec's link layer, and tbf's attributes (`tc`)
+pub const TC_H_ROOT: u32 = 0xffff_ffff;
+pub const TC_LINKLAYER_ETHERNET: u8 = 1;
+pub const TCA_TBF_PARMS: u16 = 1;
+pub const TCA_TBF_RATE64: u16 = 4;
+pub const TCA_TBF_BURST: u16 = 6;
 
 // Not in libc. <linux/if_link.h>: IFLA_TUN_*, IFLA_BR_*, IFLA_BRPORT_*
 pub const IFLA_TUN_OWNER: u16 = 1;
@@ -218,5 +233,22 @@ mod tests {
             (IFLA_CARRIER, IFF_TAP, AF_BRIDGE, AF_INET6, NLA_TYPE_MASK),
             (33, 2, 7, 10, 0x3fff)
         );
+    }
+
+    /// Traffic control's numbers, libc's and the uAPI header's.
+    #[test]
+    fn tc_numbers_are_the_kernels() {
+        assert_eq!(
+            (
+                RTM_NEWQDISC,
+                RTM_DELQDISC,
+                RTM_GETQDISC,
+                TCA_KIND,
+                TCA_OPTIONS
+            ),
+            (36, 37, 38, 1, 2)
+        );
+        assert_eq!((TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_BURST), (1, 4, 6));
+        assert_eq!(NLM_F_ECHO, 8);
     }
 }

@@ -44,13 +44,16 @@ pub(crate) mod plan;
 pub mod privilege;
 pub(crate) mod qemu_acl;
 pub(crate) mod random;
+pub mod rate;
 pub mod record;
 pub mod routemsg;
 pub mod settings;
+pub mod shape;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 pub(crate) mod sysctl;
 pub(crate) mod tap;
+pub(crate) mod tc;
 pub(crate) mod trust;
 
 use std::ffi::OsString;

@@ -392,6 +392,17 @@ impl Netlink {
         crate::routemsg::default_oifs(&answer)
             .map_err(|msg| NetlinkError::Protocol { op: op(), msg })
     }
+
+    /// A traffic-control request ([`crate::shape`]): the messages of its
+    /// answer, undecoded.
+    pub(crate) fn tc(
+        &self,
+        op: impl Fn() -> String,
+        req: Request,
+        flags: u16,
+    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        self.call(op, req, flags)
+    }
 }
 
 /// A bridge's own nf_call_* switches that are on (a bridge attribute the
