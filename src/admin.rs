@@ -319,6 +319,13 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
         let _ = writeln!(o, "tun group:  {g} (for taps kvmnet creates)");
     }
     let _ = writeln!(o, "guard:      {}", explain_guard(&s, tap));
+    let _ = writeln!(
+        o,
+        "rate out:   {}",
+        s.rate_out.map_or("unlimited".to_owned(), |r| format!(
+            "{r} (host to guest, a tbf on the tap)"
+        ))
+    );
     let user = User::of(who.uid);
     let verdict = if who.uid == 0 {
         "allowed (root is unrestricted)".to_owned()
@@ -501,6 +508,8 @@ pub struct StatusRow {
     /// the next kvmnet-ifup puts it back), "unknown" (nf_tables could not be
     /// read) or "off".
     pub guard: &'static str,
+    /// `rate_out` as recorded: bytes per second and burst.
+    pub rate_out: Option<String>,
 }
 
 pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkError> {
@@ -544,6 +553,11 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
                 in_use: l.carrier,
                 mtu: l.mtu,
                 guard: guard_of(&rec, l.index),
+                rate_out: rec.rate_out.and_then(|(bps, burst)| {
+                    crate::rate::Rate::new(bps, Some(burst.into()))
+                        .ok()
+                        .map(|r| r.to_string())
+                }),
             }
         })
         .collect();
@@ -555,7 +569,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7}",
+        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7} RATE OUT",
         "TAP",
         "MODE",
         "BRIDGE/ROUTES",
@@ -565,7 +579,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         "STATE",
         "IN USE",
         "CREATED",
-        "GUARD"
+        "GUARD",
     );
     for r in rows {
         let target = match r.mode {
@@ -579,7 +593,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7}",
+            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7} {}",
             r.tap,
             r.mode,
             target,
@@ -598,6 +612,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                 "other"
             },
             r.guard,
+            r.rate_out.as_deref().unwrap_or("-"),
         );
     }
     if rows.is_empty() {

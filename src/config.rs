@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
 use crate::guard::Prefix;
 use crate::name::BridgeName;
+use crate::rate::Rate;
 use crate::settings::{
     self, Glob, GuestMac, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
 };
@@ -49,7 +50,7 @@ struct At<T> {
 
 /// The per-tap keys, as written: the top level holds them (the defaults) and
 /// so does every `[[rule]]`.
-const LAYER_KEYS: [&str; 16] = [
+const LAYER_KEYS: [&str; 18] = [
     "bridge",
     "create_bridge",
     "mode",
@@ -66,6 +67,8 @@ const LAYER_KEYS: [&str; 16] = [
     "guest_mac",
     "guest_ipv4",
     "guest_ipv6",
+    "rate_out",
+    "burst_out",
 ];
 const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
@@ -88,6 +91,8 @@ struct RawLayer {
     guest_mac: Option<Vec<At<String>>>,
     guest_ipv4: Option<Vec<At<String>>>,
     guest_ipv6: Option<Vec<At<String>>>,
+    rate_out: Option<At<String>>,
+    burst_out: Option<At<String>>,
 }
 
 /// `mtu`: "bridge" or a number.
@@ -543,6 +548,8 @@ impl Parser<'_> {
             guest_mac: self.strings(t, "guest_mac")?,
             guest_ipv4: self.strings(t, "guest_ipv4")?,
             guest_ipv6: self.strings(t, "guest_ipv6")?,
+            rate_out: self.string(t, "rate_out")?,
+            burst_out: self.string(t, "burst_out")?,
         })
     }
 
@@ -684,6 +691,20 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
             })
             .transpose()
     };
+    let rate_out = match (&raw.rate_out, &raw.burst_out) {
+        (Some(r), burst) => Some(
+            Rate::parse(&r.v, burst.as_ref().map(|b| b.v.as_str()))
+                .map_err(|e| p.err(r.line, "rate_out", e.to_string()))?,
+        ),
+        (None, Some(b)) => {
+            return Err(p.err(
+                b.line,
+                "burst_out",
+                "goes with rate_out in the same table".into(),
+            ))
+        }
+        (None, None) => None,
+    };
     let guest_ipv4 = prefixes("guest_ipv4", &raw.guest_ipv4)?;
     let guest_ipv6 = prefixes("guest_ipv6", &raw.guest_ipv6)?;
     Ok(Layer {
@@ -703,6 +724,7 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         guest_mac,
         guest_ipv4,
         guest_ipv6,
+        rate_out,
     })
 }
 

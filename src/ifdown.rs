@@ -94,10 +94,13 @@ pub fn ifdown(
     }
     // The guard's table outlives the tap: it goes once the tap carries
     // nothing any more (deleted, or detached and down).
-    let guarded = matches!(
-        crate::record::Record::parse(&tap.name, tap.alias.as_deref()),
-        Ok(Some(r)) if r.guard
-    );
+    let record = crate::record::Record::parse(&tap.name, tap.alias.as_deref())
+        .ok()
+        .flatten();
+    let guarded = record.as_ref().is_some_and(|r| r.guard);
+    // A tap that is deleted takes its qdisc with it; one that stays gets
+    // back its own.
+    let rate_out = record.as_ref().and_then(|r| r.rate_out);
     let unguard = || -> Result<(), Error> {
         if guarded {
             crate::mode::remove_guard(tap.index)?;
@@ -121,6 +124,9 @@ pub fn ifdown(
             crate::mode::routed::remove(nl, &tap, name, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             unguard()?;
+            if let Some(limit) = rate_out {
+                crate::mode::clear_shape(nl, &tap, limit)?;
+            }
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
             Ok(report(Outcome::Restored))
         }

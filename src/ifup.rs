@@ -198,13 +198,21 @@ impl Run<'_> {
         // changes (a ruleset flushed by someone else comes back); one that is
         // switched off goes before the record stops saying so. A new guard
         // is a step of the plan, taken while the tap carries nothing.
+        // The same for the host->guest limit.
         let refresh = self.guard.is_some() && !attach.steps.contains(&Step::Guard);
-        if refresh || (self.guard.is_none() && attach.guard_before) {
+        let reshape = attach.shape.is_some() && !attach.steps.contains(&Step::Shape);
+        let unshape = attach.shape.is_none() && attach.shape_before.is_some();
+        if refresh || reshape || unshape || (self.guard.is_none() && attach.guard_before) {
             self.starting(&format!("ifindex={}", tap.index));
         }
         match &self.guard {
             Some(g) if refresh => g.apply(self.name, tap.index)?,
             None if attach.guard_before => mode::remove_guard(tap.index)?,
+            _ => {}
+        }
+        match (&attach.shape, attach.shape_before) {
+            (Some((rate, mtu)), _) if reshape => mode::set_shape(self.nl, tap.index, *mtu, rate)?,
+            (None, Some(before)) => mode::clear_shape(self.nl, &tap, before)?,
             _ => {}
         }
         if !attach.changes_anything() {

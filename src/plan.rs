@@ -79,6 +79,9 @@ pub enum Step {
     /// The guest guard, on the tap while it is down (and, bridged, before it
     /// is up on the bridge): nothing passes unchecked.
     Guard,
+    /// The host->guest limit ([`Attach::shape`]), in place before the tap
+    /// is up.
+    Shape,
 }
 
 /// What ifup will do to one tap.
@@ -107,6 +110,11 @@ pub struct Attach {
     pub proxy: Vec<crate::sysctl::Family>,
     /// The tap had a guard before this run (a rollback leaves it).
     pub guard_before: bool,
+    /// The limit of [`Step::Shape`] (its burst resolved for the tap's MTU)
+    /// and that MTU.
+    pub shape: Option<(crate::rate::Rate, u32)>,
+    /// The limit the record had before this run (a rollback leaves it).
+    pub shape_before: Option<(u64, u32)>,
 }
 
 impl Attach {
@@ -134,6 +142,8 @@ pub struct Wanted<'a> {
     /// The tap has a guest guard after this run (the driver puts it in place
     /// before the first change; the record says so for ifdown).
     pub guard: bool,
+    /// The host->guest limit the tap has after this run.
+    pub shape: Option<crate::rate::Rate>,
 }
 
 impl<'a> Wanted<'a> {
@@ -151,6 +161,7 @@ impl<'a> Wanted<'a> {
             routes: &[],
             proxy: Vec::new(),
             guard: settings.guard,
+            shape: settings.rate_out,
         }
     }
 }
@@ -181,28 +192,39 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         Some(_) => wanted.port_policy && (d.joining.is_some() || d.resume),
         None => !d.routes.is_empty() || !wanted.proxy.is_empty(),
     };
-    // A guard already in place needs no step (the driver re-applies it);
-    // a new one, or one an interrupted run may not have finished, does.
-    let guard = wanted.guard && (!d.guard_before || d.resume);
-    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, guard);
-    // A guard that is already there is put back by the driver without a
-    // plan (re-applying it is atomic); on its own it changes nothing here.
+    // A guard or limit already in place needs no step (the driver re-applies
+    // it); a new one, or one an interrupted run may not have finished, does.
+    let mut extra = Vec::new();
+    if wanted.guard && (!d.guard_before || d.resume) {
+        extra.push(Step::Guard);
+    }
+    if d.record.rate_out.is_some() && (d.record.rate_out != d.shape_before || d.resume) {
+        extra.push(Step::Shape);
+    }
+    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, &extra);
+    // A guard or limit that is already there is put back by the driver
+    // without a plan (re-applying is atomic); on its own it changes nothing
+    // here.
     let changes = |s: &Step| match s {
         Step::Link(c) => !c.is_empty(),
         Step::Policy => true,
-        Step::Guard => false,
+        Step::Guard | Step::Shape => false,
     };
     // A tap that is already as wanted gets no record either: ifdown then
     // leaves it as it is; unless its guard comes or goes, which the record
     // must say (ifdown removes the guard's table by it).
-    if !d.resume && !d.guard_changed && !steps.iter().any(changes) {
+    if !d.resume
+        && !d.guard_changed
+        && d.record.rate_out == d.shape_before
+        && !steps.iter().any(changes)
+    {
         steps.clear();
     } else {
         write_records(
             tap,
             &mut steps,
             &d.record,
-            (policy || wanted.guard) && !created,
+            (policy || !extra.is_empty()) && !created,
         )?;
         let any =
             |f: fn(&LinkChange) -> bool| steps.iter().any(|s| matches!(s, Step::Link(c) if f(c)));
@@ -212,7 +234,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         if any(|c| c.up.is_some()) {
             d.undo.up = Some(tap.up);
         }
-        steps.retain(|s| changes(s) || *s == Step::Guard);
+        steps.retain(|s| changes(s) || matches!(s, Step::Guard | Step::Shape));
     }
     Ok(Attach {
         steps,
@@ -222,6 +244,8 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         resume: d.resume,
         proxy: wanted.proxy.clone(),
         guard_before: d.guard_before,
+        shape: wanted.shape.map(|r| (resolved(r, d.mtu), d.mtu)),
+        shape_before: d.shape_before,
     })
 }
 
@@ -241,6 +265,15 @@ struct Draft {
     /// The guard comes or goes in this run.
     guard_changed: bool,
     guard_before: bool,
+    shape_before: Option<(u64, u32)>,
+    /// The tap's MTU after this run.
+    mtu: u32,
+}
+
+/// `rate` with its burst made explicit for a link of this MTU: what the
+/// record keeps, so that ifdown recognises the tbf whatever the MTU is then.
+fn resolved(rate: crate::rate::Rate, mtu: u32) -> crate::rate::Rate {
+    crate::rate::Rate::new(rate.bytes_per_sec(), Some(rate.burst(mtu).into())).unwrap_or(rate)
 }
 
 fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanError> {
@@ -251,6 +284,8 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         })?;
     let resume = existing.as_ref().is_some_and(|r| r.pending);
     let guard_before = existing.as_ref().is_some_and(|r| r.guard);
+    let shape_before = existing.as_ref().and_then(|r| r.rate_out);
+    let mtu = wanted.mtu.unwrap_or(tap.mtu);
     let guard_changed = guard_before != wanted.guard;
     let mut record = existing.unwrap_or_else(|| Record {
         prior_alias: tap.alias.clone(),
@@ -261,6 +296,10 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
     // "previous value" fields: only the fact that kvmnet created it.
     record.created |= created;
     record.guard = wanted.guard;
+    record.rate_out = wanted.shape.map(|r| {
+        let r = resolved(r, mtu);
+        (r.bytes_per_sec(), r.burst(mtu))
+    });
     let keep_old = !record.created;
 
     let mut first = LinkChange::default();
@@ -321,25 +360,25 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         resume,
         guard_changed,
         guard_before,
+        shape_before,
+        mtu,
     })
 }
 
 /// The draft's changes in the order that keeps a port from forwarding
 /// before its policy is in place.
-fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool, guard: bool) -> Vec<Step> {
+fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool, extra: &[Step]) -> Vec<Step> {
     let mut first = d.first.clone();
     let mut last = LinkChange::default();
-    match (bridged, policy || guard) {
-        // Onto the bridge down, guard and policy, then up: forwarding starts
-        // only with the last change.
+    match (bridged, policy || !extra.is_empty()) {
+        // Onto the bridge down, guard, limit and policy, then up: forwarding
+        // starts only with the last change.
         (true, true) => {
             first.up = tap.up.then_some(false);
             first.master = d.joining;
             last.up = Some(true);
             let mut steps = vec![Step::Link(first)];
-            if guard {
-                steps.push(Step::Guard);
-            }
+            steps.extend_from_slice(extra);
             if policy {
                 steps.push(Step::Policy);
             }
@@ -352,15 +391,18 @@ fn order(tap: &Link, d: &Draft, bridged: bool, policy: bool, guard: bool) -> Vec
             first.master = d.joining;
             vec![Step::Link(first)]
         }
-        // Routed with a guard: the guard while the tap is down (a routed
-        // tap reaches the host), then up, then routes, which need it up.
-        (false, _) if guard => {
+        // Routed with a guard or limit: those while the tap is down (a
+        // routed tap reaches the host), then up, then routes, which need it
+        // up.
+        (false, true) if !extra.is_empty() => {
             first.up = tap.up.then_some(false);
             let up = LinkChange {
                 up: Some(true),
                 ..LinkChange::default()
             };
-            let mut steps = vec![Step::Link(first), Step::Guard, Step::Link(up)];
+            let mut steps = vec![Step::Link(first)];
+            steps.extend_from_slice(extra);
+            steps.push(Step::Link(up));
             if policy {
                 steps.extend([Step::Policy, Step::Link(last)]);
             }
@@ -396,7 +438,7 @@ fn write_records(
     let done = encode(record)?;
     let mut links = steps.iter_mut().filter_map(|s| match s {
         Step::Link(c) => Some(c),
-        Step::Policy | Step::Guard => None,
+        Step::Policy | Step::Guard | Step::Shape => None,
     });
     let head = links.next().expect("every order has a link change");
     if pending {
@@ -554,7 +596,7 @@ mod tests {
     fn after(l: Link, a: &Attach) -> Link {
         a.steps.iter().fold(l, |l, s| match s {
             Step::Link(c) => applied(l, c),
-            Step::Policy | Step::Guard => l,
+            Step::Policy | Step::Guard | Step::Shape => l,
         })
     }
 
@@ -619,6 +661,7 @@ mod tests {
             routes: &addrs,
             proxy: vec![crate::sysctl::Family::V4, crate::sysctl::Family::V6],
             guard: false,
+            shape: None,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         assert_eq!(merged(&a).master, None);
@@ -784,7 +827,7 @@ mod tests {
             .iter()
             .filter_map(|s| match s {
                 Step::Link(c) => Some(c),
-                Step::Policy | Step::Guard => None,
+                Step::Policy | Step::Guard | Step::Shape => None,
             })
             .collect()
     }
@@ -891,6 +934,7 @@ mod tests {
             routes: &addrs,
             proxy: vec![crate::sysctl::Family::V4],
             guard: false,
+            shape: None,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         let first = link_steps(&a)[0];
@@ -970,6 +1014,7 @@ mod tests {
             routes: &addrs,
             proxy: Vec::new(),
             guard: true,
+            shape: None,
         };
         let r = attach(&up, &target, Origin::Existing).unwrap();
         let kinds: Vec<String> = r

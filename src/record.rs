@@ -11,7 +11,7 @@
 //! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
 //!   forge "kvmnet created this" to make ifdown delete something.
 //!
-//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard] [alias=REST]`.
+//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard] [rate=BYTES_PER_SEC/BURST] [alias=REST]`.
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
 //! `pending` is written by the first change of a run whose policy takes more
@@ -43,6 +43,9 @@ pub struct Record {
     /// The tap has a guest guard (its nf_tables table, which outlives the
     /// tap and is removed by ifdown).
     pub guard: bool,
+    /// ifup put a tbf on the tap: (bytes per second, burst in bytes), what
+    /// ifdown needs to recognise it as its own.
+    pub rate_out: Option<(u64, u32)>,
     pub prior_alias: Option<String>,
 }
 
@@ -94,6 +97,19 @@ impl Record {
                 }
                 Some(("mtu", n)) => r.old_mtu = Some(n.parse().map_err(|_| damaged(word))?),
                 Some(("mac", m)) => r.old_mac = Some(m.parse().map_err(|_| damaged(word))?),
+                Some(("rate", v)) => {
+                    let (bps, burst) = v.split_once('/').ok_or_else(|| damaged(word))?;
+                    let num = |t: &str| {
+                        t.parse::<u64>()
+                            .ok()
+                            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))
+                    };
+                    let bps = num(bps).ok_or_else(|| damaged(word))?;
+                    let burst = num(burst)
+                        .and_then(|b| u32::try_from(b).ok())
+                        .ok_or_else(|| damaged(word))?;
+                    r.rate_out = Some((bps, burst));
+                }
                 _ => return Err(damaged(word)),
             }
         }
@@ -135,6 +151,9 @@ impl Record {
         if self.guard {
             s.push_str(" guard");
         }
+        if let Some((bps, burst)) = self.rate_out {
+            s.push_str(&format!(" rate={bps}/{burst}"));
+        }
         if let Some(a) = &self.prior_alias {
             s.push_str(" alias=");
             s.push_str(a);
@@ -173,6 +192,7 @@ mod tests {
             proxy_arp: true,
             proxy_ndp: false,
             guard: true,
+            rate_out: Some((12_500_000, 15_000)),
             prior_alias: Some("web vm = prod".into()),
         }
     }

@@ -9,6 +9,7 @@ use crate::acl::Principal;
 use crate::guard::Prefix;
 use crate::mac::Mac;
 use crate::name::BridgeName;
+use crate::rate::Rate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetMode {
@@ -221,6 +222,7 @@ pub struct Layer {
     pub guest_mac: Option<Vec<GuestMac>>,
     pub guest_ipv4: Option<Vec<Prefix>>,
     pub guest_ipv6: Option<Vec<Prefix>>,
+    pub rate_out: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +260,8 @@ pub struct Settings {
     /// `None`: the family's source addresses are not pinned.
     pub guest_ipv4: Option<Vec<Prefix>>,
     pub guest_ipv6: Option<Vec<Prefix>>,
+    /// Host->guest limit: a tbf on the tap (`rate_out`, `burst_out`).
+    pub rate_out: Option<Rate>,
 }
 
 impl Settings {
@@ -354,6 +358,7 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         guest_mac: pick!(guest_mac).unwrap_or_default(),
         guest_ipv4: pick!(guest_ipv4),
         guest_ipv6: pick!(guest_ipv6),
+        rate_out: pick!(rate_out),
     }
 }
 

@@ -780,22 +780,28 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     assert!(!ns.exists("vm0"));
     assert_eq!(tables(&ns), "");
 
-    // vanished without ifdown
+    // vanished without ifdown (QEMU killed; or libvirt, which deletes the
+    // tap before its downscript runs): the downscript that finds it gone
+    // collects its table, as does any later ifdown
     ns.ifup("vm0", Some(&c)).ok();
     let stale = ifindex(&ns, "vm0");
     ns.ip("link del vm0");
     assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{stale}"));
-    let r = ns.ifup("vm1", Some(&c));
-    r.ok();
-    assert!(
-        r.stderr.contains(&format!(
-            "removed 1 stale guard table(s): kvmnet-guard-{stale}"
-        )),
-        "{}",
-        r.stderr
-    );
+    ns.ifup("vm1", Some(&c)).ok();
     let vm1 = ifindex(&ns, "vm1");
+    ns.ifdown("vm0", Some(&c)).ok();
     assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{vm1}"));
+    // and one guarded start in 16 (SWEEP_EVERY), wherever it is run
+    ns.ifup("vm0", Some(&c)).ok();
+    let stale = format!("table netdev kvmnet-guard-{}", ifindex(&ns, "vm0"));
+    ns.ip("link del vm0");
+    let mut runs = 0;
+    while tables(&ns).lines().any(|l| l == stale) {
+        runs += 1;
+        assert!(runs < 400, "400 guarded starts did not collect {stale}");
+        ns.ifup("vm1", Some(&c)).ok();
+    }
+    eprintln!("the stale table went after {runs} guarded re-runs");
 
     // the guard switched off in the config: the next ifup lifts it
     let off = dir.config("bridge = \"br0\"\n");

@@ -84,6 +84,10 @@ const GUARD_KEYS: &str =
 /// A pseudo-flag of [`check_policy`]: the tap's guard table.
 const GUARD: &str = "guard";
 const GUARD_POLICY: &[(&str, bool)] = &[(GUARD, true)];
+/// `rate_out`, and its pseudo-flag of [`check_policy`]: the tap's tbf.
+const RATE_KEYS: &str = "rate_out = \"10mbit\"\n";
+const RATE: &str = "rate";
+const GUARD_RATE_POLICY: &[(&str, bool)] = &[(GUARD, true), (RATE, true)];
 
 // ---------------------------------------------------------------------------
 // The state of a namespace
@@ -148,6 +152,8 @@ struct State {
     /// Guard tables, by the name of the link whose ifindex they carry, or
     /// "stale" when no link has it (collected by the next guarded run).
     guards: BTreeSet<String>,
+    /// Links whose root qdisc is kvmnet's tbf (`rate_out`).
+    shaped: BTreeSet<String>,
 }
 
 impl State {
@@ -279,12 +285,24 @@ fn snap(ns: &Netns) -> State {
         l.proxy_arp = arp;
         l.proxy_ndp = ndp;
     }
+    let qdiscs: serde_json::Value = serde_json::from_str(&ok(
+        Command::new("ip").args(["netns", "exec", &ns.name, "tc", "-j", "qdisc", "show"])
+    ))
+    .unwrap();
+    let shaped = qdiscs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["kind"] == "tbf" && q["handle"] == "6b76:" && q["root"] == true)
+        .filter_map(|q| q["dev"].as_str().map(str::to_owned))
+        .collect();
     State {
         links,
         routes4,
         routes6,
         forwarding,
         guards,
+        shaped,
     }
 }
 
@@ -318,6 +336,12 @@ fn diff(a: &State, b: &State) -> String {
             out.push(format!("  + route {fam} {r}"));
         }
     }
+    for t in a.shaped.difference(&b.shaped) {
+        out.push(format!("  - tbf of {t}"));
+    }
+    for t in b.shaped.difference(&a.shaped) {
+        out.push(format!("  + tbf of {t}"));
+    }
     for g in a.guards.difference(&b.guards) {
         out.push(format!("  - guard table of {g}"));
     }
@@ -350,8 +374,13 @@ fn check_policy(st: &State, policy: &[(&str, bool)]) -> Result<(), String> {
                 "{name} is UP without its guard table (the guest's frames pass unchecked)"
             ));
         }
+        if policy.contains(&(RATE, true)) && !st.shaped.contains(name) {
+            return Err(format!(
+                "{name} is UP without its tbf (the host sends to it unlimited)"
+            ));
+        }
         let Some(master) = &l.master else { continue };
-        for &(flag, want) in policy.iter().filter(|(f, _)| *f != GUARD) {
+        for &(flag, want) in policy.iter().filter(|(f, _)| *f != GUARD && *f != RATE) {
             let got = l.port.get(flag);
             if got != Some(&want) {
                 return Err(format!(
@@ -403,6 +432,8 @@ impl Scenario {
     fn new(name: &'static str, caller: Caller, before: Before, config: &str) -> Scenario {
         let policy = if config.contains("isolated") {
             POLICY
+        } else if config.contains("guard = true") && config.contains("rate_out") {
+            GUARD_RATE_POLICY
         } else if config.contains("guard = true") {
             GUARD_POLICY
         } else {
@@ -934,6 +965,26 @@ fn ifup_of_qemus_tap_with_guard_killed_at_every_step() {
         Caller::Root,
         Before::Qemu,
         &format!("{GUARD_KEYS}{BRIDGE_CFG}"),
+    ));
+}
+
+#[test]
+fn ifup_of_qemus_tap_with_guard_and_rate_killed_at_every_step() {
+    ifup_killed_at_every_step(Scenario::new(
+        "ifup QEMU's tap, guard and rate_out",
+        Caller::Root,
+        Before::Qemu,
+        &format!("{GUARD_KEYS}{RATE_KEYS}{BRIDGE_CFG}"),
+    ));
+}
+
+#[test]
+fn ifdown_of_qemus_tap_with_guard_and_rate_killed_at_every_step() {
+    ifdown_killed_at_every_step(Scenario::new(
+        "ifdown of QEMU's tap, guard and rate_out",
+        Caller::Root,
+        Before::Qemu,
+        &format!("{GUARD_KEYS}{RATE_KEYS}{BRIDGE_CFG}"),
     ));
 }
 

@@ -704,6 +704,7 @@ fn record() -> impl Strategy<Value = Record> {
         option::of(any::<[u8; 6]>().prop_map(Mac)),
         vec(any::<IpAddr>(), 0..4),
         (any::<bool>(), any::<bool>(), any::<bool>()),
+        option::of((any::<u64>(), any::<u32>())),
         option::of(prop_oneof![any_text(40), ".{0,250}"]),
     )
         .prop_map(
@@ -715,6 +716,7 @@ fn record() -> impl Strategy<Value = Record> {
                 old_mac,
                 routes,
                 (parp, pndp, guard),
+                rate_out,
                 prior,
             )| Record {
                 pending,
@@ -727,6 +729,7 @@ fn record() -> impl Strategy<Value = Record> {
                 proxy_arp: parp,
                 proxy_ndp: pndp,
                 guard,
+                rate_out,
                 prior_alias: prior,
             },
         )
@@ -741,6 +744,10 @@ fn record_word() -> impl Strategy<Value = String> {
             "parp",
             "pndp",
             "guard",
+            "rate=1250000/12500",
+            "rate=1250000",
+            "rate=/5",
+            "rate=+1/2",
             "attached=br0",
             "attached=",
             "attached=a/b",

@@ -185,6 +185,31 @@ pub fn sweep_guards(one_in: u64) -> Option<String> {
     }
 }
 
+/// Puts the host->guest limit on the tap (again: the same limit changes
+/// nothing).
+pub fn set_shape(
+    nl: &Netlink,
+    ifindex: u32,
+    mtu: u32,
+    rate: &crate::rate::Rate,
+) -> Result<(), Error> {
+    crate::shape::set(nl, ifindex, mtu, rate).map_err(|e| Error::Shape(Box::new(e)))
+}
+
+/// Removes the limit a record says ifup put on `tap` (bytes per second,
+/// burst), and only that one.
+pub fn clear_shape(nl: &Netlink, tap: &Link, (bps, burst): (u64, u32)) -> Result<(), Error> {
+    let shape = |e| Error::Shape(Box::new(e));
+    let rate = crate::rate::Rate::new(bps, Some(burst.into())).map_err(|e| {
+        shape(crate::shape::ShapeError::Protocol {
+            ifindex: tap.index,
+            msg: format!("its record's limit {bps}/{burst}: {e}"),
+        })
+    })?;
+    crate::shape::clear(nl, tap.index, tap.mtu, &rate).map_err(shape)?;
+    Ok(())
+}
+
 /// How far [`run`] got before it failed.
 pub struct Failed {
     pub error: Error,
@@ -193,6 +218,8 @@ pub struct Failed {
     /// The guard step ran (its batch is all or nothing, but a rollback
     /// removes what may be there).
     pub guard_started: bool,
+    /// The limit step ran.
+    pub shape_started: bool,
     /// The tap under its name at the failure.
     pub tap: Link,
 }
@@ -203,6 +230,16 @@ impl Failed {
     pub fn unguard(&self, attach: &Attach) {
         if self.guard_started && !attach.guard_before {
             let _ = remove_guard(self.tap.index);
+        }
+    }
+
+    /// Removes a limit this run put on a tap that had none (a tap that is
+    /// deleted takes its qdisc with it).
+    fn unshape(&self, nl: &Netlink, attach: &Attach) {
+        if let (true, None, Some((rate, mtu))) =
+            (self.shape_started, attach.shape_before, &attach.shape)
+        {
+            let _ = crate::shape::clear(nl, self.tap.index, *mtu, rate);
         }
     }
 }
@@ -218,6 +255,7 @@ pub fn run(
 ) -> Result<(), Box<Failed>> {
     let mut policy_started = false;
     let mut guard_started = false;
+    let mut shape_started = false;
     let name = TapName::new(&tap.name);
     for step in &attach.steps {
         let result = match step {
@@ -237,12 +275,24 @@ pub fn run(
                     (_, Err(e)) => Err(e.clone().into()),
                 }
             }
+            Step::Shape => {
+                shape_started = true;
+                match &attach.shape {
+                    Some((rate, mtu)) => crate::shape::set(nl, tap.index, *mtu, rate)
+                        .map_err(|e| Error::Shape(Box::new(e))),
+                    None => Err(Error::Shape(Box::new(crate::shape::ShapeError::Protocol {
+                        ifindex: tap.index,
+                        msg: "the plan has a limit step but no limit".into(),
+                    }))),
+                }
+            }
         };
         if let Err(error) = result {
             return Err(Box::new(Failed {
                 error,
                 policy_started,
                 guard_started,
+                shape_started,
                 tap: tap.clone(),
             }));
         }
@@ -259,6 +309,7 @@ pub fn roll_back(nl: &Netlink, attach: &Attach, mode: &dyn Mode, failed: Failed)
         mode.undo_policy(nl, tap, attach);
     }
     failed.unguard(attach);
+    failed.unshape(nl, attach);
     let mut result = Ok(());
     for change in &attach.undo {
         result = result

@@ -129,6 +129,7 @@ pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
         routes: &settings.addresses,
         proxy,
         guard: settings.guard,
+        shape: settings.rate_out,
     }
 }
 
