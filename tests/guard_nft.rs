@@ -772,8 +772,25 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
         "{explained}"
     );
     // someone flushed the ruleset: status says so, the next ifup restores it
+    let check = |ns: &Netns| -> String {
+        // exit 1 when a finding is an error; its findings on stdout
+        let out = common::sh(ns.cmd(kvmnet).args(["check", "--config"]).arg(&c));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let found = check(&ns);
+    assert!(
+        found.contains("ok: nf_tables with the netdev family is there for guard = true"),
+        "{found}"
+    );
     ok(ns.cmd("nft").args(["flush", "ruleset"]));
     assert_eq!(status(&ns)[0]["guard"], "missing");
+    let found = check(&ns);
+    assert!(
+        found.contains(&format!(
+            "error: tap vm0 is recorded as guarded but its guard table kvmnet-guard-{index} is gone"
+        )) && found.contains("fix: kvmnet-ifup vm0 puts it back"),
+        "{found}"
+    );
     ns.ifup("vm0", Some(&c)).ok();
     assert_eq!(status(&ns)[0]["guard"], "on");
     ns.ifdown("vm0", Some(&c)).ok();
@@ -787,6 +804,13 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     let stale = ifindex(&ns, "vm0");
     ns.ip("link del vm0");
     assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{stale}"));
+    let found = check(&ns);
+    assert!(
+        found.contains(&format!(
+            "warning: guard table kvmnet-guard-{stale} is stale: no interface has index {stale}"
+        )),
+        "{found}"
+    );
     ns.ifup("vm1", Some(&c)).ok();
     let vm1 = ifindex(&ns, "vm1");
     ns.ifdown("vm0", Some(&c)).ok();

@@ -37,11 +37,13 @@
 //! decide taps' settings), [`host`] (facts read from the kernel), [`bridges`],
 //! [`tap`] (`--tap`), [`install`] (binaries and the sudo rule), [`helper`]
 //! (kvmnet-bridge-helper, bridge.conf, whom it admits), [`libvirt`] (which
-//! helper QEMU and libvirt run by default), [`tun`] (/dev/net/tun) and
-//! [`sysctl`] (br_netfilter, forwarding).
+//! helper QEMU and libvirt run by default), [`tun`] (/dev/net/tun),
+//! [`guard`] (nf_tables for the guest guard, stale and missing guard tables)
+//! and [`sysctl`] (br_netfilter, forwarding).
 
 mod bridges;
 mod config;
+mod guard;
 mod helper;
 mod host;
 mod install;
@@ -231,6 +233,7 @@ pub fn run(opts: &CheckOptions) -> Vec<Finding> {
         _ => {}
     }
     helper::check(opts, config, &helper, host.as_ref(), &mut out);
+    guard::check(config, host.as_ref(), &mut out);
     libvirt::check(opts, &helper, &mut out);
     sysctl::check_br_netfilter(&opts.proc_sys, &mut out);
     sysctl::check_forwarding(&opts.proc_sys, &scopes, &mut out);

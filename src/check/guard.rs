@@ -1,0 +1,83 @@
+//! The guest guard: the kernel support it needs (nf_tables with the netdev
+//! family, when the config turns it on), guard tables left by taps that are
+//! gone (judged by the runtime's own [`crate::guard::stale_tables`]), and
+//! taps whose record says guarded but whose table is missing.
+
+use super::host::Host;
+use super::{as_whom, Findings};
+use crate::config::Config;
+use crate::guard::{self, LinkFact};
+use crate::nft::ack::NftError;
+use crate::record::Record;
+
+pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Findings) {
+    let wanted = config.is_some_and(|c| {
+        c.defaults.guard == Some(true) || c.rules.iter().any(|r| r.layer.guard == Some(true))
+    });
+    let tables = match crate::nft::Nft::open()
+        .and_then(|mut n| n.tables(crate::kernel::NFPROTO_NETDEV))
+    {
+        Ok(t) => t,
+        // Guard tables exist only where a config turned the guard on; an
+        // ordinary user's check of a host without one has nothing to say.
+        Err(NftError::NotPermitted { .. }) if !wanted => return,
+        Err(NftError::NotPermitted { .. }) => {
+            out.unchecked(
+                "guard",
+                format!("cannot read the nf_tables ruleset {}", as_whom()),
+            );
+            return;
+        }
+        Err(e) if wanted => {
+            out.error(
+                "guard",
+                format!("guard = true is set, but {e}"),
+                "use a kernel with nf_tables and its netdev family (Debian's have them), or turn guard off"
+                    .into(),
+            );
+            return;
+        }
+        // Without a guard in the config, a kernel without nf_tables is fine.
+        Err(_) => return,
+    };
+    if wanted {
+        out.ok(
+            "guard",
+            "nf_tables with the netdev family is there for guard = true".into(),
+        );
+    }
+    let Some(host) = host else { return };
+    let fact = |index: u32| match host.links.iter().find(|l| l.index == index) {
+        None => LinkFact::Missing,
+        Some(l) if l.is_tap() => LinkFact::Tap {
+            name: l.name.clone(),
+        },
+        Some(l) => LinkFact::Other {
+            name: l.name.clone(),
+        },
+    };
+    for s in guard::stale_tables(&tables, fact, usize::MAX, 0) {
+        out.warn(
+            "guard",
+            format!("guard table {} is stale: {}", s.name, s.why),
+            format!(
+                "any kvmnet-ifdown removes it, or: nft delete table netdev {}",
+                s.name
+            ),
+        );
+    }
+    for l in host.links.iter().filter(|l| l.is_tap()) {
+        let guarded = matches!(Record::parse(&l.name, l.alias.as_deref()), Ok(Some(r)) if r.guard);
+        if guarded && !tables.iter().any(|t| t.name == guard::table_name(l.index)) {
+            out.error(
+                "guard",
+                format!(
+                    "tap {} is recorded as guarded but its guard table {} is gone (someone flushed the ruleset?): its guest is not checked",
+                    l.name,
+                    guard::table_name(l.index)
+                ),
+                format!("kvmnet-ifup {} puts it back", l.name),
+            );
+        }
+    }
+}
