@@ -32,6 +32,8 @@ fn spec(ifindex: u32) -> GuardSpec {
             "2001:db8::10".parse().unwrap(),
             "2001:db8:1::/64".parse().unwrap(),
         ]),
+        enforce: true,
+        rate_in: None,
     }
 }
 
