@@ -138,9 +138,9 @@ fn from_bits(bits: u128, v4: bool) -> IpAddr {
 /// header), so that the kernel's bucket holds any frame at any rate
 /// (docs/rate-design.md, "rate_in").
 pub const INGRESS_BURST_DEFAULT: u32 = 64 * 1024;
-/// The least a full-size frame counts at the tap's ingress (a 1500-byte
-/// MTU; the Ethernet header is not counted there).
-const INGRESS_FULL_FRAME: u64 = 1500;
+/// What a full-size frame of the standard MTU counts at the tap's ingress,
+/// where the Ethernet header is not counted: the least the bucket must hold.
+const INGRESS_FULL_FRAME: u64 = libc::ETH_DATA_LEN as u64;
 
 /// What a guest may send, and how fast. `None` for a family: its source
 /// addresses are not pinned (the protocol rules still hold: no DHCP server,
