@@ -11,13 +11,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::kernel::{
     NFPROTO_NETDEV, NFT_META_IIF, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL,
     NFT_PAYLOAD_LL_HEADER as LL, NFT_PAYLOAD_NETWORK_HEADER as NH,
-    NFT_PAYLOAD_TRANSPORT_HEADER as TH, NF_DROP, NF_NETDEV_INGRESS,
+    NFT_PAYLOAD_TRANSPORT_HEADER as TH, NF_ACCEPT, NF_DROP, NF_NETDEV_INGRESS,
 };
 use crate::mac::Mac;
 use crate::name::TapName;
 use crate::nft::expr::{Expr, Verdict};
 use crate::nft::msg::{self, Elem, Hook, KeyType, Msg, SetDef};
 use crate::nft::{Nft, Table};
+use crate::rate::Rate;
 
 pub use crate::nft::ack::{NftError, Refusal};
 
@@ -132,9 +133,19 @@ fn from_bits(bits: u128, v4: bool) -> IpAddr {
     }
 }
 
-/// What a guest may send. `None` for a family: its source addresses are not
-/// pinned (the protocol rules still hold: no DHCP server, no router
-/// advertisements, no redirects, neighbour advertisements naming its MACs).
+/// The burst the guest->host limit gets when none is configured: the
+/// largest frame a guest can write into its tap (a TSO frame with a virtio
+/// header), so that the kernel's bucket holds any frame at any rate
+/// (docs/rate-design.md, "rate_in").
+pub const INGRESS_BURST_DEFAULT: u32 = 64 * 1024;
+/// What a full-size frame of the standard MTU counts at the tap's ingress,
+/// where the Ethernet header is not counted: the least the bucket must hold.
+const INGRESS_FULL_FRAME: u64 = libc::ETH_DATA_LEN as u64;
+
+/// What a guest may send, and how fast. `None` for a family: its source
+/// addresses are not pinned (the protocol rules still hold: no DHCP server,
+/// no router advertisements, no redirects, neighbour advertisements naming
+/// its MACs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardSpec {
     pub tap: TapName,
@@ -142,6 +153,20 @@ pub struct GuardSpec {
     pub macs: Vec<Mac>,
     pub ipv4: Option<Vec<Prefix>>,
     pub ipv6: Option<Vec<Prefix>>,
+    /// The anti-spoofing rules. Without them the MACs and addresses are
+    /// not used (and may be empty): only the rate applies, and what it
+    /// lets through is accepted.
+    pub enforce: bool,
+    /// The guest->host rate limit, policed at the tap's ingress before any
+    /// other rule ([`ingress_burst`] for its burst).
+    pub rate_in: Option<Rate>,
+}
+
+/// The burst kvmnet gives nf_tables' `limit` for `rate`: the configured one,
+/// or [`INGRESS_BURST_DEFAULT`]. Either is on top of the second of the rate
+/// the kernel's byte bucket always holds (docs/rate-design.md).
+pub fn ingress_burst(rate: &Rate) -> u32 {
+    rate.configured_burst().unwrap_or(INGRESS_BURST_DEFAULT)
 }
 
 impl GuardSpec {
@@ -154,6 +179,29 @@ impl GuardSpec {
             tap: self.tap.as_str().to_owned(),
             msg,
         };
+        if self.ifindex == 0 {
+            return Err(bad("interface index 0".into()));
+        }
+        if let Some(r) = &self.rate_in {
+            // The kernel's bucket is a second of the rate plus the burst: a
+            // frame larger than it never passes.
+            let bucket = r.bytes_per_sec() + u64::from(ingress_burst(r));
+            if bucket < INGRESS_FULL_FRAME {
+                return Err(bad(format!(
+                    "rate_in {r}: a second of the rate plus the burst is {bucket} bytes, \
+                     less than one full-size frame ({INGRESS_FULL_FRAME} bytes as the tap's \
+                     ingress counts it); raise the burst"
+                )));
+            }
+        }
+        if !self.enforce {
+            if self.rate_in.is_none() {
+                return Err(bad(
+                    "neither the guard's rules nor a rate limit: nothing to put on the tap".into(),
+                ));
+            }
+            return Ok(());
+        }
         if self.macs.is_empty() {
             return Err(bad("no allowed MAC address; give the guest's MAC".into()));
         }
@@ -176,9 +224,6 @@ impl GuardSpec {
         }
         if self.macs.len() > MAX_ENTRIES {
             return Err(bad(format!("more than {MAX_ENTRIES} MAC addresses")));
-        }
-        if self.ifindex == 0 {
-            return Err(bad("interface index 0".into()));
         }
         Ok(())
     }
@@ -385,10 +430,48 @@ pub(crate) struct Rule {
     pub exprs: Vec<Expr>,
 }
 
+/// The first rules of the base chain, which every guard has: the tap's own
+/// frames only, then the rate limit, so that a flood is dropped before any
+/// other rule looks at it.
+fn entry_rules(spec: &GuardSpec) -> Vec<Rule> {
+    // A table left behind by a deleted tap must never filter another
+    // device that the kernel binds to its hook by name.
+    let mut out = vec![Rule {
+        chain: BASE,
+        why: "not this tap (a stale table never filters another device)",
+        exprs: then(
+            vec![
+                Expr::Meta(NFT_META_IIF),
+                cmp(false, &spec.ifindex.to_ne_bytes()),
+            ],
+            Verdict::Accept,
+        ),
+    }];
+    if let Some(r) = &spec.rate_in {
+        out.push(Rule {
+            chain: BASE,
+            why: "guest->host traffic over rate_in",
+            exprs: then(
+                vec![Expr::Limit {
+                    bytes_per_sec: r.bytes_per_sec(),
+                    burst: ingress_burst(r),
+                    over: true,
+                }],
+                Verdict::Drop,
+            ),
+        });
+    }
+    out
+}
+
 /// The guard's rules, in order, chain by chain. `ids` are the batch's set
-/// ids: (macs, ipv4-src, ipv6-src, na-targets, na-lladdr).
-fn rules(spec: &GuardSpec, ids: &SetIds) -> Vec<Rule> {
+/// ids: (macs, ipv4-src, ipv6-src, na-targets, na-lladdr); `None` when the
+/// spec does not enforce, and only the base chain's entry rules are made.
+fn rules(spec: &GuardSpec, ids: Option<&SetIds>) -> Vec<Rule> {
     use Verdict::{Accept, Drop, Jump, Return};
+    let Some(ids) = ids else {
+        return entry_rules(spec);
+    };
     let mut out = Vec::new();
     let mut rule = |chain, why, exprs| out.push(Rule { chain, why, exprs });
 
@@ -656,20 +739,10 @@ fn rules(spec: &GuardSpec, ids: &SetIds) -> Vec<Rule> {
         None => rule(IPV6, "IPv6, not pinned", vec![Expr::Verdict(Accept)]),
     }
 
-    // The base chain. Its first rule lets through what did not enter by
-    // this very tap: a table left behind by a deleted tap must never filter
-    // another device that the kernel binds to its hook by name.
-    rule(
-        BASE,
-        "not this tap (a stale table never filters another device)",
-        then(
-            vec![
-                Expr::Meta(NFT_META_IIF),
-                cmp(false, &spec.ifindex.to_ne_bytes()),
-            ],
-            Accept,
-        ),
-    );
+    // The base chain: its entry rules, then what the guest may send.
+    for r in entry_rules(spec) {
+        rule(r.chain, r.why, r.exprs);
+    }
     rule(
         BASE,
         "802.1Q VLAN-tagged frame",
@@ -742,16 +815,36 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
         &table,
         &format!("{COMMENT_PREFIX}{}", spec.tap),
     )];
-    for chain in CHAINS {
+    // Without the guard's rules, only the base chain, which accepts what
+    // the rate lets through.
+    let (chains, policy): (&[&str], i32) = if spec.enforce {
+        (&CHAINS, NF_DROP)
+    } else {
+        (&[BASE], NF_ACCEPT)
+    };
+    for &chain in chains {
         let hook = (chain == BASE).then_some(Hook {
             hooknum: NF_NETDEV_INGRESS,
             priority: 0,
             device: spec.tap.as_str(),
-            policy: NF_DROP,
+            policy,
         });
         msgs.push(msg::new_chain(FAMILY, &table, chain, hook.as_ref()));
     }
 
+    let ids = spec.enforce.then(|| sets(spec, &table, &mut msgs));
+    let all = rules(spec, ids.as_ref());
+    for &chain in chains {
+        for r in all.iter().filter(|r| r.chain == chain) {
+            msgs.push(msg::new_rule(FAMILY, &table, r.chain, &r.exprs, r.why));
+        }
+    }
+    Ok(msgs)
+}
+
+/// The sets of an enforcing guard and their elements, appended to `msgs`;
+/// their ids in the batch.
+fn sets(spec: &GuardSpec, table: &str, msgs: &mut Vec<Msg>) -> SetIds {
     // Sets, numbered as made.
     let mut next = 0;
     let mut id = || {
@@ -778,7 +871,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
     };
     let mut sets: Vec<(SetDef, Vec<Elem>)> = vec![(
         SetDef {
-            table: &table,
+            table,
             name: MACS,
             id: ids.macs,
             key: KeyType::Named(msg::TYPE_ETHERADDR),
@@ -790,7 +883,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
     if let (Some(id), Some(list)) = (ids.ipv4, &spec.ipv4) {
         sets.push((
             SetDef {
-                table: &table,
+                table,
                 name: IPV4_SRC,
                 id,
                 key: KeyType::Named(msg::TYPE_IPADDR),
@@ -808,7 +901,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
         });
         sets.push((
             SetDef {
-                table: &table,
+                table,
                 name: IPV6_SRC,
                 id,
                 key: KeyType::Named(msg::TYPE_IP6ADDR),
@@ -827,7 +920,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
         );
         sets.push((
             SetDef {
-                table: &table,
+                table,
                 name: NA_TARGETS,
                 id,
                 key: KeyType::RawPayload {
@@ -843,7 +936,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
     }
     sets.push((
         SetDef {
-            table: &table,
+            table,
             name: NA_LLADDR,
             id: ids.na_lladdr,
             key: KeyType::RawPayload {
@@ -860,14 +953,7 @@ pub(crate) fn ruleset(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
         msgs.push(msg::new_set(FAMILY, def));
         msgs.extend(msg::set_elems(FAMILY, def, elems));
     }
-
-    let all = rules(spec, &ids);
-    for chain in CHAINS {
-        for r in all.iter().filter(|r| r.chain == chain) {
-            msgs.push(msg::new_rule(FAMILY, &table, r.chain, &r.exprs, r.why));
-        }
-    }
-    Ok(msgs)
+    ids
 }
 
 /// The whole batch [`apply`] sends: the table of that name made sure to
@@ -1101,6 +1187,38 @@ fn interval_text(prefixes: &[Prefix], raw: bool) -> String {
 /// the very same kernel objects as [`ruleset`], byte for byte).
 pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
     spec.check()?;
+    let mut t = format!(
+        "table netdev {} {{\n\tcomment \"{COMMENT_PREFIX}{}\"\n",
+        table_name(spec.ifindex),
+        spec.tap
+    );
+    let chain = |name: &str, lines: &[&str]| {
+        let mut c = format!("\tchain {name} {{\n");
+        for l in lines {
+            c += &format!("\t\t{l}\n");
+        }
+        c + "\t}\n"
+    };
+    let policy = if spec.enforce { "drop" } else { "accept" };
+    let hook = format!(
+        "type filter hook ingress device \"{}\" priority 0; policy {policy};",
+        spec.tap
+    );
+    let iif = format!("meta iif != {} accept", spec.ifindex);
+    let limit = spec.rate_in.map(|r| {
+        format!(
+            "limit rate over {} bytes/second burst {} bytes drop",
+            r.bytes_per_sec(),
+            ingress_burst(&r)
+        )
+    });
+    let mut base = vec![hook.as_str(), iif.as_str()];
+    base.extend(limit.as_deref());
+    if !spec.enforce {
+        t += &chain(BASE, &base);
+        t += "}\n";
+        return Ok(t);
+    }
     let mut macs: Vec<Mac> = spec.macs.clone();
     macs.sort();
     macs.dedup();
@@ -1119,11 +1237,6 @@ pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut t = format!(
-        "table netdev {} {{\n\tcomment \"{COMMENT_PREFIX}{}\"\n",
-        table_name(spec.ifindex),
-        spec.tap
-    );
     t += &format!("\tset {MACS} {{ type ether_addr; elements = {{ {mac_list} }} }}\n");
     if let Some(v4) = &spec.ipv4 {
         let e = if v4.is_empty() {
@@ -1151,13 +1264,6 @@ pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
         );
     }
     t += &format!("\tset {NA_LLADDR} {{ typeof @th,208,48; elements = {{ {raw_macs} }} }}\n");
-    let chain = |name: &str, lines: &[&str]| {
-        let mut c = format!("\tchain {name} {{\n");
-        for l in lines {
-            c += &format!("\t\t{l}\n");
-        }
-        c + "\t}\n"
-    };
     let mut arp = vec![
         "arp htype != 1 drop",
         "arp ptype != ip drop",
@@ -1209,14 +1315,7 @@ pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
     } else {
         ipv6.push("accept");
     }
-    let hook = format!(
-        "type filter hook ingress device \"{}\" priority 0; policy drop;",
-        spec.tap
-    );
-    let iif = format!("meta iif != {} accept", spec.ifindex);
-    let mut base = vec![
-        hook.as_str(),
-        iif.as_str(),
+    base.extend([
         "ether type 8021q drop",
         "ether type 8021ad drop",
         "ether saddr != @macs drop",
@@ -1224,7 +1323,7 @@ pub fn nft_text(spec: &GuardSpec) -> Result<String, GuardError> {
         "ether type 0x8035 jump guest-rarp",
         "ether type ip jump guest-ipv4",
         "ether type ip6 jump guest-ipv6",
-    ];
+    ]);
     if !spec.pins_ip() {
         base.push("accept");
     }
@@ -1309,6 +1408,8 @@ pub(crate) mod tests {
                 "2001:db8::10".parse().unwrap(),
                 "2001:db8:1::/64".parse().unwrap(),
             ]),
+            enforce: true,
+            rate_in: None,
         }
     }
 
@@ -1362,9 +1463,25 @@ pub(crate) mod tests {
         msgs[begin + 1..end].to_vec()
     }
 
+    /// A spec with only the guest->host rate (no rules of the guard; MACs
+    /// and addresses, when given, unused).
+    pub(crate) fn rate_only(ifindex: u32, rate: &str, burst: Option<&str>) -> GuardSpec {
+        GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex,
+            macs: Vec::new(),
+            ipv4: None,
+            ipv6: None,
+            enforce: false,
+            rate_in: Some(Rate::parse(rate, burst).unwrap()),
+        }
+    }
+
     /// The byte oracle: nft 1.0.6 loading [`nft_text`] sends exactly the
-    /// messages [`ruleset`] makes, for a guard pinning both families and
-    /// for one pinning nothing but the MAC.
+    /// messages [`ruleset`] makes, for a guard pinning both families, for
+    /// one pinning nothing but the MAC, for a rate alone (default burst,
+    /// a configured one, the highest rate with the largest burst, a spec
+    /// whose MACs and addresses go unused) and for a rate with the guard.
     #[test]
     fn the_batch_is_byte_for_byte_what_nft_sends_for_the_same_ruleset() {
         in_fresh_netns(|| {
@@ -1378,7 +1495,31 @@ pub(crate) mod tests {
                 .push("02:00:00:00:00:02".parse().unwrap());
             two_macs_v4_empty.ipv4 = Some(Vec::new());
             two_macs_v4_empty.ipv6 = Some(vec!["ff00::/8".parse().unwrap()]);
-            for s in [spec(index), only_mac, two_macs_v4_empty] {
+            let mut unused_addresses = spec(index);
+            unused_addresses.enforce = false;
+            unused_addresses.rate_in = Some(Rate::parse("10mbit", None).unwrap());
+            let mut rate_and_guard = spec(index);
+            rate_and_guard.rate_in = Some(Rate::parse("100mbit", Some("256kb")).unwrap());
+            let mut rate_and_mac = only_mac.clone();
+            rate_and_mac.rate_in = Some(Rate::parse("8kbit", None).unwrap());
+            let highest = GuardSpec {
+                rate_in: Some(
+                    Rate::new(crate::rate::MAX_BYTES_PER_SEC, Some(crate::rate::MAX_BURST))
+                        .unwrap(),
+                ),
+                ..rate_only(index, "10mbit", None)
+            };
+            for s in [
+                spec(index),
+                only_mac,
+                two_macs_v4_empty,
+                rate_only(index, "10mbit", None),
+                rate_only(index, "1.5mbit", Some("3028")),
+                highest,
+                unused_addresses,
+                rate_and_guard,
+                rate_and_mac,
+            ] {
                 let text = nft_text(&s).unwrap();
                 let dump = run("nft", &["--debug=mnl", "-f", "-"], &text);
                 let theirs = nft_batch(&dump);
@@ -1562,6 +1703,8 @@ mod pure_tests {
             macs: vec![Mac([0x52, 0x54, 0, 1, 2, 3])],
             ipv4: None,
             ipv6: None,
+            enforce: true,
+            rate_in: None,
         };
         assert!(ruleset(&base).is_ok());
         let mut s = base.clone();
@@ -1579,6 +1722,103 @@ mod pure_tests {
         let mut s = base.clone();
         s.ipv6 = Some(vec!["192.0.2.1".parse().unwrap(); MAX_ENTRIES + 1]);
         assert!(ruleset(&s).is_err());
+    }
+
+    /// A spec must put something on the tap; a guard needs MACs even with a
+    /// rate; a rate alone needs none; the kernel's bucket must hold a
+    /// full-size frame. nft_text refuses what ruleset refuses.
+    #[test]
+    fn specs_that_limit_nothing_or_cannot_pass_a_frame_are_refused() {
+        let refused = |s: &GuardSpec, needle: &str| {
+            let e = ruleset(s).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+            assert_eq!(nft_text(s).unwrap_err().to_string(), e);
+        };
+        let nothing = GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex: 7,
+            macs: vec![Mac([0x52, 0x54, 0, 1, 2, 3])],
+            ipv4: None,
+            ipv6: None,
+            enforce: false,
+            rate_in: None,
+        };
+        refused(&nothing, "nothing to put on the tap");
+        let rate = Rate::parse("10mbit", None).unwrap();
+        let mut no_macs = nothing.clone();
+        no_macs.macs.clear();
+        no_macs.enforce = true;
+        no_macs.rate_in = Some(rate);
+        refused(&no_macs, "no allowed MAC");
+        let mut rate_alone = no_macs.clone();
+        rate_alone.enforce = false;
+        assert!(ruleset(&rate_alone).is_ok());
+        // Unused without the guard's rules: neither checked nor loaded.
+        rate_alone.macs = vec![Mac([1, 0, 0x5e, 0, 0, 1])];
+        assert!(ruleset(&rate_alone).is_ok());
+        let mut tiny = rate_alone.clone();
+        tiny.rate_in = Some(Rate::parse("8kbit", Some("499")).unwrap());
+        refused(&tiny, "less than one full-size frame");
+        tiny.rate_in = Some(Rate::parse("8kbit", Some("500")).unwrap());
+        assert!(ruleset(&tiny).is_ok());
+        let mut no_index = rate_alone;
+        no_index.ifindex = 0;
+        refused(&no_index, "interface index 0");
+    }
+
+    /// The limit is the base chain's second rule, behind the tap's own
+    /// frames and ahead of every other rule; without the guard's rules the
+    /// table is one base chain that accepts, with no set; the burst is the
+    /// configured one or the default.
+    #[test]
+    fn the_rate_is_policed_before_any_other_rule() {
+        let rules_of = |msgs: &[Msg], chain: &str| -> Vec<String> {
+            msgs.iter()
+                .filter(|m| m.what.ends_with(&format!("to chain {chain}")))
+                .map(|m| m.what.clone())
+                .collect()
+        };
+        let mut s = tests::spec(7);
+        s.rate_in = Some(Rate::parse("10mbit", None).unwrap());
+        let msgs = ruleset(&s).unwrap();
+        let base = rules_of(&msgs, BASE);
+        assert!(base[0].contains("not this tap"), "{base:?}");
+        assert!(base[1].contains("over rate_in"), "{base:?}");
+        assert_eq!(
+            base.len(),
+            rules_of(&ruleset(&tests::spec(7)).unwrap(), BASE).len() + 1
+        );
+        assert_eq!(
+            entry_rules(&s)[1].exprs,
+            [
+                Expr::Limit {
+                    bytes_per_sec: 1_250_000,
+                    burst: INGRESS_BURST_DEFAULT,
+                    over: true
+                },
+                Expr::Verdict(Verdict::Drop)
+            ]
+        );
+
+        let alone = tests::rate_only(7, "100mbit", Some("256kb"));
+        let msgs = ruleset(&alone).unwrap();
+        let kinds: Vec<&str> = msgs.iter().map(|m| m.what.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "creating table kvmnet-guard-7",
+                "creating chain guest",
+                "adding rule \"not this tap (a stale table never filters another device)\" to chain guest",
+                "adding rule \"guest->host traffic over rate_in\" to chain guest",
+            ]
+        );
+        let text = nft_text(&alone).unwrap();
+        assert!(text.contains("policy accept;"), "{text}");
+        assert!(
+            text.contains("limit rate over 12500000 bytes/second burst 262144 bytes drop"),
+            "{text}"
+        );
+        assert!(!text.contains("set "), "{text}");
     }
 
     /// The number of rules does not grow with the addresses (sets hold
@@ -1603,6 +1843,8 @@ mod pure_tests {
                     })
                     .collect(),
             ),
+            enforce: true,
+            rate_in: None,
         };
         let rules = |m: &[Msg]| {
             m.iter()

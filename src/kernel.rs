@@ -114,6 +114,8 @@ pub const NFT_META_PROTOCOL: u32 = libc::NFT_META_PROTOCOL as u32;
 pub const NFT_META_IIF: u32 = libc::NFT_META_IIF as u32;
 pub const NFT_META_IIFTYPE: u32 = libc::NFT_META_IIFTYPE as u32;
 pub const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+pub const NFT_LIMIT_PKT_BYTES: u32 = libc::NFT_LIMIT_PKT_BYTES as u32;
+pub const NFT_LIMIT_F_INV: u32 = libc::NFT_LIMIT_F_INV as u32;
 
 // Not in libc. <linux/netlink.h>: the extended ack's attributes
 pub const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -171,6 +173,11 @@ pub const NFTA_LOOKUP_SET_ID: u16 = 4;
 pub const NFTA_LOOKUP_FLAGS: u16 = 5;
 pub const NFTA_IMMEDIATE_DREG: u16 = 1;
 pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+pub const NFTA_LIMIT_RATE: u16 = 1;
+pub const NFTA_LIMIT_UNIT: u16 = 2;
+pub const NFTA_LIMIT_BURST: u16 = 3;
+pub const NFTA_LIMIT_TYPE: u16 = 4;
+pub const NFTA_LIMIT_FLAGS: u16 = 5;
 /// A nested attribute's type carries this flag (nft sets it; the kernel
 /// accepts nests with or without it).
 pub const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
@@ -206,6 +213,7 @@ mod tests {
             (4, 8, 16)
         );
         assert_eq!((NFT_SET_INTERVAL, NFT_SET_ELEM_INTERVAL_END), (4, 1));
+        assert_eq!((NFT_LIMIT_PKT_BYTES, NFT_LIMIT_F_INV), (1, 1));
         assert_eq!(NLA_F_NESTED, 0x8000);
     }
 

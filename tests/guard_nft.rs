@@ -14,6 +14,7 @@ use common::{in_netns, ok, open_tap, read_frames, Netns};
 use kvmnet::guard::{self, GuardSpec};
 use kvmnet::mac::Mac;
 use kvmnet::name::TapName;
+use kvmnet::rate::Rate;
 
 const GUEST: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
 const OTHER: Mac = Mac([0x52, 0x54, 0x00, 0x66, 0x66, 0x66]);
@@ -32,6 +33,8 @@ fn spec(ifindex: u32) -> GuardSpec {
             "2001:db8::10".parse().unwrap(),
             "2001:db8:1::/64".parse().unwrap(),
         ]),
+        enforce: true,
+        rate_in: None,
     }
 }
 
@@ -63,9 +66,24 @@ fn apply_in(ns: &Netns, s: &GuardSpec) -> Result<(), String> {
     in_netns(ns, move || guard::apply(&s).map_err(|e| e.to_string()))
 }
 
+/// A spec with only the guest->host rate limit.
+fn rate_only(ifindex: u32, rate: &str, burst: Option<&str>) -> GuardSpec {
+    GuardSpec {
+        tap: TapName::new("vm0").unwrap(),
+        ifindex,
+        macs: Vec::new(),
+        ipv4: None,
+        ipv6: None,
+        enforce: false,
+        rate_in: Some(Rate::parse(rate, burst).unwrap()),
+    }
+}
+
 /// (a) What kvmnet loads is what nft loads from the guard's text: the same
 /// ruleset read back by nft, structure for structure, for every mix of
-/// pinned families.
+/// pinned families, for a rate alone and for a rate with the guard. nft
+/// reads the rate back as a byte limit over the rate, in the base chain
+/// right behind the tap's own frames; alone it is one chain that accepts.
 #[test]
 fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
     let mut specs = vec![spec(0)];
@@ -79,6 +97,11 @@ fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
     let mut s = spec(0);
     s.ipv4 = None;
     s.ipv6 = None;
+    specs.push(s);
+    specs.push(rate_only(0, "10mbit", None));
+    specs.push(rate_only(0, "100mbit", Some("256kb")));
+    let mut s = spec(0);
+    s.rate_in = Some(Rate::parse("100mbit", None).unwrap());
     specs.push(s);
     for mut s in specs {
         let (ours, theirs) = (Netns::new(), Netns::new());
@@ -101,21 +124,65 @@ fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
         assert!(child.wait().unwrap().success(), "nft -f refused\n{text}");
         let (a, b) = (ruleset_json(&ours), ruleset_json(&theirs));
         assert_eq!(a, b, "kvmnet's and nft's loading of\n{text}");
-        // The reading is the guard: one netdev table, six chains, the base
-        // chain on vm0's ingress.
+        // The reading is the guard: one netdev table, six chains (one
+        // without the guard's rules), the base chain on vm0's ingress.
         let objs = a["nftables"].as_array().unwrap();
         let chains: Vec<&serde_json::Value> = objs.iter().filter_map(|o| o.get("chain")).collect();
-        assert_eq!(chains.len(), 6, "{a}");
+        assert_eq!(chains.len(), if s.enforce { 6 } else { 1 }, "{a}");
+        let sets = objs.iter().filter(|o| o.get("set").is_some()).count();
+        assert_eq!(sets == 0, !s.enforce, "{a}");
         let base = chains.iter().find(|c| c["name"] == "guest").unwrap();
         assert_eq!(
             (&base["family"], &base["hook"], &base["policy"]),
             (
                 &serde_json::json!("netdev"),
                 &serde_json::json!("ingress"),
-                &serde_json::json!("drop")
+                &serde_json::json!(if s.enforce { "drop" } else { "accept" })
             ),
             "{base}"
         );
+        let base_rules: Vec<&serde_json::Value> = objs
+            .iter()
+            .filter_map(|o| o.get("rule"))
+            .filter(|r| r["chain"] == "guest")
+            .collect();
+        let limits: Vec<usize> = base_rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r["expr"][0].get("limit").is_some())
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(rate) = s.rate_in {
+            assert_eq!(limits, [1], "the limit is the second rule: {a}");
+            let rule = &base_rules[1]["expr"];
+            let limit = &rule[0]["limit"];
+            assert_eq!(limit["inv"], true, "{limit}");
+            assert_eq!(limit["per"], "second", "{limit}");
+            assert_eq!(rule[1], serde_json::json!({"drop": null}), "{rule}");
+            // nft shows bytes in the largest binary unit that keeps them whole.
+            let bytes = |n: &serde_json::Value, unit: &serde_json::Value| {
+                let scale = match unit.as_str().unwrap() {
+                    "bytes" => 1,
+                    "kbytes" => 1024,
+                    "mbytes" => 1024 * 1024,
+                    u => panic!("unit {u}"),
+                };
+                n.as_u64().unwrap() * scale
+            };
+            assert_eq!(
+                bytes(&limit["rate"], &limit["rate_unit"]),
+                rate.bytes_per_sec(),
+                "{limit}"
+            );
+            assert_eq!(
+                bytes(&limit["burst"], &limit["burst_unit"]),
+                u64::from(guard::ingress_burst(&rate)),
+                "{limit}"
+            );
+            eprintln!("rate_in {rate} (enforce: {}): {}", s.enforce, rule);
+        } else {
+            assert!(limits.is_empty(), "{a}");
+        }
         // nft 1.0.6's JSON leaves out a netdev chain's device; its text has it.
         let table = format!("kvmnet-guard-{}", s.ifindex);
         let listed = ok(ours

@@ -2,8 +2,9 @@
 //! back by `tc`, a tbf tc sets read back by kvmnet, foreign root qdiscs left
 //! alone, and the throughput a guest gets in each direction, measured with
 //! frame generators on tap descriptors. Each test runs in a network
-//! namespace of its own. `tc` and `nft` are oracles and stand-ins here;
-//! kvmnet never runs them.
+//! namespace of its own. The guest->host limit is kvmnet's guard with only
+//! `rate_in` (guard::apply). `tc` and `nft` are oracles here (nft counts
+//! what the guard let through); kvmnet never runs them.
 
 mod common;
 
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{in_netns, ok, open_tap, sh, Netns};
+use kvmnet::guard::{self, GuardSpec};
+use kvmnet::name::TapName;
 use kvmnet::netlink::Netlink;
 use kvmnet::shape::{self, Cleared, Rate};
 
@@ -361,26 +364,41 @@ fn host_to_guest(text: &str) {
     eprintln!("  tc: {}", tc_root(&b.ns, "tg"));
 }
 
+/// kvmnet's guard on the guest's tap `tg` (index `ifindex`) in `ns`, with
+/// nothing but the guest->host rate: the policer the guard puts first in
+/// its base chain.
+fn limit_guest(ns: &Netns, ifindex: u32, rate: Rate) {
+    let spec = GuardSpec {
+        tap: TapName::new("tg").unwrap(),
+        ifindex,
+        macs: Vec::new(),
+        ipv4: None,
+        ipv6: None,
+        enforce: false,
+        rate_in: Some(rate),
+    };
+    in_netns(ns, move || guard::apply(&spec).map_err(|e| e.to_string())).unwrap();
+}
+
+/// The guard's table as nft lists it.
+fn listed_guard(ns: &Netns, ifindex: u32) -> String {
+    let table = guard::table_name(ifindex);
+    let listed = sh(ns.cmd("nft").args(["list", "table", "netdev", &table]));
+    String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+}
+
 /// Guest->host: the guest's descriptor offers three times the rate toward
-/// the peer, which counts what arrives. Policed by an nf_tables `limit rate
-/// over … drop` in a netdev ingress chain on the guest's tap, loaded with
-/// `nft -f` as a stand-in for the guard's chain (the guard builds the same
-/// rule over netlink; until it lands this checks the policing it will use,
-/// with the burst kvmnet's default gives). nf_tables counts a frame at
-/// ingress without its Ethernet header (skb->len after eth_type_trans), so
-/// the bytes are counted so here. Its byte bucket holds a second of the
-/// rate on top of the burst (nft_limit_init), which the warm-up drains.
+/// the peer, which counts what arrives. Policed by kvmnet's guard with only
+/// `rate_in` (its `limit rate over … drop`, default burst). nf_tables counts
+/// a frame at ingress without its Ethernet header (skb->len after
+/// eth_type_trans), so the bytes are counted so here. Its byte bucket holds
+/// a second of the rate on top of the burst (nft_limit_init), which the
+/// warm-up drains.
 fn guest_to_host(text: &str) {
     let b = bridge();
     let rate = Rate::parse(text, None).unwrap();
-    let (bps, burst) = (rate.bytes_per_sec(), rate.burst(1500));
-    let rules = format!(
-        "table netdev kvmnet_rate_test {{\n  chain guest_in {{\n    type filter hook ingress device \"tg\" priority 0;\n    limit rate over {bps} bytes/second burst {burst} bytes drop\n  }}\n}}\n"
-    );
-    let dir = common::TempDir::new();
-    let file = dir.path().join("rate.nft");
-    std::fs::write(&file, rules).unwrap();
-    ok(b.ns.cmd("nft").arg("-f").arg(&file));
+    let bps = rate.bytes_per_sec();
+    limit_guest(&b.ns, b.guest, rate);
     let measured = measure(
         b.guest_fd,
         b.peer_fd,
@@ -389,12 +407,12 @@ fn guest_to_host(text: &str) {
         Duration::from_millis(1500),
         |n| n as u64 - 14,
     );
-    within_ten_percent(&format!("guest->host {text} (nft limit)"), bps, measured);
-    let listed = sh(b
-        .ns
-        .cmd("nft")
-        .args(["list", "table", "netdev", "kvmnet_rate_test"]));
-    eprintln!("  nft: {}", String::from_utf8_lossy(&listed.stdout).trim());
+    within_ten_percent(
+        &format!("guest->host {text} (kvmnet guard, rate_in)"),
+        bps,
+        measured,
+    );
+    eprintln!("  nft: {}", listed_guard(&b.ns, b.guest));
 }
 
 #[test]
@@ -504,11 +522,23 @@ fn tcp_stream(
     server
 }
 
-/// The bytes an nft counter has counted.
+/// Counts what enters tap `dev` after every priority-0 chain (the guard's)
+/// let it through: an nft counter of the test's own, the oracle.
+fn count_after_guard(ns: &Netns, dev: &str) {
+    let rules = format!(
+        "table netdev kvmnet_rate_count {{\n  chain after_guard {{\n    type filter hook ingress device \"{dev}\" priority 10;\n    counter\n  }}\n}}\n"
+    );
+    let dir = common::TempDir::new();
+    let file = dir.path().join("count.nft");
+    std::fs::write(&file, rules).unwrap();
+    ok(ns.cmd("nft").arg("-f").arg(&file));
+}
+
+/// The bytes the counter of [`count_after_guard`] has counted.
 fn nft_counter(ns: &Netns) -> u64 {
     let out = ok(ns
         .cmd("nft")
-        .args(["-j", "list", "table", "netdev", "kvmnet_rate_test"]));
+        .args(["-j", "list", "table", "netdev", "kvmnet_rate_count"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["nftables"]
         .as_array()
@@ -521,10 +551,10 @@ fn nft_counter(ns: &Netns) -> u64 {
 }
 
 /// One TCP stream through a guest tap limited to `text` (burst: `burst`, or
-/// the default), host->guest (tbf) or guest->host (the nft stand-in, with a
-/// counter behind the limit); the rate the limit let through, counted as it
-/// counts: frame bytes for tbf, frame bytes less the Ethernet header for
-/// nft.
+/// the default), host->guest (tbf) or guest->host (kvmnet's guard with
+/// `rate_in`, an nft counter behind it); the rate the limit let through,
+/// counted as it counts: frame bytes for tbf, frame bytes less the Ethernet
+/// header for nf_tables.
 fn tcp_through(text: &str, burst: Option<&str>, to_guest: bool) -> (u64, f64) {
     let host = Netns::new();
     let guest = Netns::new();
@@ -539,14 +569,8 @@ fn tcp_through(text: &str, burst: Option<&str>, to_guest: bool) -> (u64, f64) {
     if to_guest {
         set(&host, tg, rate).unwrap();
     } else {
-        let rules = format!(
-            "table netdev kvmnet_rate_test {{\n  chain guest_in {{\n    type filter hook ingress device \"tg\" priority 0;\n    limit rate over {bps} bytes/second burst {} bytes drop\n    counter\n  }}\n}}\n",
-            rate.burst(1500)
-        );
-        let dir = common::TempDir::new();
-        let file = dir.path().join("rate.nft");
-        std::fs::write(&file, rules).unwrap();
-        ok(host.cmd("nft").arg("-f").arg(&file));
+        limit_guest(&host, tg, rate);
+        count_after_guard(&host, "tg");
     }
     let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -585,10 +609,14 @@ fn tcp_through(text: &str, burst: Option<&str>, to_guest: bool) -> (u64, f64) {
     stop.store(true, Ordering::Relaxed);
     r.join().unwrap();
     let measured = (b1 - b0) as f64 / (t1 - t0).as_secs_f64();
+    let burst = if to_guest {
+        rate.burst(1500)
+    } else {
+        guard::ingress_burst(&rate)
+    };
     eprintln!(
-        "  TCP {} {text} burst {}: {measured:.0} B/s through the limit, {goodput} bytes of payload in all",
+        "  TCP {} {text} burst {burst}: {measured:.0} B/s through the limit, {goodput} bytes of payload in all",
         if to_guest { "host->guest" } else { "guest->host" },
-        rate.burst(1500),
     );
     (bps, measured)
 }
@@ -608,13 +636,13 @@ fn tcp_host_to_guest_100mbit() {
 #[test]
 fn tcp_guest_to_host_10mbit() {
     let (bps, m) = tcp_through("10mbit", None, false);
-    within_ten_percent("TCP guest->host 10mbit (nft limit)", bps, m);
+    within_ten_percent("TCP guest->host 10mbit (kvmnet guard, rate_in)", bps, m);
 }
 
 #[test]
 fn tcp_guest_to_host_100mbit() {
     let (bps, m) = tcp_through("100mbit", None, false);
-    within_ten_percent("TCP guest->host 100mbit (nft limit)", bps, m);
+    within_ten_percent("TCP guest->host 100mbit (kvmnet guard, rate_in)", bps, m);
 }
 
 /// The measurements behind the default burst (docs/rate-design.md): TCP

@@ -146,6 +146,8 @@ impl Guard {
             macs: self.macs.clone(),
             ipv4: self.ipv4.clone(),
             ipv6: self.ipv6.clone(),
+            enforce: true,
+            rate_in: None,
         }
     }
 
