@@ -321,6 +321,13 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
     let _ = writeln!(o, "guard:      {}", explain_guard(&s, tap));
     let _ = writeln!(
         o,
+        "rate in:    {}",
+        s.rate_in.map_or("unlimited".to_owned(), |r| format!(
+            "{r} (guest to host, an nf_tables limit on the tap)"
+        ))
+    );
+    let _ = writeln!(
+        o,
         "rate out:   {}",
         s.rate_out.map_or("unlimited".to_owned(), |r| format!(
             "{r} (host to guest, a tbf on the tap)"
@@ -363,7 +370,7 @@ fn explain_guard(s: &Settings, tap: &str) -> String {
     let Ok(name) = crate::name::TapName::new(tap) else {
         return "unknown (not a valid tap name)".into();
     };
-    let Some(g) = crate::mode::Guard::wanted(s, &name) else {
+    let Some(g) = crate::mode::Guard::wanted(s, &name).filter(|_| s.guard) else {
         return "off (the guest may send from any MAC or address)".into();
     };
     let spec = g.spec(&name, 1);
@@ -508,7 +515,8 @@ pub struct StatusRow {
     /// the next kvmnet-ifup puts it back), "unknown" (nf_tables could not be
     /// read) or "off".
     pub guard: &'static str,
-    /// `rate_out` as recorded: bytes per second and burst.
+    /// `rate_in` and `rate_out` as recorded.
+    pub rate_in: Option<String>,
     pub rate_out: Option<String>,
 }
 
@@ -523,8 +531,21 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
     let guard_of = |rec: &Record, index: u32| match (&guard_tables, rec.guard) {
         (_, false) => "off",
         (None, true) => "unknown",
-        (Some(t), true) if t.contains(&crate::guard::table_name(index)) => "on",
+        (Some(t), true) if t.contains(&crate::guard::table_name(index)) => {
+            if rec.police_only {
+                "rate_in only"
+            } else {
+                "on"
+            }
+        }
         (Some(_), true) => "missing",
+    };
+    let show = |limit: Option<(u64, u32)>| {
+        limit.and_then(|(bps, burst)| {
+            crate::rate::Rate::new(bps, Some(burst.into()))
+                .ok()
+                .map(|r| r.to_string())
+        })
     };
     let mut rows: Vec<StatusRow> = links
         .iter()
@@ -553,11 +574,8 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
                 in_use: l.carrier,
                 mtu: l.mtu,
                 guard: guard_of(&rec, l.index),
-                rate_out: rec.rate_out.and_then(|(bps, burst)| {
-                    crate::rate::Rate::new(bps, Some(burst.into()))
-                        .ok()
-                        .map(|r| r.to_string())
-                }),
+                rate_in: show(rec.rate_in),
+                rate_out: show(rec.rate_out),
             }
         })
         .collect();
@@ -569,7 +587,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7} RATE OUT",
+        "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<12} RATE IN/OUT",
         "TAP",
         "MODE",
         "BRIDGE/ROUTES",
@@ -593,7 +611,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<7} {}",
+            "{:<15} {:<6} {:<15} {:<18} {:>6} {:>6} {:<5} {:<6} {:<8} {:<12} {}/{}",
             r.tap,
             r.mode,
             target,
@@ -612,6 +630,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                 "other"
             },
             r.guard,
+            r.rate_in.as_deref().unwrap_or("-"),
             r.rate_out.as_deref().unwrap_or("-"),
         );
     }

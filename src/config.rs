@@ -50,7 +50,7 @@ struct At<T> {
 
 /// The per-tap keys, as written: the top level holds them (the defaults) and
 /// so does every `[[rule]]`.
-const LAYER_KEYS: [&str; 18] = [
+const LAYER_KEYS: [&str; 20] = [
     "bridge",
     "create_bridge",
     "mode",
@@ -69,6 +69,8 @@ const LAYER_KEYS: [&str; 18] = [
     "guest_ipv6",
     "rate_out",
     "burst_out",
+    "rate_in",
+    "burst_in",
 ];
 const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
@@ -93,6 +95,8 @@ struct RawLayer {
     guest_ipv6: Option<Vec<At<String>>>,
     rate_out: Option<At<String>>,
     burst_out: Option<At<String>>,
+    rate_in: Option<At<String>>,
+    burst_in: Option<At<String>>,
 }
 
 /// `mtu`: "bridge" or a number.
@@ -550,6 +554,8 @@ impl Parser<'_> {
             guest_ipv6: self.strings(t, "guest_ipv6")?,
             rate_out: self.string(t, "rate_out")?,
             burst_out: self.string(t, "burst_out")?,
+            rate_in: self.string(t, "rate_in")?,
+            burst_in: self.string(t, "burst_in")?,
         })
     }
 
@@ -691,20 +697,25 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
             })
             .transpose()
     };
-    let rate_out = match (&raw.rate_out, &raw.burst_out) {
-        (Some(r), burst) => Some(
-            Rate::parse(&r.v, burst.as_ref().map(|b| b.v.as_str()))
-                .map_err(|e| p.err(r.line, "rate_out", e.to_string()))?,
-        ),
-        (None, Some(b)) => {
-            return Err(p.err(
+    let rate = |key: &'static str,
+                burst_key: &'static str,
+                rate: &Option<At<String>>,
+                burst: &Option<At<String>>|
+     -> Result<Option<Rate>, ConfigError> {
+        match (rate, burst) {
+            (Some(r), burst) => Rate::parse(&r.v, burst.as_ref().map(|b| b.v.as_str()))
+                .map(Some)
+                .map_err(|e| p.err(r.line, key, e.to_string())),
+            (None, Some(b)) => Err(p.err(
                 b.line,
-                "burst_out",
-                "goes with rate_out in the same table".into(),
-            ))
+                burst_key,
+                format!("goes with {key} in the same table"),
+            )),
+            (None, None) => Ok(None),
         }
-        (None, None) => None,
     };
+    let rate_out = rate("rate_out", "burst_out", &raw.rate_out, &raw.burst_out)?;
+    let rate_in = rate("rate_in", "burst_in", &raw.rate_in, &raw.burst_in)?;
     let guest_ipv4 = prefixes("guest_ipv4", &raw.guest_ipv4)?;
     let guest_ipv6 = prefixes("guest_ipv6", &raw.guest_ipv6)?;
     Ok(Layer {
@@ -725,6 +736,7 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         guest_ipv4,
         guest_ipv6,
         rate_out,
+        rate_in,
     })
 }
 

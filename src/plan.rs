@@ -144,6 +144,10 @@ pub struct Wanted<'a> {
     pub guard: bool,
     /// The host->guest limit the tap has after this run.
     pub shape: Option<crate::rate::Rate>,
+    /// What the guard table holds, for the record: only `rate_in` (no
+    /// checks), and that limit.
+    pub police_only: bool,
+    pub rate_in: Option<crate::rate::Rate>,
 }
 
 impl<'a> Wanted<'a> {
@@ -160,8 +164,10 @@ impl<'a> Wanted<'a> {
             port_policy: settings.has_port_settings(),
             routes: &[],
             proxy: Vec::new(),
-            guard: settings.guard,
+            guard: settings.guard_table(),
             shape: settings.rate_out,
+            police_only: !settings.guard,
+            rate_in: settings.rate_in,
         }
     }
 }
@@ -286,7 +292,14 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
     let guard_before = existing.as_ref().is_some_and(|r| r.guard);
     let shape_before = existing.as_ref().and_then(|r| r.rate_out);
     let mtu = wanted.mtu.unwrap_or(tap.mtu);
-    let guard_changed = guard_before != wanted.guard;
+    let limit_in = wanted
+        .rate_in
+        .filter(|_| wanted.guard)
+        .map(|r| (r.bytes_per_sec(), crate::guard::ingress_burst(&r)));
+    let police_only = wanted.guard && wanted.police_only;
+    let guard_changed = existing.as_ref().map_or((false, false, None), |r| {
+        (r.guard, r.police_only, r.rate_in)
+    }) != (wanted.guard, police_only, limit_in);
     let mut record = existing.unwrap_or_else(|| Record {
         prior_alias: tap.alias.clone(),
         ..Record::default()
@@ -296,6 +309,8 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
     // "previous value" fields: only the fact that kvmnet created it.
     record.created |= created;
     record.guard = wanted.guard;
+    record.police_only = police_only;
+    record.rate_in = limit_in;
     record.rate_out = wanted.shape.map(|r| {
         let r = resolved(r, mtu);
         (r.bytes_per_sec(), r.burst(mtu))
@@ -662,6 +677,8 @@ mod tests {
             proxy: vec![crate::sysctl::Family::V4, crate::sysctl::Family::V6],
             guard: false,
             shape: None,
+            police_only: false,
+            rate_in: None,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         assert_eq!(merged(&a).master, None);
@@ -935,6 +952,8 @@ mod tests {
             proxy: vec![crate::sysctl::Family::V4],
             guard: false,
             shape: None,
+            police_only: false,
+            rate_in: None,
         };
         let a = attach(&t, &target, Origin::Existing).unwrap();
         let first = link_steps(&a)[0];
@@ -1015,6 +1034,8 @@ mod tests {
             proxy: Vec::new(),
             guard: true,
             shape: None,
+            police_only: false,
+            rate_in: None,
         };
         let r = attach(&up, &target, Origin::Existing).unwrap();
         let kinds: Vec<String> = r

@@ -11,7 +11,7 @@
 //! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
 //!   forge "kvmnet created this" to make ifdown delete something.
 //!
-//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard] [rate=BYTES_PER_SEC/BURST] [alias=REST]`.
+//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard|policed] [rate_in=BPS/BURST] [rate=BPS/BURST] [alias=REST]`.
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
 //! `pending` is written by the first change of a run whose policy takes more
@@ -43,6 +43,11 @@ pub struct Record {
     /// The tap has a guest guard (its nf_tables table, which outlives the
     /// tap and is removed by ifdown).
     pub guard: bool,
+    /// That table only polices `rate_in` (written `policed` instead of
+    /// `guard`).
+    pub police_only: bool,
+    /// The guest->host limit in that table: (bytes per second, burst).
+    pub rate_in: Option<(u64, u32)>,
     /// ifup put a tbf on the tap: (bytes per second, burst in bytes), what
     /// ifdown needs to recognise it as its own.
     pub rate_out: Option<(u64, u32)>,
@@ -87,6 +92,10 @@ impl Record {
                 None if word == "parp" => r.proxy_arp = true,
                 None if word == "pndp" => r.proxy_ndp = true,
                 None if word == "guard" => r.guard = true,
+                None if word == "policed" => {
+                    r.guard = true;
+                    r.police_only = true;
+                }
                 Some(("route", list)) => {
                     for a in list.split(',') {
                         r.routes.push(a.parse().map_err(|_| damaged(word))?);
@@ -97,19 +106,8 @@ impl Record {
                 }
                 Some(("mtu", n)) => r.old_mtu = Some(n.parse().map_err(|_| damaged(word))?),
                 Some(("mac", m)) => r.old_mac = Some(m.parse().map_err(|_| damaged(word))?),
-                Some(("rate", v)) => {
-                    let (bps, burst) = v.split_once('/').ok_or_else(|| damaged(word))?;
-                    let num = |t: &str| {
-                        t.parse::<u64>()
-                            .ok()
-                            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))
-                    };
-                    let bps = num(bps).ok_or_else(|| damaged(word))?;
-                    let burst = num(burst)
-                        .and_then(|b| u32::try_from(b).ok())
-                        .ok_or_else(|| damaged(word))?;
-                    r.rate_out = Some((bps, burst));
-                }
+                Some(("rate", v)) => r.rate_out = Some(limit(v).ok_or_else(|| damaged(word))?),
+                Some(("rate_in", v)) => r.rate_in = Some(limit(v).ok_or_else(|| damaged(word))?),
                 _ => return Err(damaged(word)),
             }
         }
@@ -148,8 +146,13 @@ impl Record {
         if self.proxy_ndp {
             s.push_str(" pndp");
         }
-        if self.guard {
-            s.push_str(" guard");
+        match (self.guard, self.police_only) {
+            (true, false) => s.push_str(" guard"),
+            (true, true) => s.push_str(" policed"),
+            (false, _) => {}
+        }
+        if let Some((bps, burst)) = self.rate_in {
+            s.push_str(&format!(" rate_in={bps}/{burst}"));
         }
         if let Some((bps, burst)) = self.rate_out {
             s.push_str(&format!(" rate={bps}/{burst}"));
@@ -173,6 +176,17 @@ impl Record {
     }
 }
 
+/// `BPS/BURST`, decimal digits only.
+fn limit(v: &str) -> Option<(u64, u32)> {
+    let num = |t: &str| {
+        t.parse::<u64>()
+            .ok()
+            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let (bps, burst) = v.split_once('/')?;
+    Some((num(bps)?, u32::try_from(num(burst)?).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +206,8 @@ mod tests {
             proxy_arp: true,
             proxy_ndp: false,
             guard: true,
+            police_only: false,
+            rate_in: Some((1_250_000, 65_536)),
             rate_out: Some((12_500_000, 15_000)),
             prior_alias: Some("web vm = prod".into()),
         }

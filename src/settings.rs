@@ -223,6 +223,7 @@ pub struct Layer {
     pub guest_ipv4: Option<Vec<Prefix>>,
     pub guest_ipv6: Option<Vec<Prefix>>,
     pub rate_out: Option<Rate>,
+    pub rate_in: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,9 +263,18 @@ pub struct Settings {
     pub guest_ipv6: Option<Vec<Prefix>>,
     /// Host->guest limit: a tbf on the tap (`rate_out`, `burst_out`).
     pub rate_out: Option<Rate>,
+    /// Guest->host limit: an nf_tables limit in the guard's table
+    /// (`rate_in`, `burst_in`), with or without the guard's checks.
+    pub rate_in: Option<Rate>,
 }
 
 impl Settings {
+    /// The tap gets a guard table: for the guard's checks, its rate_in, or
+    /// both.
+    pub fn guard_table(&self) -> bool {
+        self.guard || self.rate_in.is_some()
+    }
+
     /// The source addresses the guard allows per family: as set, and in
     /// routed mode by default the guest's routed addresses (a routed guest
     /// has no other address that reaches anything).
@@ -359,6 +369,7 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         guest_ipv4: pick!(guest_ipv4),
         guest_ipv6: pick!(guest_ipv6),
         rate_out: pick!(rate_out),
+        rate_in: pick!(rate_in),
     }
 }
 

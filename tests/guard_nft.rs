@@ -846,7 +846,8 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     };
     let found = check(&ns);
     assert!(
-        found.contains("ok: nf_tables with the netdev family is there for guard = true"),
+        found
+            .contains("ok: nf_tables with the netdev family is there for guard = true and rate_in"),
         "{found}"
     );
     ok(ns.cmd("nft").args(["flush", "ruleset"]));

@@ -118,3 +118,42 @@ fn rate_settings_are_checked_when_the_config_is_read() {
         assert!(!ns.exists("vm0"));
     }
 }
+
+/// `rate_in` without the guard's checks: a guard table that only polices,
+/// recorded as such, shown as such, and taken away by ifdown; with the
+/// guard, the same table holds both.
+#[test]
+fn rate_in_is_a_policing_table_that_ifdown_takes_away() {
+    let ns = with_bridge();
+    let dir = TempDir::new();
+    let kvmnet = env!("CARGO_BIN_EXE_kvmnet");
+    let c = dir.config("bridge = \"br0\"\nrate_in = \"10mbit\"\n");
+    ns.ip("tuntap add qt0 mode tap");
+    ns.ifup("qt0", Some(&c)).ok();
+    let index = ns.link("qt0").unwrap()["ifindex"].as_u64().unwrap();
+    let alias = ns.state("qt0").unwrap().alias.unwrap();
+    assert!(alias.contains(" policed rate_in=1250000/65536"), "{alias}");
+    let rules =
+        ok(ns
+            .cmd("nft")
+            .args(["list", "table", "netdev", &format!("kvmnet-guard-{index}")]));
+    assert!(
+        rules.contains("limit rate over 1250000 bytes/second burst 64 kbytes drop"),
+        "{rules}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(ns.cmd(kvmnet).args(["status", "--json"]))).unwrap();
+    assert_eq!(rows[0]["guard"], "rate_in only");
+    assert_eq!(rows[0]["rate_in"], "10mbit burst 64kb");
+
+    // the guard turned on as well: the same table, both; the record says guard
+    let c = dir.config(
+        "bridge = \"br0\"\nrate_in = \"10mbit\"\nguard = true\nguest_mac = [\"52:54:00:12:34:56\"]\n",
+    );
+    ns.ifup("qt0", Some(&c)).ok();
+    let alias = ns.state("qt0").unwrap().alias.unwrap();
+    assert!(alias.contains(" guard rate_in=1250000/65536"), "{alias}");
+    ns.ifdown("qt0", Some(&c)).ok();
+    assert_eq!(ok(ns.cmd("nft").args(["list", "tables"])).trim(), "");
+    assert_eq!(ns.state("qt0").unwrap().alias, None);
+}

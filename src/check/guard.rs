@@ -11,9 +11,9 @@ use crate::nft::ack::NftError;
 use crate::record::Record;
 
 pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Findings) {
-    let wanted = config.is_some_and(|c| {
-        c.defaults.guard == Some(true) || c.rules.iter().any(|r| r.layer.guard == Some(true))
-    });
+    let table = |l: &crate::settings::Layer| l.guard == Some(true) || l.rate_in.is_some();
+    let wanted =
+        config.is_some_and(|c| table(&c.defaults) || c.rules.iter().any(|r| table(&r.layer)));
     let tables = match crate::nft::Nft::open()
         .and_then(|mut n| n.tables(crate::kernel::NFPROTO_NETDEV))
     {
@@ -31,7 +31,7 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
         Err(e) if wanted => {
             out.error(
                 "guard",
-                format!("guard = true is set, but {e}"),
+                format!("guard = true or rate_in is set, but {e}"),
                 "use a kernel with nf_tables and its netdev family (Debian's have them), or turn guard off"
                     .into(),
             );
@@ -43,7 +43,7 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
     if wanted {
         out.ok(
             "guard",
-            "nf_tables with the netdev family is there for guard = true".into(),
+            "nf_tables with the netdev family is there for guard = true and rate_in".into(),
         );
     }
     let Some(host) = host else { return };

@@ -110,9 +110,13 @@ pub fn tun_group(settings: &Settings) -> Result<Option<u32>, Error> {
 /// on the tap, so bridged, routed and bridge-helper taps get the same one.
 #[derive(Debug, Clone)]
 pub struct Guard {
+    /// The guard's checks are on (`guard = true`); without, the table only
+    /// polices `rate_in`.
+    enforce: bool,
     macs: Vec<Mac>,
     ipv4: Option<Vec<Prefix>>,
     ipv6: Option<Vec<Prefix>>,
+    rate_in: Option<crate::rate::Rate>,
 }
 
 /// Guard tables whose tap is looked up per sweep, from a random one on:
@@ -126,7 +130,7 @@ pub const SWEEP_EVERY: u64 = 16;
 impl Guard {
     /// `None` when `settings` want no guard for tap `tap`.
     pub fn wanted(settings: &Settings, tap: &TapName) -> Option<Guard> {
-        settings.guard.then(|| {
+        settings.guard_table().then(|| {
             let (ipv4, ipv6) = settings.guard_addresses();
             let mut macs: Vec<Mac> = settings
                 .guest_mac
@@ -135,7 +139,13 @@ impl Guard {
                 .collect();
             macs.sort_unstable_by_key(|m| m.0);
             macs.dedup();
-            Guard { macs, ipv4, ipv6 }
+            Guard {
+                enforce: settings.guard,
+                macs,
+                ipv4,
+                ipv6,
+                rate_in: settings.rate_in,
+            }
         })
     }
 
@@ -146,8 +156,8 @@ impl Guard {
             macs: self.macs.clone(),
             ipv4: self.ipv4.clone(),
             ipv6: self.ipv6.clone(),
-            enforce: true,
-            rate_in: None,
+            enforce: self.enforce,
+            rate_in: self.rate_in,
         }
     }
 

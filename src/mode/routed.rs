@@ -128,8 +128,10 @@ pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
         port_policy: false,
         routes: &settings.addresses,
         proxy,
-        guard: settings.guard,
+        guard: settings.guard_table(),
         shape: settings.rate_out,
+        police_only: !settings.guard,
+        rate_in: settings.rate_in,
     }
 }
 
