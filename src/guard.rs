@@ -170,6 +170,20 @@ pub fn ingress_burst(rate: &Rate) -> u32 {
 }
 
 impl GuardSpec {
+    /// A table that only polices the guest->host rate: none of the guard's
+    /// checks (what `rate_in` without `guard = true` gets).
+    pub fn rate_only(tap: TapName, ifindex: u32, rate: Rate) -> GuardSpec {
+        GuardSpec {
+            tap,
+            ifindex,
+            macs: Vec::new(),
+            ipv4: None,
+            ipv6: None,
+            enforce: false,
+            rate_in: Some(rate),
+        }
+    }
+
     fn pins_ip(&self) -> bool {
         self.ipv4.is_some() || self.ipv6.is_some()
     }
@@ -1463,18 +1477,13 @@ pub(crate) mod tests {
         msgs[begin + 1..end].to_vec()
     }
 
-    /// A spec with only the guest->host rate (no rules of the guard; MACs
-    /// and addresses, when given, unused).
+    /// A spec with only the guest->host rate, for tap vm0.
     pub(crate) fn rate_only(ifindex: u32, rate: &str, burst: Option<&str>) -> GuardSpec {
-        GuardSpec {
-            tap: TapName::new("vm0").unwrap(),
+        GuardSpec::rate_only(
+            TapName::new("vm0").unwrap(),
             ifindex,
-            macs: Vec::new(),
-            ipv4: None,
-            ipv6: None,
-            enforce: false,
-            rate_in: Some(Rate::parse(rate, burst).unwrap()),
-        }
+            Rate::parse(rate, burst).unwrap(),
+        )
     }
 
     /// The byte oracle: nft 1.0.6 loading [`nft_text`] sends exactly the

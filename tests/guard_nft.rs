@@ -68,15 +68,11 @@ fn apply_in(ns: &Netns, s: &GuardSpec) -> Result<(), String> {
 
 /// A spec with only the guest->host rate limit.
 fn rate_only(ifindex: u32, rate: &str, burst: Option<&str>) -> GuardSpec {
-    GuardSpec {
-        tap: TapName::new("vm0").unwrap(),
+    GuardSpec::rate_only(
+        TapName::new("vm0").unwrap(),
         ifindex,
-        macs: Vec::new(),
-        ipv4: None,
-        ipv6: None,
-        enforce: false,
-        rate_in: Some(Rate::parse(rate, burst).unwrap()),
-    }
+        Rate::parse(rate, burst).unwrap(),
+    )
 }
 
 /// (a) What kvmnet loads is what nft loads from the guard's text: the same

@@ -142,18 +142,9 @@ impl NftError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::msg::{new_set, set_elems, Elem, KeyType, SetDef, TYPE_IPADDR};
+    use crate::nft::msg::{new_set, set_elems, Elem};
 
-    fn set() -> SetDef<'static> {
-        SetDef {
-            table: "t",
-            name: "s",
-            id: 1,
-            key: KeyType::Named(TYPE_IPADDR),
-            key_len: 4,
-            interval: false,
-        }
-    }
+    use crate::nft::msg::test_set as set;
 
     /// The kernel's pointer into a refused message names the element it
     /// points at; its text and the errno come with it.

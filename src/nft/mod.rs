@@ -170,21 +170,12 @@ mod tests {
 /// Batches the kernel refuses, in a throwaway network namespace.
 #[cfg(test)]
 mod kernel_tests {
-    use super::msg::{self, Elem, KeyType, SetDef, TYPE_IPADDR};
+    use super::msg::{self, Elem};
     use super::*;
     use crate::guard::tests::{in_fresh_netns, run};
     use crate::kernel::NFPROTO_NETDEV;
 
-    fn set() -> SetDef<'static> {
-        SetDef {
-            table: "t",
-            name: "s",
-            id: 1,
-            key: KeyType::Named(TYPE_IPADDR),
-            key_len: 4,
-            interval: false,
-        }
-    }
+    use crate::nft::msg::test_set as set;
 
     fn elem(key: &[u8], what: &str) -> Elem {
         Elem {

@@ -339,3 +339,16 @@ pub fn new_rule(family: u8, table: &str, chain: &str, exprs: &[Expr], what: &str
     }
     m
 }
+
+/// A small IPv4 address set of table "t", for the reader's unit tests.
+#[cfg(test)]
+pub(crate) fn test_set() -> SetDef<'static> {
+    SetDef {
+        table: "t",
+        name: "s",
+        id: 1,
+        key: KeyType::Named(TYPE_IPADDR),
+        key_len: 4,
+        interval: false,
+    }
+}
