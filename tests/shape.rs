@@ -368,15 +368,7 @@ fn host_to_guest(text: &str) {
 /// nothing but the guest->host rate: the policer the guard puts first in
 /// its base chain.
 fn limit_guest(ns: &Netns, ifindex: u32, rate: Rate) {
-    let spec = GuardSpec {
-        tap: TapName::new("tg").unwrap(),
-        ifindex,
-        macs: Vec::new(),
-        ipv4: None,
-        ipv6: None,
-        enforce: false,
-        rate_in: Some(rate),
-    };
+    let spec = GuardSpec::rate_only(TapName::new("tg").unwrap(), ifindex, rate);
     in_netns(ns, move || guard::apply(&spec).map_err(|e| e.to_string())).unwrap();
 }
 
