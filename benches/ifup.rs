@@ -5,8 +5,9 @@
 //! sudo cargo bench --bench ifup
 //! ```
 //!
-//! It needs `unshare` (util-linux), `ip` (iproute2), a C compiler as `cc`
-//! (and glibc's libc.a for the static floor, which is skipped without it).
+//! It needs `unshare` (util-linux), `ip` and `tc` (iproute2), `nft`
+//! (nftables, for the guard's peers), a C compiler as `cc` (and glibc's
+//! libc.a for the static floor, which is skipped without it).
 //!
 //! One worker per N (0, 1,000 and 4,000 pre-existing taps) runs in its own
 //! network and mount namespace: the bench re-executes itself under
@@ -25,7 +26,11 @@
 //! - attach, QEMU's case: the worker plays QEMU. It creates the tap with
 //!   TUNSETIFF and holds it open, runs the contender, checks the result, and
 //!   closes the tap (which deletes it, untimed);
-//! - create+attach and detach+delete, for pre-created taps.
+//! - create+attach and detach+delete, for pre-created taps;
+//! - guarded attach: attach with the guest guard (and rates), kvmnet with
+//!   and without it, next to the `nft -f` + `tc` commands peers run for the
+//!   same ruleset. Every fill tap has kvmnet's guard, so N counts guarded
+//!   taps too.
 //!
 //! Floors: `benches/floor.c` compiled with `cc -O2` (and `-static`) does the
 //! same job with the fewest system calls (kernel + exec), and the same calls
@@ -65,9 +70,23 @@ const SIZES: [usize; 3] = [0, 1_000, 4_000];
 const RUNS: usize = 100;
 /// The how-to script with its `sleep 0.5s` costs over half a second a run.
 const SLEEP_RUNS: usize = 5;
+/// `nft -f` lists the whole ruleset before it changes it: seconds a run
+/// with thousands of guard tables.
+const PEER_RUNS: usize = 10;
 const WARMUP: usize = 3;
 /// Stands for the tap's name in a contender's argv.
 const TAP: &str = "{tap}";
+/// Stands for the file holding the tap's guard in nft's syntax.
+const GUARD_FILE: &str = "{guard}";
+/// Tap name prefixes: no rule of the bench's config matches the first; the
+/// others get the guard, and the guard with both rates.
+const PLAIN: &str = "kb";
+const GUARDED: &str = "kg";
+const GUARDED_RATE: &str = "kr";
+/// What every guarded tap of the bench may send from (besides its MAC).
+const GUEST_IPV4: &str = "10.213.0.10";
+const GUEST_IPV6: &str = "2001:db8::10";
+const RATE: &str = "100mbit";
 /// Set for a worker: the N it serves.
 const WORKER: &str = "KVMNET_BENCH_WORKER";
 /// The orchestrator's namespaces, which a worker must not share.
@@ -100,16 +119,18 @@ enum Op {
     Attach,
     Create,
     Delete,
+    Guard,
 }
 
 impl Op {
-    const ALL: [Op; 3] = [Op::Attach, Op::Create, Op::Delete];
+    const ALL: [Op; 4] = [Op::Attach, Op::Create, Op::Delete, Op::Guard];
 
     fn title(self) -> &'static str {
         match self {
             Op::Attach => "attach",
             Op::Create => "create+attach",
             Op::Delete => "detach+delete",
+            Op::Guard => "guarded attach",
         }
     }
 
@@ -125,6 +146,14 @@ impl Op {
             Op::Delete => {
                 "undo create+attach: the tap is deleted (the kernel waits for an RCU grace period)"
             }
+            Op::Guard => {
+                "as attach, with the guest guard: the guard's nf_tables table on the tap before it \
+                 goes up (MAC derived from the tap's name, one IPv4 and one IPv6 address), and in \
+                 the rate rows rate_in and rate_out of 100mbit as well (a limit in that table, a \
+                 tbf on the tap); the peers run the same ruleset as kvmnet, written out by \
+                 `kvmnet explain`'s encoder, with `nft -f`, the rate with `tc`, between `ip` \
+                 commands, in the same fail-closed order; N counts guarded taps"
+            }
         }
     }
 }
@@ -139,6 +168,20 @@ enum Role {
     /// The how-to script with its `sleep 0.5s`: few runs, no warm-up.
     SleepScript,
     Other,
+    /// kvmnet-ifup without the guard, in the guarded attach: what the guard
+    /// costs is measured against it.
+    Unguarded,
+    /// kvmnet-ifup with the guard and both rate limits.
+    GuardRate,
+    /// What peers execute for the same guard (`nft -f`, `tc`): few runs,
+    /// no warm-up.
+    Peer,
+}
+
+impl Role {
+    fn is_kvmnet(self) -> bool {
+        matches!(self, Role::Kvmnet | Role::Unguarded | Role::GuardRate)
+    }
 }
 
 enum Action {
@@ -158,6 +201,12 @@ struct Contender {
     runs: usize,
     /// The vendored scripts never set the MTU: their taps keep 1500.
     sets_mtu: bool,
+    /// Its taps' names start with this: kvmnet's config picks the guard by it.
+    prefix: &'static str,
+    /// What it must leave on the tap besides the attach: a guard table, a
+    /// tbf root qdisc.
+    guard: bool,
+    tbf: bool,
 }
 
 /// Where everything the contenders need lives under target/bench. The
@@ -172,6 +221,8 @@ struct Tools {
     howto_create: PathBuf,
     debian: PathBuf,
     config: PathBuf,
+    nft: PathBuf,
+    tc: PathBuf,
 }
 
 impl Tools {
@@ -187,6 +238,8 @@ impl Tools {
             howto_create: out.join("howto-create.sh"),
             debian: out.join("debian-qemu-ifup.sh"),
             config: out.join("kvmnet.toml"),
+            nft: find_in_path("nft").context("the guard's peers need nft (Debian: nftables)")?,
+            tc: find_in_path("tc")?,
         })
     }
 
@@ -229,7 +282,41 @@ fn host_config() -> Result<String> {
         shipped.contains(&example),
         "packaging/kvmnet.toml no longer has the line {example:?}"
     );
-    Ok(shipped.replacen(&example, &example[1..], 1))
+    let mut config = shipped.replacen(&example, &example[1..], 1);
+    // The guarded attach's taps: the shipped file's guard keys, in rules.
+    for (prefix, rates) in [
+        (GUARDED, ""),
+        (
+            GUARDED_RATE,
+            "rate_in = \"{RATE}\"\nrate_out = \"{RATE}\"\n",
+        ),
+    ] {
+        write!(
+            config,
+            "\n[[rule]]\nmatch = \"{prefix}*\"\nguard = true\nguest_mac = [\"derived\"]\n\
+             guest_ipv4 = [\"{GUEST_IPV4}\"]\nguest_ipv6 = [\"{GUEST_IPV6}\"]\n{}",
+            rates.replace("{RATE}", RATE)
+        )?;
+    }
+    Ok(config)
+}
+
+/// The guard kvmnet's config gives tap `tap` (index `index`), with the rate
+/// or without: what the peers load with `nft -f`, and the fill taps get.
+fn guard_spec(tap: &str, index: u32, rate: bool) -> Result<kvmnet::guard::GuardSpec> {
+    Ok(kvmnet::guard::GuardSpec {
+        tap: kvmnet::name::TapName::new(tap)?,
+        ifindex: index,
+        macs: vec![kvmnet::mac::derived(tap)],
+        ipv4: Some(vec![GUEST_IPV4.parse().map_err(|e: String| anyhow!(e))?]),
+        ipv6: Some(vec![GUEST_IPV6.parse().map_err(|e: String| anyhow!(e))?]),
+        enforce: true,
+        rate_in: if rate {
+            Some(kvmnet::rate::Rate::parse(RATE, None)?)
+        } else {
+            None
+        },
+    })
 }
 
 fn argv(parts: &[&str]) -> Vec<String> {
@@ -255,6 +342,9 @@ fn floor_contenders(t: &Tools, op: &str) -> Vec<Contender> {
             undo,
             runs: RUNS,
             sets_mtu: true,
+            prefix: PLAIN,
+            guard: false,
+            tbf: false,
         });
     };
     exec(
@@ -283,6 +373,9 @@ fn floor_contenders(t: &Tools, op: &str) -> Vec<Contender> {
         undo,
         runs: RUNS,
         sets_mtu: true,
+        prefix: PLAIN,
+        guard: false,
+        tbf: false,
     });
     v
 }
@@ -297,6 +390,9 @@ fn attach_contenders(t: &Tools) -> Vec<Contender> {
         undo: None,
         runs,
         sets_mtu,
+        prefix: PLAIN,
+        guard: false,
+        tbf: false,
     };
     let mut v = vec![
         one("kvmnet-ifup", Role::Kvmnet, argv(&[IFUP, TAP]), RUNS, true),
@@ -346,6 +442,9 @@ fn create_contenders(t: &Tools) -> Vec<Contender> {
             undo: Some(Action::Exec(vec![argv(&[IFDOWN, TAP])])),
             runs: RUNS,
             sets_mtu: true,
+            prefix: PLAIN,
+            guard: false,
+            tbf: false,
         },
         Contender {
             name: "`ip tuntap add` + `ip link set` / `ip link del`".into(),
@@ -359,6 +458,9 @@ fn create_contenders(t: &Tools) -> Vec<Contender> {
             undo: Some(Action::Exec(vec![argv(&[ip, "link", "del", "dev", TAP])])),
             runs: RUNS,
             sets_mtu: true,
+            prefix: PLAIN,
+            guard: false,
+            tbf: false,
         },
         Contender {
             name: "how-to script, no sleep (has no undo script)".into(),
@@ -367,10 +469,83 @@ fn create_contenders(t: &Tools) -> Vec<Contender> {
             undo: None,
             runs: RUNS,
             sets_mtu: false,
+            prefix: PLAIN,
+            guard: false,
+            tbf: false,
         },
     ];
     v.extend(floor_contenders(t, "create"));
     v
+}
+
+/// The guarded attach: kvmnet with and without the guard, and what peers run
+/// for the same guard (Incus, libvirt's nwfilter and Proxmox exec `nft`, and
+/// `tc` for rates): the tap joins down, is guarded (and shaped), goes up.
+fn guard_contenders(t: &Tools) -> Vec<Contender> {
+    let (ip, nft, tc) = (path(&t.ip), path(&t.nft), path(&t.tc));
+    let mtu = BRIDGE_MTU.to_string();
+    let kv = |name: &str, role, prefix, guard, tbf| Contender {
+        name: name.into(),
+        role,
+        action: Action::Exec(vec![argv(&[IFUP, TAP])]),
+        undo: None,
+        runs: RUNS,
+        sets_mtu: true,
+        prefix,
+        guard,
+        tbf,
+    };
+    let peer = |name: &str, prefix, tbf: bool| {
+        let mut steps = vec![
+            argv(&[ip, "link", "set", "dev", TAP, "mtu", &mtu, "master", BRIDGE]),
+            argv(&[nft, "-f", GUARD_FILE]),
+        ];
+        if tbf {
+            steps.push(argv(&[
+                tc, "qdisc", "add", "dev", TAP, "root", "tbf", "rate", RATE, "burst", "64kb",
+                "latency", "20ms",
+            ]));
+        }
+        steps.push(argv(&[ip, "link", "set", "dev", TAP, "up"]));
+        Contender {
+            name: name.into(),
+            role: Role::Peer,
+            action: Action::Exec(steps),
+            undo: None,
+            runs: PEER_RUNS,
+            sets_mtu: true,
+            prefix,
+            guard: true,
+            tbf,
+        }
+    };
+    vec![
+        kv("kvmnet-ifup, guard", Role::Kvmnet, GUARDED, true, false),
+        kv(
+            "kvmnet-ifup, no guard",
+            Role::Unguarded,
+            PLAIN,
+            false,
+            false,
+        ),
+        kv(
+            "kvmnet-ifup, guard + rate_in + rate_out",
+            Role::GuardRate,
+            GUARDED_RATE,
+            true,
+            true,
+        ),
+        peer(
+            "peers: `ip link set master` + `nft -f` + `ip link set up`",
+            GUARDED,
+            false,
+        ),
+        peer(
+            "peers: as above + `tc qdisc add … tbf` (rates)",
+            GUARDED_RATE,
+            true,
+        ),
+    ]
 }
 
 /// target/release/kvmnet-ifup (or target/TUPLE/release/ with --target) ->
@@ -411,7 +586,12 @@ fn orchestrate() -> Result<()> {
 
     let mut attach = attach_contenders(&tools);
     let mut create = create_contenders(&tools);
-    for c in attach.iter_mut().chain(create.iter_mut()) {
+    let mut guard = guard_contenders(&tools);
+    for c in attach
+        .iter_mut()
+        .chain(create.iter_mut())
+        .chain(guard.iter_mut())
+    {
         c.runs = c.runs.min(runs);
     }
     let load_before = load_average();
@@ -419,6 +599,7 @@ fn orchestrate() -> Result<()> {
     let mut results = Results::default();
     measure(&mut workers, &attach, Op::Attach, &mut results)?;
     measure(&mut workers, &create, Op::Create, &mut results)?;
+    measure(&mut workers, &guard, Op::Guard, &mut results)?;
     let big = workers.last_mut().expect("one worker per N");
     let rss = big
         .ask("rss")?
@@ -440,6 +621,7 @@ fn orchestrate() -> Result<()> {
     let report = Report {
         attach: &attach,
         create: &create,
+        guard: &guard,
         results: &results,
         rss: &rss,
         sizes: binary_sizes(&tools),
@@ -539,12 +721,18 @@ fn measure(
     op: Op,
     results: &mut Results,
 ) -> Result<()> {
-    let verb = if op == Op::Attach { "attach" } else { "create" };
+    let verb = match op {
+        Op::Attach => "attach",
+        Op::Create => "create",
+        Op::Guard => "guard",
+        Op::Delete => bail!("detach+delete is measured with create+attach"),
+    };
     let t = Instant::now();
     // Page cache, dentries and the kernel's slabs warm up here, untimed.
     for w in workers.iter_mut() {
         for (i, c) in contenders.iter().enumerate() {
-            if c.role != Role::SleepScript {
+            // Too slow to repeat: their first run counts, as a host's would.
+            if !matches!(c.role, Role::SleepScript | Role::Peer) {
                 for _ in 0..WARMUP {
                     w.ask(&format!("{verb} {i}"))?;
                 }
@@ -598,6 +786,7 @@ fn worker(n: &str) -> Result<()> {
         let tools = Tools::at(&out_dir()?)?;
         let mut lab = Lab::new(&out_dir()?, &tools, n, syslog)?;
         lab.grow(n)?;
+        lab.guard_fill(n)?;
         Ok((lab, tools))
     };
     let (mut lab, tools) = match setup() {
@@ -607,9 +796,10 @@ fn worker(n: &str) -> Result<()> {
     answer(format!("ok {}", lab.ports_on_bridge()?))?;
     let attach = attach_contenders(&tools);
     let create = create_contenders(&tools);
+    let guard = guard_contenders(&tools);
     for line in std::io::stdin().lines() {
         let line = line?;
-        match serve(&mut lab, &tools, &attach, &create, &line) {
+        match serve(&mut lab, &tools, [&attach, &create, &guard], &line) {
             Ok(reply) => answer(format!("ok {reply}"))?,
             Err(e) => return answer(format!("err {e:#}")),
         }
@@ -620,8 +810,7 @@ fn worker(n: &str) -> Result<()> {
 fn serve(
     lab: &mut Lab,
     tools: &Tools,
-    attach: &[Contender],
-    create: &[Contender],
+    [attach, create, guard]: [&[Contender]; 3],
     request: &str,
 ) -> Result<String> {
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
@@ -642,6 +831,10 @@ fn serve(
             let (up, down) = lab.create_once(&create[i])?;
             let down = down.map_or("-".into(), |d| d.as_nanos().to_string());
             Ok(format!("{} {down}", up.as_nanos()))
+        }
+        "guard" => {
+            let i = pick("guard", guard)?;
+            Ok(lab.guard_once(&guard[i])?.as_nanos().to_string())
         }
         "rss" => Ok(lab
             .peak_rss(tools)?
@@ -815,6 +1008,9 @@ struct Lab {
     batch: PathBuf,
     serial: u64,
     syslog: SyslogSink,
+    guard_file: PathBuf,
+    nft: PathBuf,
+    tc: PathBuf,
 }
 
 impl Lab {
@@ -844,6 +1040,9 @@ impl Lab {
             batch: out.join(format!("topology-{n}.batch")),
             serial: 0,
             syslog,
+            guard_file: out.join(format!("guard-{n}.nft")),
+            nft: tools.nft.clone(),
+            tc: tools.tc.clone(),
         })
     }
 
@@ -881,22 +1080,102 @@ impl Lab {
         Ok(fs::read_dir(format!("/sys/class/net/{BRIDGE}/brif"))?.count())
     }
 
-    fn tap_name(&mut self) -> String {
+    fn tap_name(&mut self, prefix: &str) -> String {
         self.serial += 1;
-        format!("kb{}", self.serial)
+        format!("{prefix}{}", self.serial)
+    }
+
+    /// Every fill tap gets the guard kvmnet's config would give it (so N
+    /// also counts guard tables), through kvmnet's own library call.
+    fn guard_fill(&mut self, n: usize) -> Result<()> {
+        let t = Instant::now();
+        for i in 0..n {
+            let tap = format!("fill{i}");
+            let l = self
+                .nl
+                .link(&tap)?
+                .ok_or_else(|| anyhow!("{tap} vanished"))?;
+            kvmnet::guard::apply(&guard_spec(&tap, l.index, false)?)
+                .with_context(|| format!("guarding {tap}"))?;
+        }
+        eprintln!(
+            "N = {n}: {n} fill taps guarded in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// The tap's guard table is there (or not), and its root qdisc is a tbf
+    /// (or not): the contender did the whole job. Untimed.
+    fn check_guard(&self, c: &Contender, tap: &str, index: u32) -> Result<()> {
+        let table = kvmnet::guard::table_name(index);
+        let listed = Command::new(&self.nft)
+            .args(["list", "table", "netdev", &table])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success();
+        ensure!(
+            listed == c.guard,
+            "{}: {tap}'s guard table {table} is {}",
+            c.name,
+            if listed { "there" } else { "missing" }
+        );
+        let qdisc = sh(Command::new(&self.tc).args(["qdisc", "show", "dev", tap, "root"]))?;
+        ensure!(
+            qdisc.contains("qdisc tbf ") == c.tbf,
+            "{}: {tap}'s root qdisc: {}",
+            c.name,
+            qdisc.trim()
+        );
+        Ok(())
+    }
+
+    /// As attach, then the guard checked; the table of a tap QEMU closed is
+    /// removed, untimed (kvmnet-ifdown or the sweep would).
+    fn guard_once(&mut self, c: &Contender) -> Result<Duration> {
+        let tap = self.tap_name(c.prefix);
+        let qemu = kernel::QemuTap::open(&tap).context("creating a tap as QEMU does")?;
+        let index = self
+            .nl
+            .link(&tap)?
+            .ok_or_else(|| anyhow!("{tap} vanished"))?
+            .index;
+        if c.role == Role::Peer {
+            // Peers generate their ruleset in their own process before they
+            // exec nft: not timed either.
+            let spec = guard_spec(&tap, index, c.tbf)?;
+            fs::write(&self.guard_file, kvmnet::guard::nft_text(&spec)?)?;
+        }
+        let logged = self.syslog.lines();
+        let t = self.time(&c.name, &c.action, &tap)?;
+        self.check_attached(&c.name, &tap, c.sets_mtu)?;
+        self.check_logged(c, logged)?;
+        self.check_guard(c, &tap, index)?;
+        drop(qemu);
+        self.check_gone(&c.name, &tap)?;
+        if c.guard {
+            kvmnet::guard::remove(index)?;
+        }
+        Ok(t)
     }
 
     fn command(&self, argv: &[String], tap: &str) -> Result<Command> {
         let mut c = Command::new(&argv[0]);
-        c.args(argv[1..].iter().map(|a| if a == TAP { tap } else { a }))
-            // The same small environment for everyone; KVMNET_CONFIG is honoured
-            // because the bench runs as real root and no SUDO_UID is passed.
-            .env_clear()
-            .env("PATH", PATH_ENV)
-            .env("KVMNET_CONFIG", &self.config)
-            .stdin(Stdio::from(self.devnull.try_clone()?))
-            .stdout(Stdio::from(self.devnull.try_clone()?))
-            .stderr(Stdio::from(self.log.try_clone()?));
+        let guard = path(&self.guard_file);
+        c.args(argv[1..].iter().map(|a| match a.as_str() {
+            TAP => tap,
+            GUARD_FILE => guard,
+            a => a,
+        }))
+        // The same small environment for everyone; KVMNET_CONFIG is honoured
+        // because the bench runs as real root and no SUDO_UID is passed.
+        .env_clear()
+        .env("PATH", PATH_ENV)
+        .env("KVMNET_CONFIG", &self.config)
+        .stdin(Stdio::from(self.devnull.try_clone()?))
+        .stdout(Stdio::from(self.devnull.try_clone()?))
+        .stderr(Stdio::from(self.log.try_clone()?));
         Ok(c)
     }
 
@@ -934,7 +1213,7 @@ impl Lab {
     /// kvmnet's line reached the syslog socket (so its logging cost is the
     /// one a host with syslog pays), untimed.
     fn check_logged(&self, c: &Contender, before: usize) -> Result<()> {
-        if c.role != Role::Kvmnet {
+        if !c.role.is_kvmnet() {
             return Ok(());
         }
         let t = Instant::now();
@@ -976,7 +1255,7 @@ impl Lab {
     }
 
     fn attach_once(&mut self, c: &Contender) -> Result<Duration> {
-        let tap = self.tap_name();
+        let tap = self.tap_name(c.prefix);
         let qemu = kernel::QemuTap::open(&tap).context("creating a tap as QEMU does")?;
         let logged = self.syslog.lines();
         let t = self.time(&c.name, &c.action, &tap)?;
@@ -989,7 +1268,7 @@ impl Lab {
     }
 
     fn create_once(&mut self, c: &Contender) -> Result<(Duration, Option<Duration>)> {
-        let tap = self.tap_name();
+        let tap = self.tap_name(c.prefix);
         let logged = self.syslog.lines();
         let t = self.time(&c.name, &c.action, &tap)?;
         self.check_attached(&c.name, &tap, c.sets_mtu)?;
@@ -1024,7 +1303,7 @@ impl Lab {
         for (name, a) in &attach {
             let mut peak = 0;
             for _ in 0..TRIES {
-                let tap = self.tap_name();
+                let tap = self.tap_name(PLAIN);
                 let qemu = kernel::QemuTap::open(&tap)?;
                 peak = peak.max(self.maxrss(tools, a, &tap)?);
                 self.check_attached(name, &tap, false)?;
@@ -1034,7 +1313,7 @@ impl Lab {
         }
         let (mut up, mut down) = (0, 0);
         for _ in 0..TRIES {
-            let tap = self.tap_name();
+            let tap = self.tap_name(PLAIN);
             up = up.max(self.maxrss(tools, &argv(&[IFUP, TAP]), &tap)?);
             self.check_attached("kvmnet-ifup", &tap, true)?;
             down = down.max(self.maxrss(tools, &argv(&[IFDOWN, TAP]), &tap)?);
@@ -1272,6 +1551,7 @@ fn machine(t: &Tools) -> Vec<(&'static str, String)> {
 struct Report<'a> {
     attach: &'a [Contender],
     create: &'a [Contender],
+    guard: &'a [Contender],
     results: &'a Results,
     rss: &'a [(String, u64)],
     sizes: Vec<(String, u64)>,
@@ -1286,6 +1566,7 @@ impl<'a> Report<'a> {
             Op::Attach => self.attach.iter().collect(),
             Op::Create => self.create.iter().collect(),
             Op::Delete => self.create.iter().filter(|c| c.undo.is_some()).collect(),
+            Op::Guard => self.guard.iter().collect(),
         }
     }
 
@@ -1316,15 +1597,16 @@ impl<'a> Report<'a> {
         writeln!(
             s,
             "`sudo cargo bench --bench ifup`: {} runs per contender, operation and N \
-             ({} for the script with `sleep 0.5s`), in rounds that take every \
+             ({} for the script with `sleep 0.5s`, {} for the guard's peers), in rounds that take every \
              contender at every N once, in rotating order; {:.0} s of measuring. Times are \
              wall-clock from spawn to exit. N is the number of pre-existing taps \
              ({PORTS_PER_BRIDGE} of them on br0, the bridge under test, whose MTU is \
-             {BRIDGE_MTU}). \"× kvmnet\" and the other ratios are medians of per-round ratios \
+             {BRIDGE_MTU}), each with kvmnet's guard. \"× kvmnet\" and the other ratios are medians of per-round ratios \
              (the two runs of a pair are a fraction of a second apart, so load that comes and \
              goes cancels); above 1 means slower than kvmnet.\n",
             self.runs,
             self.runs.min(SLEEP_RUNS),
+            self.runs.min(PEER_RUNS),
             self.elapsed.as_secs_f64()
         )?;
         writeln!(s, "Machine:\n")?;
@@ -1392,6 +1674,9 @@ impl<'a> Report<'a> {
         let Some(kv) = kv else {
             return writeln!(s);
         };
+        if op == Op::Guard {
+            return self.write_guard_cost(s, kv);
+        }
         write!(s, "\n| where kvmnet stands |")?;
         for n in SIZES {
             write!(s, " N={n} |")?;
@@ -1431,6 +1716,76 @@ impl<'a> Report<'a> {
             })?;
         }
         writeln!(s)
+    }
+
+    /// What the guard adds to kvmnet's attach, and how it grows with N.
+    fn write_guard_cost(&self, s: &mut String, kv: &str) -> std::fmt::Result {
+        let op = Op::Guard;
+        write!(s, "\n| what the guard costs |")?;
+        for n in SIZES {
+            write!(s, " N={n} |")?;
+        }
+        writeln!(s, "\n|---|{}", "---:|".repeat(SIZES.len()))?;
+        let Some(plain) = self.name(op, Role::Unguarded) else {
+            return writeln!(s);
+        };
+        let mut guarded = vec![("guard", kv)];
+        guarded.extend(self.name(op, Role::GuardRate).map(|r| ("guard + rates", r)));
+        for (label, who) in &guarded {
+            row(s, &format!("kvmnet {label} − kvmnet no guard"), |n| {
+                self.results
+                    .paired(op, (n, who), (n, plain), |x, y| x - y)
+                    .map(ms)
+            })?;
+        }
+        for (label, who) in guarded.iter().chain([("no guard", plain)].iter()) {
+            row(s, &format!("kvmnet {label} at N ÷ at N=0"), |n| {
+                self.ratio(op, who, n, who, SIZES[0]).map(ratio)
+            })?;
+        }
+        writeln!(s)
+    }
+
+    /// The guard's targets: at most 0.3 ms over the same attach without,
+    /// and flat in the number of guarded taps.
+    fn write_guard_targets(&self, s: &mut String) -> std::fmt::Result {
+        let op = Op::Guard;
+        let Some(plain) = self.name(op, Role::Unguarded) else {
+            return Ok(());
+        };
+        let worst = |f: &dyn Fn(usize) -> Option<f64>| {
+            SIZES
+                .iter()
+                .map(|&n| f(n))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|v| v.into_iter().reduce(f64::max))
+        };
+        let verdict = |v: Option<f64>, limit: f64| match v {
+            Some(x) if x <= limit => "met",
+            Some(_) => "**missed**",
+            None => "not measured",
+        };
+        for role in [Role::Kvmnet, Role::GuardRate] {
+            let Some(who) = self.name(op, role) else {
+                continue;
+            };
+            let extra = worst(&|n| self.results.paired(op, (n, who), (n, plain), |x, y| x - y));
+            writeln!(
+                s,
+                "| {who}: ≤ +0.3 ms over kvmnet-ifup without the guard | {} | {} | – |",
+                extra.map_or("–".into(), |v| format!("+{}", ms(v))),
+                verdict(extra, 0.3)
+            )?;
+            let flat = worst(&|n| self.ratio(op, who, n, who, SIZES[0]));
+            writeln!(
+                s,
+                "| {who}: flat, at N guarded taps ≤ 1.2× at N={} | {} | {} | – |",
+                SIZES[0],
+                flat.map_or("–".into(), ratio),
+                verdict(flat, 1.2)
+            )?;
+        }
+        Ok(())
     }
 
     /// Each target as kvmnet meets it and as the exec'd C floor would: a
@@ -1527,6 +1882,7 @@ impl<'a> Report<'a> {
                 .map(|(_, k)| *k)
                 .max()
         };
+        self.write_guard_targets(s)?;
         let rss = kib("kvmnet-ifup");
         let verdict = match rss {
             Some(k) if k <= 4096 => "met",
@@ -1547,7 +1903,7 @@ impl<'a> Report<'a> {
     fn plot(&self, file: &Path) -> Result<()> {
         use plotters::prelude::*;
         let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", file.display());
-        let root = SVGBackend::new(file, (1500, 640)).into_drawing_area();
+        let root = SVGBackend::new(file, (2000, 640)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let panels = root.split_evenly((1, Op::ALL.len()));
         let all: Vec<f64> = self.results.samples.values().flatten().cloned().collect();
@@ -1582,6 +1938,10 @@ impl<'a> Report<'a> {
                     Role::FloorExec => RGBColor(148, 103, 189),
                     Role::FloorStatic => RGBColor(23, 190, 207),
                     Role::FloorInProcess => RGBColor(227, 119, 194),
+                    Role::Unguarded => RGBColor(140, 86, 75),
+                    Role::GuardRate => RGBColor(188, 189, 34),
+                    Role::Peer if c.tbf => RGBColor(31, 119, 180),
+                    Role::Peer => RGBColor(44, 160, 44),
                 };
                 let pts: Vec<(f64, f64)> = SIZES
                     .iter()

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{in_netns, ok, open_tap, read_frames, Netns};
+use common::{guest, in_netns, ok, open_tap, read_frames, Netns};
 use kvmnet::guard::{self, GuardSpec};
 use kvmnet::mac::Mac;
 use kvmnet::name::TapName;
@@ -958,4 +958,30 @@ fn guard_settings_that_cannot_hold_are_refused_with_their_line() {
         assert!(!ns.exists("vm0"));
         assert_eq!(tables(&ns), "");
     }
+}
+
+/// Every other test of this file in the kernel most users run (Debian's
+/// 6.1): it releases a netdev base chain with its device, where this
+/// machine's kernel keeps it and binds it to the next device of that name.
+#[test]
+fn guest_kernel_lane() {
+    let exe = std::env::current_exe().unwrap();
+    let expected: Vec<String> = guest::tests_of(&exe, false)
+        .into_iter()
+        .filter(|t| t != "guest_kernel_lane")
+        .collect();
+    assert!(
+        expected.len() >= 8,
+        "the guest lane expects the guard tests: {expected:?}"
+    );
+    guest::Lane {
+        what: "guard tests",
+        // Debian builds these as modules; br_netfilter is built in here,
+        // and the matrix switches it off in its namespace.
+        modules: &["tun", "bridge", "br_netfilter", "nf_tables", "nft_limit"],
+        tools: &["ip", "nft", "sysctl"],
+        args: &["--skip", "guest_kernel_lane"],
+        expected: &expected,
+    }
+    .run();
 }

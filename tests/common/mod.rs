@@ -3,6 +3,7 @@
 //! Tests may use `ip`; the binaries under test never do.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod qemu;
 pub mod trace;
 
