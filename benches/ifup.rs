@@ -70,8 +70,8 @@ const SIZES: [usize; 3] = [0, 1_000, 4_000];
 const RUNS: usize = 100;
 /// The how-to script with its `sleep 0.5s` costs over half a second a run.
 const SLEEP_RUNS: usize = 5;
-/// `nft -f` lists the whole ruleset before it changes it: seconds a run
-/// with thousands of guard tables.
+/// `nft -f` lists the whole ruleset before it changes it, which with
+/// thousands of guard tables costs far more than everything else here.
 const PEER_RUNS: usize = 10;
 const WARMUP: usize = 3;
 /// Stands for the tap's name in a contender's argv.
@@ -149,8 +149,8 @@ impl Op {
             Op::Guard => {
                 "as attach, with the guest guard: the guard's nf_tables table on the tap before it \
                  goes up (MAC derived from the tap's name, one IPv4 and one IPv6 address), and in \
-                 the rate rows rate_in and rate_out of 100mbit as well (a limit in that table, a \
-                 tbf on the tap); the peers run the same ruleset as kvmnet, written out by \
+                 the rate rows rate_in and rate_out as well (a limit in that table, a tbf on \
+                 the tap); the peers run the same ruleset as kvmnet, written out by \
                  `kvmnet explain`'s encoder, with `nft -f`, the rate with `tc`, between `ip` \
                  commands, in the same fail-closed order; N counts guarded taps"
             }
@@ -284,18 +284,12 @@ fn host_config() -> Result<String> {
     );
     let mut config = shipped.replacen(&example, &example[1..], 1);
     // The guarded attach's taps: the shipped file's guard keys, in rules.
-    for (prefix, rates) in [
-        (GUARDED, ""),
-        (
-            GUARDED_RATE,
-            "rate_in = \"{RATE}\"\nrate_out = \"{RATE}\"\n",
-        ),
-    ] {
+    let rates = format!("rate_in = \"{RATE}\"\nrate_out = \"{RATE}\"\n");
+    for (prefix, rates) in [(GUARDED, ""), (GUARDED_RATE, rates.as_str())] {
         write!(
             config,
             "\n[[rule]]\nmatch = \"{prefix}*\"\nguard = true\nguest_mac = [\"derived\"]\n\
-             guest_ipv4 = [\"{GUEST_IPV4}\"]\nguest_ipv6 = [\"{GUEST_IPV6}\"]\n{}",
-            rates.replace("{RATE}", RATE)
+             guest_ipv4 = [\"{GUEST_IPV4}\"]\nguest_ipv6 = [\"{GUEST_IPV6}\"]\n{rates}"
         )?;
     }
     Ok(config)

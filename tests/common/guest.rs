@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::{sh, TempDir};
 
-/// Boot, tests and power-off. On the 2-core machine a lane takes 2-6
-/// minutes under TCG; this only stops a hung guest.
+/// Boot, tests and power-off: several minutes under TCG on a small machine
+/// (the lanes' times are in the README); this only stops a hung guest.
 pub const LANE_TIMEOUT: Duration = Duration::from_secs(900);
 pub const INSTALL_HINT: &str = "install it with: sudo bash .ci/install-guest-kernel";
 
@@ -191,8 +191,9 @@ impl Lane<'_> {
         // the guest's RAM and bind-mount the copies over their paths, and
         // `touch` the tools and their libraries, which copies them up into
         // the guest's RAM overlay of /usr (nothing on the host is written):
-        // the tests' hundreds of runs then no longer page over 9p (an ifup
-        // takes 0.5 s instead of 1.5-3 s under TCG). Then run the tests.
+        // the tests' hundreds of runs then no longer page over 9p, which
+        // under TCG costs an ifup several times its own work. Then run the
+        // tests.
         let binaries: Vec<String> = [
             exe.as_path(),
             Path::new(super::IFUP),
