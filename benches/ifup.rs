@@ -71,7 +71,7 @@ const RUNS: usize = 100;
 /// The how-to script with its `sleep 0.5s` costs over half a second a run.
 const SLEEP_RUNS: usize = 5;
 /// `nft -f` lists the whole ruleset before it changes it, which with
-/// thousands of guard tables costs far more than everything else here.
+/// thousands of guarded taps costs far more than everything else here.
 const PEER_RUNS: usize = 10;
 const WARMUP: usize = 3;
 /// Stands for the tap's name in a contender's argv.
@@ -147,12 +147,13 @@ impl Op {
                 "undo create+attach: the tap is deleted (the kernel waits for an RCU grace period)"
             }
             Op::Guard => {
-                "as attach, with the guest guard: the guard's nf_tables table on the tap before it \
-                 goes up (MAC derived from the tap's name, one IPv4 and one IPv6 address), and in \
-                 the rate rows rate_in and rate_out as well (a limit in that table, a tbf on \
-                 the tap); the peers run the same ruleset as kvmnet, written out by \
-                 `kvmnet explain`'s encoder, with `nft -f`, the rate with `tc`, between `ip` \
-                 commands, in the same fail-closed order; N counts guarded taps"
+                "as attach, with the guest guard: the tap's chain and set elements in its guard \
+                 shard before it goes up (MAC derived from the tap's name, one IPv4 and one IPv6 \
+                 address), and in the rate rows rate_in and rate_out as well (a limit in that \
+                 chain, a tbf on the tap); the peers load the same checks as kvmnet, written out \
+                 by `kvmnet explain`'s encoder, as a table per tap (as Incus does) with `nft -f`, \
+                 the rate with `tc`, between `ip` commands, in the same fail-closed order; N \
+                 counts guarded taps"
             }
         }
     }
@@ -203,8 +204,8 @@ struct Contender {
     sets_mtu: bool,
     /// Its taps' names start with this: kvmnet's config picks the guard by it.
     prefix: &'static str,
-    /// What it must leave on the tap besides the attach: a guard table, a
-    /// tbf root qdisc.
+    /// What it must leave on the tap besides the attach: a guard, a tbf
+    /// root qdisc.
     guard: bool,
     tbf: bool,
 }
@@ -297,6 +298,11 @@ fn host_config() -> Result<String> {
 
 /// The guard kvmnet's config gives tap `tap` (index `index`), with the rate
 /// or without: what the peers load with `nft -f`, and the fill taps get.
+/// The table a peer's `nft -f` loads for the tap with this index.
+fn peer_table(index: u32) -> String {
+    format!("peer-guard-{index}")
+}
+
 fn guard_spec(tap: &str, index: u32, rate: bool) -> Result<kvmnet::guard::GuardSpec> {
     Ok(kvmnet::guard::GuardSpec {
         tap: kvmnet::name::TapName::new(tap)?,
@@ -1080,7 +1086,7 @@ impl Lab {
     }
 
     /// Every fill tap gets the guard kvmnet's config would give it (so N
-    /// also counts guard tables), through kvmnet's own library call.
+    /// also counts guarded taps), through kvmnet's own library call.
     fn guard_fill(&mut self, n: usize) -> Result<()> {
         let t = Instant::now();
         for i in 0..n {
@@ -1099,19 +1105,34 @@ impl Lab {
         Ok(())
     }
 
-    /// The tap's guard table is there (or not), and its root qdisc is a tbf
+    /// The tap's guard is there (or not), and its root qdisc is a tbf
     /// (or not): the contender did the whole job. Untimed.
     fn check_guard(&self, c: &Contender, tap: &str, index: u32) -> Result<()> {
-        let table = kvmnet::guard::table_name(index);
+        let (table, what) = if c.role == Role::Peer {
+            (peer_table(index), vec!["table".to_owned()])
+        } else {
+            let t = kvmnet::guard::shard_name(kvmnet::guard::shard_of(index));
+            (
+                t,
+                vec!["chain".to_owned(), kvmnet::guard::chain_name(index)],
+            )
+        };
+        let mut args = vec![
+            "list".to_owned(),
+            what[0].clone(),
+            "netdev".into(),
+            table.clone(),
+        ];
+        args.extend(what[1..].iter().cloned());
         let listed = Command::new(&self.nft)
-            .args(["list", "table", "netdev", &table])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?
             .success();
         ensure!(
             listed == c.guard,
-            "{}: {tap}'s guard table {table} is {}",
+            "{}: {tap}'s guard in {table} is {}",
             c.name,
             if listed { "there" } else { "missing" }
         );
@@ -1125,7 +1146,7 @@ impl Lab {
         Ok(())
     }
 
-    /// As attach, then the guard checked; the table of a tap QEMU closed is
+    /// As attach, then the guard checked; the guard of a tap QEMU closed is
     /// removed, untimed (kvmnet-ifdown or the sweep would).
     fn guard_once(&mut self, c: &Contender) -> Result<Duration> {
         let tap = self.tap_name(c.prefix);
@@ -1137,9 +1158,13 @@ impl Lab {
             .index;
         if c.role == Role::Peer {
             // Peers generate their ruleset in their own process before they
-            // exec nft: not timed either.
+            // exec nft: not timed either. Like Incus, a table per tap, with
+            // the same checks as kvmnet's.
             let spec = guard_spec(&tap, index, c.tbf)?;
-            fs::write(&self.guard_file, kvmnet::guard::nft_text(&spec)?)?;
+            let table = peer_table(index);
+            let text = kvmnet::guard::shard_text_named(&table)
+                + &kvmnet::guard::nft_text_in(&spec, &table)?;
+            fs::write(&self.guard_file, text)?;
         }
         let logged = self.syslog.lines();
         let t = self.time(&c.name, &c.action, &tap)?;
@@ -1148,7 +1173,9 @@ impl Lab {
         self.check_guard(c, &tap, index)?;
         drop(qemu);
         self.check_gone(&c.name, &tap)?;
-        if c.guard {
+        if c.role == Role::Peer {
+            sh(Command::new(&self.nft).args(["delete", "table", "netdev", &peer_table(index)]))?;
+        } else if c.guard {
             kvmnet::guard::remove(index)?;
         }
         Ok(t)

@@ -511,7 +511,7 @@ pub struct StatusRow {
     /// Its queue is open (a running QEMU).
     pub in_use: bool,
     pub mtu: u32,
-    /// "on", "missing" (the record says guarded, but its table is gone:
+    /// "on", "missing" (the record says guarded, but its chain is gone:
     /// the next kvmnet-ifup puts it back), "unknown" (nf_tables could not be
     /// read) or "off".
     pub guard: &'static str,
@@ -524,14 +524,13 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
     let links = nl.all_links()?;
     let vlans = nl.port_vlans().unwrap_or_default();
     let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
-    let guard_tables: Option<Vec<String>> = crate::nft::Nft::open()
-        .and_then(|mut n| n.tables(crate::kernel::NFPROTO_NETDEV))
+    let guarded: Option<Vec<u32>> = crate::guard::installed()
         .ok()
-        .map(|t| t.into_iter().map(|t| t.name).collect());
-    let guard_of = |rec: &Record, index: u32| match (&guard_tables, rec.guard) {
+        .map(|t| t.into_iter().map(|t| t.ifindex).collect());
+    let guard_of = |rec: &Record, index: u32| match (&guarded, rec.guard) {
         (_, false) => "off",
         (None, true) => "unknown",
-        (Some(t), true) if t.contains(&crate::guard::table_name(index)) => {
+        (Some(t), true) if t.contains(&index) => {
             if rec.police_only {
                 "rate_in only"
             } else {

@@ -100,13 +100,23 @@ pub const NFT_MSG_NEWCHAIN: u8 = libc::NFT_MSG_NEWCHAIN as u8;
 pub const NFT_MSG_NEWRULE: u8 = libc::NFT_MSG_NEWRULE as u8;
 pub const NFT_MSG_NEWSET: u8 = libc::NFT_MSG_NEWSET as u8;
 pub const NFT_MSG_NEWSETELEM: u8 = libc::NFT_MSG_NEWSETELEM as u8;
+pub const NFT_MSG_GETSETELEM: u8 = libc::NFT_MSG_GETSETELEM as u8;
+pub const NFT_MSG_DELSETELEM: u8 = libc::NFT_MSG_DELSETELEM as u8;
+pub const NFT_MSG_DELSET: u8 = libc::NFT_MSG_DELSET as u8;
+pub const NFT_MSG_GETCHAIN: u8 = libc::NFT_MSG_GETCHAIN as u8;
+pub const NFT_MSG_DELCHAIN: u8 = libc::NFT_MSG_DELCHAIN as u8;
 pub const NFT_REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
 pub const NFT_REG_1: u32 = libc::NFT_REG_1 as u32;
+/// The second 32-bit register: where a concatenation's second field goes
+/// when the first (an interface index) takes the first four bytes.
+pub const NFT_REG32_01: u32 = libc::NFT_REG32_01 as u32;
+pub const NFT_BYTEORDER_HTON: u32 = libc::NFT_BYTEORDER_HTON as u32;
+// Not in libc: <linux/netfilter/nf_tables.h> (5.6).
+pub const NFT_SET_CONCAT: u32 = 0x80;
 pub const NFT_CMP_EQ: u32 = libc::NFT_CMP_EQ as u32;
 pub const NFT_CMP_NEQ: u32 = libc::NFT_CMP_NEQ as u32;
 pub const NFT_LOOKUP_F_INV: u32 = libc::NFT_LOOKUP_F_INV as u32;
 pub const NFT_SET_INTERVAL: u32 = libc::NFT_SET_INTERVAL as u32;
-pub const NFT_SET_ELEM_INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
 pub const NFT_PAYLOAD_LL_HEADER: u32 = libc::NFT_PAYLOAD_LL_HEADER as u32;
 pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
 pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
@@ -136,6 +146,8 @@ pub const NFTA_CHAIN_NAME: u16 = 3;
 pub const NFTA_CHAIN_HOOK: u16 = 4;
 pub const NFTA_CHAIN_POLICY: u16 = 5;
 pub const NFTA_CHAIN_TYPE: u16 = 7;
+pub const NFTA_CHAIN_HANDLE: u16 = 2;
+pub const NFTA_CHAIN_USERDATA: u16 = 12;
 pub const NFTA_RULE_TABLE: u16 = 1;
 pub const NFTA_RULE_CHAIN: u16 = 2;
 pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -145,9 +157,12 @@ pub const NFTA_SET_FLAGS: u16 = 3;
 pub const NFTA_SET_KEY_TYPE: u16 = 4;
 pub const NFTA_SET_KEY_LEN: u16 = 5;
 pub const NFTA_SET_ID: u16 = 10;
+pub const NFTA_SET_DESC: u16 = 9;
+pub const NFTA_SET_DESC_CONCAT: u16 = 2;
+pub const NFTA_SET_FIELD_LEN: u16 = 1;
+pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
 pub const NFTA_SET_USERDATA: u16 = 13;
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
-pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
 pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -178,6 +193,11 @@ pub const NFTA_LIMIT_UNIT: u16 = 2;
 pub const NFTA_LIMIT_BURST: u16 = 3;
 pub const NFTA_LIMIT_TYPE: u16 = 4;
 pub const NFTA_LIMIT_FLAGS: u16 = 5;
+pub const NFTA_BYTEORDER_SREG: u16 = 1;
+pub const NFTA_BYTEORDER_DREG: u16 = 2;
+pub const NFTA_BYTEORDER_OP: u16 = 3;
+pub const NFTA_BYTEORDER_LEN: u16 = 4;
+pub const NFTA_BYTEORDER_SIZE: u16 = 5;
 /// A nested attribute's type carries this flag (nft sets it; the kernel
 /// accepts nests with or without it).
 pub const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
@@ -212,7 +232,20 @@ mod tests {
             (NFT_META_IIF, NFT_META_IIFTYPE, NFT_META_L4PROTO),
             (4, 8, 16)
         );
-        assert_eq!((NFT_SET_INTERVAL, NFT_SET_ELEM_INTERVAL_END), (4, 1));
+        assert_eq!(NFT_SET_INTERVAL, 4);
+        assert_eq!(
+            (NFT_SET_CONCAT, NFT_REG32_01, NFT_BYTEORDER_HTON),
+            (0x80, 9, 1)
+        );
+        assert_eq!(
+            (
+                NFT_MSG_GETCHAIN,
+                NFT_MSG_DELCHAIN,
+                NFT_MSG_GETSETELEM,
+                NFT_MSG_DELSETELEM
+            ),
+            (4, 5, 13, 14)
+        );
         assert_eq!((NFT_LIMIT_PKT_BYTES, NFT_LIMIT_F_INV), (1, 1));
         assert_eq!(NLA_F_NESTED, 0x8000);
     }

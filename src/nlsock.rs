@@ -70,6 +70,8 @@ const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 pub const NLM_F_EXCL: u16 = 0x200;
+/// On a delete: refuse (EBUSY) rather than delete what the object holds.
+pub const NLM_F_NONREC: u16 = 0x100;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_DUMP: u16 = 0x300;
 

@@ -520,7 +520,7 @@ fn fake_qemu_tap_name_follows_helper_tap() {
 
 /// The bridge helper's taps get the guard too (a `match_bridge` rule names
 /// the guests' MACs: the helper learns no tap name in advance). Its taps
-/// have no downscript: the table of one that went with QEMU is removed by
+/// have no downscript: the guard of one that went with QEMU is removed by
 /// the next guarded run.
 #[test]
 fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
@@ -530,7 +530,6 @@ fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
         "helper_tap = \"vmh%d\"\n[[rule]]\nmatch_bridge = \"{BRIDGE}\"\nguard = true\n\
          guest_mac = [\"52:54:00:12:34:56\", \"52:54:00:12:34:57\"]\n"
     ));
-    let tables = || common::ok(ns.cmd("nft").args(["list", "tables"]));
     let helper = || {
         let (q, h) = socket_pair();
         let mut c = helper_cmd(&ns, Some(&config));
@@ -542,25 +541,18 @@ fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
     let (first, f) = helper();
     let index = |name: &str| ns.link(name).unwrap()["ifindex"].as_u64().unwrap();
     let first_index = index(&first);
-    assert_eq!(
-        tables().trim(),
-        format!("table netdev kvmnet-guard-{first_index}")
-    );
+    assert_eq!(ns.guards(), format!("tap-{first_index}"));
     drop(f);
     let gone = poll(Duration::from_secs(5), || {
         (!ns.exists(&first)).then_some(())
     });
     assert!(gone.is_some(), "{first} still exists after close");
-    assert_eq!(
-        tables().trim(),
-        format!("table netdev kvmnet-guard-{first_index}"),
-        "the table outlives its tap until a run collects it"
-    );
+    let left = || ns.guard_left(first_index as u32, "52:54:00:12:34:56");
+    assert!(left(), "the guard outlives its tap until a run collects it");
     // Each guarded run collects one time in 16: the bound on what gone
     // helper taps leave.
-    let stale = format!("table netdev kvmnet-guard-{first_index}");
     let mut held = Vec::new();
-    while tables().lines().any(|l| l == stale) {
+    while left() {
         assert!(
             held.len() < 300,
             "300 guarded runs did not collect the table"
@@ -569,8 +561,11 @@ fn helper_taps_are_guarded_and_a_gone_taps_guard_is_collected() {
     }
     eprintln!("collected after {} helper runs", held.len());
     for (name, _) in &held {
-        let own = format!("table netdev kvmnet-guard-{}", index(name));
-        assert!(tables().lines().any(|l| l == own), "{name} lost its guard");
+        let own = format!("tap-{}", index(name));
+        assert!(
+            ns.guards().lines().any(|l| l == own),
+            "{name} lost its guard"
+        );
     }
 }
 

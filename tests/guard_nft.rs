@@ -107,7 +107,9 @@ fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
         s.ifindex = ifindex(&ours, "vm0");
         assert_eq!(s.ifindex, ifindex(&theirs, "vm0"));
         apply_in(&ours, &s).unwrap();
-        let text = guard::nft_text(&s).unwrap();
+        // The shard kvmnet made for the tap's first guard, then the tap's
+        // own part.
+        let text = guard::shard_text(guard::shard_of(s.ifindex)) + &guard::nft_text(&s).unwrap();
         let mut nft = theirs.cmd("nft");
         nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
         let mut child = nft.spawn().unwrap();
@@ -120,27 +122,29 @@ fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
         assert!(child.wait().unwrap().success(), "nft -f refused\n{text}");
         let (a, b) = (ruleset_json(&ours), ruleset_json(&theirs));
         assert_eq!(a, b, "kvmnet's and nft's loading of\n{text}");
-        // The reading is the guard: one netdev table, six chains (one
-        // without the guard's rules), the base chain on vm0's ingress.
+        // The reading is the guard: one netdev table (the shard), its six
+        // chains and five sets, and the tap's chain on vm0's ingress.
         let objs = a["nftables"].as_array().unwrap();
         let chains: Vec<&serde_json::Value> = objs.iter().filter_map(|o| o.get("chain")).collect();
-        assert_eq!(chains.len(), if s.enforce { 6 } else { 1 }, "{a}");
+        assert_eq!(chains.len(), 7, "{a}");
         let sets = objs.iter().filter(|o| o.get("set").is_some()).count();
-        assert_eq!(sets == 0, !s.enforce, "{a}");
-        let base = chains.iter().find(|c| c["name"] == "guest").unwrap();
+        assert_eq!(sets, 5, "{a}");
+        let chain = guard::chain_name(s.ifindex);
+        let base = chains.iter().find(|c| c["name"] == chain.as_str()).unwrap();
+        let pins = s.enforce && (s.ipv4.is_some() || s.ipv6.is_some());
         assert_eq!(
             (&base["family"], &base["hook"], &base["policy"]),
             (
                 &serde_json::json!("netdev"),
                 &serde_json::json!("ingress"),
-                &serde_json::json!(if s.enforce { "drop" } else { "accept" })
+                &serde_json::json!(if pins { "drop" } else { "accept" })
             ),
             "{base}"
         );
         let base_rules: Vec<&serde_json::Value> = objs
             .iter()
             .filter_map(|o| o.get("rule"))
-            .filter(|r| r["chain"] == "guest")
+            .filter(|r| r["chain"] == chain.as_str())
             .collect();
         let limits: Vec<usize> = base_rules
             .iter()
@@ -180,10 +184,10 @@ fn the_loaded_guard_reads_back_as_nft_loads_its_text() {
             assert!(limits.is_empty(), "{a}");
         }
         // nft 1.0.6's JSON leaves out a netdev chain's device; its text has it.
-        let table = format!("kvmnet-guard-{}", s.ifindex);
+        let table = guard::shard_name(guard::shard_of(s.ifindex));
         let listed = ok(ours
             .cmd("nft")
-            .args(["list", "chain", "netdev", &table, "guest"]));
+            .args(["list", "chain", "netdev", &table, &chain]));
         assert!(listed.contains("hook ingress device \"vm0\""), "{listed}");
     }
 }
@@ -646,17 +650,14 @@ fn forged_frames_are_dropped_and_a_guests_own_traffic_passes() {
     let wrong = report(&frames, &guarded, |legit| legit);
     assert!(wrong.is_empty(), "with the guard:\n{wrong}");
 
-    let tables = ok(lab.ns.cmd("nft").args(["list", "tables"]));
-    assert_eq!(
-        tables.trim(),
-        format!("table netdev kvmnet-guard-{}", s.ifindex)
-    );
+    assert_eq!(guards(&lab.ns), format!("tap-{}", s.ifindex));
 }
 
-/// (d) A tap deleted without its guard being removed: the table stays
-/// (this kernel keeps netdev tables, and a chain's hook, past the device),
-/// a new tap of the same name is not filtered by it, and the sweep removes
-/// it while keeping the new tap's own guard.
+/// (d) A tap deleted without its guard being removed: its state stays
+/// (this kernel keeps a netdev chain, and its hook, past the device; 6.1
+/// deletes the chain and keeps the elements), a new tap of the same name is
+/// not filtered by it, and the sweep removes it while keeping the new
+/// tap's own guard.
 #[test]
 fn a_stale_guard_never_filters_a_new_tap_of_the_same_name_and_is_swept() {
     let mut lab = Lab::new();
@@ -667,10 +668,9 @@ fn a_stale_guard_never_filters_a_new_tap_of_the_same_name_and_is_swept() {
         File::open("/dev/null").unwrap(),
     ));
     lab.ns.ip("link del vm0");
-    let tables = ok(lab.ns.cmd("nft").args(["list", "tables"]));
     assert!(
-        tables.contains(&format!("kvmnet-guard-{old}")),
-        "the kernel removed the table with its device (older kernel?): {tables}"
+        leftover(&lab.ns, old),
+        "the kernel removed the guard's elements with the device?"
     );
     lab.ns.ip("tuntap add vm0 mode tap");
     lab.ns.ip("link set vm0 master br0 up");
@@ -690,15 +690,20 @@ fn a_stale_guard_never_filters_a_new_tap_of_the_same_name_and_is_swept() {
     apply_in(&lab.ns, &spec(new)).unwrap();
     let swept = in_netns(&lab.ns, || guard::sweep(64, 0).map_err(|e| e.to_string())).unwrap();
     assert_eq!(swept.len(), 1, "{swept:?}");
-    assert_eq!(swept[0].name, format!("kvmnet-guard-{old}"));
+    assert_eq!(
+        swept[0].name(),
+        format!("{}/tap-{old}", guard::shard_name(guard::shard_of(old)))
+    );
     assert!(
-        swept[0]
-            .why
-            .contains(&format!("no interface has index {old}")),
+        [
+            format!("no interface has index {old}"),
+            format!("set elements of interface {old} without its chain")
+        ]
+        .contains(&swept[0].why),
         "{swept:?}"
     );
-    let tables = ok(lab.ns.cmd("nft").args(["list", "tables"]));
-    assert_eq!(tables.trim(), format!("table netdev kvmnet-guard-{new}"));
+    assert_eq!(guards(&lab.ns), format!("tap-{new}"));
+    assert!(!leftover(&lab.ns, old));
     let again = in_netns(&lab.ns, || guard::sweep(64, 0).map_err(|e| e.to_string())).unwrap();
     assert!(again.is_empty(), "{again:?}");
     let guarded = lab.send(&frames, 3);
@@ -766,6 +771,14 @@ fn tables(ns: &Netns) -> String {
     ok(ns.cmd("nft").args(["list", "tables"])).trim().to_owned()
 }
 
+fn guards(ns: &Netns) -> String {
+    ns.guards()
+}
+
+fn leftover(ns: &Netns, index: u32) -> bool {
+    ns.guard_left(index, "52:54:00:12:34:56")
+}
+
 /// The guard as users get it: kvmnet-ifup on QEMU's tap (held open) puts
 /// exactly [`spec`]'s guard on it, the matrix holds, the record says so;
 /// kvmnet-ifdown lifts it and every frame passes again.
@@ -817,7 +830,7 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     let c = dir.config(GUARD_CONFIG);
     ns.ifup("vm0", Some(&c)).ok();
     let index = ifindex(&ns, "vm0");
-    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{index}"));
+    assert_eq!(guards(&ns), format!("tap-{index}"));
     assert_eq!(
         ns.state("vm0").unwrap().alias.as_deref(),
         Some("kvmnet:v1 created attached=br0 guard")
@@ -851,7 +864,8 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     let found = check(&ns);
     assert!(
         found.contains(&format!(
-            "error: tap vm0 is recorded as guarded but its guard table kvmnet-guard-{index} is gone"
+            "error: tap vm0 is recorded as guarded but its guard chain {}/tap-{index} is gone",
+            guard::shard_name(guard::shard_of(index))
         )) && found.contains("fix: kvmnet-ifup vm0 puts it back"),
         "{found}"
     );
@@ -863,28 +877,30 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
 
     // vanished without ifdown (QEMU killed; or libvirt, which deletes the
     // tap before its downscript runs): the downscript that finds it gone
-    // collects its table, as does any later ifdown
+    // collects its state, as does any later ifdown
     ns.ifup("vm0", Some(&c)).ok();
     let stale = ifindex(&ns, "vm0");
     ns.ip("link del vm0");
-    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{stale}"));
+    assert!(leftover(&ns, stale));
     let found = check(&ns);
     assert!(
         found.contains(&format!(
-            "warning: guard table kvmnet-guard-{stale} is stale: no interface has index {stale}"
+            "warning: guard state {}/tap-{stale} is stale: ",
+            guard::shard_name(guard::shard_of(stale))
         )),
         "{found}"
     );
     ns.ifup("vm1", Some(&c)).ok();
     let vm1 = ifindex(&ns, "vm1");
     ns.ifdown("vm0", Some(&c)).ok();
-    assert_eq!(tables(&ns), format!("table netdev kvmnet-guard-{vm1}"));
+    assert_eq!(guards(&ns), format!("tap-{vm1}"));
+    assert!(!leftover(&ns, stale));
     // and one guarded start in 16 (SWEEP_EVERY), wherever it is run
     ns.ifup("vm0", Some(&c)).ok();
-    let stale = format!("table netdev kvmnet-guard-{}", ifindex(&ns, "vm0"));
+    let stale = ifindex(&ns, "vm0");
     ns.ip("link del vm0");
     let mut runs = 0;
-    while tables(&ns).lines().any(|l| l == stale) {
+    while leftover(&ns, stale) {
         runs += 1;
         assert!(runs < 400, "400 guarded starts did not collect {stale}");
         ns.ifup("vm1", Some(&c)).ok();
@@ -894,7 +910,7 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
     // the guard switched off in the config: the next ifup lifts it
     let off = dir.config("bridge = \"br0\"\n");
     ns.ifup("vm1", Some(&off)).ok();
-    assert_eq!(tables(&ns), "");
+    assert_eq!(guards(&ns), "");
     assert_eq!(
         ns.state("vm1").unwrap().alias.as_deref(),
         Some("kvmnet:v1 created attached=br0")

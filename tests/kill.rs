@@ -170,7 +170,7 @@ impl State {
         s
     }
 
-    /// Without guard tables of links that are gone: leftovers a later run
+    /// Without guard chains of links that are gone: leftovers a later run
     /// collects, not state a run left half-done.
     fn without_stale(&self) -> State {
         let mut s = self.clone();
@@ -247,18 +247,18 @@ fn snap(ns: &Netns) -> State {
             .collect()
     };
     let (routes4, routes6) = (routes("-4"), routes("-6"));
-    let guards =
-        ok(Command::new("ip").args(["netns", "exec", &ns.name, "nft", "list", "tables", "netdev"]))
-            .lines()
-            .filter_map(|l| l.strip_prefix("table netdev kvmnet-guard-"))
-            .map(|i| {
-                let i: u64 = i.trim().parse().unwrap();
-                links
-                    .iter()
-                    .find(|(_, l)| l.index == i)
-                    .map_or("stale".to_owned(), |(n, _)| n.clone())
-            })
-            .collect();
+    let guards = ns
+        .guards()
+        .lines()
+        .filter_map(|l| l.strip_prefix("tap-"))
+        .map(|i| {
+            let i: u64 = i.trim().parse().unwrap();
+            links
+                .iter()
+                .find(|(_, l)| l.index == i)
+                .map_or("stale".to_owned(), |(n, _)| n.clone())
+        })
+        .collect();
     let names: Vec<String> = links.keys().cloned().collect();
     let (sysctls, forwarding) = common::in_netns(ns, move || {
         let read = |p: &str| {
@@ -343,10 +343,10 @@ fn diff(a: &State, b: &State) -> String {
         out.push(format!("  + tbf of {t}"));
     }
     for g in a.guards.difference(&b.guards) {
-        out.push(format!("  - guard table of {g}"));
+        out.push(format!("  - guard of {g}"));
     }
     for g in b.guards.difference(&a.guards) {
-        out.push(format!("  + guard table of {g}"));
+        out.push(format!("  + guard of {g}"));
     }
     if a.forwarding != b.forwarding {
         out.push(format!(
@@ -371,7 +371,7 @@ fn check_policy(st: &State, policy: &[(&str, bool)]) -> Result<(), String> {
         // (onto the bridge, or to the host of a routed tap).
         if policy.contains(&(GUARD, true)) && !st.guards.contains(name) {
             return Err(format!(
-                "{name} is UP without its guard table (the guest's frames pass unchecked)"
+                "{name} is UP without its guard chain (the guest's frames pass unchecked)"
             ));
         }
         if policy.contains(&(RATE, true)) && !st.shaped.contains(name) {

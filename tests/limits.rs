@@ -133,10 +133,11 @@ fn rate_in_is_a_policing_table_that_ifdown_takes_away() {
     let index = ns.link("qt0").unwrap()["ifindex"].as_u64().unwrap();
     let alias = ns.state("qt0").unwrap().alias.unwrap();
     assert!(alias.contains(" policed rate_in=1250000/65536"), "{alias}");
-    let rules =
-        ok(ns
-            .cmd("nft")
-            .args(["list", "table", "netdev", &format!("kvmnet-guard-{index}")]));
+    let shard = kvmnet::guard::shard_name(kvmnet::guard::shard_of(index as u32));
+    let chain = kvmnet::guard::chain_name(index as u32);
+    let rules = ok(ns
+        .cmd("nft")
+        .args(["list", "chain", "netdev", &shard, &chain]));
     assert!(
         rules.contains("limit rate over 1250000 bytes/second burst 64 kbytes drop"),
         "{rules}"

@@ -372,10 +372,13 @@ fn limit_guest(ns: &Netns, ifindex: u32, rate: Rate) {
     in_netns(ns, move || guard::apply(&spec).map_err(|e| e.to_string())).unwrap();
 }
 
-/// The guard's table as nft lists it.
+/// The tap's guard chain as nft lists it.
 fn listed_guard(ns: &Netns, ifindex: u32) -> String {
-    let table = guard::table_name(ifindex);
-    let listed = sh(ns.cmd("nft").args(["list", "table", "netdev", &table]));
+    let table = guard::shard_name(guard::shard_of(ifindex));
+    let chain = guard::chain_name(ifindex);
+    let listed = sh(ns
+        .cmd("nft")
+        .args(["list", "chain", "netdev", &table, &chain]));
     String::from_utf8_lossy(&listed.stdout).trim().to_owned()
 }
 

@@ -1,7 +1,7 @@
 //! The guest guard: the kernel support it needs (nf_tables with the netdev
-//! family, when the config turns it on), guard tables left by taps that are
-//! gone (judged by the runtime's own [`crate::guard::stale_tables`]), and
-//! taps whose record says guarded but whose table is missing.
+//! family, when the config turns it on), guard state left by taps that are
+//! gone (judged by the runtime's own [`crate::guard::stale`]), and taps
+//! whose record says guarded but whose chain is missing.
 
 use super::host::Host;
 use super::{as_whom, Findings};
@@ -14,14 +14,15 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
     let table = |l: &crate::settings::Layer| l.guard == Some(true) || l.rate_in.is_some();
     let wanted =
         config.is_some_and(|c| table(&c.defaults) || c.rules.iter().any(|r| table(&r.layer)));
-    let tables = match crate::nft::Nft::open()
-        .and_then(|mut n| n.tables(crate::kernel::NFPROTO_NETDEV))
+    let shards = match crate::nft::Nft::open()
+        .map_err(guard::GuardError::from)
+        .and_then(|mut n| guard::survey(&mut n))
     {
         Ok(t) => t,
         // Guard tables exist only where a config turned the guard on; an
         // ordinary user's check of a host without one has nothing to say.
-        Err(NftError::NotPermitted { .. }) if !wanted => return,
-        Err(NftError::NotPermitted { .. }) => {
+        Err(guard::GuardError::Nft(NftError::NotPermitted { .. })) if !wanted => return,
+        Err(guard::GuardError::Nft(NftError::NotPermitted { .. })) => {
             out.unchecked(
                 "guard",
                 format!("cannot read the nf_tables ruleset {}", as_whom()),
@@ -56,25 +57,29 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
             name: l.name.clone(),
         },
     };
-    for s in guard::stale_tables(&tables, fact, usize::MAX, 0) {
+    for s in guard::stale(&shards, fact, usize::MAX, 0) {
         out.warn(
             "guard",
-            format!("guard table {} is stale: {}", s.name, s.why),
-            format!(
-                "any kvmnet-ifdown removes it, or: nft delete table netdev {}",
-                s.name
-            ),
+            format!("guard state {} is stale: {}", s.name(), s.why),
+            "any kvmnet-ifdown removes it".into(),
         );
     }
     for l in host.links.iter().filter(|l| l.is_tap()) {
         let guarded = matches!(Record::parse(&l.name, l.alias.as_deref()), Ok(Some(r)) if r.guard);
-        if guarded && !tables.iter().any(|t| t.name == guard::table_name(l.index)) {
+        let chain = || {
+            shards
+                .iter()
+                .flat_map(|s| &s.chains)
+                .any(|c| c.ifindex == l.index)
+        };
+        if guarded && !chain() {
             out.error(
                 "guard",
                 format!(
-                    "tap {} is recorded as guarded but its guard table {} is gone (someone flushed the ruleset?): its guest is not checked",
+                    "tap {} is recorded as guarded but its guard chain {}/{} is gone (someone flushed the ruleset?): its guest is not checked",
                     l.name,
-                    guard::table_name(l.index)
+                    guard::shard_name(guard::shard_of(l.index)),
+                    guard::chain_name(l.index)
                 ),
                 format!("kvmnet-ifup {} puts it back", l.name),
             );

@@ -185,12 +185,8 @@ pub fn sweep_guards(one_in: u64) -> Option<String> {
     match crate::guard::sweep(SWEEP_BUDGET, start) {
         Ok(gone) if gone.is_empty() => None,
         Ok(gone) => Some(format!(
-            "removed {} stale guard table(s): {}",
-            gone.len(),
-            gone.iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            "removed stale guard state: {}",
+            gone.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
         )),
         // Another tap's leftovers never fail this tap's run.
         Err(e) => Some(format!("guard sweep failed: {e}")),

@@ -152,9 +152,8 @@ mod tests {
     fn a_refusal_names_the_element_the_kernel_points_at() {
         let elems: Vec<Elem> = (1..=3)
             .map(|i| Elem {
-                key: vec![192, 0, 2, i],
-                end: false,
-                open: false,
+                key: vec![1, 0, 0, 0, 192, 0, 2, i],
+                key_end: None,
                 what: format!("element 192.0.2.{i}"),
             })
             .collect();

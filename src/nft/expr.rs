@@ -1,15 +1,18 @@
 //! The nf_tables expressions the guard's rules are made of, encoded as nft
-//! 1.0.6 encodes them (attribute order included). Every value goes through
-//! register 1, as nft's own rules do when nothing is concatenated.
+//! 1.0.6 encodes them (attribute order included). Values go through
+//! register 1, as nft's own rules do; a concatenation's second field goes
+//! to the 32-bit register after the first field.
 
 use crate::kernel::{
-    NFTA_CMP_DATA, NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME,
-    NFTA_IMMEDIATE_DATA, NFTA_IMMEDIATE_DREG, NFTA_LIMIT_BURST, NFTA_LIMIT_FLAGS, NFTA_LIMIT_RATE,
-    NFTA_LIMIT_TYPE, NFTA_LIMIT_UNIT, NFTA_LOOKUP_FLAGS, NFTA_LOOKUP_SET, NFTA_LOOKUP_SET_ID,
-    NFTA_LOOKUP_SREG, NFTA_META_DREG, NFTA_META_KEY, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_DREG,
-    NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET, NFTA_VERDICT_CHAIN, NFTA_VERDICT_CODE, NFT_CMP_EQ,
-    NFT_CMP_NEQ, NFT_JUMP, NFT_LIMIT_F_INV, NFT_LIMIT_PKT_BYTES, NFT_LOOKUP_F_INV, NFT_REG_1,
-    NFT_REG_VERDICT, NFT_RETURN, NF_ACCEPT, NF_DROP,
+    NFTA_BYTEORDER_DREG, NFTA_BYTEORDER_LEN, NFTA_BYTEORDER_OP, NFTA_BYTEORDER_SIZE,
+    NFTA_BYTEORDER_SREG, NFTA_CMP_DATA, NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_DATA_VERDICT,
+    NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA, NFTA_IMMEDIATE_DREG, NFTA_LIMIT_BURST,
+    NFTA_LIMIT_FLAGS, NFTA_LIMIT_RATE, NFTA_LIMIT_TYPE, NFTA_LIMIT_UNIT, NFTA_LOOKUP_FLAGS,
+    NFTA_LOOKUP_SET, NFTA_LOOKUP_SET_ID, NFTA_LOOKUP_SREG, NFTA_META_DREG, NFTA_META_KEY,
+    NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET,
+    NFTA_VERDICT_CHAIN, NFTA_VERDICT_CODE, NFT_BYTEORDER_HTON, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_JUMP,
+    NFT_LIMIT_F_INV, NFT_LIMIT_PKT_BYTES, NFT_LOOKUP_F_INV, NFT_REG_1, NFT_REG_VERDICT, NFT_RETURN,
+    NF_ACCEPT, NF_DROP,
 };
 use crate::nlreq::Request;
 
@@ -30,12 +33,17 @@ pub enum Expr {
     /// `meta KEY` into register 1.
     Meta(u32),
     /// `len` bytes at `offset` of header `base` (NFT_PAYLOAD_*) into
-    /// register 1.
+    /// register `dreg` (NFT_REG_1, or a 32-bit register of a concatenation).
     Payload {
         base: u32,
         offset: u32,
         len: u32,
+        dreg: u32,
     },
+    /// Register 1's first four bytes to network byte order: an interface
+    /// index (host order) as the first field of a key whose ranges the
+    /// kernel compares byte by byte.
+    Hton32,
     /// Register 1 compared with `data` (its length is the compared width).
     Cmp {
         eq: bool,
@@ -67,6 +75,7 @@ impl Expr {
         match self {
             Expr::Meta(_) => "meta",
             Expr::Payload { .. } => "payload",
+            Expr::Hton32 => "byteorder",
             Expr::Cmp { .. } => "cmp",
             Expr::Lookup { .. } => "lookup",
             Expr::Limit { .. } => "limit",
@@ -82,11 +91,23 @@ impl Expr {
                 be32(r, NFTA_META_KEY, *key);
                 be32(r, NFTA_META_DREG, NFT_REG_1);
             }
-            Expr::Payload { base, offset, len } => {
-                be32(r, NFTA_PAYLOAD_DREG, NFT_REG_1);
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => {
+                be32(r, NFTA_PAYLOAD_DREG, *dreg);
                 be32(r, NFTA_PAYLOAD_BASE, *base);
                 be32(r, NFTA_PAYLOAD_OFFSET, *offset);
                 be32(r, NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::Hton32 => {
+                be32(r, NFTA_BYTEORDER_SREG, NFT_REG_1);
+                be32(r, NFTA_BYTEORDER_DREG, NFT_REG_1);
+                be32(r, NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON);
+                be32(r, NFTA_BYTEORDER_LEN, 4);
+                be32(r, NFTA_BYTEORDER_SIZE, 4);
             }
             Expr::Cmp { eq, data } => {
                 be32(r, NFTA_CMP_SREG, NFT_REG_1);

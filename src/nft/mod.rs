@@ -15,8 +15,12 @@ pub(crate) mod msg;
 use std::time::Duration;
 
 use crate::kernel::{
-    NETLINK_NETFILTER, NFNETLINK_V0, NFNL_SUBSYS_NFTABLES, NFTA_TABLE_HANDLE, NFTA_TABLE_NAME,
-    NFTA_TABLE_USERDATA, NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE,
+    NETLINK_NETFILTER, NFNETLINK_V0, NFNL_SUBSYS_NFTABLES, NFTA_CHAIN_HANDLE, NFTA_CHAIN_NAME,
+    NFTA_CHAIN_TABLE, NFTA_CHAIN_USERDATA, NFTA_DATA_VALUE, NFTA_SET_ELEM_KEY,
+    NFTA_SET_ELEM_KEY_END, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_TABLE_HANDLE, NFTA_TABLE_NAME, NFTA_TABLE_USERDATA,
+    NFT_MSG_GETCHAIN, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSETELEM,
+    NFT_MSG_NEWTABLE,
 };
 use crate::nlreq::Request;
 use crate::nlsock::{attrs, Channel, NLMSG_HDRLEN, NLM_F_DUMP};
@@ -39,8 +43,41 @@ pub struct Table {
     pub comment: Option<String>,
 }
 
+/// A chain as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub table: String,
+    pub name: String,
+    /// Unique for the chain's life (as a table's handle).
+    pub handle: u64,
+    /// nft's chain comment (userdata), when it has one.
+    pub comment: Option<String>,
+}
+
+/// A set element as the kernel lists it: its key, and for a range of a
+/// concatenated key its last key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetElem {
+    pub key: Vec<u8>,
+    pub key_end: Option<Vec<u8>>,
+}
+
 pub struct Nft {
     chan: Channel,
+}
+
+fn nft_req(kind: u8, family: u8) -> Request {
+    Request {
+        kind: (NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind),
+        body: vec![family, NFNETLINK_V0, 0, 0],
+    }
+}
+
+fn protocol(op: &str) -> impl Fn(String) -> NftError + '_ {
+    move |msg| NftError::Protocol {
+        op: op.to_owned(),
+        msg,
+    }
 }
 
 impl Nft {
@@ -84,6 +121,138 @@ impl Nft {
             })
             .collect()
     }
+}
+
+impl Nft {
+    /// Every chain of `family`, in every table: the kernel filters a chain
+    /// dump by family only.
+    pub fn chains(&mut self, family: u8) -> Result<Vec<Chain>, NftError> {
+        let op = "listing nf_tables chains";
+        let answer = self
+            .chan
+            .request(&nft_req(NFT_MSG_GETCHAIN, family), NLM_F_DUMP)
+            .map_err(|e| NftError::wire(op, e, TIMEOUT))?;
+        answer
+            .iter()
+            .map(|m| parse_chain(m).map_err(protocol(op)))
+            .collect()
+    }
+
+    /// Chain `name` of `table`, or `None` when either is not there.
+    pub fn chain(
+        &mut self,
+        family: u8,
+        table: &str,
+        name: &str,
+    ) -> Result<Option<Chain>, NftError> {
+        let op = format!("looking up chain {name} of {table}");
+        let mut req = nft_req(NFT_MSG_GETCHAIN, family);
+        req.string(NFTA_CHAIN_TABLE, table)
+            .string(NFTA_CHAIN_NAME, name);
+        match self.chan.request(&req, 0) {
+            Ok(answer) => match answer.first() {
+                Some(m) => Ok(Some(parse_chain(m).map_err(protocol(&op))?)),
+                None => Err(protocol(&op)("no answer".into())),
+            },
+            Err(crate::nlsock::WireError::Kernel(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(None)
+            }
+            Err(e) => Err(NftError::wire(&op, e, TIMEOUT)),
+        }
+    }
+
+    /// The elements of set `set` of `table`; none when the set or the
+    /// table is not there.
+    pub fn set_elems(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<SetElem>, NftError> {
+        let op = format!("listing the elements of set {set} of {table}");
+        let mut req = nft_req(NFT_MSG_GETSETELEM, family);
+        req.string(NFTA_SET_ELEM_LIST_TABLE, table)
+            .string(NFTA_SET_ELEM_LIST_SET, set);
+        let answer = match self.chan.request(&req, NLM_F_DUMP) {
+            Ok(a) => a,
+            Err(crate::nlsock::WireError::Kernel(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(NftError::wire(&op, e, TIMEOUT)),
+        };
+        let mut out = Vec::new();
+        for m in &answer {
+            parse_elems(m, &mut out).map_err(protocol(&op))?;
+        }
+        Ok(out)
+    }
+}
+
+/// The attributes of one nf_tables message of `kind` (after its header).
+fn body(m: &[u8], kind: u8) -> Result<&[u8], String> {
+    let got = u16::from_ne_bytes([m[4], m[5]]);
+    if got != (NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind) {
+        return Err(format!("unexpected message type {got:#x}"));
+    }
+    m.get(NLMSG_HDRLEN + 4..)
+        .ok_or_else(|| "a message without its header".into())
+}
+
+fn string(data: &[u8]) -> String {
+    let s = data.split(|b| *b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(s).into_owned()
+}
+
+/// One NFT_MSG_NEWCHAIN message of a dump or a get.
+pub fn parse_chain(m: &[u8]) -> Result<Chain, String> {
+    let (mut table, mut name, mut handle, mut comment) = (None, None, None, None);
+    for (kind, data) in attrs(body(m, NFT_MSG_NEWCHAIN)?) {
+        match kind {
+            NFTA_CHAIN_TABLE => table = Some(string(data)),
+            NFTA_CHAIN_NAME => name = Some(string(data)),
+            NFTA_CHAIN_HANDLE if data.len() == 8 => {
+                handle = Some(u64::from_be_bytes(data.try_into().expect("8 bytes")));
+            }
+            NFTA_CHAIN_USERDATA => comment = udata_comment(data),
+            _ => {}
+        }
+    }
+    Ok(Chain {
+        table: table.ok_or("a chain without a table")?,
+        name: name.ok_or("a chain without a name")?,
+        handle: handle.ok_or("a chain without a handle")?,
+        comment,
+    })
+}
+
+/// The elements in one NFT_MSG_NEWSETELEM message of a dump.
+fn parse_elems(m: &[u8], out: &mut Vec<SetElem>) -> Result<(), String> {
+    let nested = |kind: u16| kind & 0x3fff;
+    let value = |data: &[u8]| {
+        attrs(data)
+            .find(|(k, _)| nested(*k) == NFTA_DATA_VALUE)
+            .map(|(_, v)| v.to_vec())
+    };
+    for (kind, list) in attrs(body(m, NFT_MSG_NEWSETELEM)?) {
+        if nested(kind) != NFTA_SET_ELEM_LIST_ELEMENTS {
+            continue;
+        }
+        for (_, elem) in attrs(list) {
+            let (mut key, mut key_end) = (None, None);
+            for (k, data) in attrs(elem) {
+                match nested(k) {
+                    NFTA_SET_ELEM_KEY => key = value(data),
+                    NFTA_SET_ELEM_KEY_END => key_end = value(data),
+                    _ => {}
+                }
+            }
+            out.push(SetElem {
+                key: key.ok_or("an element without a key")?,
+                key_end,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One NFT_MSG_NEWTABLE message of a dump.
@@ -180,8 +349,7 @@ mod kernel_tests {
     fn elem(key: &[u8], what: &str) -> Elem {
         Elem {
             key: key.to_vec(),
-            end: false,
-            open: false,
+            key_end: None,
             what: what.into(),
         }
     }
@@ -199,8 +367,8 @@ mod kernel_tests {
                 f,
                 &set(),
                 &[
-                    elem(&[192, 0, 2, 1], "element 192.0.2.1"),
-                    elem(&[192, 0, 2, 2, 9], "element of five bytes"),
+                    elem(&[1, 0, 0, 0, 192, 0, 2, 1], "element 1 . 192.0.2.1"),
+                    elem(&[1, 0, 0, 0, 192, 0, 2, 2, 9], "element of nine bytes"),
                 ],
             ));
             let err = Nft::open().unwrap().apply("loading t", &msgs).unwrap_err();
@@ -214,7 +382,7 @@ mod kernel_tests {
                 let r = &refusals[0];
                 assert_eq!(r.what, "adding elements to set s");
                 assert_eq!(r.errno, libc::EINVAL, "{err}");
-                assert_eq!(r.part.as_deref(), Some("element of five bytes"), "{err}");
+                assert_eq!(r.part.as_deref(), Some("element of nine bytes"), "{err}");
             }
             other => panic!("{other:?}"),
         }

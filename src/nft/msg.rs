@@ -6,27 +6,22 @@
 use std::ops::Range;
 
 use crate::kernel::{
-    NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFTA_CHAIN_HOOK,
-    NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY, NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_DATA_VALUE,
-    NFTA_HOOK_DEV, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_LIST_ELEM, NFTA_RULE_CHAIN,
-    NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY,
+    NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
+    NFTA_CHAIN_HANDLE, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY, NFTA_CHAIN_TABLE,
+    NFTA_CHAIN_TYPE, NFTA_CHAIN_USERDATA, NFTA_DATA_VALUE, NFTA_HOOK_DEV, NFTA_HOOK_HOOKNUM,
+    NFTA_HOOK_PRIORITY, NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE,
+    NFTA_SET_DESC, NFTA_SET_DESC_CONCAT, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_KEY_END,
     NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_SET_ID,
-    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
-    NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_FLAGS, NFTA_TABLE_HANDLE,
-    NFTA_TABLE_NAME, NFTA_TABLE_USERDATA, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
-    NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_ELEM_INTERVAL_END, NLA_F_NESTED,
-    NLM_F_APPEND,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_FIELD_LEN, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN,
+    NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_FLAGS,
+    NFTA_TABLE_HANDLE, NFTA_TABLE_NAME, NFTA_TABLE_USERDATA, NFT_MSG_DELCHAIN, NFT_MSG_DELSETELEM,
+    NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
+    NFT_MSG_NEWTABLE, NFT_SET_CONCAT, NLA_F_NESTED, NLM_F_APPEND,
 };
 use crate::nlreq::Request;
 use crate::nlsock::{NLMSG_HDRLEN, NLM_F_ACK, NLM_F_CREATE};
 
 use super::expr::Expr;
-
-/// Element userdata nft attaches to an interval that runs to the top of the
-/// key space (NFTNL_UDATA_SET_ELEM_FLAGS: NFTNL_SET_ELEM_F_INTERVAL_OPEN),
-/// which therefore has no end element.
-const NFTA_SET_ELEM_USERDATA: u16 = 6;
-const UDATA_ELEM_INTERVAL_OPEN: [u8; 6] = [1, 4, 1, 0, 0, 0];
 
 /// Set elements per NEWSETELEM message: an IPv6 interval takes 64 bytes,
 /// so a message stays far below the 64 KiB an attribute can hold.
@@ -101,17 +96,15 @@ pub fn batch_frame(begin: bool) -> (Request, u16) {
     (Request { kind, body }, 0)
 }
 
-/// NEWTABLE: `table FAMILY NAME`, created if missing, left alone if there
-/// (no flags, no userdata: an existing table is not changed).
-pub fn ensure_table(family: u8, name: &str) -> Msg {
-    let mut m = Msg::new(
-        NFT_MSG_NEWTABLE,
-        family,
-        NLM_F_CREATE,
-        format!("adding table {name}"),
-    );
-    m.req.string(NFTA_TABLE_NAME, name);
-    m
+/// A comment as nft stores it in a table's or a chain's userdata
+/// (NFTNL_UDATA_TABLE_COMMENT, NFTNL_UDATA_CHAIN_COMMENT: both type 0):
+/// type, length (with the NUL), text, NUL.
+fn comment_udata(comment: &str) -> Vec<u8> {
+    let mut udata = vec![0u8, 0];
+    udata.extend_from_slice(comment.as_bytes());
+    udata.push(0);
+    udata[1] = u8::try_from(comment.len() + 1).expect("comments are short");
+    udata
 }
 
 /// NEWTABLE of a new table with `comment` (nft's table comment userdata).
@@ -124,12 +117,7 @@ pub fn new_table(family: u8, name: &str, comment: &str) -> Msg {
     );
     m.req.string(NFTA_TABLE_NAME, name);
     be32(&mut m.req, NFTA_TABLE_FLAGS, 0);
-    // NFTNL_UDATA_TABLE_COMMENT: type, length (with the NUL), text, NUL
-    let mut udata = vec![0u8, 0];
-    udata.extend_from_slice(comment.as_bytes());
-    udata.push(0);
-    udata[1] = u8::try_from(comment.len() + 1).expect("table comments are short");
-    m.req.attr(NFTA_TABLE_USERDATA, &udata);
+    m.req.attr(NFTA_TABLE_USERDATA, &comment_udata(comment));
     m
 }
 
@@ -153,6 +141,28 @@ pub fn delete_table(family: u8, name: &str, handle: Option<u64>) -> Msg {
     m
 }
 
+/// DELTABLE of an emptied table by handle, refused (EBUSY) when anything
+/// is still in it: what the same batch does not delete before it.
+pub fn delete_empty_table(family: u8, name: &str, handle: u64) -> Msg {
+    let mut m = delete_table(family, name, Some(handle));
+    m.flags |= crate::nlsock::NLM_F_NONREC;
+    m
+}
+
+/// DELSET by name.
+pub fn delete_set(family: u8, table: &str, name: &str) -> Msg {
+    let mut m = Msg::new(
+        crate::kernel::NFT_MSG_DELSET,
+        family,
+        0,
+        format!("deleting set {name}"),
+    );
+    m.req
+        .string(NFTA_SET_TABLE, table)
+        .string(NFTA_SET_NAME, name);
+    m
+}
+
 /// A base chain's hook: on `device`, at `hooknum`, with `priority`.
 pub struct Hook<'a> {
     pub hooknum: u32,
@@ -162,8 +172,15 @@ pub struct Hook<'a> {
     pub policy: i32,
 }
 
-/// NEWCHAIN: a regular chain, or a base chain of type filter on `hook`.
-pub fn new_chain(family: u8, table: &str, name: &str, hook: Option<&Hook>) -> Msg {
+/// NEWCHAIN: a regular chain, or a base chain of type filter on `hook`;
+/// with nft's chain comment when `comment` is given.
+pub fn new_chain(
+    family: u8,
+    table: &str,
+    name: &str,
+    hook: Option<&Hook>,
+    comment: Option<&str>,
+) -> Msg {
     let mut m = Msg::new(
         NFT_MSG_NEWCHAIN,
         family,
@@ -182,17 +199,104 @@ pub fn new_chain(family: u8, table: &str, name: &str, hook: Option<&Hook>) -> Ms
             r.string(NFTA_HOOK_DEV, h.device);
         });
     }
+    if let Some(c) = comment {
+        r.attr(NFTA_CHAIN_USERDATA, &comment_udata(c));
+    }
     m
 }
 
-/// How nft declares a set's key, which decides how it prints the elements
-/// (userdata the kernel keeps and never reads).
+/// DELCHAIN of `name` in `table`, with its rules. The kernel refuses it
+/// (EBUSY) while a rule of another chain still jumps to it.
+pub fn delete_chain(family: u8, table: &str, name: &str) -> Msg {
+    let mut m = Msg::new(
+        NFT_MSG_DELCHAIN,
+        family,
+        0,
+        format!("deleting chain {name}"),
+    );
+    m.req
+        .string(NFTA_CHAIN_TABLE, table)
+        .string(NFTA_CHAIN_NAME, name);
+    m
+}
+
+/// DELCHAIN by handle: only that very chain, never one made since under
+/// the same name.
+pub fn delete_chain_handle(family: u8, table: &str, name: &str, handle: u64) -> Msg {
+    let mut m = Msg::new(
+        NFT_MSG_DELCHAIN,
+        family,
+        0,
+        format!("deleting chain {name}"),
+    );
+    m.req.string(NFTA_CHAIN_TABLE, table);
+    m.req.attr(NFTA_CHAIN_HANDLE, &handle.to_be_bytes());
+    m
+}
+
+/// One field of a concatenated key, as nft describes it in `typeof`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    /// `type ether_addr` / `ipv4_addr` / `ipv6_addr`: nft's datatype number.
-    Named(u32),
-    /// `typeof @BASE,OFFSET,LEN`: a raw payload of `base` (in bits).
-    RawPayload { base: u32, offset: u32, len: u32 },
+pub enum Field {
+    /// `meta KEY` of `len` bytes and nft datatype `dtype`.
+    Meta { key: u32, len: u32, dtype: u32 },
+    /// A header field nft knows by name: its protocol description and
+    /// template numbers (nft's proto.h), `len` bytes of datatype `dtype`.
+    Payload {
+        desc: u32,
+        tmpl: u32,
+        len: u32,
+        dtype: u32,
+    },
+    /// `@BASE,OFFSET,LEN` (bits).
+    Raw { base: u32, offset: u32, len: u32 },
+}
+
+impl Field {
+    /// Its length in bytes, before padding.
+    pub fn len(&self) -> u32 {
+        match *self {
+            Field::Meta { len, .. } | Field::Payload { len, .. } => len,
+            Field::Raw { len, .. } => len / 8,
+        }
+    }
+
+    fn dtype(&self) -> u32 {
+        match *self {
+            Field::Meta { dtype, .. } | Field::Payload { dtype, .. } => dtype,
+            Field::Raw { .. } => TYPE_INTEGER,
+        }
+    }
+
+    /// nft's typeof description of the field (libnftnl TLVs): the
+    /// expression's kind (meta 9, payload 7), then its own attributes.
+    fn udata(&self) -> Vec<u8> {
+        let (kind, fields): (u32, Vec<u32>) = match *self {
+            Field::Meta { key, .. } => (9, vec![key]),
+            Field::Payload { desc, tmpl, .. } => (7, vec![desc, tmpl]),
+            Field::Raw { base, offset, len } => (7, vec![0, 0, base + 1, offset, len]),
+        };
+        let mut data = Vec::new();
+        for (i, v) in fields.into_iter().enumerate() {
+            tlv(&mut data, i as u8, &v.to_ne_bytes());
+        }
+        let mut out = Vec::new();
+        tlv(&mut out, 0, &kind.to_ne_bytes());
+        tlv(&mut out, 1, &data);
+        out
+    }
+}
+
+/// One libnftnl userdata TLV: a type byte, a length byte, the value.
+fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    out.push(kind);
+    out.push(u8::try_from(value.len()).expect("userdata values are short"));
+    out.extend_from_slice(value);
+}
+
+/// A concatenated key's length in the kernel: each field takes whole
+/// 32-bit registers.
+pub fn key_len(fields: &[Field]) -> u32 {
+    fields.iter().map(|f| f.len().div_ceil(4) * 4).sum()
 }
 
 /// nft's datatype numbers (TYPE_* in nft's datatype.h).
@@ -200,6 +304,9 @@ pub const TYPE_INTEGER: u32 = 4;
 pub const TYPE_IPADDR: u32 = 7;
 pub const TYPE_IP6ADDR: u32 = 8;
 pub const TYPE_ETHERADDR: u32 = 9;
+pub const TYPE_IFINDEX: u32 = 20;
+/// nft's datatype of a concatenation: its fields' types, six bits each.
+const TYPE_BITS: u32 = 6;
 
 pub struct SetDef<'a> {
     pub table: &'a str,
@@ -207,8 +314,9 @@ pub struct SetDef<'a> {
     /// In the batch: rules and elements refer to the set by it as well as
     /// by name (nft numbers its sets from 1).
     pub id: u32,
-    pub key: KeyType,
-    pub key_len: u32,
+    /// The key, `typeof A . B`: a concatenation (every guard set starts
+    /// with the interface index).
+    pub key: &'a [Field],
     pub interval: bool,
 }
 
@@ -223,34 +331,46 @@ pub fn new_set(family: u8, s: &SetDef) -> Msg {
     r.string(NFTA_SET_TABLE, s.table)
         .string(NFTA_SET_NAME, s.name);
     let flags = if s.interval {
-        crate::kernel::NFT_SET_INTERVAL
+        // An interval set with a concatenated key (the kernel's pipapo).
+        crate::kernel::NFT_SET_INTERVAL | NFT_SET_CONCAT
     } else {
         0
     };
     be32(r, NFTA_SET_FLAGS, flags);
-    let key_type = match s.key {
-        KeyType::Named(t) => t,
-        KeyType::RawPayload { .. } => TYPE_INTEGER,
-    };
+    let key_type = s
+        .key
+        .iter()
+        .fold(0, |acc, f| (acc << TYPE_BITS) | f.dtype());
     be32(r, NFTA_SET_KEY_TYPE, key_type);
-    be32(r, NFTA_SET_KEY_LEN, s.key_len);
+    be32(r, NFTA_SET_KEY_LEN, key_len(s.key));
     be32(r, NFTA_SET_ID, s.id);
-    // nft's set userdata (libnftnl TLVs: type, length, value in host
-    // order): the key's byte order, big-endian (2); for `typeof`, the
-    // expression (7: payload) and its description (0 and 0: a raw payload,
-    // then base, offset and length in bits; nft counts bases from the link
-    // layer's 1 where the kernel counts from 0).
-    let mut udata = vec![0u8, 4];
-    udata.extend_from_slice(&2u32.to_ne_bytes());
-    if let KeyType::RawPayload { base, offset, len } = s.key {
-        udata.extend_from_slice(&[3, 38, 0, 4]);
-        udata.extend_from_slice(&7u32.to_ne_bytes());
-        udata.extend_from_slice(&[1, 30]);
-        for (i, v) in [0u32, 0, base + 1, offset, len].into_iter().enumerate() {
-            udata.extend_from_slice(&[i as u8, 4]);
-            udata.extend_from_slice(&v.to_ne_bytes());
-        }
+    if s.interval {
+        // pipapo matches each field as a range of its own: it needs
+        // their lengths.
+        nest(r, NFTA_SET_DESC, |r| {
+            nest(r, NFTA_SET_DESC_CONCAT, |r| {
+                for f in s.key {
+                    nest(r, crate::kernel::NFTA_LIST_ELEM, |r| {
+                        be32(r, NFTA_SET_FIELD_LEN, f.len());
+                    });
+                }
+            });
+        });
     }
+    // nft's set userdata (libnftnl TLVs: type, length, value in host
+    // order): the key's byte order, none for a concatenation (0); its
+    // `typeof` (3): the concat expression (13) and each field's
+    // description in turn.
+    let mut udata = Vec::new();
+    tlv(&mut udata, 0, &0u32.to_ne_bytes());
+    let mut each = Vec::new();
+    for (i, f) in s.key.iter().enumerate() {
+        tlv(&mut each, i as u8, &f.udata());
+    }
+    let mut typeof_ = Vec::new();
+    tlv(&mut typeof_, 0, &13u32.to_ne_bytes());
+    tlv(&mut typeof_, 1, &each);
+    tlv(&mut udata, 3, &typeof_);
     r.attr(NFTA_SET_USERDATA, &udata);
     m
 }
@@ -259,26 +379,51 @@ pub fn new_set(family: u8, s: &SetDef) -> Msg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Elem {
     pub key: Vec<u8>,
-    /// The first key past an interval (NFT_SET_ELEM_INTERVAL_END).
-    pub end: bool,
-    /// The start of an interval that runs to the top of the key space.
-    pub open: bool,
+    /// In a set with a concatenated interval key: the last key of the
+    /// range that starts at `key` (NFTA_SET_ELEM_KEY_END).
+    pub key_end: Option<Vec<u8>>,
     /// What the element stands for, in words (for errors).
     pub what: String,
+}
+
+impl Elem {
+    /// A single key, or with `key_end` a range of a concatenated key.
+    pub fn new(key: Vec<u8>, key_end: Option<Vec<u8>>, what: String) -> Elem {
+        Elem { key, key_end, what }
+    }
 }
 
 /// NEWSETELEM messages adding `elems` to set `s`, at most
 /// [`ELEMENTS_PER_MESSAGE`] per message.
 pub fn set_elems(family: u8, s: &SetDef, elems: &[Elem]) -> Vec<Msg> {
+    elem_msgs(family, s, elems, true)
+}
+
+/// DELSETELEM messages removing `elems` (each as the kernel holds it: a
+/// range by its start and end) from set `s`.
+pub fn delete_set_elems(family: u8, s: &SetDef, elems: &[Elem]) -> Vec<Msg> {
+    elem_msgs(family, s, elems, false)
+}
+
+fn elem_msgs(family: u8, s: &SetDef, elems: &[Elem], add: bool) -> Vec<Msg> {
     elems
         .chunks(ELEMENTS_PER_MESSAGE)
         .map(|chunk| {
-            let mut m = Msg::new(
-                NFT_MSG_NEWSETELEM,
-                family,
-                NLM_F_CREATE,
-                format!("adding elements to set {}", s.name),
-            );
+            let mut m = if add {
+                Msg::new(
+                    NFT_MSG_NEWSETELEM,
+                    family,
+                    NLM_F_CREATE,
+                    format!("adding elements to set {}", s.name),
+                )
+            } else {
+                Msg::new(
+                    NFT_MSG_DELSETELEM,
+                    family,
+                    0,
+                    format!("removing elements from set {}", s.name),
+                )
+            };
             m.req
                 .string(NFTA_SET_ELEM_LIST_TABLE, s.table)
                 .string(NFTA_SET_ELEM_LIST_SET, s.name);
@@ -290,12 +435,9 @@ pub fn set_elems(family: u8, s: &SetDef, elems: &[Elem]) -> Vec<Msg> {
                 for (i, e) in chunk.iter().enumerate() {
                     let start = r.body.len();
                     nest(r, i as u16 + 1, |r| {
-                        if e.end {
-                            be32(r, NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-                        }
                         value(r, NFTA_SET_ELEM_KEY, &e.key);
-                        if e.open {
-                            r.attr(NFTA_SET_ELEM_USERDATA, &UDATA_ELEM_INTERVAL_OPEN);
+                        if let Some(end) = &e.key_end {
+                            value(r, NFTA_SET_ELEM_KEY_END, end);
                         }
                     });
                     marks.push((start, r.body.len(), e.what.clone()));
@@ -340,15 +482,27 @@ pub fn new_rule(family: u8, table: &str, chain: &str, exprs: &[Expr], what: &str
     m
 }
 
-/// A small IPv4 address set of table "t", for the reader's unit tests.
+/// A small set of table "t" keyed by an interface index and an IPv4
+/// address (eight bytes), for the reader's unit tests.
 #[cfg(test)]
 pub(crate) fn test_set() -> SetDef<'static> {
     SetDef {
         table: "t",
         name: "s",
         id: 1,
-        key: KeyType::Named(TYPE_IPADDR),
-        key_len: 4,
+        key: &[
+            Field::Meta {
+                key: crate::kernel::NFT_META_IIF,
+                len: 4,
+                dtype: TYPE_IFINDEX,
+            },
+            Field::Payload {
+                desc: 12,
+                tmpl: 11,
+                len: 4,
+                dtype: TYPE_IPADDR,
+            },
+        ],
         interval: false,
     }
 }

@@ -198,6 +198,40 @@ impl Netns {
         self.link(name).is_some()
     }
 
+    /// The taps with a kvmnet guard chain (`tap-N` in a guard shard), as
+    /// sorted "tap-N" lines; "" when none.
+    pub fn guards(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&ok(self
+            .cmd("nft")
+            .args(["-j", "list", "chains", "netdev"])))
+        .unwrap();
+        let mut names: Vec<String> = v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("chain"))
+            .filter(|c| {
+                c["table"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(kvmnet::guard::TABLE_PREFIX))
+            })
+            .filter_map(|c| c["name"].as_str())
+            .filter(|n| n.starts_with(kvmnet::guard::CHAIN_PREFIX))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.join("\n")
+    }
+
+    /// Guard state of the interface with this index is still there: its
+    /// chain, or elements naming `mac` for it (nft shows the index of a
+    /// gone interface as a number).
+    pub fn guard_left(&self, index: u32, mac: &str) -> bool {
+        let listed = ok(self.cmd("nft").args(["list", "ruleset"]));
+        self.guards().lines().any(|l| l == format!("tap-{index}"))
+            || listed.contains(&format!(" {index} . {mac}"))
+    }
+
     /// The comparable state of a link: what ifup may change and ifdown restore.
     pub fn state(&self, name: &str) -> Option<LinkState> {
         self.link(name).map(|l| LinkState {
