@@ -177,6 +177,10 @@ enum Role {
     /// What peers execute for the same guard (`nft -f`, `tc`): few runs,
     /// no warm-up.
     Peer,
+    /// The in-process attach plus the smallest nf_tables change (an empty
+    /// table): what any nf_tables change costs the kernel at N, which no
+    /// guard layout avoids.
+    NftFloor,
 }
 
 impl Role {
@@ -296,13 +300,13 @@ fn host_config() -> Result<String> {
     Ok(config)
 }
 
-/// The guard kvmnet's config gives tap `tap` (index `index`), with the rate
-/// or without: what the peers load with `nft -f`, and the fill taps get.
 /// The table a peer's `nft -f` loads for the tap with this index.
 fn peer_table(index: u32) -> String {
     format!("peer-guard-{index}")
 }
 
+/// The guard kvmnet's config gives tap `tap` (index `index`), with the rate
+/// or without: what the peers load with `nft -f`, and the fill taps get.
 fn guard_spec(tap: &str, index: u32, rate: bool) -> Result<kvmnet::guard::GuardSpec> {
     Ok(kvmnet::guard::GuardSpec {
         tap: kvmnet::name::TapName::new(tap)?,
@@ -519,7 +523,28 @@ fn guard_contenders(t: &Tools) -> Vec<Contender> {
             tbf,
         }
     };
+    let in_process = |name: &str, role, action| Contender {
+        name: name.into(),
+        role,
+        action: Action::InProcess(action),
+        undo: None,
+        runs: RUNS,
+        sets_mtu: true,
+        prefix: PLAIN,
+        guard: false,
+        tbf: false,
+    };
     vec![
+        in_process(
+            "floor: attach in-process (kernel only)",
+            Role::FloorInProcess,
+            kernel::attach_to_bridge,
+        ),
+        in_process(
+            "floor: attach + an empty nf_tables table, in-process",
+            Role::NftFloor,
+            kernel::attach_and_commit,
+        ),
         kv("kvmnet-ifup, guard", Role::Kvmnet, GUARDED, true, false),
         kv(
             "kvmnet-ifup, no guard",
@@ -1764,6 +1789,20 @@ impl<'a> Report<'a> {
                 self.ratio(op, who, n, who, SIZES[0]).map(ratio)
             })?;
         }
+        if let (Some(commit), Some(floor)) = (
+            self.name(op, Role::NftFloor),
+            self.name(op, Role::FloorInProcess),
+        ) {
+            row(
+                s,
+                "adding an empty nf_tables table (kernel only: the in-process floors' difference)",
+                |n| {
+                    self.results
+                        .paired(op, (n, commit), (n, floor), |x, y| x - y)
+                        .map(ms)
+                },
+            )?;
+        }
         writeln!(s)
     }
 
@@ -1963,6 +2002,7 @@ impl<'a> Report<'a> {
                     Role::GuardRate => RGBColor(188, 189, 34),
                     Role::Peer if c.tbf => RGBColor(31, 119, 180),
                     Role::Peer => RGBColor(44, 160, 44),
+                    Role::NftFloor => RGBColor(127, 127, 127),
                 };
                 let pts: Vec<(f64, f64)> = SIZES
                     .iter()
@@ -2082,6 +2122,56 @@ mod kernel {
 
     pub fn delete(tap: &str) -> io::Result<()> {
         Netlink::open()?.delete(tap)
+    }
+
+    /// [`attach_to_bridge`], then the smallest nf_tables change: one batch
+    /// adding an empty table named after the tap (a batch that changes
+    /// nothing is not committed at all). The kernel commits it as any
+    /// change, visiting every chain of every table.
+    pub fn attach_and_commit(tap: &str) -> io::Result<()> {
+        attach_to_bridge(tap)?;
+        let sock = Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+        // nfgenmsg: family, version, res_id (big-endian: the subsystem in
+        // the batch frames).
+        let nfnl = |kind: u16, flags: u16, family: u8, res: u16, attrs: &[(u16, &[u8])]| {
+            let mut m = Vec::with_capacity(64);
+            m.extend_from_slice(&[0; 4]);
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | flags).to_ne_bytes());
+            m.extend_from_slice(&1u32.to_ne_bytes());
+            m.extend_from_slice(&0u32.to_ne_bytes());
+            m.extend_from_slice(&[family, 0]);
+            m.extend_from_slice(&res.to_be_bytes());
+            for (k, d) in attrs {
+                put_attr(&mut m, *k, d);
+            }
+            let len = (m.len() as u32).to_ne_bytes();
+            m[..4].copy_from_slice(&len);
+            m
+        };
+        const SUBSYS: u16 = libc::NFNL_SUBSYS_NFTABLES as u16;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+        let mut batch = nfnl(libc::NFNL_MSG_BATCH_BEGIN as u16, 0, 0, SUBSYS, &[]);
+        batch.extend(nfnl(
+            SUBSYS << 8 | libc::NFT_MSG_NEWTABLE as u16,
+            flags,
+            libc::NFPROTO_NETDEV as u8,
+            0,
+            &[(1, format!("probe-{tap}\0").as_bytes())],
+        ));
+        batch.extend(nfnl(libc::NFNL_MSG_BATCH_END as u16, 0, 0, SUBSYS, &[]));
+        sock.send(&batch, 0)?;
+        let mut buf = Vec::with_capacity(4096);
+        sock.recv(&mut buf, 0)?;
+        if buf.len() >= NLMSG_HDR + 4
+            && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16
+        {
+            let e = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            if e != 0 {
+                return Err(io::Error::from_raw_os_error(-e));
+            }
+        }
+        Ok(())
     }
 
     pub struct LinkFacts {

@@ -58,7 +58,7 @@ pub fn ifdown(
     };
     let Some(tap) = nl.link_by_name(name)? else {
         // Gone before its downscript (libvirt deletes the tap first): if it
-        // had a guard, its table is left; collect what is stale.
+        // had a guard, its chain is left; collect what is stale.
         if inv.mode != Mode::None {
             crate::mode::sweep_guards(1);
         }
@@ -92,7 +92,7 @@ pub fn ifdown(
     if plan != Detach::NotOurs {
         log.starting(&tap.name, caller.uid, &format!("ifindex={}", tap.index));
     }
-    // The guard's table outlives the tap: it goes once the tap carries
+    // The guard outlives the tap: it goes once the tap carries
     // nothing any more (deleted, or detached and down).
     let record = crate::record::Record::parse(&tap.name, tap.alias.as_deref())
         .ok()

@@ -144,7 +144,7 @@ pub struct Wanted<'a> {
     pub guard: bool,
     /// The host->guest limit the tap has after this run.
     pub shape: Option<crate::rate::Rate>,
-    /// What the guard table holds, for the record: only `rate_in` (no
+    /// What the guard holds, for the record: only `rate_in` (no
     /// checks), and that limit.
     pub police_only: bool,
     pub rate_in: Option<crate::rate::Rate>,
@@ -218,7 +218,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
     };
     // A tap that is already as wanted gets no record either: ifdown then
     // leaves it as it is; unless its guard comes or goes, which the record
-    // must say (ifdown removes the guard's table by it).
+    // must say (ifdown removes the guard by it).
     if !d.resume
         && !d.guard_changed
         && d.record.rate_out == d.shape_before

@@ -269,7 +269,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The tap gets a guard table: for the guard's checks, its rate_in, or
+    /// The tap gets a guard chain: for the guard's checks, its rate_in, or
     /// both.
     pub fn guard_table(&self) -> bool {
         self.guard || self.rate_in.is_some()

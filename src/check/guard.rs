@@ -16,7 +16,7 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
         config.is_some_and(|c| table(&c.defaults) || c.rules.iter().any(|r| table(&r.layer)));
     let shards = match crate::nft::Nft::open()
         .map_err(guard::GuardError::from)
-        .and_then(|mut n| guard::survey(&mut n))
+        .and_then(|mut n| guard::survey(&mut n, usize::MAX, 0))
     {
         Ok(t) => t,
         // Guard tables exist only where a config turned the guard on; an

@@ -38,7 +38,7 @@
 //! [`tap`] (`--tap`), [`install`] (binaries and the sudo rule), [`helper`]
 //! (kvmnet-bridge-helper, bridge.conf, whom it admits), [`libvirt`] (which
 //! helper QEMU and libvirt run by default), [`tun`] (/dev/net/tun),
-//! [`guard`] (nf_tables for the guest guard, stale and missing guard tables)
+//! [`guard`] (nf_tables for the guest guard, stale and missing guard state)
 //! and [`sysctl`] (br_netfilter, forwarding).
 
 mod bridges;

@@ -222,10 +222,14 @@ pub fn stale(
     out
 }
 
-/// Reads every shard: the tables, one chain dump, and each shard's set
-/// elements. Elements read before the chain dump would see a tap's chain
-/// made after them, never elements without the chain that came with them.
-pub fn survey(nft: &mut Nft) -> Result<Vec<ShardView>, GuardError> {
+/// Reads the shards a sweep from the `start`-th shard on with `budget`
+/// look-ups will judge: the tables and one chain dump for all, the set
+/// elements (a dump per set) only for those shards, so a sweep's cost
+/// does not grow with the number of shards beyond those two dumps.
+/// Elements are read after the chains: a tap guarded meanwhile shows its
+/// elements without its chain, which [`stale`] calls stale only when the
+/// chain is still missing when [`sweep`] looks again.
+pub fn survey(nft: &mut Nft, budget: usize, start: usize) -> Result<Vec<ShardView>, GuardError> {
     let tables = nft.tables(FAMILY)?;
     let mut shards: Vec<ShardView> = tables
         .iter()
@@ -238,13 +242,8 @@ pub fn survey(nft: &mut Nft) -> Result<Vec<ShardView>, GuardError> {
             })
         })
         .collect();
-    for s in &mut shards {
-        let table = shard_name(s.shard);
-        for set in SETS {
-            for e in nft.set_elems(FAMILY, &table, set.name)? {
-                s.elem_indexes.extend(elem_index(set, &e.key));
-            }
-        }
+    if shards.is_empty() {
+        return Ok(shards);
     }
     for c in nft.chains(FAMILY)? {
         if let (Some(t), Some(s)) = (
@@ -256,7 +255,28 @@ pub fn survey(nft: &mut Nft) -> Result<Vec<ShardView>, GuardError> {
             s.chains.push(t);
         }
     }
-    Ok(shards)
+    // The window: whole shards from `start` on, until their chains use up
+    // the budget (at least one shard).
+    let n = shards.len();
+    let mut window = Vec::new();
+    let mut used = 0;
+    for k in 0..n {
+        if used >= budget && !window.is_empty() {
+            break;
+        }
+        let s = shards[(start + k) % n].clone();
+        used += s.chains.len().max(1);
+        window.push(s);
+    }
+    for s in &mut window {
+        let table = shard_name(s.shard);
+        for set in SETS {
+            for e in nft.set_elems(FAMILY, &table, set.name)? {
+                s.elem_indexes.extend(elem_index(set, &e.key));
+            }
+        }
+    }
+    Ok(window)
 }
 
 /// The batch that deletes shard `table` (handle `handle`) once emptied:
@@ -281,7 +301,7 @@ pub(super) fn delete_shard(table: &str, handle: u64) -> Vec<Msg> {
 /// and waits for a later sweep. Returns what it removed.
 pub fn sweep(budget: usize, start: usize) -> Result<Vec<Stale>, GuardError> {
     let mut nft = Nft::open()?;
-    let shards = survey(&mut nft)?;
+    let shards = survey(&mut nft, budget, start)?;
     let nl = crate::netlink::Netlink::open()?;
     let mut failed = None;
     let found = stale(
@@ -299,7 +319,7 @@ pub fn sweep(budget: usize, start: usize) -> Result<Vec<Stale>, GuardError> {
             }
         },
         budget,
-        start,
+        0,
     );
     if let Some(e) = failed {
         return Err(e.into());
@@ -311,6 +331,11 @@ pub fn sweep(budget: usize, start: usize) -> Result<Vec<Stale>, GuardError> {
         let mut msgs = Vec::new();
         for s in &here {
             if let StaleKind::Tap { ifindex, handle } = s.kind {
+                // Elements without a chain: a tap guarded since the chain
+                // dump has its chain now, and is left alone.
+                if handle.is_none() && nft.chain(FAMILY, table, &chain_name(ifindex))?.is_some() {
+                    continue;
+                }
                 if let Some(h) = handle {
                     msgs.push(msg::delete_chain_handle(
                         FAMILY,

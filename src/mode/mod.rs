@@ -119,10 +119,10 @@ pub struct Guard {
     rate_in: Option<crate::rate::Rate>,
 }
 
-/// Guard tables whose tap is looked up per sweep, from a random one on:
+/// Interfaces looked up per sweep, from a random shard on:
 /// runs that start elsewhere cover the rest (docs/guard-design.md).
 const SWEEP_BUDGET: usize = 64;
-/// A guarded start sweeps one time in this many: listing the guard tables
+/// A guarded start sweeps one time in this many: reading the guard shards
 /// costs in proportion to their number, which a VM start must not pay.
 /// Every kvmnet-ifdown sweeps.
 pub const SWEEP_EVERY: u64 = 16;
@@ -173,7 +173,7 @@ pub fn remove_guard(ifindex: u32) -> Result<(), Error> {
     crate::guard::remove(ifindex).map_err(Error::from)
 }
 
-/// Removes guard tables whose tap is gone without a downscript (QEMU
+/// Removes guard state whose tap is gone without a downscript (QEMU
 /// killed; bridge-helper taps, which have none), one time in `one_in`, a
 /// bounded number of look-ups each; for the log line.
 pub fn sweep_guards(one_in: u64) -> Option<String> {

@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_table_message_is_read_back() {
-        let m = msg::new_table(5, "kvmnet-guard-7", "kvmnet guard tap=vm0");
+        let m = msg::new_table(5, "kvmnet-guard-s0", "kvmnet guard tap=vm0");
         let mut r = m.req.clone();
         r.attr(NFTA_TABLE_HANDLE, &42u64.to_be_bytes());
         let mut wire = Vec::new();
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(
             t,
             Table {
-                name: "kvmnet-guard-7".into(),
+                name: "kvmnet-guard-s0".into(),
                 handle: 42,
                 comment: Some("kvmnet guard tap=vm0".into()),
             }
