@@ -327,15 +327,29 @@ pub fn sweep(budget: usize, start: usize) -> Result<Vec<Stale>, GuardError> {
     let mut removed = Vec::new();
     let tables: BTreeSet<&str> = found.iter().map(|s| s.table.as_str()).collect();
     for table in tables {
-        let here: Vec<&Stale> = found.iter().filter(|s| s.table == table).collect();
+        let mut here: Vec<&Stale> = found.iter().filter(|s| s.table == table).collect();
         let mut msgs = Vec::new();
+        // Elements without a chain: a tap guarded since the chain dump has
+        // its chain now, and is left alone.
+        let mut live = Vec::new();
+        for s in &here {
+            if let StaleKind::Tap {
+                ifindex,
+                handle: None,
+            } = s.kind
+            {
+                if nft.chain(FAMILY, table, &chain_name(ifindex))?.is_some() {
+                    live.push(ifindex);
+                }
+            }
+        }
+        // ... and so is its shard.
+        here.retain(|s| match s.kind {
+            StaleKind::Tap { ifindex, .. } => !live.contains(&ifindex),
+            StaleKind::Shard { .. } => live.is_empty(),
+        });
         for s in &here {
             if let StaleKind::Tap { ifindex, handle } = s.kind {
-                // Elements without a chain: a tap guarded since the chain
-                // dump has its chain now, and is left alone.
-                if handle.is_none() && nft.chain(FAMILY, table, &chain_name(ifindex))?.is_some() {
-                    continue;
-                }
                 if let Some(h) = handle {
                     msgs.push(msg::delete_chain_handle(
                         FAMILY,

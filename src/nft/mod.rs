@@ -227,20 +227,19 @@ pub fn parse_chain(m: &[u8]) -> Result<Chain, String> {
 
 /// The elements in one NFT_MSG_NEWSETELEM message of a dump.
 fn parse_elems(m: &[u8], out: &mut Vec<SetElem>) -> Result<(), String> {
-    let nested = |kind: u16| kind & 0x3fff;
     let value = |data: &[u8]| {
         attrs(data)
-            .find(|(k, _)| nested(*k) == NFTA_DATA_VALUE)
+            .find(|(k, _)| *k == NFTA_DATA_VALUE)
             .map(|(_, v)| v.to_vec())
     };
     for (kind, list) in attrs(body(m, NFT_MSG_NEWSETELEM)?) {
-        if nested(kind) != NFTA_SET_ELEM_LIST_ELEMENTS {
+        if kind != NFTA_SET_ELEM_LIST_ELEMENTS {
             continue;
         }
         for (_, elem) in attrs(list) {
             let (mut key, mut key_end) = (None, None);
             for (k, data) in attrs(elem) {
-                match nested(k) {
+                match k {
                     NFTA_SET_ELEM_KEY => key = value(data),
                     NFTA_SET_ELEM_KEY_END => key_end = value(data),
                     _ => {}
