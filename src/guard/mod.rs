@@ -19,11 +19,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::kernel::NFPROTO_NETDEV;
 use crate::mac::Mac;
 use crate::name::TapName;
-use crate::nft::msg::Msg;
 use crate::nft::Nft;
 use crate::rate::Rate;
 
 pub use crate::nft::ack::{NftError, Refusal};
+pub(crate) use rules::{shard_batch, tap_batch};
 pub use state::{
     installed, stale, survey, sweep, Installed, LinkFact, ShardView, Stale, StaleKind,
 };
@@ -315,7 +315,7 @@ fn refused_with(r: &Result<(), NftError>, errno: i32) -> bool {
 pub fn apply(spec: &GuardSpec) -> Result<(), GuardError> {
     let mut nft = Nft::open()?;
     let op = format!("guarding {}", spec.tap);
-    let mut create = rules::tap_batch(spec)?;
+    let mut create = tap_batch(spec)?;
     // The chain made exclusively: an existing one means a guard to replace.
     create[0].flags |= crate::nlsock::NLM_F_EXCL;
     let shard = shard_of(spec.ifindex);
@@ -332,7 +332,7 @@ pub fn apply(spec: &GuardSpec) -> Result<(), GuardError> {
         }
         // Replace: what is there goes in the same batch as what comes.
         let mut msgs = state::removal(&mut nft, spec.ifindex)?;
-        msgs.extend(rules::tap_batch(spec)?);
+        msgs.extend(tap_batch(spec)?);
         let r = nft.apply(&op, &msgs);
         if !(refused_with(&r, libc::ENOENT) || refused_with(&r, libc::EEXIST)) {
             return Ok(r?);
@@ -345,7 +345,7 @@ pub fn apply(spec: &GuardSpec) -> Result<(), GuardError> {
 /// Makes shard `shard` in one exclusive batch; another run's shard made
 /// meanwhile (EEXIST) is as good.
 fn make_shard(nft: &mut Nft, shard: u32) -> Result<(), GuardError> {
-    let mut msgs = rules::shard_batch(shard);
+    let mut msgs = shard_batch(shard);
     msgs[0].flags |= crate::nlsock::NLM_F_EXCL;
     let r = nft.apply(&format!("making guard shard {}", shard_name(shard)), &msgs);
     if refused_with(&r, libc::EEXIST) {
@@ -373,17 +373,6 @@ pub fn remove(ifindex: u32) -> Result<(), GuardError> {
         last = r;
     }
     Ok(last?)
-}
-
-/// The messages of [`apply`]'s first attempt for `spec` (the tap's chain,
-/// rules and elements), for the tests and the benchmark.
-pub fn tap_batch(spec: &GuardSpec) -> Result<Vec<Msg>, GuardError> {
-    rules::tap_batch(spec)
-}
-
-/// The messages that make shard `shard`.
-pub fn shard_batch(shard: u32) -> Vec<Msg> {
-    rules::shard_batch(shard)
 }
 
 #[cfg(test)]

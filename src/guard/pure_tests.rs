@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::nft::expr::{Expr, Verdict};
+use crate::nft::msg::Msg;
 
 fn links(i: u32) -> LinkFact {
     match i {

@@ -2,6 +2,7 @@
 //! nft as the oracle.
 
 use super::*;
+use crate::nft::msg::Msg;
 use crate::rate::Rate;
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -103,13 +103,9 @@ impl Nft {
     /// Every table of `family`: a dump, which the kernel filters by family.
     pub fn tables(&mut self, family: u8) -> Result<Vec<Table>, NftError> {
         let op = "listing nf_tables tables";
-        let req = Request {
-            kind: (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETTABLE),
-            body: vec![family, NFNETLINK_V0, 0, 0],
-        };
         let answer = self
             .chan
-            .request(&req, NLM_F_DUMP)
+            .request(&nft_req(NFT_MSG_GETTABLE, family), NLM_F_DUMP)
             .map_err(|e| NftError::wire(op, e, TIMEOUT))?;
         answer
             .iter()
@@ -154,9 +150,7 @@ impl Nft {
                 Some(m) => Ok(Some(parse_chain(m).map_err(protocol(&op))?)),
                 None => Err(protocol(&op)("no answer".into())),
             },
-            Err(crate::nlsock::WireError::Kernel(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(None)
-            }
+            Err(e) if absent(&e) => Ok(None),
             Err(e) => Err(NftError::wire(&op, e, TIMEOUT)),
         }
     }
@@ -175,9 +169,7 @@ impl Nft {
             .string(NFTA_SET_ELEM_LIST_SET, set);
         let answer = match self.chan.request(&req, NLM_F_DUMP) {
             Ok(a) => a,
-            Err(crate::nlsock::WireError::Kernel(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
-                return Ok(Vec::new())
-            }
+            Err(e) if absent(&e) => return Ok(Vec::new()),
             Err(e) => return Err(NftError::wire(&op, e, TIMEOUT)),
         };
         let mut out = Vec::new();
@@ -186,6 +178,11 @@ impl Nft {
         }
         Ok(out)
     }
+}
+
+/// The kernel's answer for an object (or its table) that is not there.
+fn absent(e: &crate::nlsock::WireError) -> bool {
+    matches!(e, crate::nlsock::WireError::Kernel(e) if e.raw_os_error() == Some(libc::ENOENT))
 }
 
 /// The attributes of one nf_tables message of `kind` (after its header).
@@ -256,20 +253,10 @@ fn parse_elems(m: &[u8], out: &mut Vec<SetElem>) -> Result<(), String> {
 
 /// One NFT_MSG_NEWTABLE message of a dump.
 pub fn parse_table(m: &[u8]) -> Result<Table, String> {
-    let kind = u16::from_ne_bytes([m[4], m[5]]);
-    if kind != (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_NEWTABLE) {
-        return Err(format!("expected a table, got message type {kind:#x}"));
-    }
-    let body = m
-        .get(NLMSG_HDRLEN + 4..)
-        .ok_or("a table message without its header")?;
     let (mut name, mut handle, mut comment) = (None, None, None);
-    for (kind, data) in attrs(body) {
+    for (kind, data) in attrs(body(m, NFT_MSG_NEWTABLE)?) {
         match kind {
-            NFTA_TABLE_NAME => {
-                let s = data.split(|b| *b == 0).next().unwrap_or_default();
-                name = Some(String::from_utf8_lossy(s).into_owned());
-            }
+            NFTA_TABLE_NAME => name = Some(string(data)),
             NFTA_TABLE_HANDLE if data.len() == 8 => {
                 handle = Some(u64::from_be_bytes(data.try_into().expect("8 bytes")));
             }
