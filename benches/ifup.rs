@@ -181,6 +181,10 @@ enum Role {
     /// table): what any nf_tables change costs the kernel at N, which no
     /// guard layout avoids.
     NftFloor,
+    /// The in-process attach plus the smallest traffic-control change the
+    /// guard's checks make (a clsact qdisc and a one-instruction classic BPF
+    /// filter): the kernel's share of the checks.
+    TcFloor,
 }
 
 impl Role {
@@ -544,6 +548,11 @@ fn guard_contenders(t: &Tools) -> Vec<Contender> {
             "floor: attach + an empty nf_tables table, in-process",
             Role::NftFloor,
             kernel::attach_and_commit,
+        ),
+        in_process(
+            "floor: clsact + a classic BPF filter + attach, in-process",
+            Role::TcFloor,
+            kernel::filter_and_attach,
         ),
         kv("kvmnet-ifup, guard", Role::Kvmnet, GUARDED, true, false),
         kv(
@@ -1133,6 +1142,22 @@ impl Lab {
     /// The tap's guard is there (or not), and its root qdisc is a tbf
     /// (or not): the contender did the whole job. Untimed.
     fn check_guard(&self, c: &Contender, tap: &str, index: u32) -> Result<()> {
+        // kvmnet's checks are the tap's filters; its limit (and a peer's
+        // whole guard) an nf_tables chain or table.
+        if c.role != Role::Peer {
+            let filters = sh(Command::new(&self.tc).args(["filter", "show", "dev", tap, "ingress"]))?;
+            ensure!(
+                filters.contains(" bpf ") == c.guard,
+                "{}: {tap}'s ingress filters: {}",
+                c.name,
+                filters.trim()
+            );
+        }
+        let limited = if c.role == Role::Peer {
+            c.guard
+        } else {
+            c.role == Role::GuardRate
+        };
         let (table, what) = if c.role == Role::Peer {
             (peer_table(index), vec!["table".to_owned()])
         } else {
@@ -1156,7 +1181,7 @@ impl Lab {
             .status()?
             .success();
         ensure!(
-            listed == c.guard,
+            listed == limited,
             "{}: {tap}'s guard in {table} is {}",
             c.name,
             if listed { "there" } else { "missing" }
@@ -1789,19 +1814,25 @@ impl<'a> Report<'a> {
                 self.ratio(op, who, n, who, SIZES[0]).map(ratio)
             })?;
         }
-        if let (Some(commit), Some(floor)) = (
-            self.name(op, Role::NftFloor),
-            self.name(op, Role::FloorInProcess),
-        ) {
-            row(
-                s,
+        for (role, what) in [
+            (
+                Role::TcFloor,
+                "adding clsact and a classic BPF filter (kernel only: the in-process floors' difference)",
+            ),
+            (
+                Role::NftFloor,
                 "adding an empty nf_tables table (kernel only: the in-process floors' difference)",
-                |n| {
+            ),
+        ] {
+            if let (Some(extra), Some(floor)) =
+                (self.name(op, role), self.name(op, Role::FloorInProcess))
+            {
+                row(s, what, |n| {
                     self.results
-                        .paired(op, (n, commit), (n, floor), |x, y| x - y)
+                        .paired(op, (n, extra), (n, floor), |x, y| x - y)
                         .map(ms)
-                },
-            )?;
+                })?;
+            }
         }
         writeln!(s)
     }
@@ -2003,6 +2034,7 @@ impl<'a> Report<'a> {
                     Role::Peer if c.tbf => RGBColor(31, 119, 180),
                     Role::Peer => RGBColor(44, 160, 44),
                     Role::NftFloor => RGBColor(127, 127, 127),
+                    Role::TcFloor => RGBColor(80, 80, 80),
                 };
                 let pts: Vec<(f64, f64)> = SIZES
                     .iter()
@@ -2172,6 +2204,49 @@ mod kernel {
             }
         }
         Ok(())
+    }
+
+    /// The smallest traffic-control change the guard's checks make, then
+    /// [`attach_to_bridge`]: a clsact qdisc on the tap and a classic BPF
+    /// filter of one instruction (`ret #-1`: every frame passes) on its
+    /// ingress, as kvmnet puts its checks on before the tap joins.
+    pub fn filter_and_attach(tap: &str) -> io::Result<()> {
+        let nl = Netlink::open()?;
+        let index = nl
+            .link(tap)?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?
+            .index;
+        let tcmsg = |kind: u16, handle: u32, parent: u32, info: u32, attrs: &[u8]| {
+            let mut m = Vec::with_capacity(96);
+            m.extend_from_slice(&[0; 4]);
+            m.extend_from_slice(&kind.to_ne_bytes());
+            let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE;
+            m.extend_from_slice(&(flags as u16).to_ne_bytes());
+            m.extend_from_slice(&1u32.to_ne_bytes());
+            m.extend_from_slice(&0u32.to_ne_bytes());
+            m.extend_from_slice(&[0; 4]);
+            for w in [index, handle, parent, info] {
+                m.extend_from_slice(&w.to_ne_bytes());
+            }
+            m.extend_from_slice(attrs);
+            let len = (m.len() as u32).to_ne_bytes();
+            m[..4].copy_from_slice(&len);
+            m
+        };
+        let mut qdisc = Vec::new();
+        put_attr(&mut qdisc, libc::TCA_KIND, b"clsact\0");
+        nl.talk(&tcmsg(libc::RTM_NEWQDISC, 0xffff_0000, 0xffff_fff1, 0, &qdisc))?;
+        let mut options = Vec::new();
+        put_attr(&mut options, 4, &1u16.to_ne_bytes()); // TCA_BPF_OPS_LEN
+        let ret_all = [6u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        put_attr(&mut options, 5, &ret_all); // TCA_BPF_OPS
+        let mut filter = Vec::new();
+        put_attr(&mut filter, libc::TCA_KIND, b"bpf\0");
+        put_attr(&mut filter, libc::TCA_OPTIONS | libc::NLA_F_NESTED as u16, &options);
+        let info = 1u32 << 16 | u32::from((libc::ETH_P_ALL as u16).to_be());
+        nl.talk(&tcmsg(libc::RTM_NEWTFILTER, 1, 0xffff_fff2, info, &filter))?;
+        drop(nl);
+        attach_to_bridge(tap)
     }
 
     pub struct LinkFacts {

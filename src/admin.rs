@@ -511,9 +511,9 @@ pub struct StatusRow {
     /// Its queue is open (a running QEMU).
     pub in_use: bool,
     pub mtu: u32,
-    /// "on", "missing" (the record says guarded, but its chain is gone:
-    /// the next kvmnet-ifup puts it back), "unknown" (nf_tables could not be
-    /// read) or "off".
+    /// "on", "rate_in only", "missing" (the record says guarded, but its
+    /// filters or limit chain are gone: the next kvmnet-ifup puts them
+    /// back), "unknown" (they could not be read) or "off".
     pub guard: &'static str,
     /// `rate_in` and `rate_out` as recorded.
     pub rate_in: Option<String>,
@@ -524,20 +524,40 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
     let links = nl.all_links()?;
     let vlans = nl.port_vlans().unwrap_or_default();
     let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
-    let guarded: Option<Vec<u32>> = crate::guard::installed()
-        .ok()
-        .map(|t| t.into_iter().map(|t| t.ifindex).collect());
-    let guard_of = |rec: &Record, index: u32| match (&guarded, rec.guard) {
-        (_, false) => "off",
-        (None, true) => "unknown",
-        (Some(t), true) if t.contains(&index) => {
-            if rec.police_only {
-                "rate_in only"
-            } else {
-                "on"
-            }
+    // The limit chains in one dump, only when a tap has a limit.
+    let limited: Option<Vec<u32>> = links
+        .iter()
+        .filter_map(|l| Record::parse(&l.name, l.alias.as_deref()).ok()?)
+        .any(|r| r.guard_parts().limit)
+        .then(|| {
+            crate::guard::installed()
+                .ok()
+                .map(|t| t.into_iter().map(|t| t.ifindex).collect())
+        })
+        .unwrap_or(Some(Vec::new()));
+    let guard_of = |rec: &Record, index: u32| {
+        let parts = rec.guard_parts();
+        if !rec.guard {
+            return "off";
         }
-        (Some(_), true) => "missing",
+        let limit = match (&limited, parts.limit) {
+            (_, false) => Some(true),
+            (None, true) => None,
+            (Some(t), true) => Some(t.contains(&index)),
+        };
+        let checks = if parts.checks {
+            crate::guard::checks::read(nl, index)
+                .ok()
+                .map(|on| on.is_some_and(|on| on.drop))
+        } else {
+            Some(true)
+        };
+        match (checks, limit) {
+            (Some(false), _) | (_, Some(false)) => "missing",
+            (None, _) | (_, None) => "unknown",
+            _ if rec.police_only => "rate_in only",
+            _ => "on",
+        }
     };
     let show = |limit: Option<(u64, u32)>| {
         limit.and_then(|(bps, burst)| {

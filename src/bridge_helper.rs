@@ -234,10 +234,10 @@ pub fn run(
     })?;
     send_fd(sock, &queue).inspect_err(|_| {
         if guard.is_some() {
-            let _ = mode::remove_guard(tap.index);
+            let _ = crate::guard::remove(tap.index);
         }
     })?;
-    if guard.is_some() {
+    if guard.as_ref().is_some_and(mode::Guard::limits) {
         mode::sweep_guards(mode::SWEEP_EVERY);
     }
     let bridge = port.bridge().expect("a port has a bridge");

@@ -92,18 +92,28 @@ pub fn ifdown(
     if plan != Detach::NotOurs {
         log.starting(&tap.name, caller.uid, &format!("ifindex={}", tap.index));
     }
-    // The guard outlives the tap: it goes once the tap carries
-    // nothing any more (deleted, or detached and down).
+    // The guard goes once the tap carries nothing any more (deleted, or
+    // detached and down); its limit chain outlives a deleted tap.
     let record = crate::record::Record::parse(&tap.name, tap.alias.as_deref())
         .ok()
         .flatten();
-    let guarded = record.as_ref().is_some_and(|r| r.guard);
+    let parts = record.as_ref().map_or(
+        crate::guard::Parts::NONE,
+        crate::record::Record::guard_parts,
+    );
     // A tap that is deleted takes its qdisc with it; one that stays gets
     // back its own.
     let rate_out = record.as_ref().and_then(|r| r.rate_out);
-    let unguard = || -> Result<(), Error> {
-        if guarded {
-            crate::mode::remove_guard(tap.index)?;
+    // A deleted tap took its checks' filters with it.
+    let unguard = |deleted: bool| -> Result<(), Error> {
+        let parts = crate::guard::Parts {
+            checks: parts.checks && !deleted,
+            ..parts
+        };
+        if parts.checks || parts.limit {
+            crate::mode::remove_guard(nl, tap.index, parts)?;
+        }
+        if parts.limit {
             crate::mode::sweep_guards(1);
         }
         Ok(())
@@ -112,7 +122,7 @@ pub fn ifdown(
         Detach::NotOurs => Ok(report(Outcome::NotOurs)),
         Detach::Delete => {
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name))?;
-            unguard()?;
+            unguard(true)?;
             Ok(report(Outcome::Deleted))
         }
         Detach::Restore {
@@ -123,7 +133,7 @@ pub fn ifdown(
         } => {
             crate::mode::routed::remove(nl, &tap, name, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
-            unguard()?;
+            unguard(false)?;
             if let Some(limit) = rate_out {
                 crate::mode::clear_shape(nl, &tap, limit)?;
             }

@@ -113,7 +113,7 @@ pub fn ifup(
     };
     let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
     let mut notes = mode.notes();
-    if run.guard.is_some() {
+    if run.guard.as_ref().is_some_and(mode::Guard::limits) {
         notes.extend(mode::sweep_guards(mode::SWEEP_EVERY));
     }
     Ok(Report {
@@ -206,8 +206,12 @@ impl Run<'_> {
             self.starting(&format!("ifindex={}", tap.index));
         }
         match &self.guard {
-            Some(g) if refresh => g.apply(self.name, tap.index)?,
-            None if attach.guard_before => mode::remove_guard(tap.index)?,
+            Some(g) if refresh => {
+                g.apply(self.nl, self.name, tap.index, attach.guard_parts_before)?
+            }
+            None if attach.guard_before => {
+                mode::remove_guard(self.nl, tap.index, attach.guard_parts_before)?
+            }
             _ => {}
         }
         match (&attach.shape, attach.shape_before) {
@@ -280,7 +284,7 @@ impl Run<'_> {
         })?;
         held.persist().map_err(|e| {
             if self.guard.is_some() {
-                let _ = mode::remove_guard(tap.index);
+                let _ = crate::guard::remove(tap.index);
             }
             gone(e.into())
         })?;

@@ -54,6 +54,22 @@ pub const AF_INET6: u8 = libc::AF_INET6 as u8;
 // Not in libc. <linux/pkt_sched.h>: the root's parent id, struct
 // tc_ratespec's link layer, and tbf's attributes (`tc`)
 pub const TC_H_ROOT: u32 = 0xffff_ffff;
+pub const RTM_NEWTFILTER: u16 = libc::RTM_NEWTFILTER;
+pub const RTM_DELTFILTER: u16 = libc::RTM_DELTFILTER;
+pub const RTM_GETTFILTER: u16 = libc::RTM_GETTFILTER;
+/// The clsact qdisc's parent (TC_H_CLSACT, the same value as TC_H_INGRESS)
+/// and handle (ffff:), and its ingress hook (TC_H_MAKE(TC_H_CLSACT,
+/// TC_H_MIN_INGRESS)).
+pub const TC_H_CLSACT: u32 = 0xffff_fff1;
+pub const TC_H_CLSACT_HANDLE: u32 = 0xffff_0000;
+pub const TC_H_CLSACT_INGRESS: u32 = 0xffff_fff2;
+/// linux/pkt_cls.h: cls_bpf's attributes and its direct-action flag.
+pub const TCA_BPF_OPS_LEN: u16 = 4;
+pub const TCA_BPF_OPS: u16 = 5;
+pub const TCA_BPF_FLAGS: u16 = 8;
+pub const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
+/// What a direct-action program returns to drop the frame.
+pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_LINKLAYER_ETHERNET: u8 = 1;
 pub const TCA_TBF_PARMS: u16 = 1;
 pub const TCA_TBF_RATE64: u16 = 4;
@@ -291,5 +307,14 @@ mod tests {
         );
         assert_eq!((TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_BURST), (1, 4, 6));
         assert_eq!(NLM_F_ECHO, 8);
+        assert_eq!(
+            (RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER),
+            (44, 45, 46)
+        );
+        assert_eq!((TCA_BPF_OPS_LEN, TCA_BPF_OPS, TCA_BPF_FLAGS), (4, 5, 8));
+        assert_eq!(
+            (TC_H_CLSACT, TC_H_CLSACT_HANDLE, TC_H_CLSACT_INGRESS),
+            (0xffff_fff1, 0xffff_0000, 0xffff_fff2)
+        );
     }
 }

@@ -110,6 +110,8 @@ pub struct Attach {
     pub proxy: Vec<crate::sysctl::Family>,
     /// The tap had a guard before this run (a rollback leaves it).
     pub guard_before: bool,
+    /// Which parts of it, as its record says.
+    pub guard_parts_before: crate::guard::Parts,
     /// The limit of [`Step::Shape`] (its burst resolved for the tap's MTU)
     /// and that MTU.
     pub shape: Option<(crate::rate::Rate, u32)>,
@@ -250,6 +252,7 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
         resume: d.resume,
         proxy: wanted.proxy.clone(),
         guard_before: d.guard_before,
+        guard_parts_before: d.guard_parts_before,
         shape: wanted.shape.map(|r| (resolved(r, d.mtu), d.mtu)),
         shape_before: d.shape_before,
     })
@@ -271,6 +274,7 @@ struct Draft {
     /// The guard comes or goes in this run.
     guard_changed: bool,
     guard_before: bool,
+    guard_parts_before: crate::guard::Parts,
     shape_before: Option<(u64, u32)>,
     /// The tap's MTU after this run.
     mtu: u32,
@@ -290,6 +294,9 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         })?;
     let resume = existing.as_ref().is_some_and(|r| r.pending);
     let guard_before = existing.as_ref().is_some_and(|r| r.guard);
+    let guard_parts_before = existing
+        .as_ref()
+        .map_or(crate::guard::Parts::NONE, Record::guard_parts);
     let shape_before = existing.as_ref().and_then(|r| r.rate_out);
     let mtu = wanted.mtu.unwrap_or(tap.mtu);
     let limit_in = wanted
@@ -375,6 +382,7 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         resume,
         guard_changed,
         guard_before,
+        guard_parts_before,
         shape_before,
         mtu,
     })

@@ -63,6 +63,14 @@ pub enum RecordError {
 }
 
 impl Record {
+    /// The parts of the guard this record says the tap has.
+    pub fn guard_parts(&self) -> crate::guard::Parts {
+        crate::guard::Parts {
+            checks: self.guard && !self.police_only,
+            limit: self.guard && self.rate_in.is_some(),
+        }
+    }
+
     /// `Ok(None)` when the alias is not kvmnet's (or absent): nothing to undo.
     pub fn parse(tap: &str, alias: Option<&str>) -> Result<Option<Record>, RecordError> {
         let Some(alias) = alias else { return Ok(None) };

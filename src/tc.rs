@@ -10,8 +10,10 @@
 //! reads back from one tc set.
 
 use crate::kernel::{
-    AF_UNSPEC, NLA_TYPE_MASK, RTM_DELQDISC, RTM_GETQDISC, RTM_NEWQDISC, TCA_KIND, TCA_OPTIONS,
-    TCA_TBF_BURST, TCA_TBF_PARMS, TCA_TBF_RATE64, TC_H_ROOT, TC_LINKLAYER_ETHERNET,
+    AF_UNSPEC, NLA_TYPE_MASK, RTM_DELQDISC, RTM_DELTFILTER, RTM_GETQDISC, RTM_GETTFILTER,
+    RTM_NEWQDISC, RTM_NEWTFILTER, TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT, TCA_BPF_OPS,
+    TCA_BPF_OPS_LEN, TCA_KIND, TCA_OPTIONS, TCA_TBF_BURST, TCA_TBF_PARMS, TCA_TBF_RATE64,
+    TC_H_CLSACT, TC_H_CLSACT_HANDLE, TC_H_CLSACT_INGRESS, TC_H_ROOT, TC_LINKLAYER_ETHERNET,
 };
 use crate::linkmsg::{u32_of, Attrs};
 use crate::nlreq::Request;
@@ -82,15 +84,149 @@ impl TbfState {
 
 /// A request with a `struct tcmsg` for the root of `ifindex`.
 fn tcmsg(kind: u16, ifindex: u32, handle: u32) -> Request {
+    tcmsg_at(kind, ifindex, handle, TC_H_ROOT, 0)
+}
+
+/// A request with a `struct tcmsg`: `info` is a filter's priority and
+/// protocol.
+fn tcmsg_at(kind: u16, ifindex: u32, handle: u32, parent: u32, info: u32) -> Request {
     let mut body = Vec::with_capacity(128);
     body.push(AF_UNSPEC);
     body.extend_from_slice(&[0; 3]);
     // tcm_ifindex is an int; ifindexes are positive, so the bytes are alike.
     body.extend_from_slice(&ifindex.to_ne_bytes());
     body.extend_from_slice(&handle.to_ne_bytes());
-    body.extend_from_slice(&TC_H_ROOT.to_ne_bytes());
-    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&parent.to_ne_bytes());
+    body.extend_from_slice(&info.to_ne_bytes());
     Request { kind, body }
+}
+
+/// RTM_NEWQDISC of a clsact qdisc on `ifindex` (the hooks filters on a
+/// device's ingress and egress attach to).
+pub(crate) fn new_clsact(ifindex: u32) -> Request {
+    let mut r = tcmsg_at(RTM_NEWQDISC, ifindex, TC_H_CLSACT_HANDLE, TC_H_CLSACT, 0);
+    r.string(TCA_KIND, "clsact");
+    r
+}
+
+/// RTM_DELQDISC of `ifindex`'s clsact qdisc (and every filter on it).
+pub(crate) fn del_clsact(ifindex: u32) -> Request {
+    tcmsg_at(RTM_DELQDISC, ifindex, TC_H_CLSACT_HANDLE, TC_H_CLSACT, 0)
+}
+
+/// A filter's priority and protocol (every protocol: ETH_P_ALL, in
+/// network byte order as tc_filter reads it) in `tcm_info`.
+fn filter_info(prio: u16) -> u32 {
+    u32::from(prio) << 16 | u32::from((libc::ETH_P_ALL as u16).to_be())
+}
+
+/// A classic BPF filter on `ifindex`'s clsact ingress, handle 1 at
+/// priority `prio`; `ops` are `struct sock_filter`s. A
+/// direct-action program's return value is the verdict; otherwise a
+/// non-zero one is a match, which ends the classification (the frame
+/// passes), and zero sends the frame on to the next filter.
+pub(crate) fn new_bpf_filter(ifindex: u32, prio: u16, ops: &[[u8; 8]], direct: bool) -> Request {
+    let mut r = tcmsg_at(
+        RTM_NEWTFILTER,
+        ifindex,
+        1,
+        TC_H_CLSACT_INGRESS,
+        filter_info(prio),
+    );
+    r.string(TCA_KIND, "bpf");
+    let len = u16::try_from(ops.len()).unwrap_or(u16::MAX);
+    let code: Vec<u8> = ops.iter().flatten().copied().collect();
+    r.nest(TCA_OPTIONS, |r| {
+        r.attr(TCA_BPF_OPS_LEN, &len.to_ne_bytes());
+        r.attr(TCA_BPF_OPS, &code);
+        if direct {
+            r.u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
+        }
+    });
+    r
+}
+
+/// RTM_DELTFILTER of the filters at priority `prio` on `ifindex`'s clsact
+/// ingress.
+pub(crate) fn del_filter(ifindex: u32, prio: u16) -> Request {
+    tcmsg_at(
+        RTM_DELTFILTER,
+        ifindex,
+        0,
+        TC_H_CLSACT_INGRESS,
+        filter_info(prio),
+    )
+}
+
+/// A dump of the filters on `ifindex`'s clsact ingress (or egress, with
+/// `egress`): one device's, whatever the number of devices.
+pub(crate) fn dump_filters(ifindex: u32, egress: bool) -> Request {
+    let parent = if egress {
+        TC_H_CLSACT_INGRESS + 1
+    } else {
+        TC_H_CLSACT_INGRESS
+    };
+    tcmsg_at(RTM_GETTFILTER, ifindex, 0, parent, 0)
+}
+
+/// A filter as a dump describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Filter {
+    pub prio: u16,
+    pub handle: u32,
+    pub kind: String,
+    /// A classic cls_bpf program, as `struct sock_filter`s.
+    pub ops: Vec<[u8; 8]>,
+    pub direct: bool,
+}
+
+/// Reads one whole netlink message (header included) describing a filter.
+pub(crate) fn parse_filter(msg: &[u8]) -> Result<Filter, String> {
+    let start = NLMSG_HDRLEN + TCMSG_LEN;
+    if msg.len() < start {
+        return Err(format!("a {}-byte filter message is too short", msg.len()));
+    }
+    let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+    if kind != RTM_NEWTFILTER {
+        return Err(format!("message type {kind} where a filter was expected"));
+    }
+    let len = (u32_of(msg).unwrap_or(0) as usize).clamp(start, msg.len());
+    let tcm = &msg[NLMSG_HDRLEN..start];
+    let word = |at: usize| u32_of(&tcm[at..]).unwrap_or(0);
+    let mut f = Filter {
+        prio: (word(16) >> 16) as u16,
+        handle: word(8),
+        kind: String::new(),
+        ops: Vec::new(),
+        direct: false,
+    };
+    let text = |v: &[u8]| {
+        let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+        String::from_utf8_lossy(&v[..end]).into_owned()
+    };
+    for (k, v) in Attrs(&msg[start..len]) {
+        match k & NLA_TYPE_MASK {
+            TCA_KIND => f.kind = text(v),
+            TCA_OPTIONS if f.kind == "bpf" => {
+                for (k, v) in Attrs(v) {
+                    match k & NLA_TYPE_MASK {
+                        TCA_BPF_OPS => {
+                            f.ops = v
+                                .chunks_exact(8)
+                                .map(|c| c.try_into().expect("eight bytes"))
+                                .collect()
+                        }
+                        TCA_BPF_FLAGS => {
+                            f.direct = u32_of(v).unwrap_or(0) & TCA_BPF_FLAG_ACT_DIRECT != 0
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
 }
 
 /// The bucket as time, for kernels before 3.13 that read only this (later

@@ -81,7 +81,7 @@ const USER_ACL: &str = "[[allow]]\nusers = [\"4242\"]\nbridges = [\"br0\"]\n";
 /// The guest guard, on every tap (the QEMU taps' MAC).
 const GUARD_KEYS: &str =
     "guard = true\nguest_mac = [\"52:54:00:12:34:56\"]\nguest_ipv4 = [\"192.0.2.10\"]\n";
-/// A pseudo-flag of [`check_policy`]: the tap's guard table.
+/// A pseudo-flag of [`check_policy`]: the tap's guard filters.
 const GUARD: &str = "guard";
 const GUARD_POLICY: &[(&str, bool)] = &[(GUARD, true)];
 /// `rate_out`, and its pseudo-flag of [`check_policy`]: the tap's tbf.
@@ -149,8 +149,9 @@ struct State {
     routes6: Vec<String>,
     /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding
     forwarding: [String; 2],
-    /// Guard tables, by the name of the link whose ifindex they carry, or
-    /// "stale" when no link has it (collected by the next guarded run).
+    /// Taps with the guard's checks ("NAME", or "NAME (drop only)" for a run
+    /// stopped between its two filters), and limit chains ("limit of NAME",
+    /// or "stale" when no link has its ifindex: collected by a later run).
     guards: BTreeSet<String>,
     /// Links whose root qdisc is kvmnet's tbf (`rate_out`).
     shaped: BTreeSet<String>,
@@ -170,7 +171,7 @@ impl State {
         s
     }
 
-    /// Without guard chains of links that are gone: leftovers a later run
+    /// Without limit chains of links that are gone: leftovers a later run
     /// collects, not state a run left half-done.
     fn without_stale(&self) -> State {
         let mut s = self.clone();
@@ -247,7 +248,9 @@ fn snap(ns: &Netns) -> State {
             .collect()
     };
     let (routes4, routes6) = (routes("-4"), routes("-6"));
-    let guards = ns
+    // The guard's filters on each tap, and limit chains by the name of the
+    // link whose ifindex they carry ("stale" when none has it).
+    let mut guards: BTreeSet<String> = ns
         .guards()
         .lines()
         .filter_map(|l| l.strip_prefix("tap-"))
@@ -256,9 +259,19 @@ fn snap(ns: &Netns) -> State {
             links
                 .iter()
                 .find(|(_, l)| l.index == i)
-                .map_or("stale".to_owned(), |(n, _)| n.clone())
+                .map_or("stale".to_owned(), |(n, _)| format!("limit of {n}"))
         })
         .collect();
+    for (name, l) in &links {
+        if l.kind != "tun" {
+            continue;
+        }
+        match ns.checks(name) {
+            "on" => guards.insert(name.clone()),
+            "" => false,
+            partial => guards.insert(format!("{name} ({partial})")),
+        };
+    }
     let names: Vec<String> = links.keys().cloned().collect();
     let (sysctls, forwarding) = common::in_netns(ns, move || {
         let read = |p: &str| {
@@ -369,9 +382,12 @@ fn check_policy(st: &State, policy: &[(&str, bool)]) -> Result<(), String> {
         }
         // The guard sits on the tap: an up tap carries the guest's frames
         // (onto the bridge, or to the host of a routed tap).
-        if policy.contains(&(GUARD, true)) && !st.guards.contains(name) {
+        if policy.contains(&(GUARD, true))
+            && !st.guards.contains(name)
+            && !st.guards.contains(&format!("{name} (drop only)"))
+        {
             return Err(format!(
-                "{name} is UP without its guard chain (the guest's frames pass unchecked)"
+                "{name} is UP without its guard's filters (the guest's frames pass unchecked)"
             ));
         }
         if policy.contains(&(RATE, true)) && !st.shaped.contains(name) {
@@ -849,7 +865,7 @@ fn ifup_killed_at_every_step(sc: Scenario) {
             ));
             return f.result().map(|()| Outcome::Checked(true));
         }
-        // A guard table of the killed run's vanished tap may remain: the
+        // A limit chain of the killed run's vanished tap may remain: the
         // next ifdown collects it (checked below, exactly).
         let resumed = snap(&ns).normalized(&kept).without_stale();
         if resumed != reference {

@@ -346,8 +346,8 @@ fn qemu_guest_gets_dhcp_through_kvmnet_and_exit_cleans_up() {
 }
 
 /// The guest guard on: iPXE's DHCP (DISCOVER and REQUEST from 0.0.0.0)
-/// still gets its lease through it; the guard's table exists while QEMU
-/// runs and goes with the downscript.
+/// still gets its lease through it; the guard's filters are on the tap
+/// while QEMU runs and go with the downscript.
 #[test]
 fn qemu_guest_gets_dhcp_with_the_guard_on_and_exit_removes_the_guard() {
     let mut lab = Lab::new();
@@ -363,13 +363,12 @@ fn qemu_guest_gets_dhcp_with_the_guard_on_and_exit_removes_the_guard() {
         "qemu guard: guest {mac} got lease {ip} {:.1} s after QEMU start",
         start.elapsed().as_secs_f64()
     );
-    let tables = |ns: &Netns| common::ok(ns.cmd("nft").args(["list", "tables"]));
-    let index = lab.ns.link(tap).unwrap()["ifindex"].as_u64().unwrap();
-    assert_eq!(lab.ns.guards(), format!("tap-{index}"));
+    assert_eq!(lab.ns.checks(tap), "on");
     let status = lab.stop_qemu();
     assert!(status.success(), "{}", lab.qemu_stderr());
-    // ifdown removed the tap's guard, and its sweep the shard it emptied
-    assert_eq!(tables(&lab.ns).trim(), "", "the guard outlived the VM");
+    // ifdown deleted the tap, and its checks with it
+    assert!(!lab.ns.exists(tap));
+    assert_eq!(lab.ns.checks(tap), "", "the guard outlived the VM");
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! taps. [`apply`] and [`remove`] change one tap; [`sweep`] collects what
 //! taps gone without a downscript left, and empty shards.
 
+pub mod bpf;
+pub mod checks;
 mod rules;
 mod state;
 mod text;
@@ -19,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::kernel::NFPROTO_NETDEV;
 use crate::mac::Mac;
 use crate::name::TapName;
+use crate::netlink::Netlink;
 use crate::nft::Nft;
 use crate::rate::Rate;
 
@@ -45,8 +48,10 @@ pub const COMMENT_PREFIX: &str = "kvmnet guard tap=";
 /// and finds its table in a list of shards.
 pub const SHARD_SIZE: u32 = 64;
 /// Addresses or prefixes per family, MACs per guest: far more than a guest
-/// has, few enough that a set's elements fit a handful of messages.
-pub const MAX_ENTRIES: usize = 1024;
+/// has, few enough that the checks' program stays well inside the longest
+/// one the kernel takes ([`bpf::MAX_INSNS`]) and short to run.
+pub const MAX_ENTRIES: usize = 64;
+pub const MAX_MACS: usize = 16;
 
 const FAMILY: u8 = NFPROTO_NETDEV;
 
@@ -254,8 +259,15 @@ impl GuardSpec {
                 )));
             }
         }
-        if self.macs.len() > MAX_ENTRIES {
-            return Err(bad(format!("more than {MAX_ENTRIES} MAC addresses")));
+        if self.macs.len() > MAX_MACS {
+            return Err(bad(format!("more than {MAX_MACS} MAC addresses")));
+        }
+        let len = bpf::program(self).0.len();
+        if len > bpf::MAX_INSNS {
+            return Err(bad(format!(
+                "the checks take {len} instructions, more than the kernel's {}; use fewer, wider prefixes",
+                bpf::MAX_INSNS
+            )));
         }
         Ok(())
     }
@@ -265,6 +277,15 @@ impl GuardSpec {
 pub enum GuardError {
     #[error("guard for {tap}: {msg}")]
     Spec { tap: String, msg: String },
+    #[error(
+        "guard for {tap}: this kernel has no {what}, which the guard's checks need; \
+         modprobe {module}, or turn guard off"
+    )]
+    Unsupported {
+        tap: String,
+        what: &'static str,
+        module: &'static str,
+    },
     #[error(transparent)]
     Nft(#[from] NftError),
     #[error(transparent)]
@@ -304,15 +325,81 @@ fn refused_with(r: &Result<(), NftError>, errno: i32) -> bool {
         if refusals.first().is_some_and(|f| f.errno == errno))
 }
 
-/// Puts the guard described by `spec` on its tap, replacing the tap's
-/// previous guard (if any) atomically: the kernel switches from the old
-/// chain and elements to the new ones with no moment without either.
-/// Works in the calling thread's network namespace.
-///
-/// The first attempt assumes the common case, a tap without a guard in an
-/// existing shard: one batch, no reading. A missing shard (ENOENT) is made
-/// first; a guard already there (EEXIST) is read and replaced.
+/// What a tap had of the guard before a run: [`apply_with`] and
+/// [`remove_with`] touch only what may be there, so that a new tap's
+/// guard costs no reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The checks' filters on the tap ([`checks`]).
+    pub checks: bool,
+    /// The guest->host limit's chain in nf_tables.
+    pub limit: bool,
+}
+
+impl Parts {
+    /// Whatever may be there.
+    pub const ALL: Parts = Parts {
+        checks: true,
+        limit: true,
+    };
+    /// Nothing: a tap this run created.
+    pub const NONE: Parts = Parts {
+        checks: false,
+        limit: false,
+    };
+}
+
+/// Puts the guard described by `spec` on its tap, replacing what was
+/// there; works in the calling thread's network namespace.
 pub fn apply(spec: &GuardSpec) -> Result<(), GuardError> {
+    apply_with(&Netlink::open()?, spec, Parts::ALL)
+}
+
+/// [`apply`], on `nl`, for a tap that had `before` of the guard: the
+/// checks go on the tap as its traffic-control filters ([`checks`]), the
+/// guest->host limit in its nf_tables chain ([`limit_apply`]); a part the
+/// spec no longer has is taken off.
+pub fn apply_with(nl: &Netlink, spec: &GuardSpec, before: Parts) -> Result<(), GuardError> {
+    spec.check()?;
+    if spec.enforce {
+        checks::install(nl, spec)?;
+    } else if before.checks {
+        checks::lift(nl, spec.ifindex)?;
+    }
+    match spec.rate_in {
+        Some(rate) => limit_apply(&GuardSpec::rate_only(spec.tap.clone(), spec.ifindex, rate))?,
+        None if before.limit => limit_remove(spec.ifindex)?,
+        None => {}
+    }
+    Ok(())
+}
+
+/// Removes the guard of the tap with this ifindex, whatever part of it is
+/// there (none is fine).
+pub fn remove(ifindex: u32) -> Result<(), GuardError> {
+    remove_with(&Netlink::open()?, ifindex, Parts::ALL)
+}
+
+/// [`remove`], on `nl`, of the parts `before` names.
+pub fn remove_with(nl: &Netlink, ifindex: u32, before: Parts) -> Result<(), GuardError> {
+    if before.checks {
+        checks::lift(nl, ifindex)?;
+    }
+    if before.limit {
+        limit_remove(ifindex)?;
+    }
+    Ok(())
+}
+
+/// Puts the guest->host limit of `spec` (a spec without the checks) in its
+/// tap's chain, replacing the chain there (if any) atomically: the kernel
+/// switches from the old chain and elements to the new ones with no moment
+/// without either. Works in the calling thread's network namespace.
+///
+/// The first attempt assumes the common case, a tap without a chain in an
+/// existing shard: one batch, no reading. A missing shard (ENOENT) is made
+/// first; a chain already there (EEXIST) is read and replaced.
+fn limit_apply(spec: &GuardSpec) -> Result<(), GuardError> {
     let mut nft = Nft::open()?;
     let op = format!("guarding {}", spec.tap);
     let mut create = tap_batch(spec)?;
@@ -354,9 +441,9 @@ fn make_shard(nft: &mut Nft, shard: u32) -> Result<(), GuardError> {
     Ok(r?)
 }
 
-/// Removes the guard of the tap with this ifindex (its chain and its
+/// Removes the limit chain of the tap with this ifindex (its chain and its
 /// elements, in one batch); none there is fine.
-pub fn remove(ifindex: u32) -> Result<(), GuardError> {
+fn limit_remove(ifindex: u32) -> Result<(), GuardError> {
     let mut nft = Nft::open()?;
     let op = format!("removing the guard of interface {ifindex}");
     let mut last = Ok(());

@@ -227,7 +227,7 @@ fn tap_state(index: u32) -> (String, Vec<String>) {
 fn apply_replaces_and_remove_is_idempotent() {
     in_fresh_netns(|| {
         let index = tap("vm0");
-        apply(&spec(index)).unwrap();
+        limit_apply(&spec(index)).unwrap();
         let first = run("nft", &["--json", "list", "ruleset"], "");
         let (chain, elems) = tap_state(index);
         assert!(chain.contains("jump guest"), "{chain}");
@@ -236,7 +236,7 @@ fn apply_replaces_and_remove_is_idempotent() {
             elems[0].contains("\"vm0\" . 52:54:00:12:34:56"),
             "{elems:?}"
         );
-        apply(&spec(index)).unwrap();
+        limit_apply(&spec(index)).unwrap();
         let second = run("nft", &["--json", "list", "ruleset"], "");
         let strip = |s: &str| {
             let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
@@ -247,12 +247,12 @@ fn apply_replaces_and_remove_is_idempotent() {
         // A changed spec replaces the elements, not adds to them.
         let mut other = spec(index);
         other.ipv4 = Some(vec!["203.0.113.7".parse().unwrap()]);
-        apply(&other).unwrap();
+        limit_apply(&other).unwrap();
         let (_, elems) = tap_state(index);
         assert!(elems[1].contains("203.0.113.7"), "{elems:?}");
         assert!(!elems[1].contains("192.0.2.10"), "{elems:?}");
-        remove(index).unwrap();
-        remove(index).unwrap();
+        limit_remove(index).unwrap();
+        limit_remove(index).unwrap();
         let left = run("nft", &["list", "ruleset"], "");
         assert!(!left.contains(&chain_name(index)), "{left}");
         assert!(!left.contains("\"vm0\" . "), "{left}");
@@ -286,7 +286,7 @@ fn an_empty_shard_is_never_deleted_under_a_tap_that_joined_it() {
             .unwrap()
             .handle;
         for s in [spec(index), rate_only(index, "10mbit", None)] {
-            apply(&s).unwrap();
+            limit_apply(&s).unwrap();
             let err = nft
                 .apply("deleting", &state::delete_shard(&table, handle))
                 .unwrap_err();
@@ -296,7 +296,7 @@ fn an_empty_shard_is_never_deleted_under_a_tap_that_joined_it() {
             assert_eq!(refusals[0].errno, libc::EBUSY, "{err}");
             let (chain, _) = tap_state(index);
             assert!(chain.contains("iif != \"vm0\" accept"), "{chain}");
-            remove(index).unwrap();
+            limit_remove(index).unwrap();
         }
         nft.apply("deleting", &state::delete_shard(&table, handle))
             .unwrap();
@@ -316,8 +316,8 @@ fn elements_without_their_chain_are_swept() {
         let mut sb = spec(b);
         sb.tap = TapName::new("vm1").unwrap();
         sb.macs = vec!["52:54:00:00:00:01".parse().unwrap()];
-        apply(&spec(a)).unwrap();
-        apply(&sb).unwrap();
+        limit_apply(&spec(a)).unwrap();
+        limit_apply(&sb).unwrap();
         let table = shard_name(shard_of(a));
         run(
             "nft",
@@ -333,7 +333,7 @@ fn elements_without_their_chain_are_swept() {
         let left = run("nft", &["list", "ruleset"], "");
         assert!(!left.contains("\"vm0\" . "), "{left}");
         assert!(left.contains("\"vm1\" . 52:54:00:00:00:01"), "{left}");
-        remove(b).unwrap();
+        limit_remove(b).unwrap();
         sweep(64, 0).unwrap();
         assert_eq!(run("nft", &["list", "ruleset"], "").trim(), "");
     });

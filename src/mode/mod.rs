@@ -161,16 +161,29 @@ impl Guard {
         }
     }
 
-    /// Puts the guard on the tap with this ifindex, replacing an earlier
-    /// one in the same atomic batch.
-    pub fn apply(&self, tap: &TapName, ifindex: u32) -> Result<(), Error> {
-        crate::guard::apply(&self.spec(tap, ifindex)).map_err(Error::from)
+    /// Puts the guard on the tap with this ifindex, replacing what it had
+    /// (`before`).
+    pub fn apply(
+        &self,
+        nl: &Netlink,
+        tap: &TapName,
+        ifindex: u32,
+        before: crate::guard::Parts,
+    ) -> Result<(), Error> {
+        crate::guard::apply_with(nl, &self.spec(tap, ifindex), before).map_err(Error::from)
+    }
+
+    /// The guard has a guest->host limit, whose nf_tables chain outlives a
+    /// tap deleted without its downscript (the checks go with the tap).
+    pub fn limits(&self) -> bool {
+        self.rate_in.is_some()
     }
 }
 
-/// Removes the guard of the tap with this ifindex (none there is fine).
-pub fn remove_guard(ifindex: u32) -> Result<(), Error> {
-    crate::guard::remove(ifindex).map_err(Error::from)
+/// Removes the parts `before` of the guard of the tap with this ifindex
+/// (none there is fine).
+pub fn remove_guard(nl: &Netlink, ifindex: u32, before: crate::guard::Parts) -> Result<(), Error> {
+    crate::guard::remove_with(nl, ifindex, before).map_err(Error::from)
 }
 
 /// Removes guard state whose tap is gone without a downscript (QEMU
@@ -237,7 +250,7 @@ impl Failed {
     /// is deleted on failure too, as its table would outlive it.
     pub fn unguard(&self, attach: &Attach) {
         if self.guard_started && !attach.guard_before {
-            let _ = remove_guard(self.tap.index);
+            let _ = crate::guard::remove(self.tap.index);
         }
     }
 
@@ -275,7 +288,7 @@ pub fn run(
             Step::Guard => {
                 guard_started = true;
                 match (guard, &name) {
-                    (Some(g), Ok(name)) => g.apply(name, tap.index),
+                    (Some(g), Ok(name)) => g.apply(nl, name, tap.index, attach.guard_parts_before),
                     (None, _) => Err(Error::Guard(crate::guard::GuardError::Spec {
                         tap: tap.name.clone(),
                         msg: "the plan has a guard step but no guard was given".into(),

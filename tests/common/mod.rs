@@ -198,8 +198,8 @@ impl Netns {
         self.link(name).is_some()
     }
 
-    /// The taps with a kvmnet guard chain (`tap-N` in a guard shard), as
-    /// sorted "tap-N" lines; "" when none.
+    /// The taps with a kvmnet guard chain (`tap-N` in a guard shard: a
+    /// `rate_in` limit), as sorted "tap-N" lines; "" when none.
     pub fn guards(&self) -> String {
         let v: serde_json::Value = serde_json::from_str(&ok(self
             .cmd("nft")
@@ -221,6 +221,57 @@ impl Netns {
             .collect();
         names.sort();
         names.join("\n")
+    }
+
+    /// The classic BPF filters on `dev`'s ingress, as tc reads them back:
+    /// (priority, direct-action, instructions as code/jt/jf/k).
+    pub fn ingress_filters(&self, dev: &str) -> Vec<(u64, bool, Vec<[u64; 4]>)> {
+        let out = self
+            .cmd("tc")
+            .args(["-j", "filter", "show", "dev", dev, "ingress"])
+            .output()
+            .unwrap();
+        // no clsact qdisc, or no such device: no filters
+        if !out.status.success() || out.stdout.trim_ascii().is_empty() {
+            return Vec::new();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "bpf")
+            .filter_map(|f| {
+                let o = f.get("options")?;
+                let insns = o["bytecode"]["insns"]
+                    .as_array()?
+                    .iter()
+                    .map(|i| ["code", "jt", "jf", "k"].map(|k| i[k].as_u64().unwrap()))
+                    .collect();
+                Some((
+                    f["pref"].as_u64().unwrap(),
+                    o["direct-action"] == true,
+                    insns,
+                ))
+            })
+            .collect()
+    }
+
+    /// The guard's checks on `dev`: "on" (the checks' filter and the drop
+    /// filter behind it), "drop only" (a run stopped between the two, or
+    /// while lifting them: the tap passes nothing), "checks only" (never
+    /// wanted: frames the checks do not allow would pass), "" (none).
+    pub fn checks(&self, dev: &str) -> &'static str {
+        let f = self.ingress_filters(dev);
+        let checks = f.iter().any(|(p, da, _)| *p == 1 && !da);
+        let drop = f
+            .iter()
+            .any(|(p, da, i)| *p == 2 && *da && i.as_slice() == [[6, 0, 0, 2]]);
+        match (checks, drop) {
+            (true, true) => "on",
+            (false, true) => "drop only",
+            (true, false) => "checks only",
+            (false, false) => "",
+        }
     }
 
     /// Guard state of the interface with this index is still there: its
