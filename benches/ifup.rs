@@ -64,6 +64,21 @@ const BRIDGE_MTU: u32 = 9000;
 /// A bridge takes at most 1,023 ports (BR_MAX_PORTS - 1).
 const PORTS_PER_BRIDGE: usize = 900;
 const SIZES: [usize; 3] = [0, 1_000, 4_000];
+
+/// The sizes this run measures: [`SIZES`], or those KVMNET_BENCH_SIZES lists
+/// (comma-separated). One size alone measures what the kernel shares between
+/// namespaces without the other workers' taps: the guard's ingress qdiscs are
+/// such a cost on kernels that keep every bound filter block in one list.
+fn sizes() -> &'static [usize] {
+    static S: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    S.get_or_init(|| match std::env::var("KVMNET_BENCH_SIZES") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("KVMNET_BENCH_SIZES: numbers, comma-separated"))
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    })
+}
 /// Each run also pays, untimed, for deleting its tap (an RCU grace period,
 /// far longer than an attach), so 100 runs keep the whole bench at a few
 /// minutes on 2 cores.
@@ -182,7 +197,7 @@ enum Role {
     /// guard layout avoids.
     NftFloor,
     /// The in-process attach plus the smallest traffic-control change the
-    /// guard's checks make (a clsact qdisc and a one-instruction classic BPF
+    /// guard's checks make (an ingress qdisc and a one-instruction classic BPF
     /// filter): the kernel's share of the checks.
     TcFloor,
 }
@@ -550,7 +565,7 @@ fn guard_contenders(t: &Tools) -> Vec<Contender> {
             kernel::attach_and_commit,
         ),
         in_process(
-            "floor: clsact + a classic BPF filter + attach, in-process",
+            "floor: ingress qdisc + a classic BPF filter + attach, in-process",
             Role::TcFloor,
             kernel::filter_and_attach,
         ),
@@ -608,7 +623,7 @@ fn orchestrate() -> Result<()> {
     let exe = std::env::current_exe().context("locating the bench executable")?;
     let caller_ns = namespace_ids()?;
     let t = Instant::now();
-    let mut workers = SIZES
+    let mut workers = sizes()
         .iter()
         .map(|&n| Worker::spawn(n, &exe, &caller_ns))
         .collect::<Result<Vec<_>>>()?;
@@ -778,7 +793,7 @@ fn measure(
         // Rotating both orders spreads position effects (first in a round,
         // right after a slow script) over all contenders and all N.
         for j in 0..workers.len() {
-            let w = &mut workers[(round + j) % SIZES.len()];
+            let w = &mut workers[(round + j) % sizes().len()];
             for k in 0..contenders.len() {
                 let i = (round + k) % contenders.len();
                 let c = &contenders[i];
@@ -1147,7 +1162,7 @@ impl Lab {
         if c.role != Role::Peer {
             let filters = sh(Command::new(&self.tc).args(["filter", "show", "dev", tap, "ingress"]))?;
             ensure!(
-                filters.contains(" bpf ") == c.guard,
+                filters.contains(" bpf ") == (c.guard || c.role == Role::TcFloor),
                 "{}: {tap}'s ingress filters: {}",
                 c.name,
                 filters.trim()
@@ -1719,16 +1734,16 @@ impl<'a> Report<'a> {
     fn write_op(&self, s: &mut String, op: Op) -> std::fmt::Result {
         writeln!(s, "## {}\n\n{}.\n", op.title(), op.explanation())?;
         write!(s, "| contender |")?;
-        for n in SIZES {
+        for &n in sizes() {
             write!(s, " N={n}: median | p90 | × kvmnet |")?;
         }
         writeln!(s, " runs |")?;
-        writeln!(s, "|---|{}---:|", "---:|---:|---:|".repeat(SIZES.len()))?;
+        writeln!(s, "|---|{}---:|", "---:|---:|---:|".repeat(sizes().len()))?;
         let kv = self.name(op, Role::Kvmnet);
         for c in self.contenders(op) {
             write!(s, "| {} |", c.name)?;
             let mut runs = 0;
-            for n in SIZES {
+            for &n in sizes() {
                 match self.results.stats(op, n, &c.name) {
                     Some(st) => {
                         runs = st.runs;
@@ -1749,10 +1764,10 @@ impl<'a> Report<'a> {
             return self.write_guard_cost(s, kv);
         }
         write!(s, "\n| where kvmnet stands |")?;
-        for n in SIZES {
+        for &n in sizes() {
             write!(s, " N={n} |")?;
         }
-        writeln!(s, "\n|---|{}", "---:|".repeat(SIZES.len()))?;
+        writeln!(s, "\n|---|{}", "---:|".repeat(sizes().len()))?;
         let floors = [
             (Role::FloorExec, "kvmnet ÷ floor, exec'd (cc -O2)"),
             (Role::FloorStatic, "kvmnet ÷ floor, exec'd (static)"),
@@ -1780,10 +1795,10 @@ impl<'a> Report<'a> {
                     .map(ms)
             })?;
             row(s, "kvmnet at N ÷ at N=0", |n| {
-                self.ratio(op, kv, n, kv, SIZES[0]).map(ratio)
+                self.ratio(op, kv, n, kv, sizes()[0]).map(ratio)
             })?;
             row(s, "in-process floor at N ÷ at N=0 (the kernel)", |n| {
-                self.ratio(op, f, n, f, SIZES[0]).map(ratio)
+                self.ratio(op, f, n, f, sizes()[0]).map(ratio)
             })?;
         }
         writeln!(s)
@@ -1793,10 +1808,10 @@ impl<'a> Report<'a> {
     fn write_guard_cost(&self, s: &mut String, kv: &str) -> std::fmt::Result {
         let op = Op::Guard;
         write!(s, "\n| what the guard costs |")?;
-        for n in SIZES {
+        for &n in sizes() {
             write!(s, " N={n} |")?;
         }
-        writeln!(s, "\n|---|{}", "---:|".repeat(SIZES.len()))?;
+        writeln!(s, "\n|---|{}", "---:|".repeat(sizes().len()))?;
         let Some(plain) = self.name(op, Role::Unguarded) else {
             return writeln!(s);
         };
@@ -1811,13 +1826,13 @@ impl<'a> Report<'a> {
         }
         for (label, who) in guarded.iter().chain([("no guard", plain)].iter()) {
             row(s, &format!("kvmnet {label} at N ÷ at N=0"), |n| {
-                self.ratio(op, who, n, who, SIZES[0]).map(ratio)
+                self.ratio(op, who, n, who, sizes()[0]).map(ratio)
             })?;
         }
         for (role, what) in [
             (
                 Role::TcFloor,
-                "adding clsact and a classic BPF filter (kernel only: the in-process floors' difference)",
+                "adding an ingress qdisc and a classic BPF filter (kernel only: the in-process floors' difference)",
             ),
             (
                 Role::NftFloor,
@@ -1845,7 +1860,7 @@ impl<'a> Report<'a> {
             return Ok(());
         };
         let worst = |f: &dyn Fn(usize) -> Option<f64>| {
-            SIZES
+            sizes()
                 .iter()
                 .map(|&n| f(n))
                 .collect::<Option<Vec<_>>>()
@@ -1867,11 +1882,11 @@ impl<'a> Report<'a> {
                 extra.map_or("–".into(), |v| format!("+{}", ms(v))),
                 verdict(extra, 0.3)
             )?;
-            let flat = worst(&|n| self.ratio(op, who, n, who, SIZES[0]));
+            let flat = worst(&|n| self.ratio(op, who, n, who, sizes()[0]));
             writeln!(
                 s,
                 "| {who}: flat, at N guarded taps ≤ 1.2× at N={} | {} | {} | – |",
-                SIZES[0],
+                sizes()[0],
                 flat.map_or("–".into(), ratio),
                 verdict(flat, 1.2)
             )?;
@@ -1902,7 +1917,7 @@ impl<'a> Report<'a> {
             let mut target =
                 |label: String, of: &dyn Fn(&str, usize) -> Option<f64>, limit, at_most| {
                     let worst = |who: &str| {
-                        let v = SIZES
+                        let v = sizes()
                             .iter()
                             .map(|&n| of(who, n))
                             .collect::<Option<Vec<_>>>()?;
@@ -1943,8 +1958,8 @@ impl<'a> Report<'a> {
                 )?;
             }
             target(
-                format!("flat: at N ≤ 1.2× at N={}", SIZES[0]),
-                &|who, n| self.ratio(op, who, n, who, SIZES[0]),
+                format!("flat: at N ≤ 1.2× at N={}", sizes()[0]),
+                &|who, n| self.ratio(op, who, n, who, sizes()[0]),
                 1.2,
                 true,
             )?;
@@ -1955,11 +1970,11 @@ impl<'a> Report<'a> {
                 target(
                     format!(
                         "flat without the kernel (minus the in-process floor): at N ≤ 1.2× at N={}",
-                        SIZES[0]
+                        sizes()[0]
                     ),
                     &|who, n| {
                         let d = |n| self.results.paired(op, (n, who), (n, f), |x, y| x - y);
-                        Some(d(n)? / d(SIZES[0])?)
+                        Some(d(n)? / d(sizes()[0])?)
                     },
                     1.2,
                     true,
@@ -2001,7 +2016,7 @@ impl<'a> Report<'a> {
         let lo = all.iter().cloned().fold(f64::MAX, f64::min).max(1e-3) / 1.5;
         // Headroom above the slowest line keeps the legend off the lines.
         let hi = all.iter().cloned().fold(0.0, f64::max) * 40.0;
-        let xmax = *SIZES.last().unwrap() as f64 * 1.05;
+        let xmax = *sizes().last().unwrap() as f64 * 1.05;
         for (panel, op) in panels.iter().zip(Op::ALL) {
             let mut chart = ChartBuilder::on(panel)
                 .caption(op.title(), ("sans-serif", 22))
@@ -2036,7 +2051,7 @@ impl<'a> Report<'a> {
                     Role::NftFloor => RGBColor(127, 127, 127),
                     Role::TcFloor => RGBColor(80, 80, 80),
                 };
-                let pts: Vec<(f64, f64)> = SIZES
+                let pts: Vec<(f64, f64)> = sizes()
                     .iter()
                     .filter_map(|&n| Some((n as f64, self.median_of(op, n, &c.name)?)))
                     .collect();
@@ -2067,7 +2082,7 @@ impl<'a> Report<'a> {
 
 fn row(s: &mut String, label: &str, cell: impl Fn(usize) -> Option<String>) -> std::fmt::Result {
     write!(s, "| {label} |")?;
-    for n in SIZES {
+    for &n in sizes() {
         write!(s, " {} |", cell(n).unwrap_or_else(|| "?".into()))?;
     }
     writeln!(s)
@@ -2207,7 +2222,7 @@ mod kernel {
     }
 
     /// The smallest traffic-control change the guard's checks make, then
-    /// [`attach_to_bridge`]: a clsact qdisc on the tap and a classic BPF
+    /// [`attach_to_bridge`]: an ingress qdisc on the tap and a classic BPF
     /// filter of one instruction (`ret #-1`: every frame passes) on its
     /// ingress, as kvmnet puts its checks on before the tap joins.
     pub fn filter_and_attach(tap: &str) -> io::Result<()> {
@@ -2234,7 +2249,7 @@ mod kernel {
             m
         };
         let mut qdisc = Vec::new();
-        put_attr(&mut qdisc, libc::TCA_KIND, b"clsact\0");
+        put_attr(&mut qdisc, libc::TCA_KIND, b"ingress\0");
         nl.talk(&tcmsg(libc::RTM_NEWQDISC, 0xffff_0000, 0xffff_fff1, 0, &qdisc))?;
         let mut options = Vec::new();
         put_attr(&mut options, 4, &1u16.to_ne_bytes()); // TCA_BPF_OPS_LEN

@@ -69,6 +69,10 @@ pub enum Command {
         /// Judge the ACL for this user (name or uid) instead of the caller.
         #[arg(long, value_name = "USER")]
         user: Option<String>,
+        /// Also print the guard's program: annotated, and as the bytecode
+        /// `tc filter add ... bpf bytecode '...'` takes.
+        #[arg(long)]
+        guard_program: bool,
     },
     /// List the taps kvmnet manages now, with bridge, VLANs, mode, owner, state.
     Status {
@@ -152,7 +156,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{mac}");
             Ok(0)
         }
-        Command::Explain { tap, config, user } => {
+        Command::Explain {
+            tap,
+            config,
+            user,
+            guard_program,
+        } => {
             crate::name::TapName::new(&tap)?;
             let cfg = Config::load(&config, false)?;
             let who = match user {
@@ -161,6 +170,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let nl = Netlink::open().ok();
             print!("{}", explain(&cfg, &tap, &who, nl.as_ref()));
+            if guard_program {
+                print!("{}", explain_program(&cfg.settings_for(&tap), &tap));
+            }
             Ok(0)
         }
         Command::Status { json } => {
@@ -385,10 +397,29 @@ fn explain_guard(s: &Settings, tap: &str) -> String {
             .join(", "),
     };
     format!(
-        "on: MAC {}; IPv4 from {} (and DHCP from 0.0.0.0); IPv6 from {} (and fe80::/10, :: for DAD); no DHCP server, router advertisements, redirects or VLAN tags",
+        "on: MAC {}; IPv4 from {} (and DHCP from 0.0.0.0); IPv6 from {} (and fe80::/10, :: for DAD); no DHCP server, router advertisements, redirects or VLAN tags (a classic BPF program of {} instructions on the tap's ingress; --guard-program shows it)",
         macs.join(", "),
         family(&spec.ipv4),
-        family(&spec.ipv6)
+        family(&spec.ipv6),
+        crate::guard::bpf::program(&spec).0.len()
+    )
+}
+
+/// The guard's program for `tap` (as if its ifindex were 1: the program
+/// does not depend on it).
+fn explain_program(s: &Settings, tap: &str) -> String {
+    let Ok(name) = crate::name::TapName::new(tap) else {
+        return String::new();
+    };
+    let Some(g) = crate::mode::Guard::wanted(s, &name).filter(|_| s.guard) else {
+        return "\nno guard program: guard is off for this tap\n".into();
+    };
+    let spec = g.spec(&name, 1);
+    let (prog, _) = crate::guard::bpf::program(&spec);
+    format!(
+        "\nguard program (classic BPF on {tap}'s ingress, filter 1; a frame it does not allow meets filter 2, which drops it):\n{}\nas tc bytecode:\n{}\n",
+        crate::guard::bpf::listing(&spec),
+        crate::guard::bpf::bytecode(&prog)
     )
 }
 

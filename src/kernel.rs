@@ -57,9 +57,9 @@ pub const TC_H_ROOT: u32 = 0xffff_ffff;
 pub const RTM_NEWTFILTER: u16 = libc::RTM_NEWTFILTER;
 pub const RTM_DELTFILTER: u16 = libc::RTM_DELTFILTER;
 pub const RTM_GETTFILTER: u16 = libc::RTM_GETTFILTER;
-/// The clsact qdisc's parent (TC_H_CLSACT, the same value as TC_H_INGRESS)
-/// and handle (ffff:), and its ingress hook (TC_H_MAKE(TC_H_CLSACT,
-/// TC_H_MIN_INGRESS)).
+/// The ingress and clsact qdiscs' parent (TC_H_CLSACT, the same value as
+/// TC_H_INGRESS) and handle (ffff:), and the ingress hook's address
+/// (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)), which both take.
 pub const TC_H_CLSACT: u32 = 0xffff_fff1;
 pub const TC_H_CLSACT_HANDLE: u32 = 0xffff_0000;
 pub const TC_H_CLSACT_INGRESS: u32 = 0xffff_fff2;

@@ -101,16 +101,21 @@ fn tcmsg_at(kind: u16, ifindex: u32, handle: u32, parent: u32, info: u32) -> Req
     Request { kind, body }
 }
 
-/// RTM_NEWQDISC of a clsact qdisc on `ifindex` (the hooks filters on a
-/// device's ingress and egress attach to).
-pub(crate) fn new_clsact(ifindex: u32) -> Request {
+/// RTM_NEWQDISC of an ingress qdisc on `ifindex`: the hook that filters on
+/// a device's ingress attach to. (clsact has one too, and a second for
+/// egress, which the guard does not use: each is a filter block the kernel
+/// binds, and some kernels keep every bound block of the host in one list
+/// that each bind walks.) Filters address it as clsact's ingress,
+/// [`TC_H_CLSACT_INGRESS`], which either qdisc takes.
+pub(crate) fn new_ingress(ifindex: u32) -> Request {
     let mut r = tcmsg_at(RTM_NEWQDISC, ifindex, TC_H_CLSACT_HANDLE, TC_H_CLSACT, 0);
-    r.string(TCA_KIND, "clsact");
+    r.string(TCA_KIND, "ingress");
     r
 }
 
-/// RTM_DELQDISC of `ifindex`'s clsact qdisc (and every filter on it).
-pub(crate) fn del_clsact(ifindex: u32) -> Request {
+/// RTM_DELQDISC of `ifindex`'s ingress or clsact qdisc (and every filter
+/// on it).
+pub(crate) fn del_ingress(ifindex: u32) -> Request {
     tcmsg_at(RTM_DELQDISC, ifindex, TC_H_CLSACT_HANDLE, TC_H_CLSACT, 0)
 }
 
@@ -120,7 +125,7 @@ fn filter_info(prio: u16) -> u32 {
     u32::from(prio) << 16 | u32::from((libc::ETH_P_ALL as u16).to_be())
 }
 
-/// A classic BPF filter on `ifindex`'s clsact ingress, handle 1 at
+/// A classic BPF filter on `ifindex`'s ingress, handle 1 at
 /// priority `prio`; `ops` are `struct sock_filter`s. A
 /// direct-action program's return value is the verdict; otherwise a
 /// non-zero one is a match, which ends the classification (the frame
@@ -146,7 +151,7 @@ pub(crate) fn new_bpf_filter(ifindex: u32, prio: u16, ops: &[[u8; 8]], direct: b
     r
 }
 
-/// RTM_DELTFILTER of the filters at priority `prio` on `ifindex`'s clsact
+/// RTM_DELTFILTER of the filters at priority `prio` on `ifindex`'s
 /// ingress.
 pub(crate) fn del_filter(ifindex: u32, prio: u16) -> Request {
     tcmsg_at(
@@ -158,7 +163,7 @@ pub(crate) fn del_filter(ifindex: u32, prio: u16) -> Request {
     )
 }
 
-/// A dump of the filters on `ifindex`'s clsact ingress (or egress, with
+/// A dump of the filters on `ifindex`'s ingress (or clsact's egress, with
 /// `egress`): one device's, whatever the number of devices.
 pub(crate) fn dump_filters(ifindex: u32, egress: bool) -> Request {
     let parent = if egress {

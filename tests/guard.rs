@@ -189,7 +189,8 @@ fn the_loaded_limit_reads_back_as_nft_loads_its_text() {
 /// (a') The checks on the tap are kvmnet's program, as tc reads it back,
 /// in front of a filter that drops the rest; tc loading the program's
 /// bytecode text reads back the same. A new spec replaces the program, and
-/// removing the guard leaves the tap without filters or clsact qdisc.
+/// removing the guard leaves the tap without filters or ingress qdisc. A
+/// clsact qdisc someone made is used as it is.
 /// nf_tables is not touched without a rate.
 #[test]
 fn the_checks_on_the_tap_are_the_program_as_tc_reads_it_back() {
@@ -212,8 +213,8 @@ fn the_checks_on_the_tap_are_the_program_as_tc_reads_it_back() {
     let (ours, theirs) = (Netns::new(), Netns::new());
     for ns in [&ours, &theirs] {
         ns.ip("tuntap add vm0 mode tap");
-        ok(ns.cmd("tc").args(["qdisc", "add", "dev", "vm0", "clsact"]));
     }
+    ok(theirs.cmd("tc").args(["qdisc", "add", "dev", "vm0", "clsact"]));
     let index = ifindex(&ours, "vm0");
     let program = |s: &GuardSpec| -> Vec<[u64; 4]> {
         bpf::program(s)
@@ -232,6 +233,8 @@ fn the_checks_on_the_tap_are_the_program_as_tc_reads_it_back() {
             "{s:?}"
         );
         assert_eq!(ours.checks("vm0"), "on");
+        let qdiscs = ok(ours.cmd("tc").args(["qdisc", "show", "dev", "vm0"]));
+        assert!(qdiscs.contains("qdisc ingress ffff:"), "{qdiscs}");
         let want = s.clone();
         let read: Result<bool, String> = in_netns(&ours, move || {
             let nl = kvmnet::netlink::Netlink::open().map_err(|e| e.to_string())?;
@@ -253,7 +256,7 @@ fn the_checks_on_the_tap_are_the_program_as_tc_reads_it_back() {
     .unwrap();
     assert_eq!(ours.ingress_filters("vm0"), []);
     let qdiscs = ok(ours.cmd("tc").args(["qdisc", "show", "dev", "vm0"]));
-    assert!(!qdiscs.contains("clsact"), "{qdiscs}");
+    assert!(!qdiscs.contains("qdisc ingress"), "{qdiscs}");
     // none there: fine
     in_netns(&ours, move || {
         guard::remove(index).map_err(|e| e.to_string())
@@ -1021,7 +1024,7 @@ fn kvmnet_ifup_guards_the_tap_as_configured_and_ifdown_lifts_it() {
     assert_eq!(lab.ns.checks("vm0"), "");
     let qdiscs = ok(lab.ns.cmd("tc").args(["qdisc", "show", "dev", "vm0"]));
     assert!(
-        !qdiscs.contains("clsact"),
+        !qdiscs.contains("qdisc ingress"),
         "ifdown left its qdisc: {qdiscs}"
     );
     let open = lab.send(&frames, 1);
@@ -1077,15 +1080,15 @@ fn guard_state_goes_with_ifdown_with_the_next_run_or_with_the_setting() {
         .exists();
     assert!(
         if lists {
-            found.contains("ok: this kernel has sch_ingress and cls_bpf (clsact, classic BPF filters) for guard = true")
+            found.contains("ok: this kernel has sch_ingress and cls_bpf (ingress qdisc, classic BPF filters) for guard = true")
         } else {
             found.contains("unchecked: cannot tell whether this kernel has sch_ingress and cls_bpf")
         },
         "{found}"
     );
-    // someone deleted the tap's clsact qdisc: status and check say so, the
+    // someone deleted the tap's ingress qdisc: status and check say so, the
     // next ifup puts the guard back
-    ok(ns.cmd("tc").args(["qdisc", "del", "dev", "vm0", "clsact"]));
+    ok(ns.cmd("tc").args(["qdisc", "del", "dev", "vm0", "ingress"]));
     assert_eq!(status(&ns)[0]["guard"], "missing");
     let found = check(&ns, &c);
     assert!(

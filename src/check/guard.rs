@@ -1,5 +1,5 @@
 //! The guest guard: the kernel support it needs when the config turns it
-//! on (clsact and classic BPF filters for the checks, nf_tables with the
+//! on (an ingress qdisc and classic BPF filters for the checks, nf_tables with the
 //! netdev family for `rate_in`), limit chains left by taps that are gone
 //! (judged by the runtime's own [`crate::guard::stale`]), and taps whose
 //! record says guarded but whose filters or chain are missing.
@@ -19,7 +19,7 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
         match guard::checks::kernel_support(std::path::Path::new("/lib/modules")) {
             Ok(missing) if missing.is_empty() => out.ok(
                 "guard",
-                "this kernel has sch_ingress and cls_bpf (clsact, classic BPF filters) for guard = true"
+                "this kernel has sch_ingress and cls_bpf (ingress qdisc, classic BPF filters) for guard = true"
                     .into(),
             ),
             Ok(missing) => out.error(
@@ -130,7 +130,7 @@ pub(super) fn check(config: Option<&Config>, host: Option<&Host>, out: &mut Find
             Some(Ok(None)) => out.error(
                 "guard",
                 format!(
-                    "tap {} is recorded as guarded but the guard's filters on it are gone (someone deleted its clsact qdisc?): its guest is not checked",
+                    "tap {} is recorded as guarded but the guard's filters on it are gone (someone deleted its ingress qdisc?): its guest is not checked",
                     l.name
                 ),
                 format!("kvmnet-ifup {} puts them back", l.name),

@@ -1,5 +1,5 @@
 //! The guard's checks on a tap: its program ([`super::bpf`]) as a classic
-//! BPF filter on the tap's clsact ingress, with a filter behind it that
+//! BPF filter on the tap's ingress qdisc, with a filter behind it that
 //! drops everything the program does not allow (docs/guard-design.md).
 //!
 //! Traffic control state belongs to its device: the kernel deletes the
@@ -32,7 +32,7 @@ fn drop_all() -> [Insn; 1] {
 }
 
 /// Errors that mean "nothing of that kind there": no such filter
-/// (ENOENT), no clsact qdisc to find it on (EINVAL), no device (ENODEV).
+/// (ENOENT), no ingress qdisc to find it on (EINVAL), no device (ENODEV).
 fn absent(e: &NetlinkError) -> bool {
     matches!(
         e.errno(),
@@ -56,15 +56,15 @@ pub fn install(nl: &Netlink, spec: &GuardSpec) -> Result<(), GuardError> {
         module,
     };
     match nl.tc(
-        || format!("adding a clsact qdisc to {tap} for its guard"),
-        tc::new_clsact(ifindex),
+        || format!("adding an ingress qdisc to {tap} for its guard"),
+        tc::new_ingress(ifindex),
         NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
     ) {
         Ok(_) => {}
         Err(e) if e.errno() == Some(libc::EEXIST) => {}
         Err(e) if e.errno() == Some(libc::ENOENT) => {
             return Err(unsupported(
-                "clsact qdisc (CONFIG_NET_SCH_INGRESS)",
+                "ingress qdisc (CONFIG_NET_SCH_INGRESS)",
                 "sch_ingress",
             ))
         }
@@ -134,7 +134,8 @@ pub fn kernel_support(lib_modules: &std::path::Path) -> Result<Vec<&'static str>
 
 /// Takes the checks off the tap with this ifindex: the checks' filter
 /// first (the tap drops everything until the drop filter goes too), then
-/// the clsact qdisc when no filter of anyone else's is left on it. None
+/// the ingress qdisc (or a clsact someone else made) when no filter of
+/// anyone else's is left on it. None
 /// there, or no tap, is fine.
 pub fn lift(nl: &Netlink, ifindex: u32) -> Result<(), GuardError> {
     for prio in [PRIO_CHECKS, PRIO_DROP] {
@@ -158,8 +159,8 @@ pub fn lift(nl: &Netlink, ifindex: u32) -> Result<(), GuardError> {
     }
     if others == 0 {
         match nl.tc(
-            || format!("removing the clsact qdisc of interface #{ifindex}"),
-            tc::del_clsact(ifindex),
+            || format!("removing the ingress qdisc of interface #{ifindex}"),
+            tc::del_ingress(ifindex),
             NLM_F_ACK,
         ) {
             Ok(_) => {}
