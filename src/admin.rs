@@ -556,16 +556,17 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
     let vlans = nl.port_vlans().unwrap_or_default();
     let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
     // The limit chains in one dump, only when a tap has a limit.
-    let limited: Option<Vec<u32>> = links
+    let any_limit = links
         .iter()
         .filter_map(|l| Record::parse(&l.name, l.alias.as_deref()).ok()?)
-        .any(|r| r.guard_parts().limit)
-        .then(|| {
-            crate::guard::installed()
-                .ok()
-                .map(|t| t.into_iter().map(|t| t.ifindex).collect())
-        })
-        .unwrap_or(Some(Vec::new()));
+        .any(|r| r.guard_parts().limit);
+    let limited: Option<Vec<u32>> = if any_limit {
+        crate::guard::installed()
+            .ok()
+            .map(|t| t.into_iter().map(|t| t.ifindex).collect())
+    } else {
+        Some(Vec::new())
+    };
     let guard_of = |rec: &Record, index: u32| {
         let parts = rec.guard_parts();
         if !rec.guard {

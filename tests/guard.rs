@@ -214,7 +214,9 @@ fn the_checks_on_the_tap_are_the_program_as_tc_reads_it_back() {
     for ns in [&ours, &theirs] {
         ns.ip("tuntap add vm0 mode tap");
     }
-    ok(theirs.cmd("tc").args(["qdisc", "add", "dev", "vm0", "clsact"]));
+    ok(theirs
+        .cmd("tc")
+        .args(["qdisc", "add", "dev", "vm0", "clsact"]));
     let index = ifindex(&ours, "vm0");
     let program = |s: &GuardSpec| -> Vec<[u64; 4]> {
         bpf::program(s)

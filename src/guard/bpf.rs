@@ -675,3 +675,233 @@ pub fn listing(spec: &GuardSpec) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::TapName;
+
+    /// Classic BPF as the kernel runs it, for the instructions the guard
+    /// uses: a load past the end of the frame returns 0, as the kernel's.
+    fn run(prog: &[Insn], frame: &[u8], tagged: bool) -> u32 {
+        let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+        let mut pc = 0usize;
+        let load = |off: u32, size: u16| -> Option<u32> {
+            let off = off as usize;
+            let n = match size {
+                W => 4,
+                H => 2,
+                _ => 1,
+            };
+            let b = frame.get(off..off.checked_add(n)?)?;
+            Some(b.iter().fold(0u32, |v, &c| v << 8 | u32::from(c)))
+        };
+        loop {
+            let i = prog[pc];
+            pc += 1;
+            match i.code & 0x07 {
+                LD => {
+                    let size = i.code & 0x18;
+                    let v = match i.code & 0xe0 {
+                        ABS if i.k == VLAN_TAG_PRESENT => Some(u32::from(tagged)),
+                        ABS => load(i.k, size),
+                        IND => load(x.wrapping_add(i.k), size),
+                        MEM => Some(mem[i.k as usize]),
+                        _ => Some(i.k),
+                    };
+                    match v {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                LDX => match i.code & 0xe0 {
+                    MSH => match load(i.k, B) {
+                        Some(v) => x = 4 * (v & 0xf),
+                        None => return 0,
+                    },
+                    _ => x = i.k,
+                },
+                ST => mem[i.k as usize] = a,
+                ALU => {
+                    let v = if i.code & X != 0 { x } else { i.k };
+                    a = match i.code & 0xf0 {
+                        ADD => a.wrapping_add(v),
+                        AND => a & v,
+                        LSH => a << v,
+                        op => panic!("ALU op {op:#x}"),
+                    }
+                }
+                JMP if i.code & 0xf0 == JA => pc += i.k as usize,
+                JMP => {
+                    let hit = match i.code & 0xf0 {
+                        JEQ => a == i.k,
+                        JSET => a & i.k != 0,
+                        op => panic!("JMP op {op:#x}"),
+                    };
+                    pc += usize::from(if hit { i.jt } else { i.jf });
+                }
+                RET => return i.k,
+                _ if i.code == MISC | TAX => x = a,
+                _ => a = x,
+            }
+        }
+    }
+
+    fn spec() -> GuardSpec {
+        GuardSpec {
+            tap: TapName::new("vm0").unwrap(),
+            ifindex: 1,
+            macs: vec![Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56])],
+            ipv4: Some(vec!["192.0.2.10".parse().unwrap()]),
+            ipv6: Some(vec!["2001:db8::10".parse().unwrap()]),
+            enforce: true,
+            rate_in: None,
+        }
+    }
+
+    /// An Ethernet + IPv4 + UDP frame from `mac` and `src`.
+    fn udp4(mac: [u8; 6], src: [u8; 4], sport: u16) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[255, 255, 255, 255]);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&[0, 9, 0, 8, 0, 0]);
+        f
+    }
+
+    const GUEST: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+    #[test]
+    fn the_program_allows_the_guests_own_frame_and_nothing_forged_or_short() {
+        let (prog, _) = program(&spec());
+        assert_eq!(prog[0], MARK);
+        assert_eq!(run(&prog, &udp4(GUEST, [192, 0, 2, 10], 9), false), ALLOW);
+        assert_eq!(run(&prog, &udp4(GUEST, [192, 0, 2, 11], 9), false), DENY);
+        assert_eq!(run(&prog, &udp4([2; 6], [192, 0, 2, 10], 9), false), DENY);
+        assert_eq!(run(&prog, &udp4(GUEST, [192, 0, 2, 10], 67), false), DENY);
+        assert_eq!(run(&prog, &udp4(GUEST, [192, 0, 2, 10], 9), true), DENY);
+        // every cut of a frame the guest may send is refused up to where
+        // the last checked byte is (the UDP source port)
+        let whole = udp4(GUEST, [192, 0, 2, 10], 9);
+        for len in 0..36 {
+            assert_eq!(run(&prog, &whole[..len], false), DENY, "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn long_jumps_land_where_short_ones_would() {
+        // the guest's own MAC and address last, behind enough others that
+        // the jumps to them and to the verdicts outgrow 8-bit offsets
+        let mut s = spec();
+        s.macs = (0..15u8)
+            .map(|i| Mac([0x52, 0x54, 0, 0xaa, 0, i]))
+            .chain([Mac(GUEST)])
+            .collect();
+        let mut v4: Vec<Prefix> = (0..63)
+            .map(|i| format!("100.{i}.0.0/16").parse().unwrap())
+            .collect();
+        v4.push("192.0.2.10".parse().unwrap());
+        s.ipv4 = Some(v4);
+        s.ipv6 = Some(
+            (0..64)
+                .map(|i| format!("2001:db8:{:x}::/48", 0x100 + i).parse().unwrap())
+                .collect(),
+        );
+        let (prog, _) = program(&s);
+        assert!(
+            prog.len() > 1000 && prog.len() <= MAX_INSNS,
+            "{}",
+            prog.len()
+        );
+        assert!(prog.iter().any(|i| i.code == JMP | JA && i.k > 255));
+        assert_eq!(run(&prog, &udp4(GUEST, [192, 0, 2, 10], 9), false), ALLOW);
+        assert_eq!(run(&prog, &udp4(GUEST, [100, 62, 7, 7], 9), false), ALLOW);
+        assert_eq!(run(&prog, &udp4(GUEST, [100, 64, 7, 7], 9), false), DENY);
+        assert_eq!(
+            run(
+                &prog,
+                &udp4([0x52, 0x54, 0, 0xaa, 0, 3], [192, 0, 2, 10], 9),
+                false
+            ),
+            ALLOW
+        );
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn every_jump_stays_inside_the_program_and_it_ends_in_a_verdict() {
+        for s in [
+            spec(),
+            GuardSpec {
+                ipv4: None,
+                ipv6: None,
+                ..spec()
+            },
+        ] {
+            let (prog, notes) = program(&s);
+            assert_eq!(prog.last().unwrap().code, RET | K);
+            for (pc, i) in prog.iter().enumerate() {
+                if i.code & 0x07 == JMP {
+                    let far = if i.code & 0xf0 == JA {
+                        i.k as usize
+                    } else {
+                        usize::from(i.jt.max(i.jf))
+                    };
+                    assert!(pc + 1 + far < prog.len(), "jump at {pc}");
+                }
+            }
+            assert!(notes.iter().all(|(at, _)| *at < prog.len()));
+        }
+    }
+
+    #[test]
+    fn random_frames_never_run_off_the_program() {
+        let (prog, _) = program(&spec());
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 120) as usize;
+            let mut f: Vec<u8> = (0..len)
+                .map(|i| (seed.rotate_left(i as u32 * 7) >> 3) as u8)
+                .collect();
+            // mostly frames that reach the protocol checks
+            if len >= 14 && seed % 3 != 0 {
+                f[6..12].copy_from_slice(&GUEST);
+                let types = [0x0800u16, 0x86dd, 0x0806, 0x8035];
+                let t = types[(seed >> 40) as usize % types.len()];
+                f[12..14].copy_from_slice(&t.to_be_bytes());
+            }
+            let v = run(&prog, &f, false);
+            assert!(v == ALLOW || v == DENY);
+        }
+    }
+
+    #[test]
+    fn bytecode_is_what_tc_takes() {
+        let prog = [
+            Insn {
+                code: 0x28,
+                jt: 0,
+                jf: 0,
+                k: 12,
+            },
+            Insn {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: u32::MAX,
+            },
+        ];
+        assert_eq!(bytecode(&prog), "2,40 0 0 12,6 0 0 4294967295");
+        let text = listing(&spec());
+        assert!(
+            text.starts_with("; kvmnet's guard\n(000) ld #0x6b766d67\n"),
+            "{text}"
+        );
+        assert!(text.contains("(001) ld vlan_tag_present"), "{text}");
+    }
+}

@@ -5,7 +5,7 @@
 //!
 //! The encoder writes what nft 1.0.6 writes for the same objects, attribute
 //! for attribute, so `nft list ruleset` shows kvmnet's tables as if nft had
-//! made them; tests/guard_nft.rs holds it to nft's bytes and to nft's
+//! made them; tests/guard.rs holds it to nft's bytes and to nft's
 //! reading of the result.
 
 pub(crate) mod ack;

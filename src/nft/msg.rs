@@ -1,7 +1,7 @@
 //! The messages of an nf_tables batch: each is a `struct nfgenmsg` and
 //! attributes, numbers in network byte order, nests flagged NLA_F_NESTED,
 //! laid out attribute for attribute as nft 1.0.6 lays out the same object
-//! (tests/guard_nft.rs holds a batch to nft's own bytes).
+//! (tests/guard.rs holds a batch to nft's own bytes).
 
 use std::ops::Range;
 
