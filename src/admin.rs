@@ -477,6 +477,12 @@ fn explain_bridge(
             create(cfg.source.is_none() || s.create_bridge)
         ),
     };
+    if let Some(vx) = &s.vxlan {
+        let _ = writeln!(
+            o,
+            "uplink:     {vx}, on the bridge kvmnet creates (made or completed at every ifup)"
+        );
+    }
     let mut v = Vec::new();
     if let Some(p) = s.vlan {
         v.push(format!("{p} untagged (PVID)"));

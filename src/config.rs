@@ -5,12 +5,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::acl::{Acl, BridgePattern, Principal, Rule, Verdict};
+use std::net::IpAddr;
+
 use crate::guard::Prefix;
 use crate::name::BridgeName;
 use crate::rate::Rate;
 use crate::settings::{
     self, Glob, GuestMac, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
 };
+use crate::vxlan::{Remote, Vxlan};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -50,7 +53,7 @@ struct At<T> {
 
 /// The per-tap keys, as written: the top level holds them (the defaults) and
 /// so does every `[[rule]]`.
-const LAYER_KEYS: [&str; 20] = [
+const LAYER_KEYS: [&str; 28] = [
     "bridge",
     "create_bridge",
     "mode",
@@ -71,6 +74,14 @@ const LAYER_KEYS: [&str; 20] = [
     "burst_out",
     "rate_in",
     "burst_in",
+    "vxlan_vni",
+    "vxlan_peers",
+    "vxlan_group",
+    "vxlan_dev",
+    "vxlan_local",
+    "vxlan_port",
+    "vxlan_learning",
+    "evpn",
 ];
 const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
@@ -97,6 +108,14 @@ struct RawLayer {
     burst_out: Option<At<String>>,
     rate_in: Option<At<String>>,
     burst_in: Option<At<String>>,
+    vxlan_vni: Option<At<i64>>,
+    vxlan_peers: Option<Vec<At<String>>>,
+    vxlan_group: Option<At<String>>,
+    vxlan_dev: Option<At<String>>,
+    vxlan_local: Option<At<String>>,
+    vxlan_port: Option<At<i64>>,
+    vxlan_learning: Option<At<bool>>,
+    evpn: Option<At<bool>>,
 }
 
 /// `mtu`: "bridge" or a number.
@@ -556,7 +575,36 @@ impl Parser<'_> {
             burst_out: self.string(t, "burst_out")?,
             rate_in: self.string(t, "rate_in")?,
             burst_in: self.string(t, "burst_in")?,
+            vxlan_vni: self.number(t, "vxlan_vni")?,
+            vxlan_peers: self.strings(t, "vxlan_peers")?,
+            vxlan_group: self.string(t, "vxlan_group")?,
+            vxlan_dev: self.string(t, "vxlan_dev")?,
+            vxlan_local: self.string(t, "vxlan_local")?,
+            vxlan_port: self.number(t, "vxlan_port")?,
+            vxlan_learning: self.flag(t, "vxlan_learning")?,
+            evpn: self.flag(t, "evpn")?,
         })
+    }
+
+    /// An integer key, with its line.
+    fn number(&self, t: &DeTable<'_>, key: &'static str) -> Result<Option<At<i64>>, ConfigError> {
+        t.get(key)
+            .map(|i| {
+                Ok(At {
+                    line: self.line(i),
+                    v: self.int(key, i, "a number")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// A boolean key, with its line.
+    fn flag(&self, t: &DeTable<'_>, key: &'static str) -> Result<Option<At<bool>>, ConfigError> {
+        let line = t.get(key).map(|i| self.line(i));
+        Ok(self.boolean(t, key)?.map(|v| At {
+            line: line.unwrap_or(0),
+            v,
+        }))
     }
 
     /// An array of strings, each with its line.
@@ -718,6 +766,7 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
     let rate_in = rate("rate_in", "burst_in", &raw.rate_in, &raw.burst_in)?;
     let guest_ipv4 = prefixes("guest_ipv4", &raw.guest_ipv4)?;
     let guest_ipv6 = prefixes("guest_ipv6", &raw.guest_ipv6)?;
+    let vxlan = vxlan(p, raw)?;
     Ok(Layer {
         bridge,
         create_bridge: raw.create_bridge,
@@ -737,7 +786,118 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         guest_ipv6,
         rate_out,
         rate_in,
+        vxlan,
     })
+}
+
+/// The `vxlan_*` keys and `evpn` of one table: they go together, with
+/// `vxlan_vni`.
+fn vxlan(p: &Parser<'_>, raw: &RawLayer) -> Result<Option<Vxlan>, ConfigError> {
+    let Some(vni) = &raw.vxlan_vni else {
+        let others = [
+            (
+                "vxlan_peers",
+                raw.vxlan_peers
+                    .as_ref()
+                    .and_then(|l| l.first())
+                    .map(|a| a.line),
+            ),
+            ("vxlan_group", raw.vxlan_group.as_ref().map(|a| a.line)),
+            ("vxlan_dev", raw.vxlan_dev.as_ref().map(|a| a.line)),
+            ("vxlan_local", raw.vxlan_local.as_ref().map(|a| a.line)),
+            ("vxlan_port", raw.vxlan_port.as_ref().map(|a| a.line)),
+            (
+                "vxlan_learning",
+                raw.vxlan_learning.as_ref().map(|a| a.line),
+            ),
+            ("evpn", raw.evpn.as_ref().map(|a| a.line)),
+        ];
+        return match others.into_iter().find_map(|(k, l)| Some((k, l?))) {
+            Some((key, line)) => {
+                Err(p.err(line, key, "goes with vxlan_vni in the same table".into()))
+            }
+            None => Ok(None),
+        };
+    };
+    let addr = |key: &'static str, a: &At<String>| {
+        a.v.parse::<IpAddr>().map_err(|_| {
+            p.err(
+                a.line,
+                key,
+                format!("{:?} is not an IPv4 or IPv6 address", a.v),
+            )
+        })
+    };
+    let evpn = raw.evpn.as_ref().is_some_and(|e| e.v);
+    let remote = match (&raw.vxlan_peers, &raw.vxlan_group, evpn) {
+        (Some(peers), None, false) => Remote::Peers(
+            peers
+                .iter()
+                .map(|a| addr("vxlan_peers", a))
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, Some(g), false) => Remote::Group(addr("vxlan_group", g)?),
+        (None, None, true) => Remote::Evpn,
+        (None, None, false) => {
+            return Err(p.err(
+                vni.line,
+                "vxlan_vni",
+                "needs vxlan_peers (the other hosts' addresses), vxlan_group (a multicast \
+                 group) or evpn = true (FRR fills the FDB)"
+                    .into(),
+            ))
+        }
+        _ => {
+            return Err(p.err(
+                vni.line,
+                "vxlan_vni",
+                "takes one of vxlan_peers, vxlan_group and evpn = true".into(),
+            ))
+        }
+    };
+    let port = match &raw.vxlan_port {
+        Some(at) => u16::try_from(at.v)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| p.err(at.line, "vxlan_port", format!("{} is not a UDP port", at.v)))?,
+        None => crate::vxlan::DEFAULT_PORT,
+    };
+    let learning = match (&raw.vxlan_learning, evpn) {
+        (Some(l), true) if l.v => {
+            return Err(p.err(
+                l.line,
+                "vxlan_learning",
+                "is off with evpn = true: FRR installs the remote MACs".into(),
+            ))
+        }
+        (Some(l), _) => l.v,
+        (None, e) => !e,
+    };
+    let dev = raw
+        .vxlan_dev
+        .as_ref()
+        .map(|d| {
+            crate::name::IfaceName::new(&d.v)
+                .map(|n| n.as_str().to_owned())
+                .map_err(|e| p.err(d.line, "vxlan_dev", e.to_string()))
+        })
+        .transpose()?;
+    let vx = Vxlan {
+        vni: u32::try_from(vni.v).unwrap_or(0),
+        remote,
+        dev,
+        local: raw
+            .vxlan_local
+            .as_ref()
+            .map(|a| addr("vxlan_local", a))
+            .transpose()?,
+        port,
+        learning,
+    };
+    match vx.problem() {
+        Some(m) => Err(p.err(vni.line, "vxlan_vni", m)),
+        None => Ok(Some(vx)),
+    }
 }
 
 /// One `[[allow]]` or `[[deny]]` table, which starts on `line`.
@@ -809,6 +969,42 @@ mod tests {
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/kvmnet/kvmnet.toml"), t)
+    }
+
+    #[test]
+    fn vxlan_keys_make_one_uplink_with_defaults_where_left_out() {
+        let c = parse(
+            "bridge = \"brv\"\ncreate_bridge = true\nvxlan_vni = 0x64\n\
+             vxlan_peers = [\"192.0.2.2\", \"192.0.2.3\"]\nvxlan_dev = \"eth1\"\n",
+        )
+        .unwrap();
+        let vx = c.defaults.vxlan.unwrap();
+        assert_eq!(vx.vni, 100);
+        assert_eq!(
+            vx.remote,
+            Remote::Peers(vec![
+                "192.0.2.2".parse().unwrap(),
+                "192.0.2.3".parse().unwrap()
+            ])
+        );
+        assert_eq!((vx.port, vx.learning), (4789, true));
+        assert_eq!(vx.dev.as_deref(), Some("eth1"));
+        let c = parse(
+            "bridge = \"brv\"\ncreate_bridge = true\nvxlan_vni = 7\nevpn = true\n\
+             vxlan_local = \"2001:db8::1\"\nvxlan_port = 8472\n",
+        )
+        .unwrap();
+        let vx = c.defaults.vxlan.unwrap();
+        assert_eq!(
+            (vx.remote, vx.learning, vx.port),
+            (Remote::Evpn, false, 8472)
+        );
+        let e = parse(
+            "bridge = \"brv\"\ncreate_bridge = true\nvxlan_vni = 7\nevpn = true\nvxlan_port = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 5: vxlan_port: 0 is not a UDP port"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum Error {
     Privilege(#[from] crate::privilege::PrivilegeError),
     #[error(transparent)]
     Guard(#[from] crate::guard::GuardError),
+    #[error(transparent)]
+    Vxlan(#[from] crate::vxlan::VxlanError),
     #[error("rate_out: {0}")]
     Shape(Box<crate::shape::ShapeError>),
     /// Refused by the access rules; `details` goes to the security log.

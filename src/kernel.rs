@@ -87,6 +87,22 @@ pub const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
 pub const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
 pub const IFLA_BRPORT_BCAST_FLOOD: u16 = 30;
 pub const IFLA_BRPORT_ISOLATED: u16 = 33;
+pub const IFLA_BRPORT_NEIGH_SUPPRESS: u16 = 32;
+// <linux/if_link.h>: the vxlan link kind's attributes.
+pub const IFLA_VXLAN_ID: u16 = 1;
+pub const IFLA_VXLAN_GROUP: u16 = 2;
+pub const IFLA_VXLAN_LINK: u16 = 3;
+pub const IFLA_VXLAN_LOCAL: u16 = 4;
+pub const IFLA_VXLAN_LEARNING: u16 = 7;
+pub const IFLA_VXLAN_PORT: u16 = 15;
+pub const IFLA_VXLAN_GROUP6: u16 = 16;
+pub const IFLA_VXLAN_LOCAL6: u16 = 17;
+// <linux/neighbour.h>: a bridge FDB entry (RTM_NEWNEIGH, family AF_BRIDGE).
+pub const RTM_NEWNEIGH: u16 = libc::RTM_NEWNEIGH;
+pub const NDA_DST: u16 = 1;
+pub const NDA_LLADDR: u16 = 2;
+pub const NTF_SELF: u8 = 0x02;
+pub const NUD_PERMANENT: u16 = 0x80;
 // <linux/if_bridge.h>
 pub const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
 pub const BRIDGE_VLAN_INFO_PVID: u16 = 1 << 1;

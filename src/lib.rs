@@ -55,6 +55,7 @@ pub(crate) mod sysctl;
 pub(crate) mod tap;
 pub(crate) mod tc;
 pub(crate) mod trust;
+pub mod vxlan;
 
 use std::ffi::OsString;
 

@@ -17,6 +17,8 @@ pub struct TunInfo {
 pub enum LinkKind {
     Tun(TunInfo),
     Bridge,
+    /// A vxlan device, with its VNI.
+    Vxlan(u32),
     /// Any other `rtnl_link_ops` kind: "veth", "dummy", "vxlan", ...
     Other(String),
     /// No IFLA_LINKINFO at all: physical NICs, loopback, wireless.
@@ -30,6 +32,7 @@ impl LinkKind {
             LinkKind::Tun(t) if t.tap_mode => "a tap device".into(),
             LinkKind::Tun(_) => "a tun-mode (layer 3) device, not a tap".into(),
             LinkKind::Bridge => "a bridge".into(),
+            LinkKind::Vxlan(vni) => format!("a vxlan device (VNI {vni})"),
             LinkKind::Other(k) => format!("a {k} device"),
             LinkKind::Unknown => "a physical or other non-virtual device".into(),
         }

@@ -6,8 +6,8 @@
 use crate::kernel::{
     IFF_TAP, IFF_UP, IFLA_ADDRESS, IFLA_BR_VLAN_DEFAULT_PVID, IFLA_BR_VLAN_FILTERING, IFLA_CARRIER,
     IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER,
-    IFLA_MTU, IFLA_TUN_GROUP, IFLA_TUN_OWNER, IFLA_TUN_PERSIST, IFLA_TUN_TYPE, NLA_TYPE_MASK,
-    RTM_NEWLINK,
+    IFLA_MTU, IFLA_TUN_GROUP, IFLA_TUN_OWNER, IFLA_TUN_PERSIST, IFLA_TUN_TYPE, IFLA_VXLAN_ID,
+    NLA_TYPE_MASK, RTM_NEWLINK,
 };
 use crate::link::{Link, LinkKind, TunInfo};
 use crate::mac::Mac;
@@ -134,6 +134,15 @@ fn link_info(v: &[u8], link: &mut Link) {
             }
             link.vlan_filtering = filtering.filter(|_| supported);
             LinkKind::Bridge
+        }
+        Some("vxlan") => {
+            let vni = Attrs(data)
+                .find(|(k, _)| *k == IFLA_VXLAN_ID)
+                .and_then(|(_, v)| u32_of(v));
+            match vni {
+                Some(vni) => LinkKind::Vxlan(vni),
+                None => LinkKind::Other("vxlan".into()),
+            }
         }
         Some(other) => LinkKind::Other(other.to_owned()),
     };

@@ -170,6 +170,11 @@ ifname_type!(
     /// A validated name for a bridge.
     BridgeName
 );
+ifname_type!(
+    /// A validated name for any other interface kvmnet looks up or makes
+    /// (a VXLAN's underlay, its vxlan device).
+    IfaceName
+);
 
 #[cfg(test)]
 mod tests {

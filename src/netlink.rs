@@ -193,6 +193,48 @@ impl Netlink {
         }
     }
 
+    /// Creates a link (`NLM_F_EXCL`: an existing one is EEXIST, which the
+    /// caller judges).
+    pub fn create_link(&self, op: impl Fn() -> String, req: Request) -> Result<(), NetlinkError> {
+        self.change(op, req, CREATE)
+    }
+
+    /// Adds `dst` to the flood entry of the vxlan device `index` (an entry
+    /// already there is kept: NLM_F_APPEND).
+    pub fn fdb_append_flood(
+        &self,
+        index: u32,
+        dst: IpAddr,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        self.change(
+            || format!("adding VXLAN peer {dst} to {name}"),
+            nlreq::fdb_flood(index, &dst),
+            NLM_F_ACK | NLM_F_CREATE | kernel::NLM_F_APPEND,
+        )
+    }
+
+    /// The interface the kernel would send to `addr` on; `None` when it has
+    /// no route there (ENETUNREACH, EHOSTUNREACH).
+    pub fn route_to(&self, addr: IpAddr) -> Result<Option<u32>, NetlinkError> {
+        let op = || format!("looking up the route to {addr}");
+        match self.call(op, nlreq::get_route(addr), 0) {
+            Ok(answer) => Ok(answer.iter().find_map(|m| crate::routemsg::oif(m))),
+            Err(e) if matches!(e.errno(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns on neighbour suppression and off learning on the bridge port
+    /// `port` (EVPN).
+    pub fn set_port_neigh_suppress(&self, port: u32, name: &str) -> Result<(), NetlinkError> {
+        self.change(
+            || format!("setting neighbour suppression on {name}"),
+            nlreq::port_neigh_suppress(port),
+            CHANGE,
+        )
+    }
+
     /// Deletes a link; one that is already gone counts as deleted.
     pub fn delete_link(&self, index: u32, what: &str) -> Result<(), NetlinkError> {
         match self.change(|| what.to_owned(), nlreq::del_link(index), CHANGE) {

@@ -15,6 +15,11 @@ use crate::kernel::{
     RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWLINK, RTM_SETLINK, RTN_UNICAST, RTPROT_STATIC,
     RT_SCOPE_LINK, RT_TABLE_MAIN,
 };
+use crate::kernel::{
+    IFLA_BRPORT_NEIGH_SUPPRESS, IFLA_VXLAN_GROUP, IFLA_VXLAN_GROUP6, IFLA_VXLAN_ID,
+    IFLA_VXLAN_LEARNING, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LOCAL6, IFLA_VXLAN_PORT,
+    NDA_DST, NDA_LLADDR, NTF_SELF, NUD_PERMANENT, RTM_NEWNEIGH,
+};
 use crate::mac::Mac;
 
 /// One request: its message type and everything after the netlink header
@@ -176,6 +181,105 @@ pub fn new_bridge(name: &str, mac: Mac, vlan_filtering: bool) -> Request {
             });
         }
     });
+    r
+}
+
+fn ip_bytes(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// RTM_NEWLINK creating the vxlan device `name` for `vx`, up, on the bridge
+/// with index `master`, over the underlay `link` (if any), with `mtu` (if
+/// known: the underlay's less the overhead).
+pub fn new_vxlan(
+    name: &str,
+    vx: &crate::vxlan::Vxlan,
+    master: u32,
+    link: Option<u32>,
+    mtu: Option<u32>,
+) -> Request {
+    use crate::vxlan::Remote;
+    let mut r = Request::link(RTM_NEWLINK, AF_UNSPEC, 0, IFF_UP, IFF_UP);
+    r.string(IFLA_IFNAME, name);
+    r.u32(IFLA_MASTER, master);
+    if let Some(mtu) = mtu {
+        r.u32(IFLA_MTU, mtu);
+    }
+    r.nest(IFLA_LINKINFO, |r| {
+        r.string(IFLA_INFO_KIND, "vxlan");
+        r.nest(IFLA_INFO_DATA, |r| {
+            r.u32(IFLA_VXLAN_ID, vx.vni);
+            if let Some(l) = link {
+                r.u32(IFLA_VXLAN_LINK, l);
+            }
+            if let Some(local) = &vx.local {
+                let kind = if local.is_ipv4() {
+                    IFLA_VXLAN_LOCAL
+                } else {
+                    IFLA_VXLAN_LOCAL6
+                };
+                r.attr(kind, &ip_bytes(local));
+            }
+            if let Remote::Group(g) = &vx.remote {
+                let kind = if g.is_ipv4() {
+                    IFLA_VXLAN_GROUP
+                } else {
+                    IFLA_VXLAN_GROUP6
+                };
+                r.attr(kind, &ip_bytes(g));
+            }
+            r.attr(IFLA_VXLAN_PORT, &vx.port.to_be_bytes());
+            r.u8(IFLA_VXLAN_LEARNING, vx.learning);
+        });
+    });
+    r
+}
+
+/// RTM_NEWNEIGH of a bridge FDB entry on the vxlan device `index` that
+/// sends broadcast, unknown-unicast and multicast frames to `dst` (the
+/// all-zeros MAC: head-end replication). The caller's NLM_F_APPEND adds
+/// `dst` to the entry's remotes, keeping those there.
+pub fn fdb_flood(index: u32, dst: &IpAddr) -> Request {
+    let mut body = Vec::with_capacity(40);
+    body.extend_from_slice(&[AF_BRIDGE, 0, 0, 0]);
+    body.extend_from_slice(&index.to_ne_bytes());
+    body.extend_from_slice(&NUD_PERMANENT.to_ne_bytes());
+    body.extend_from_slice(&[NTF_SELF, 0]);
+    let mut r = Request {
+        kind: RTM_NEWNEIGH,
+        body,
+    };
+    r.attr(NDA_LLADDR, &[0; 6]);
+    r.attr(NDA_DST, &ip_bytes(dst));
+    r
+}
+
+/// Neighbour suppression on the bridge port `port` (EVPN: the bridge
+/// answers ARP and ND from the entries FRR installs).
+pub fn port_neigh_suppress(port: u32) -> Request {
+    let mut r = Request::link(RTM_NEWLINK, AF_UNSPEC, port, 0, 0);
+    r.nest(IFLA_LINKINFO, |r| {
+        r.string(IFLA_INFO_SLAVE_KIND, "bridge");
+        r.nest(IFLA_INFO_SLAVE_DATA, |r| {
+            r.u8(IFLA_BRPORT_NEIGH_SUPPRESS, true);
+            r.u8(IFLA_BRPORT_LEARNING, false);
+        });
+    });
+    r
+}
+
+/// RTM_GETROUTE of the route the kernel would take to `addr` (as `ip route
+/// get`): a get, not a dump.
+pub fn get_route(addr: IpAddr) -> Request {
+    let (family, len) = match addr {
+        IpAddr::V4(_) => (AF_INET, 32),
+        IpAddr::V6(_) => (AF_INET6, 128),
+    };
+    let mut r = Request::route(RTM_GETROUTE, family, len, 0, 0, 0, 0);
+    r.attr(RTA_DST, &ip_bytes(&addr));
     r
 }
 
@@ -387,6 +491,65 @@ mod tests {
         let mut m = LinkMessage::default();
         m.header.index = 9;
         assert_eq!(del_link(9), emitted(RouteNetlinkMessage::DelLink(m)));
+    }
+
+    #[test]
+    fn vxlan_requests_match_rtnetlink() {
+        use crate::vxlan::{Remote, Vxlan};
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkFlags, LinkInfo};
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+        };
+        let vx = Vxlan {
+            vni: 100,
+            remote: Remote::Group("239.1.1.1".parse().unwrap()),
+            dev: Some("eth1".into()),
+            local: Some("192.0.2.1".parse().unwrap()),
+            port: 4789,
+            learning: false,
+        };
+        let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes = vec![
+            LinkAttribute::IfName("kvx100".into()),
+            LinkAttribute::Controller(7),
+            LinkAttribute::Mtu(1450),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(vec![
+                    InfoVxlan::Id(100),
+                    InfoVxlan::Link(3),
+                    InfoVxlan::Local("192.0.2.1".parse().unwrap()),
+                    InfoVxlan::Group("239.1.1.1".parse().unwrap()),
+                    InfoVxlan::Port(4789),
+                    InfoVxlan::Learning(false),
+                ])),
+            ]),
+        ];
+        assert_eq!(
+            new_vxlan("kvx100", &vx, 7, Some(3), Some(1450)),
+            emitted(RouteNetlinkMessage::NewLink(m))
+        );
+        for dst in ["192.0.2.2", "2001:db8::2"] {
+            let dst: IpAddr = dst.parse().unwrap();
+            let mut n = NeighbourMessage::default();
+            n.header.family = AddressFamily::Bridge;
+            n.header.ifindex = 9;
+            n.header.state = NeighbourState::Permanent;
+            n.header.flags = NeighbourFlags::Own;
+            n.attributes = vec![
+                NeighbourAttribute::LinkLayerAddress(vec![0; 6]),
+                NeighbourAttribute::Destination(match dst {
+                    IpAddr::V4(a) => NeighbourAddress::Inet(a),
+                    IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+                }),
+            ];
+            assert_eq!(
+                fdb_flood(9, &dst),
+                emitted(RouteNetlinkMessage::NewNeighbour(n))
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,19 @@ pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// The output interface of one RTM_NEWROUTE message (whole, header
+/// included), as the answer to a route get has it.
+pub fn oif(msg: &[u8]) -> Option<u32> {
+    if msg.len() < NLMSG_HDRLEN + RTMSG_LEN || u16::from_ne_bytes([msg[4], msg[5]]) != RTM_NEWROUTE
+    {
+        return None;
+    }
+    let len = (u32_of(msg).unwrap_or(0) as usize).min(msg.len());
+    Attrs(msg.get(NLMSG_HDRLEN + RTMSG_LEN..len)?)
+        .find(|&(k, _)| k == RTA_OIF)
+        .and_then(|(_, v)| u32_of(v))
+}
+
 /// The interfaces of a multipath route's `struct rtnexthop` list; stops at
 /// the first malformed entry.
 fn next_hops(mut v: &[u8], out: &mut Vec<u32>) {

@@ -224,6 +224,8 @@ pub struct Layer {
     pub guest_ipv6: Option<Vec<Prefix>>,
     pub rate_out: Option<Rate>,
     pub rate_in: Option<Rate>,
+    /// The VXLAN uplink of the bridge kvmnet creates.
+    pub vxlan: Option<crate::vxlan::Vxlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +268,8 @@ pub struct Settings {
     /// Guest->host limit: an nf_tables limit in the guard's table
     /// (`rate_in`, `burst_in`), with or without the guard's checks.
     pub rate_in: Option<Rate>,
+    /// The VXLAN uplink of the bridge kvmnet creates.
+    pub vxlan: Option<crate::vxlan::Vxlan>,
 }
 
 impl Settings {
@@ -370,6 +374,7 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         guest_ipv6: pick!(guest_ipv6),
         rate_out: pick!(rate_out),
         rate_in: pick!(rate_in),
+        vxlan: pick!(vxlan),
     }
 }
 
@@ -390,6 +395,13 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
                 return Some((key, "does not apply to mode = \"route\"".into()));
             }
         }
+    }
+    if layer.vxlan.is_some() && !(effective.create_bridge && effective.mode == NetMode::Bridge) {
+        return Some((
+            "vxlan_vni",
+            "only applies to a bridge kvmnet creates (create_bridge = true, mode = \"bridge\")"
+                .into(),
+        ));
     }
     if layer.addresses.is_some() && effective.mode != NetMode::Route {
         return Some(("addresses", "only applies to mode = \"route\"".into()));

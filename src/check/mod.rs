@@ -51,6 +51,7 @@ mod libvirt;
 mod sysctl;
 mod tap;
 mod tun;
+mod vxlan;
 
 use std::io;
 use std::path::PathBuf;
@@ -234,6 +235,7 @@ pub fn run(opts: &CheckOptions) -> Vec<Finding> {
     }
     helper::check(opts, config, &helper, host.as_ref(), &mut out);
     guard::check(config, host.as_ref(), &mut out);
+    vxlan::check(config, host.as_ref(), &mut out);
     libvirt::check(opts, &helper, &mut out);
     sysctl::check_br_netfilter(&opts.proc_sys, &mut out);
     sysctl::check_forwarding(&opts.proc_sys, &scopes, &mut out);

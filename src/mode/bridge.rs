@@ -230,7 +230,8 @@ fn resolve(
         Ok(l)
     };
     if let Some(l) = nl.link_by_name(&choice.name)? {
-        return Ok((as_bridge(l)?, false));
+        let l = as_bridge(l)?;
+        return Ok((uplink(nl, choice, settings, l)?, false));
     }
     if !choice.create {
         return Err(Error::BridgeMissing {
@@ -254,7 +255,37 @@ fn resolve(
             bridge: name.to_owned(),
             config: config_name(config),
         })?;
-    Ok((as_bridge(l)?, created))
+    let l = as_bridge(l)?;
+    Ok((uplink(nl, choice, settings, l)?, created))
+}
+
+/// A bridge kvmnet may create gets its VXLAN uplink (again, if a run died
+/// before it was complete: every step is idempotent); the bridge as it is
+/// then, its MTU following the uplink's. A fixed tap MTU the uplink cannot
+/// carry is refused with the numbers.
+fn uplink(
+    nl: &Netlink,
+    choice: &BridgeChoice,
+    settings: &Settings,
+    bridge: Link,
+) -> Result<Link, Error> {
+    let Some(vx) = settings.vxlan.as_ref().filter(|_| choice.create) else {
+        return Ok(bridge);
+    };
+    let fits = crate::vxlan::ensure(nl, &bridge, &choice.name, vx)?;
+    if let crate::settings::MtuPolicy::Fixed(mtu) = settings.mtu {
+        if mtu > fits {
+            return Err(crate::vxlan::VxlanError::Mtu {
+                mtu,
+                vx: vx.to_string(),
+                underlay: fits + vx.overhead(),
+                overhead: vx.overhead(),
+                fits,
+            }
+            .into());
+        }
+    }
+    Ok(nl.link_by_name(&choice.name)?.unwrap_or(bridge))
 }
 
 #[cfg(test)]
