@@ -102,6 +102,13 @@ const GUARD_FILE: &str = "{guard}";
 const PLAIN: &str = "kb";
 const GUARDED: &str = "kg";
 const GUARDED_RATE: &str = "kr";
+/// Taps of the VXLAN cell: they join [`VXLAN_BRIDGE`], which kvmnet makes
+/// with a VXLAN uplink on the first run and finds complete on the others.
+const VXLAN_TAPS: &str = "kx";
+const VXLAN_BRIDGE: &str = "brvx";
+/// The uplink's MTU: the peers are routed through br0 (the workers' default
+/// route), whose MTU less VXLAN's 50 bytes it is.
+const VXLAN_MTU: u32 = BRIDGE_MTU - 50;
 /// What every guarded tap of the bench may send from (besides its MAC).
 const GUEST_IPV4: &str = "10.213.0.10";
 const GUEST_IPV6: &str = "2001:db8::10";
@@ -189,6 +196,9 @@ enum Role {
     /// The how-to script with its `sleep 0.5s`: few runs, no warm-up.
     SleepScript,
     Other,
+    /// kvmnet-ifup attaching to a bridge with a VXLAN uplink, which every
+    /// run makes sure of.
+    Vxlan,
     /// kvmnet-ifup without the guard, in the guarded attach: what the guard
     /// costs is measured against it.
     Unguarded,
@@ -209,7 +219,10 @@ enum Role {
 
 impl Role {
     fn is_kvmnet(self) -> bool {
-        matches!(self, Role::Kvmnet | Role::Unguarded | Role::GuardRate)
+        matches!(
+            self,
+            Role::Kvmnet | Role::Unguarded | Role::GuardRate | Role::Vxlan
+        )
     }
 }
 
@@ -314,6 +327,11 @@ fn host_config() -> Result<String> {
     let mut config = shipped.replacen(&example, &example[1..], 1);
     // The guarded attach's taps: the shipped file's guard keys, in rules.
     let rates = format!("rate_in = \"{RATE}\"\nrate_out = \"{RATE}\"\n");
+    write!(
+        config,
+        "\n[[rule]]\nmatch = \"{VXLAN_TAPS}*\"\nbridge = \"{VXLAN_BRIDGE}\"\ncreate_bridge = true\n\
+         vxlan_vni = 4242\nvxlan_peers = [\"192.0.2.2\", \"192.0.2.3\"]\n"
+    )?;
     for (prefix, rates) in [(GUARDED, ""), (GUARDED_RATE, rates.as_str())] {
         write!(
             config,
@@ -455,6 +473,17 @@ fn attach_contenders(t: &Tools) -> Vec<Contender> {
             true,
         ),
     ];
+    v.push(Contender {
+        name: "kvmnet-ifup, bridge with a VXLAN uplink".into(),
+        role: Role::Vxlan,
+        action: Action::Exec(vec![argv(&[IFUP, TAP])]),
+        undo: None,
+        runs: RUNS,
+        sets_mtu: true,
+        prefix: VXLAN_TAPS,
+        guard: false,
+        tbf: false,
+    });
     v.extend(floor_contenders(t, "attach"));
     v
 }
@@ -1325,6 +1354,22 @@ impl Lab {
             .nl
             .link(tap)?
             .ok_or_else(|| anyhow!("{name}: {tap} does not exist afterwards"))?;
+        if tap.starts_with(VXLAN_TAPS) {
+            let br = self
+                .nl
+                .link(VXLAN_BRIDGE)?
+                .ok_or_else(|| anyhow!("{name}: no {VXLAN_BRIDGE}"))?;
+            let up = self
+                .nl
+                .link("kvx4242")?
+                .ok_or_else(|| anyhow!("{name}: no VXLAN uplink kvx4242"))?;
+            ensure!(
+                l.master == br.index && up.master == br.index && l.mtu == VXLAN_MTU,
+                "{name}: {tap} (MTU {}) or kvx4242 is not on {VXLAN_BRIDGE}",
+                l.mtu
+            );
+            return Ok(());
+        }
         ensure!(
             l.master == self.bridge_index,
             "{name}: {tap} is not a port of {BRIDGE}"
@@ -1792,14 +1837,20 @@ impl<'a> Report<'a> {
                 })?;
             }
         }
+        let difference = |s: &mut String, label: &str, a: &str, b: &str| {
+            row(s, label, |n| {
+                self.results
+                    .paired(op, (n, a), (n, b), |x, y| x - y)
+                    .map(ms)
+            })
+        };
+        if let Some(vx) = self.name(op, Role::Vxlan) {
+            difference(s, "kvmnet on a VXLAN bridge − kvmnet on br0", vx, kv)?;
+        }
         if let Some(f) = self.name(op, Role::FloorInProcess) {
             // The in-process floor is the kernel's own cost: what is left is
             // exec and user space, the part a tool can change.
-            row(s, "kvmnet − in-process floor (exec + user space)", |n| {
-                self.results
-                    .paired(op, (n, kv), (n, f), |x, y| x - y)
-                    .map(ms)
-            })?;
+            difference(s, "kvmnet − in-process floor (exec + user space)", kv, f)?;
             row(s, "kvmnet at N ÷ at N=0", |n| {
                 self.ratio(op, kv, n, kv, sizes()[0]).map(ratio)
             })?;
@@ -2051,6 +2102,7 @@ impl<'a> Report<'a> {
                 let color = match c.role {
                     Role::Kvmnet => RGBColor(214, 39, 40),
                     Role::Other => RGBColor(44, 160, 44),
+                    Role::Vxlan => RGBColor(214, 39, 40),
                     Role::Script if c.name.starts_with("Debian") => RGBColor(31, 119, 180),
                     Role::Script => RGBColor(255, 127, 14),
                     Role::SleepScript => RGBColor(127, 127, 127),

@@ -175,6 +175,25 @@ pub enum VxlanError {
     Netlink(#[from] NetlinkError),
 }
 
+/// The underlay MTU assumed when neither `vxlan_dev` nor a route to the
+/// first peer names the underlay device.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// The MTU of the device the kernel routes `vx`'s first peer or group
+/// through; `None` without a route (or without a peer, as with EVPN).
+fn routed_mtu(nl: &Netlink, vx: &Vxlan) -> Result<Option<u32>, NetlinkError> {
+    let first = match &vx.remote {
+        Remote::Peers(p) => p.first().copied(),
+        Remote::Group(g) => Some(*g),
+        Remote::Evpn => None,
+    };
+    let Some(addr) = first else { return Ok(None) };
+    match nl.route_to(addr)? {
+        Some(oif) => Ok(nl.link_by_index(oif)?.map(|l| l.mtu)),
+        None => Ok(None),
+    }
+}
+
 /// The MTU a bridge port may have over `vx` on an underlay of MTU
 /// `underlay`.
 pub fn fitting_mtu(vx: &Vxlan, underlay: u32) -> u32 {
@@ -209,13 +228,19 @@ pub fn ensure(
     let dev_name = crate::name::IfaceName::new(&name).expect("kvx and at most 8 digits");
     let mut link = nl.link_by_name(&dev_name)?;
     if link.is_none() {
-        let mtu = underlay.as_ref().map(|u| fitting_mtu(vx, u.mtu));
+        // The kernel gives a vxlan device without an underlay device the
+        // full 1500, which no 1500 underlay carries: the MTU is worked out
+        // from the device the first peer (or group) is routed through.
+        let underlay_mtu = match &underlay {
+            Some(u) => u.mtu,
+            None => routed_mtu(nl, vx)?.unwrap_or(DEFAULT_UNDERLAY_MTU),
+        };
         let req = crate::nlreq::new_vxlan(
             &name,
             vx,
             bridge.index,
             underlay.as_ref().map(|u| u.index),
-            mtu,
+            Some(fitting_mtu(vx, underlay_mtu)),
         );
         match nl.create_link(|| format!("creating {name} for bridge {bridge_name}"), req) {
             Ok(()) => {}

@@ -417,3 +417,47 @@ fn check_reports_a_shared_vni_an_unreachable_peer_and_an_mtu_that_does_not_fit()
         "{found}"
     );
 }
+
+/// Every other test of this file but the QEMU one (QEMU under TCG inside a
+/// TCG guest is too slow to be worth it) in the kernel most users run
+/// (Debian's 6.1), where vxlan, veth and the bridge are modules.
+#[test]
+fn guest_kernel_lane() {
+    let exe = std::env::current_exe().unwrap();
+    let expected: Vec<String> = common::guest::tests_of(&exe, false)
+        .into_iter()
+        .filter(|t| t != "guest_kernel_lane" && !t.contains("qemu"))
+        .collect();
+    assert!(
+        expected.len() >= 6,
+        "the guest lane expects the VXLAN tests: {expected:?}"
+    );
+    common::guest::Lane {
+        what: "VXLAN tests",
+        modules: &["tun", "bridge", "veth", "vxlan"],
+        tools: &["ip", "bridge", "sysctl"],
+        args: &[
+            "--skip",
+            "guest_kernel_lane",
+            "--skip",
+            "a_qemu_guest_on_host_a_gets_its_lease_from_dnsmasq_on_host_b",
+        ],
+        expected: &expected,
+    }
+    .run();
+}
+
+/// Without `vxlan_dev`, the MTU comes from the device the first peer is
+/// routed through (the kernel alone would give the device the full 1500).
+#[test]
+fn without_an_underlay_device_the_mtu_follows_the_route_to_the_first_peer() {
+    let h = Hosts::new();
+    h.a.ip("link set ul0 mtu 9000");
+    let c = h.dir.config(&format!(
+        "bridge = \"brv\"\ncreate_bridge = true\nvxlan_vni = 100\nvxlan_peers = [\"{B}\"]\n"
+    ));
+    h.a.ifup("vm-a", Some(&c)).ok();
+    assert_eq!(mtu(&h.a, "kvx100"), 8950);
+    assert_eq!(mtu(&h.a, "vm-a"), 8950);
+    assert!(h.a.link("kvx100").unwrap()["linkinfo"]["info_data"]["link"].is_null());
+}

@@ -84,6 +84,7 @@ const AND: u16 = 0x50;
 const LSH: u16 = 0x60;
 const JA: u16 = 0x00;
 const JEQ: u16 = 0x10;
+const JGE: u16 = 0x30;
 const JSET: u16 = 0x40;
 const K: u16 = 0x00;
 const X: u16 = 0x08;
@@ -109,6 +110,7 @@ const ARPOP_REQUEST: u32 = 1;
 const ARPOP_REPLY: u32 = 2;
 const ARPOP_RREQUEST: u32 = 3;
 const ICMP_REDIRECT: u32 = 5;
+const ICMP_ROUTER_ADVERT: u32 = 9;
 const ND_ROUTER_SOLICIT: u32 = 133;
 const ND_ROUTER_ADVERT: u32 = 134;
 const ND_NEIGHBOR_SOLICIT: u32 = 135;
@@ -117,8 +119,14 @@ const ND_REDIRECT: u32 = 137;
 const MLD2_LISTENER_REPORT: u32 = 143;
 const ND_OPT_TARGET_LLADDR_LEN1: u32 = 0x0201;
 const BOOTPS: u32 = 67;
+const BOOTPC: u32 = 68;
 const DHCP_CLIENT_PORTS: u32 = 68 << 16 | 67;
+/// A BOOTP message's client hardware address, from the UDP header on (8
+/// bytes of UDP, then op, htype, hlen, hops, xid, secs, flags and four
+/// addresses: RFC 2131).
+const BOOTP_CHADDR: u32 = 8 + 28;
 const DHCPV6_SERVER: u32 = 547;
+const DHCPV6_CLIENT: u32 = 546;
 const IPPROTO_ICMP: u32 = libc::IPPROTO_ICMP as u32;
 const IPPROTO_UDP: u32 = libc::IPPROTO_UDP as u32;
 const IPPROTO_ICMPV6: u32 = libc::IPPROTO_ICMPV6 as u32;
@@ -289,13 +297,25 @@ impl Asm {
 
 /// Goes to `miss` unless the six bytes at `off` are one of `macs`.
 fn mac_in(a: &mut Asm, off: u32, macs: &[Mac], miss: Label) {
+    macs_at(a, off, false, macs, miss)
+}
+
+/// [`mac_in`] at X + `off` when `ind`.
+fn macs_at(a: &mut Asm, off: u32, ind: bool, macs: &[Mac], miss: Label) {
     let hit = a.label();
+    let load = |a: &mut Asm, size, off| {
+        if ind {
+            a.ld_ind(size, off)
+        } else {
+            a.ld(size, off)
+        }
+    };
     for m in macs {
         let next = a.label();
         let m = m.0;
-        a.ld(W, off);
+        load(a, W, off);
         a.jne(u32::from_be_bytes([m[0], m[1], m[2], m[3]]), next);
-        a.ld(H, off + 4);
+        load(a, H, off + 4);
         a.jeq(u32::from(u16::from_be_bytes([m[4], m[5]])), hit);
         a.mark(next);
     }
@@ -359,6 +379,19 @@ fn covering(prefixes: &[Prefix]) -> Vec<Prefix> {
     out
 }
 
+/// Goes to `deny` unless the (R)ARP header is Ethernet over IPv4: hardware
+/// type 1, protocol type IPv4, address lengths 6 and 4.
+fn ethernet_ipv4_arp(a: &mut Asm, deny: Label) {
+    a.ld(H, NH);
+    a.jne(1, deny);
+    a.ld(H, NH + 2);
+    a.jne(ETH_P_IP, deny);
+    a.ld(B, NH + 4);
+    a.jne(6, deny);
+    a.ld(B, NH + 5);
+    a.jne(4, deny);
+}
+
 fn everything(v4: bool) -> Prefix {
     if v4 {
         "0.0.0.0/0".parse().expect("a prefix")
@@ -419,14 +452,7 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
     // guest's (a probe's sender IP is 0.0.0.0).
     a.mark(arp);
     a.note("ARP: Ethernet/IPv4 request or reply, else drop");
-    a.ld(H, NH);
-    a.jne(1, deny);
-    a.ld(H, NH + 2);
-    a.jne(ETH_P_IP, deny);
-    a.ld(B, NH + 4);
-    a.jne(6, deny);
-    a.ld(B, NH + 5);
-    a.jne(4, deny);
+    ethernet_ipv4_arp(&mut a, deny);
     let op_ok = a.label();
     a.ld(H, NH + 6);
     a.jeq(ARPOP_REQUEST, op_ok);
@@ -443,19 +469,25 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
 
     // RARP: only QEMU's announcement after a migration.
     a.mark(rarp);
-    a.note("RARP reverse request (QEMU's announce): pass, else drop");
+    a.note("RARP: an Ethernet/IPv4 reverse request for the guest's own MAC (QEMU's announce), else drop");
+    ethernet_ipv4_arp(&mut a, deny);
     a.ld(H, NH + 6);
-    a.jeq(ARPOP_RREQUEST, allow);
-    a.ja(deny);
+    a.jne(ARPOP_RREQUEST, deny);
+    mac_in(&mut a, NH + 8, &macs, deny);
+    mac_in(&mut a, NH + 18, &macs, deny);
+    a.ja(allow);
 
     // IPv4: never a DHCP server or a redirect; a DHCP client without an
     // address; otherwise the guest's addresses.
     a.mark(ipv4);
     let (udp4, icmp4, src4) = (a.label(), a.label(), a.label());
-    a.note("IPv4: not version 4: drop");
+    a.note("IPv4: not version 4, or a header shorter than 20 bytes: drop");
     a.ld(B, NH);
     a.alu(AND, 0xf0);
     a.jne(0x40, deny);
+    a.ld(B, NH);
+    a.alu(AND, 0x0f);
+    a.jump(JGE, 5, false, deny);
     a.note("IPv4: a later fragment has no transport header");
     a.ld(H, NH + 6);
     a.jump(JSET, 0x1fff, true, src4);
@@ -464,21 +496,28 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
     a.jeq(IPPROTO_ICMP, icmp4);
     a.ja(src4);
     a.mark(udp4);
-    a.note("DHCP server or relay (udp sport 67): drop");
+    a.note("DHCP server or relay (udp sport 67, or anything to a client's port 68): drop");
     a.op(LDX | B | MSH, NH);
     a.ld_ind(H, NH);
     a.jeq(BOOTPS, deny);
-    a.note("DHCP client without an address (0.0.0.0, udp 68 to 67): pass");
+    a.ld_ind(H, NH + 2);
+    a.jeq(BOOTPC, deny);
+    a.note("DHCP client without an address (0.0.0.0, udp 68 to 67, for one of its MACs): pass");
+    let not_dhcp = a.label();
     a.ld(W, IP4_SRC);
     a.jne(0, src4);
     a.ld_ind(W, NH);
-    a.jeq(DHCP_CLIENT_PORTS, allow);
+    a.jne(DHCP_CLIENT_PORTS, not_dhcp);
+    macs_at(&mut a, NH + BOOTP_CHADDR, true, &macs, deny);
+    a.ja(allow);
+    a.mark(not_dhcp);
     a.ja(src4);
     a.mark(icmp4);
-    a.note("ICMP redirect: drop");
+    a.note("ICMP redirect or router advertisement: drop");
     a.op(LDX | B | MSH, NH);
     a.ld_ind(B, NH);
     a.jeq(ICMP_REDIRECT, deny);
+    a.jeq(ICMP_ROUTER_ADVERT, deny);
     a.mark(src4);
     a.note("IPv4 from the guest's addresses: pass, else drop");
     prefix_in(&mut a, IP4_SRC, &v4, allow);
@@ -551,14 +590,26 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
     }
     a.mark(l4);
     let (icmp6, udp6, na, dad) = (a.label(), a.label(), a.label(), a.label());
+    a.note("IPv6: an ICMPv6 or UDP header not whole inside the payload (RFC 7112): drop");
+    let whole = a.label();
+    a.op(LD | MEM, M_NEXT);
+    a.jeq(IPPROTO_ICMPV6, whole);
+    a.jne(IPPROTO_UDP, src6);
+    a.mark(whole);
+    // payload length + 54 >= X + 8
+    a.ld(H, IP6_PAYLOAD_LEN);
+    a.alu(ADD, IP6_PAYLOAD - 8);
+    a.jump(JGE | X, 0, false, deny);
     a.op(LD | MEM, M_NEXT);
     a.jeq(IPPROTO_ICMPV6, icmp6);
     a.jeq(IPPROTO_UDP, udp6);
     a.ja(src6);
     a.mark(udp6);
-    a.note("DHCPv6 server or relay (udp sport 547): drop");
+    a.note("DHCPv6 server or relay (udp sport 547, or anything to a client's port 546): drop");
     a.ld_ind(H, 0);
     a.jeq(DHCPV6_SERVER, deny);
+    a.ld_ind(H, 2);
+    a.jeq(DHCPV6_CLIENT, deny);
     a.ja(src6);
     a.mark(icmp6);
     a.note("router advertisement or ICMPv6 redirect: drop");
@@ -651,8 +702,17 @@ fn disassemble(pc: usize, i: &Insn) -> String {
         }
         JMP if i.code & 0xf0 == JA => format!("ja {}", pc + 1 + i.k as usize),
         JMP => {
-            let op = if i.code & 0xf0 == JSET { "jset" } else { "jeq" };
-            format!("{op} #{:#x} jt {} jf {}", i.k, target(i.jt), target(i.jf))
+            let op = match i.code & 0xf0 {
+                JSET => "jset",
+                JGE => "jge",
+                _ => "jeq",
+            };
+            let what = if i.code & X != 0 {
+                "x".to_owned()
+            } else {
+                format!("#{:#x}", i.k)
+            };
+            format!("{op} {what} jt {} jf {}", target(i.jt), target(i.jf))
         }
         RET => format!("ret #{}", i.k as i32),
         _ if i.code == MISC | TAX => "tax".to_owned(),
@@ -733,9 +793,11 @@ mod tests {
                 }
                 JMP if i.code & 0xf0 == JA => pc += i.k as usize,
                 JMP => {
+                    let v = if i.code & X != 0 { x } else { i.k };
                     let hit = match i.code & 0xf0 {
-                        JEQ => a == i.k,
-                        JSET => a & i.k != 0,
+                        JEQ => a == v,
+                        JGE => a >= v,
+                        JSET => a & v != 0,
                         op => panic!("JMP op {op:#x}"),
                     };
                     pc += usize::from(if hit { i.jt } else { i.jf });
