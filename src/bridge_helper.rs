@@ -226,8 +226,8 @@ pub fn run(
         _ => return Err(Error::TapVanished { tap: tap_name }),
     };
     let attach = plan::attach(&tap, &port.wanted(), Origin::Created)?;
-    // On any error the queue's descriptor deletes the tap; its guard chain,
-    // which outlives it, goes explicitly.
+    // On any error the queue's descriptor deletes the tap (and its
+    // checks' filters); its limit chain, which outlives it, goes explicitly.
     mode::run(&nl, &tap, &attach, &port, guard.as_ref()).map_err(|f| {
         f.unguard(&attach);
         f.error

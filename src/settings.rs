@@ -265,7 +265,7 @@ pub struct Settings {
     pub guest_ipv6: Option<Vec<Prefix>>,
     /// Host->guest limit: a tbf on the tap (`rate_out`, `burst_out`).
     pub rate_out: Option<Rate>,
-    /// Guest->host limit: an nf_tables limit in the guard's table
+    /// Guest->host limit: an nf_tables limit in a chain of the tap's own
     /// (`rate_in`, `burst_in`), with or without the guard's checks.
     pub rate_in: Option<Rate>,
     /// The VXLAN uplink of the bridge kvmnet creates.
@@ -273,8 +273,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The tap gets a guard chain: for the guard's checks, its rate_in, or
-    /// both.
+    /// The tap gets a guard: the checks (a program on its ingress), the
+    /// rate_in limit (an nf_tables chain), or both.
     pub fn guard_table(&self) -> bool {
         self.guard || self.rate_in.is_some()
     }
