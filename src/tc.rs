@@ -185,18 +185,24 @@ pub(crate) struct Filter {
     pub direct: bool,
 }
 
-/// Reads one whole netlink message (header included) describing a filter.
-pub(crate) fn parse_filter(msg: &[u8]) -> Result<Filter, String> {
+/// A whole traffic-control message of type `kind` (header included): its
+/// `struct tcmsg` and its attributes.
+fn tc_parts<'m>(msg: &'m [u8], kind: u16, what: &str) -> Result<(&'m [u8], &'m [u8]), String> {
     let start = NLMSG_HDRLEN + TCMSG_LEN;
     if msg.len() < start {
-        return Err(format!("a {}-byte filter message is too short", msg.len()));
+        return Err(format!("a {}-byte {what} message is too short", msg.len()));
     }
-    let kind = u16::from_ne_bytes([msg[4], msg[5]]);
-    if kind != RTM_NEWTFILTER {
-        return Err(format!("message type {kind} where a filter was expected"));
+    let got = u16::from_ne_bytes([msg[4], msg[5]]);
+    if got != kind {
+        return Err(format!("message type {got} where a {what} was expected"));
     }
     let len = (u32_of(msg).unwrap_or(0) as usize).clamp(start, msg.len());
-    let tcm = &msg[NLMSG_HDRLEN..start];
+    Ok((&msg[NLMSG_HDRLEN..start], &msg[start..len]))
+}
+
+/// Reads one whole netlink message (header included) describing a filter.
+pub(crate) fn parse_filter(msg: &[u8]) -> Result<Filter, String> {
+    let (tcm, attrs) = tc_parts(msg, RTM_NEWTFILTER, "filter")?;
     let word = |at: usize| u32_of(&tcm[at..]).unwrap_or(0);
     let mut f = Filter {
         prio: (word(16) >> 16) as u16,
@@ -209,7 +215,7 @@ pub(crate) fn parse_filter(msg: &[u8]) -> Result<Filter, String> {
         let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
         String::from_utf8_lossy(&v[..end]).into_owned()
     };
-    for (k, v) in Attrs(&msg[start..len]) {
+    for (k, v) in Attrs(attrs) {
         match k & NLA_TYPE_MASK {
             TCA_KIND => f.kind = text(v),
             TCA_OPTIONS if f.kind == "bpf" => {
@@ -283,16 +289,7 @@ fn u64_of(v: &[u8]) -> Option<u64> {
 
 /// Reads one whole netlink message (header included) describing a qdisc.
 pub(crate) fn parse_qdisc(msg: &[u8]) -> Result<Qdisc, String> {
-    let start = NLMSG_HDRLEN + TCMSG_LEN;
-    if msg.len() < start {
-        return Err(format!("a {}-byte qdisc message is too short", msg.len()));
-    }
-    let kind = u16::from_ne_bytes([msg[4], msg[5]]);
-    if kind != RTM_NEWQDISC {
-        return Err(format!("message type {kind} where a qdisc was expected"));
-    }
-    let len = (u32_of(msg).unwrap_or(0) as usize).clamp(start, msg.len());
-    let tcm = &msg[NLMSG_HDRLEN..start];
+    let (tcm, attrs) = tc_parts(msg, RTM_NEWQDISC, "qdisc")?;
     let word = |at: usize| u32_of(&tcm[at..]).unwrap_or(0);
     let mut q = Qdisc {
         ifindex: word(4),
@@ -302,7 +299,7 @@ pub(crate) fn parse_qdisc(msg: &[u8]) -> Result<Qdisc, String> {
         tbf: None,
     };
     let mut options = None;
-    for (k, v) in Attrs(&msg[start..len]) {
+    for (k, v) in Attrs(attrs) {
         match k & NLA_TYPE_MASK {
             TCA_KIND => {
                 let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());

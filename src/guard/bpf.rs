@@ -379,6 +379,18 @@ fn covering(prefixes: &[Prefix]) -> Vec<Prefix> {
     out
 }
 
+/// Steps over the IPv6 extension header at X: its next header into
+/// `M_NEXT`, X past it by (its length field + `add`) << `shift` bytes.
+fn next_header(a: &mut Asm, add: u32, shift: u32) {
+    a.ld_ind(B, 0);
+    a.op(ST, M_NEXT);
+    a.ld_ind(B, 1);
+    a.alu(ADD, add);
+    a.alu(LSH, shift);
+    a.op(ALU | ADD | X, 0);
+    a.op(MISC | TAX, 0);
+}
+
 /// Goes to `deny` unless the (R)ARP header is Ethernet over IPv4: hardware
 /// type 1, protocol type IPv4, address lengths 6 and 4.
 fn ethernet_ipv4_arp(a: &mut Asm, deny: Label) {
@@ -548,13 +560,7 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
         a.ja(l4);
         // X += (length + 1) * 8
         a.mark(opts);
-        a.ld_ind(B, 0);
-        a.op(ST, M_NEXT);
-        a.ld_ind(B, 1);
-        a.alu(ADD, 1);
-        a.alu(LSH, 3);
-        a.op(ALU | ADD | X, 0);
-        a.op(MISC | TAX, 0);
+        next_header(&mut a, 1, 3);
         a.ja(next);
         // A later fragment: no transport header to check.
         a.mark(frag);
@@ -568,13 +574,7 @@ pub fn program(spec: &GuardSpec) -> (Vec<Insn>, Vec<(usize, &'static str)>) {
         a.ja(next);
         // X += (length + 2) * 4
         a.mark(ah);
-        a.ld_ind(B, 0);
-        a.op(ST, M_NEXT);
-        a.ld_ind(B, 1);
-        a.alu(ADD, 2);
-        a.alu(LSH, 2);
-        a.op(ALU | ADD | X, 0);
-        a.op(MISC | TAX, 0);
+        next_header(&mut a, 2, 2);
         a.mark(next);
     }
     a.note("more extension headers than the guard walks: drop");
