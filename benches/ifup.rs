@@ -109,6 +109,15 @@ const VXLAN_BRIDGE: &str = "brvx";
 /// The uplink's MTU: the peers are routed through br0 (the workers' default
 /// route), whose MTU less VXLAN's 50 bytes it is.
 const VXLAN_MTU: u32 = BRIDGE_MTU - 50;
+/// Taps of the OVS cell: kvmnet's (its config makes them ports of
+/// [`OVS_BRIDGE`]) and `ovs-vsctl`'s.
+const OVS_TAPS: &str = "ko";
+const OVS_PEER_TAPS: &str = "vo";
+const OVS_BRIDGE: &str = "ovsbr";
+/// Each worker mounts a tmpfs on /run: its Open vSwitch lives where the
+/// package's would, so kvmnet and ovs-vsctl use their defaults.
+const OVS_RUN: &str = "/run/openvswitch";
+const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 /// What every guarded tap of the bench may send from (besides its MAC).
 const GUEST_IPV4: &str = "10.213.0.10";
 const GUEST_IPV6: &str = "2001:db8::10";
@@ -146,10 +155,11 @@ enum Op {
     Create,
     Delete,
     Guard,
+    Ovs,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::Attach, Op::Create, Op::Delete, Op::Guard];
+    const ALL: [Op; 5] = [Op::Attach, Op::Create, Op::Delete, Op::Guard, Op::Ovs];
 
     fn title(self) -> &'static str {
         match self {
@@ -157,6 +167,7 @@ impl Op {
             Op::Create => "create+attach",
             Op::Delete => "detach+delete",
             Op::Guard => "guarded attach",
+            Op::Ovs => "Open vSwitch attach",
         }
     }
 
@@ -181,6 +192,17 @@ impl Op {
                  tap (as Incus does) with `nft -f`, the rate with `tc`, between `ip` commands, in \
                  the same fail-closed order; N counts guarded taps (the workers' taps share the \
                  host's kernel: KVMNET_BENCH_SIZES=N measures one N alone)"
+            }
+            Op::Ovs => {
+                "QEMU's case on an Open vSwitch bridge (userspace datapath, ovsdb-server and \
+                 ovs-vswitchd of the worker's own, the bridge holding N ports of its own): kvmnet \
+                 adds the port in one OVSDB transaction with libvirt's external_ids, brings the \
+                 tap up and waits for its OpenFlow port number; libvirt runs `ovs-vsctl \
+                 --timeout=5 -- --if-exists del-port T -- add-port ovsbr T -- set Interface T \
+                 external-ids:…` (four external-ids), which waits for ovs-vswitchd too, and brings \
+                 the tap up itself (not timed here); `--no-wait` is the same without waiting for \
+                 ovs-vswitchd, whose reconfiguration both others wait for. Every port is removed \
+                 again between runs (`ovs-vsctl del-port`, untimed)"
             }
         }
     }
@@ -211,6 +233,8 @@ enum Role {
     /// table): what any nf_tables change costs the kernel at N, which no
     /// guard layout avoids.
     NftFloor,
+    /// What peers run to add an OVS port (`ovs-vsctl`).
+    OvsPeer,
     /// The in-process attach plus the smallest traffic-control change the
     /// guard's checks make (an ingress qdisc and a one-instruction classic BPF
     /// filter): the kernel's share of the checks.
@@ -265,6 +289,16 @@ struct Tools {
     config: PathBuf,
     nft: PathBuf,
     tc: PathBuf,
+    /// Open vSwitch, for its cell; none: the cell is left out.
+    ovs: Option<OvsTools>,
+}
+
+struct OvsTools {
+    vsctl: PathBuf,
+    server: PathBuf,
+    vswitchd: PathBuf,
+    tool: PathBuf,
+    setpriv: PathBuf,
 }
 
 impl Tools {
@@ -282,6 +316,17 @@ impl Tools {
             config: out.join("kvmnet.toml"),
             nft: find_in_path("nft").context("the guard's peers need nft (Debian: nftables)")?,
             tc: find_in_path("tc")?,
+            ovs: (|| -> Result<OvsTools> {
+                ensure!(Path::new(OVS_SCHEMA).is_file(), "no {OVS_SCHEMA}");
+                Ok(OvsTools {
+                    vsctl: find_in_path("ovs-vsctl")?,
+                    server: find_in_path("ovsdb-server")?,
+                    vswitchd: find_in_path("ovs-vswitchd")?,
+                    tool: find_in_path("ovsdb-tool")?,
+                    setpriv: find_in_path("setpriv")?,
+                })
+            })()
+            .ok(),
         })
     }
 
@@ -331,6 +376,11 @@ fn host_config() -> Result<String> {
         config,
         "\n[[rule]]\nmatch = \"{VXLAN_TAPS}*\"\nbridge = \"{VXLAN_BRIDGE}\"\ncreate_bridge = true\n\
          vxlan_vni = 4242\nvxlan_peers = [\"192.0.2.2\", \"192.0.2.3\"]\n"
+    )?;
+    write!(
+        config,
+        "\n[[rule]]\nmatch = \"{OVS_TAPS}*\"\nmode = \"ovs\"\nbridge = \"{OVS_BRIDGE}\"\n\
+         guest_mac = [\"derived\"]\n"
     )?;
     for (prefix, rates) in [(GUARDED, ""), (GUARDED_RATE, rates.as_str())] {
         write!(
@@ -538,6 +588,60 @@ fn create_contenders(t: &Tools) -> Vec<Contender> {
 /// The guarded attach: kvmnet with and without the guard, and what peers run
 /// for the same guard (Incus, libvirt's nwfilter and Proxmox exec `nft`, and
 /// `tc` for rates): the tap joins down, is guarded (and shaped), goes up.
+/// kvmnet-ifup next to what libvirt runs to add an OVS port
+/// (`virNetDevOpenvswitchAddPort`), with and without its wait.
+fn ovs_contenders(t: &Tools) -> Vec<Contender> {
+    let Some(o) = &t.ovs else {
+        return Vec::new();
+    };
+    let one = |name: &str, role, a: Vec<String>, prefix| Contender {
+        name: name.into(),
+        role,
+        action: Action::Exec(vec![a]),
+        undo: None,
+        runs: RUNS,
+        sets_mtu: false,
+        prefix,
+        guard: false,
+        tbf: false,
+    };
+    let vsctl = |wait: &[&str]| {
+        let mut a = vec![path(&o.vsctl)];
+        a.extend(wait);
+        a.extend(["--timeout=5", "--", "--if-exists", "del-port", TAP]);
+        a.extend(["--", "add-port", OVS_BRIDGE, TAP]);
+        for id in [
+            "external-ids:attached-mac=52:54:00:4b:56:4d",
+            "external-ids:iface-id={tap}",
+            "external-ids:vm-id=6b766d6e-6574-4b56-8d4e-657442656e63",
+            "external-ids:iface-status=active",
+        ] {
+            a.extend(["--", "set", "Interface", TAP, id]);
+        }
+        argv(&a)
+    };
+    vec![
+        one(
+            "kvmnet-ifup, Open vSwitch port",
+            Role::Kvmnet,
+            argv(&[IFUP, TAP]),
+            OVS_TAPS,
+        ),
+        one(
+            "`ovs-vsctl --timeout=5 … add-port …` (libvirt)",
+            Role::OvsPeer,
+            vsctl(&[]),
+            OVS_PEER_TAPS,
+        ),
+        one(
+            "`ovs-vsctl --no-wait …` (the same, not waiting for ovs-vswitchd)",
+            Role::OvsPeer,
+            vsctl(&["--no-wait"]),
+            OVS_PEER_TAPS,
+        ),
+    ]
+}
+
 fn guard_contenders(t: &Tools) -> Vec<Contender> {
     let (ip, nft, tc) = (path(&t.ip), path(&t.nft), path(&t.tc));
     let mtu = BRIDGE_MTU.to_string();
@@ -670,10 +774,15 @@ fn orchestrate() -> Result<()> {
     let mut attach = attach_contenders(&tools);
     let mut create = create_contenders(&tools);
     let mut guard = guard_contenders(&tools);
+    let mut ovs = ovs_contenders(&tools);
+    if ovs.is_empty() {
+        eprintln!("note: no Open vSwitch (openvswitch-switch): the OVS cell is left out");
+    }
     for c in attach
         .iter_mut()
         .chain(create.iter_mut())
         .chain(guard.iter_mut())
+        .chain(ovs.iter_mut())
     {
         c.runs = c.runs.min(runs);
     }
@@ -683,6 +792,8 @@ fn orchestrate() -> Result<()> {
     measure(&mut workers, &attach, Op::Attach, &mut results)?;
     measure(&mut workers, &create, Op::Create, &mut results)?;
     measure(&mut workers, &guard, Op::Guard, &mut results)?;
+    // Last: ovs-vswitchd's reconfigurations load the machine while they run.
+    measure(&mut workers, &ovs, Op::Ovs, &mut results)?;
     let big = workers.last_mut().expect("one worker per N");
     let rss = big
         .ask("rss")?
@@ -705,6 +816,7 @@ fn orchestrate() -> Result<()> {
         attach: &attach,
         create: &create,
         guard: &guard,
+        ovs: &ovs,
         results: &results,
         rss: &rss,
         sizes: binary_sizes(&tools),
@@ -808,6 +920,7 @@ fn measure(
         Op::Attach => "attach",
         Op::Create => "create",
         Op::Guard => "guard",
+        Op::Ovs => "ovs",
         Op::Delete => bail!("detach+delete is measured with create+attach"),
     };
     let t = Instant::now();
@@ -870,6 +983,7 @@ fn worker(n: &str) -> Result<()> {
         let mut lab = Lab::new(&out_dir()?, &tools, n, syslog)?;
         lab.grow(n)?;
         lab.guard_fill(n)?;
+
         Ok((lab, tools))
     };
     let (mut lab, tools) = match setup() {
@@ -880,9 +994,10 @@ fn worker(n: &str) -> Result<()> {
     let attach = attach_contenders(&tools);
     let create = create_contenders(&tools);
     let guard = guard_contenders(&tools);
+    let ovs = ovs_contenders(&tools);
     for line in std::io::stdin().lines() {
         let line = line?;
-        match serve(&mut lab, &tools, [&attach, &create, &guard], &line) {
+        match serve(&mut lab, &tools, [&attach, &create, &guard, &ovs], &line) {
             Ok(reply) => answer(format!("ok {reply}"))?,
             Err(e) => return answer(format!("err {e:#}")),
         }
@@ -893,7 +1008,7 @@ fn worker(n: &str) -> Result<()> {
 fn serve(
     lab: &mut Lab,
     tools: &Tools,
-    [attach, create, guard]: [&[Contender]; 3],
+    [attach, create, guard, ovs]: [&[Contender]; 4],
     request: &str,
 ) -> Result<String> {
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
@@ -918,6 +1033,17 @@ fn serve(
         "guard" => {
             let i = pick("guard", guard)?;
             Ok(lab.guard_once(&guard[i])?.as_nanos().to_string())
+        }
+        "ovs" => {
+            let i = pick("ovs", ovs)?;
+            // Started for its phase only (the last): an ovs-vswitchd
+            // reconfiguring thousands of ports would load the machine
+            // under the other phases.
+            if lab.ovs.is_none() {
+                let o = tools.ovs.as_ref().context("no Open vSwitch")?;
+                lab.ovs = Some(OvsLab::start(o, lab.n, &lab.log_path)?);
+            }
+            Ok(lab.ovs_once(&ovs[i])?.as_nanos().to_string())
         }
         "rss" => Ok(lab
             .peak_rss(tools)?
@@ -1002,6 +1128,15 @@ fn private_dev_with_syslog(host_dev: &Path) -> Result<SyslogSink> {
     }
     mount(&["--make-private", host])?;
     sh(Command::new("umount").arg(host))?;
+    // A /run of the worker's own, for its Open vSwitch.
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "nosuid,mode=0755",
+        "kvmnet-bench-run",
+        "/run",
+    ])?;
     SyslogSink::start(Path::new("/dev/log"))
 }
 
@@ -1094,6 +1229,119 @@ struct Lab {
     guard_file: PathBuf,
     nft: PathBuf,
     tc: PathBuf,
+    ovs: Option<OvsLab>,
+    /// The number of pre-existing taps (and of the OVS bridge's ports).
+    n: usize,
+}
+
+/// A worker's Open vSwitch: ovsdb-server and ovs-vswitchd (userspace
+/// datapath), children that die with the worker (`setpriv --pdeathsig`),
+/// and bridge [`OVS_BRIDGE`] with N ports of its own.
+struct OvsLab {
+    daemons: Vec<Child>,
+    vsctl: PathBuf,
+}
+
+impl OvsLab {
+    fn start(o: &OvsTools, n: usize, log: &Path) -> Result<OvsLab> {
+        let run = Path::new(OVS_RUN);
+        fs::create_dir_all(run)?;
+        let db = run.join("conf.db");
+        sh(Command::new(&o.tool).arg("create").arg(&db).arg(OVS_SCHEMA))?;
+        let daemon = |prog: &Path, args: &[String]| -> Result<Child> {
+            Command::new(&o.setpriv)
+                .args(["--pdeathsig", "KILL", "--"])
+                .arg(prog)
+                .args(args)
+                .env("OVS_RUNDIR", run)
+                .env("OVS_LOGDIR", run)
+                .env("OVS_DBDIR", run)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(File::options().append(true).open(log)?))
+                .spawn()
+                .with_context(|| format!("starting {}", prog.display()))
+        };
+        let sock = run.join("db.sock");
+        let mut lab = OvsLab {
+            daemons: Vec::new(),
+            vsctl: o.vsctl.clone(),
+        };
+        lab.daemons.push(daemon(
+            &o.server,
+            &[
+                path(&db).to_owned(),
+                format!("--remote=punix:{}", sock.display()),
+                format!("--log-file={OVS_RUN}/ovsdb-server.log"),
+            ],
+        )?);
+        let t = Instant::now();
+        while !sock.exists() {
+            ensure!(
+                t.elapsed() < Duration::from_secs(10),
+                "ovsdb-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lab.vsctl(&["--no-wait", "init"])?;
+        lab.daemons.push(daemon(
+            &o.vswitchd,
+            &[
+                format!("unix:{}", sock.display()),
+                format!("--log-file={OVS_RUN}/ovs-vswitchd.log"),
+            ],
+        )?);
+        lab.vsctl(&[
+            "--timeout=30",
+            "add-br",
+            OVS_BRIDGE,
+            "--",
+            "set",
+            "bridge",
+            OVS_BRIDGE,
+            "datapath_type=netdev",
+        ])?;
+        // N ports of its own: taps that are up, added 500 per transaction.
+        let mut batch = String::new();
+        for i in 0..n {
+            writeln!(batch, "tuntap add dev ofill{i} mode tap")?;
+            writeln!(batch, "link set dev ofill{i} up")?;
+        }
+        if n > 0 {
+            let f = run.join("taps.batch");
+            fs::write(&f, batch)?;
+            sh(Command::new("ip").arg("-batch").arg(&f))?;
+        }
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let mut args = vec!["--timeout=300".to_owned()];
+            for i in chunk {
+                args.extend([
+                    "--".into(),
+                    "add-port".into(),
+                    OVS_BRIDGE.into(),
+                    format!("ofill{i}"),
+                ]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            lab.vsctl(&args)?;
+        }
+        let ports = lab.vsctl(&["list-ports", OVS_BRIDGE])?.lines().count();
+        ensure!(ports == n, "{OVS_BRIDGE} has {ports} ports, not {n}");
+        Ok(lab)
+    }
+
+    fn vsctl(&self, args: &[&str]) -> Result<String> {
+        sh(Command::new(&self.vsctl).args(args))
+    }
+}
+
+impl Drop for OvsLab {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
 }
 
 impl Lab {
@@ -1126,6 +1374,8 @@ impl Lab {
             guard_file: out.join(format!("guard-{n}.nft")),
             nft: tools.nft.clone(),
             tc: tools.tc.clone(),
+            ovs: None,
+            n,
         })
     }
 
@@ -1285,9 +1535,8 @@ impl Lab {
         let mut c = Command::new(&argv[0]);
         let guard = path(&self.guard_file);
         c.args(argv[1..].iter().map(|a| match a.as_str() {
-            TAP => tap,
-            GUARD_FILE => guard,
-            a => a,
+            GUARD_FILE => guard.to_owned(),
+            a => a.replace(TAP, tap),
         }))
         // The same small environment for everyone; KVMNET_CONFIG is honoured
         // because the bench runs as real root and no SUDO_UID is passed.
@@ -1399,6 +1648,38 @@ impl Lab {
         self.check_attached(&c.name, &tap, c.sets_mtu)?;
         self.check_logged(c, logged)?;
         // Closing QEMU's descriptor deletes the tap, as when a VM exits.
+        drop(qemu);
+        self.check_gone(&c.name, &tap)?;
+        Ok(t)
+    }
+
+    /// One OVS attach on a tap QEMU holds; the port must have its OpenFlow
+    /// port number afterwards (the `--no-wait` peer's is waited for,
+    /// untimed), and is removed again, untimed.
+    fn ovs_once(&mut self, c: &Contender) -> Result<Duration> {
+        let tap = self.tap_name(c.prefix);
+        let qemu = kernel::QemuTap::open(&tap).context("creating a tap as QEMU does")?;
+        let logged = self.syslog.lines();
+        let t = self.time(&c.name, &c.action, &tap)?;
+        self.check_logged(c, logged)?;
+        let ovs = self
+            .ovs
+            .as_ref()
+            .context("no Open vSwitch in this worker")?;
+        ovs.vsctl(&["--timeout=30", "wait-until", "Interface", &tap, "ofport>0"])
+            .with_context(|| format!("{}: {tap} never got an ofport", c.name))?;
+        if c.role.is_kvmnet() {
+            let l = self
+                .nl
+                .link(&tap)?
+                .ok_or_else(|| anyhow!("{}: {tap} does not exist afterwards", c.name))?;
+            ensure!(
+                l.flags & libc::IFF_UP as u32 != 0,
+                "{}: {tap} is not up",
+                c.name
+            );
+        }
+        ovs.vsctl(&["--timeout=30", "del-port", OVS_BRIDGE, &tap])?;
         drop(qemu);
         self.check_gone(&c.name, &tap)?;
         Ok(t)
@@ -1689,6 +1970,7 @@ struct Report<'a> {
     attach: &'a [Contender],
     create: &'a [Contender],
     guard: &'a [Contender],
+    ovs: &'a [Contender],
     results: &'a Results,
     rss: &'a [(String, u64)],
     sizes: Vec<(String, u64)>,
@@ -1704,6 +1986,7 @@ impl<'a> Report<'a> {
             Op::Create => self.create.iter().collect(),
             Op::Delete => self.create.iter().filter(|c| c.undo.is_some()).collect(),
             Op::Guard => self.guard.iter().collect(),
+            Op::Ovs => self.ovs.iter().collect(),
         }
     }
 
@@ -2115,6 +2398,8 @@ impl<'a> Report<'a> {
                     Role::Peer => RGBColor(44, 160, 44),
                     Role::NftFloor => RGBColor(127, 127, 127),
                     Role::TcFloor => RGBColor(80, 80, 80),
+                    Role::OvsPeer if c.name.contains("no-wait") => RGBColor(127, 127, 127),
+                    Role::OvsPeer => RGBColor(44, 160, 44),
                 };
                 let pts: Vec<(f64, f64)> = sizes()
                     .iter()

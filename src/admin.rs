@@ -315,10 +315,23 @@ pub fn explain(cfg: &Config, tap: &str, who: &Identity, nl: Option<&Netlink>) ->
                 list.join(", ")
             );
         }
+        NetMode::Ovs => {
+            let br = s.bridge.as_ref().map_or("-", |b| b.as_str());
+            let _ = writeln!(
+                o,
+                "mode:       ovs (a port of Open vSwitch bridge {br}, one transaction on {})",
+                cfg.ovs_db.display()
+            );
+            let mut ids = format!("iface-id={}", s.iface_id(tap));
+            if let Some(m) = s.guest_mac.first() {
+                ids.push_str(&format!(" attached-mac={}", m.for_tap(tap)));
+            }
+            let _ = writeln!(o, "ovs ids:    {ids} iface-status=active");
+        }
     }
     let mtu = match (s.mtu, s.mode) {
         (MtuPolicy::Fixed(n), _) => n.to_string(),
-        (MtuPolicy::Bridge, NetMode::Bridge) => "the bridge's".into(),
+        (MtuPolicy::Bridge, NetMode::Bridge | NetMode::Ovs) => "the bridge's".into(),
         (MtuPolicy::Bridge, NetMode::Route) => "left as it is".into(),
     };
     let _ = writeln!(o, "mtu:        {mtu}");
@@ -612,12 +625,13 @@ pub fn status(nl: &Netlink) -> Result<Vec<StatusRow>, crate::netlink::NetlinkErr
             let tun = l.tun().cloned().unwrap_or_default();
             StatusRow {
                 tap: l.name.clone(),
-                mode: if rec.routes.is_empty() {
-                    "bridge"
-                } else {
-                    "route"
+                mode: match (&rec.ovs, rec.routes.is_empty()) {
+                    (Some(_), _) => "ovs",
+                    (None, true) => "bridge",
+                    (None, false) => "route",
                 },
-                bridge: l.master.and_then(name_of),
+                // an OVS port's master is the kernel datapath (or none)
+                bridge: rec.ovs.clone().or_else(|| l.master.and_then(name_of)),
                 vlans: vlans
                     .get(&l.index)
                     .map(|v| v.iter().copied().map(VlanRow::from).collect())

@@ -53,7 +53,7 @@ struct At<T> {
 
 /// The per-tap keys, as written: the top level holds them (the defaults) and
 /// so does every `[[rule]]`.
-const LAYER_KEYS: [&str; 28] = [
+const LAYER_KEYS: [&str; 29] = [
     "bridge",
     "create_bridge",
     "mode",
@@ -82,8 +82,17 @@ const LAYER_KEYS: [&str; 28] = [
     "vxlan_port",
     "vxlan_learning",
     "evpn",
+    "ovs_iface_id",
 ];
-const TOP_KEYS: [&str; 5] = ["helper_tap", "max_ports_per_user", "allow", "deny", "rule"];
+const TOP_KEYS: [&str; 7] = [
+    "helper_tap",
+    "max_ports_per_user",
+    "ovs_db",
+    "ovs_timeout",
+    "allow",
+    "deny",
+    "rule",
+];
 const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
 const ACL_KEYS: [&str; 3] = ["users", "groups", "bridges"];
 
@@ -116,6 +125,7 @@ struct RawLayer {
     vxlan_port: Option<At<i64>>,
     vxlan_learning: Option<At<bool>>,
     evpn: Option<At<bool>>,
+    ovs_iface_id: Option<At<String>>,
 }
 
 /// `mtu`: "bridge" or a number.
@@ -151,6 +161,10 @@ pub struct Config {
     pub helper_tap: String,
     /// How many ports of one bridge a caller other than root may own.
     pub max_ports_per_user: u32,
+    /// ovsdb-server's socket (`ovs_db`), for mode = "ovs".
+    pub ovs_db: PathBuf,
+    /// How long an OVS attach may take, waiting for ovs-vswitchd included.
+    pub ovs_timeout: std::time::Duration,
 }
 
 pub const DEFAULT_HELPER_TAP: &str = "tap%d";
@@ -166,6 +180,8 @@ impl Default for Config {
             acl: Acl::default(),
             helper_tap: DEFAULT_HELPER_TAP.to_owned(),
             max_ports_per_user: DEFAULT_MAX_PORTS_PER_USER,
+            ovs_db: PathBuf::from(crate::ovsdb::DEFAULT_SOCKET),
+            ovs_timeout: crate::ovsdb::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -355,6 +371,33 @@ impl Parser<'_> {
                 }
             },
         };
+        let ovs_db = match p.string(root, "ovs_db")? {
+            None => PathBuf::from(crate::ovsdb::DEFAULT_SOCKET),
+            Some(t) if t.v.starts_with('/') && !t.v.contains('\0') => PathBuf::from(t.v),
+            Some(t) => {
+                return Err(p.err(
+                    t.line,
+                    "ovs_db",
+                    format!(
+                        "{:?} must be the absolute path of ovsdb-server's socket",
+                        t.v
+                    ),
+                ))
+            }
+        };
+        let ovs_timeout = match root.get("ovs_timeout") {
+            None => crate::ovsdb::DEFAULT_TIMEOUT,
+            Some(item) => match p.int("ovs_timeout", item, "a number of seconds")? {
+                n @ 1..=60 => std::time::Duration::from_secs(n as u64),
+                n => {
+                    return Err(p.err(
+                        p.line(item),
+                        "ovs_timeout",
+                        format!("{n} is outside 1-60 seconds"),
+                    ))
+                }
+            },
+        };
         Ok(Config {
             source: Some(path.to_owned()),
             defaults,
@@ -362,6 +405,8 @@ impl Parser<'_> {
             acl: Acl { rules: acl },
             helper_tap,
             max_ports_per_user,
+            ovs_db,
+            ovs_timeout,
         })
     }
 
@@ -583,6 +628,7 @@ impl Parser<'_> {
             vxlan_port: self.number(t, "vxlan_port")?,
             vxlan_learning: self.flag(t, "vxlan_learning")?,
             evpn: self.flag(t, "evpn")?,
+            ovs_iface_id: self.string(t, "ovs_iface_id")?,
         })
     }
 
@@ -645,7 +691,8 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         .mode
         .as_ref()
         .map(|m| {
-            word("mode", m, &["bridge", "route"]).map(|i| [NetMode::Bridge, NetMode::Route][i])
+            word("mode", m, &["bridge", "route", "ovs"])
+                .map(|i| [NetMode::Bridge, NetMode::Route, NetMode::Ovs][i])
         })
         .transpose()?;
     let host_mac = raw
@@ -767,6 +814,11 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
     let guest_ipv4 = prefixes("guest_ipv4", &raw.guest_ipv4)?;
     let guest_ipv6 = prefixes("guest_ipv6", &raw.guest_ipv6)?;
     let vxlan = vxlan(p, raw)?;
+    let ovs_iface_id = raw
+        .ovs_iface_id
+        .as_ref()
+        .map(|t| check_iface_id(&t.v).map_err(|m| p.err(t.line, "ovs_iface_id", m)))
+        .transpose()?;
     Ok(Layer {
         bridge,
         create_bridge: raw.create_bridge,
@@ -787,7 +839,20 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         rate_out,
         rate_in,
         vxlan,
+        ovs_iface_id,
     })
+}
+
+/// An `ovs_iface_id` template: printable, and short enough for an OVN
+/// logical port name once `{tap}` is replaced.
+fn check_iface_id(t: &str) -> Result<String, String> {
+    if t.is_empty() || t.len() > 200 {
+        return Err("must be 1 to 200 characters".into());
+    }
+    if let Some(c) = t.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{c:?} has no place in an OVN logical port name"));
+    }
+    Ok(t.to_owned())
 }
 
 /// The `vxlan_*` keys and `evpn` of one table: they go together, with
@@ -1128,6 +1193,62 @@ addresses = ["192.0.2.10", "2001:db8::10"]
             ("group = \"*\"\n", "line 1: group:"),
         ] {
             let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn ovs_keys_with_their_defaults_and_what_does_not_apply() {
+        let c = parse(
+            "ovs_db = \"/var/run/ovs/db.sock\"\novs_timeout = 2\n\
+             [[rule]]\nmatch = \"vm*\"\nmode = \"ovs\"\nbridge = \"br-int\"\n\
+             ovs_iface_id = \"lsp-{tap}\"\nguest_mac = [\"derived\"]\nvlan = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.ovs_db, Path::new("/var/run/ovs/db.sock"));
+        assert_eq!(c.ovs_timeout, std::time::Duration::from_secs(2));
+        let s = c.settings_for("vm1");
+        assert_eq!(s.mode, NetMode::Ovs);
+        assert_eq!(s.iface_id("vm1"), "lsp-vm1");
+        assert_eq!(Config::default().settings_for("x").iface_id("x"), "x");
+        assert_eq!(
+            Config::default().ovs_db,
+            Path::new("/run/openvswitch/db.sock")
+        );
+        let ovs = "mode = \"ovs\"\nbridge = \"ovsbr0\"\n";
+        for (text, needle) in [
+            ("ovs_db = \"db.sock\"\n".to_owned(), "line 1: ovs_db:"),
+            (
+                "ovs_timeout = 0\n".into(),
+                "line 1: ovs_timeout: 0 is outside 1-60",
+            ),
+            ("mode = \"ovs\"\n".into(), "mode = \"ovs\" needs bridge"),
+            (
+                format!("{ovs}create_bridge = true\n"),
+                "kvmnet does not create Open vSwitch bridges",
+            ),
+            (
+                format!("{ovs}isolated = true\n"),
+                "isolated: does not apply to mode = \"ovs\"",
+            ),
+            (
+                format!("{ovs}guard = true\nguest_mac = [\"derived\"]\n"),
+                "guard: does not apply",
+            ),
+            (
+                format!("{ovs}rate_out = \"1mbit\"\n"),
+                "rate_out: does not apply",
+            ),
+            (
+                "ovs_iface_id = \"x\"\n".into(),
+                "ovs_iface_id: only applies to mode = \"ovs\"",
+            ),
+            (
+                format!("{ovs}ovs_iface_id = \"a b\"\n"),
+                "line 3: ovs_iface_id:",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }

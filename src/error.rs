@@ -64,6 +64,8 @@ pub enum Error {
     Guard(#[from] crate::guard::GuardError),
     #[error(transparent)]
     Vxlan(#[from] crate::vxlan::VxlanError),
+    #[error(transparent)]
+    Ovs(#[from] crate::mode::ovs::OvsError),
     #[error("rate_out: {0}")]
     Shape(Box<crate::shape::ShapeError>),
     /// Refused by the access rules; `details` goes to the security log.

@@ -101,6 +101,18 @@ pub fn ifdown(
         crate::guard::Parts::NONE,
         crate::record::Record::guard_parts,
     );
+    // An Open vSwitch port goes first, so that the tap carries nothing
+    // while the rest is undone. Only such taps make ifdown read the config
+    // (for ovsdb-server's socket).
+    let ovs = record.as_ref().and_then(|r| r.ovs.clone());
+    let unswitch = || -> Result<(), Error> {
+        let Some(bridge) = &ovs else { return Ok(()) };
+        let config = crate::config::Config::load(
+            &caller.config_path(&inv.env),
+            !caller.trusts_environment(),
+        )?;
+        crate::mode::ovs::detach(nl, &config, &tap.name, bridge)
+    };
     // A tap that is deleted takes its qdisc with it; one that stays gets
     // back its own.
     let rate_out = record.as_ref().and_then(|r| r.rate_out);
@@ -121,8 +133,18 @@ pub fn ifdown(
     match plan {
         Detach::NotOurs => Ok(report(Outcome::NotOurs)),
         Detach::Delete => {
+            // The tap goes even when its port cannot: a port of kvmnet's
+            // whose tap is gone is collected by the next OVS attach or
+            // detach.
+            let switched = unswitch();
             nl.delete_link(tap.index, &format!("deleting tap {}", tap.name))?;
             unguard(true)?;
+            if let Err(e) = switched {
+                return Err(Error::RolledBack {
+                    cause: Box::new(e),
+                    rollback: format!("tap {} was deleted; its Open vSwitch port is removed by the next kvmnet-ifup or -ifdown of an OVS tap", tap.name),
+                });
+            }
             Ok(report(Outcome::Deleted))
         }
         Detach::Restore {
@@ -131,6 +153,9 @@ pub fn ifdown(
             routes,
             proxy_off,
         } => {
+            // Nothing changes before the port is gone: the record stays
+            // for an ifdown that can reach ovsdb-server.
+            unswitch()?;
             crate::mode::routed::remove(nl, &tap, name, &routes, &proxy_off, !persistent)?;
             nl.set_link(tap.index, &detach, &format!("detaching tap {}", tap.name))?;
             unguard(false)?;

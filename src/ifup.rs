@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::link::Link;
 use crate::log::Log;
-use crate::mode::{self, bridge, routed, ForTap, Mode};
+use crate::mode::{self, bridge, ovs, routed, ForTap, Mode};
 use crate::name::{BridgeName, TapName};
 use crate::netlink::Netlink;
 use crate::plan::{self, Origin, Step, Wanted};
@@ -109,6 +109,11 @@ pub fn ifup(
         NetMode::Route => {
             let routed = routed::Routed::for_ifup(settings, &tap)?;
             (Box::new(routed), "root".into(), false)
+        }
+        NetMode::Ovs => {
+            let port = ovs::OvsPort::for_ifup(nl, config, settings, &tap, caller.uid)?;
+            let acl = port.acl.clone();
+            (Box::new(port), acl, false)
         }
     };
     let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
@@ -278,14 +283,19 @@ impl Run<'_> {
         // Dropping `held` on an error deletes the tap, but not a guard
         // table, which outlives it: that goes explicitly (a kill leaves it to
         // the sweep).
+        // The same for policy kept outside the kernel (an Open vSwitch port).
         mode::run(self.nl, &tap, &attach, mode, self.guard.as_ref()).map_err(|f| {
             f.unguard(&attach);
+            if f.policy_started {
+                mode.undo_policy(self.nl, &f.tap, &attach);
+            }
             gone(f.error)
         })?;
         held.persist().map_err(|e| {
             if self.guard.is_some() {
                 let _ = crate::guard::remove(tap.index);
             }
+            mode.undo_policy(self.nl, &tap, &attach);
             gone(e.into())
         })?;
         Ok(Created::Yes)

@@ -40,6 +40,7 @@ pub(crate) mod nft;
 pub(crate) mod nlreq;
 pub(crate) mod nlsock;
 pub(crate) mod os_error;
+pub mod ovsdb;
 pub(crate) mod plan;
 pub mod privilege;
 pub(crate) mod qemu_acl;

@@ -66,6 +66,12 @@ pub enum PlanError {
     AttachedElsewhere { tap: String, master: u32 },
     #[error("cannot use tap {tap}: {source}")]
     Record { tap: String, source: RecordError },
+    #[error("tap {tap} is recorded as a port of Open vSwitch bridge {was}, not {bridge}; kvmnet does not move it: run kvmnet-ifdown {tap} first")]
+    OvsElsewhere {
+        tap: String,
+        was: String,
+        bridge: String,
+    },
 }
 
 /// One step of an attach, in the order the steps must happen.
@@ -128,8 +134,14 @@ impl Attach {
 /// Where a tap should end up.
 #[derive(Debug, Clone)]
 pub struct Wanted<'a> {
-    /// `None` in routed mode.
+    /// `None` in routed and OVS mode.
     pub bridge: Option<&'a Link>,
+    /// The Open vSwitch bridge the tap becomes a port of (mode = "ovs"): its
+    /// policy step is that OVSDB transaction.
+    pub ovs: Option<&'a str>,
+    /// The Open vSwitch kernel datapath (`ovs-system`) the tap is a port of
+    /// already: its master then, not another bridge.
+    pub datapath: Option<u32>,
     /// The MTU to set, if any.
     pub mtu: Option<u32>,
     /// Give the tap a `fe:` host-side address.
@@ -158,6 +170,8 @@ impl<'a> Wanted<'a> {
         use crate::settings::{HostMac, MtuPolicy};
         Wanted {
             bridge: Some(bridge),
+            ovs: None,
+            datapath: None,
             mtu: Some(match settings.mtu {
                 MtuPolicy::Bridge => bridge.mtu,
                 MtuPolicy::Fixed(n) => n,
@@ -187,7 +201,7 @@ pub enum Origin {
 pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach, PlanError> {
     if let Some(master) = tap
         .master
-        .filter(|m| wanted.bridge.is_none_or(|b| b.index != *m))
+        .filter(|m| wanted.bridge.is_none_or(|b| b.index != *m) && wanted.datapath != Some(*m))
     {
         return Err(PlanError::AttachedElsewhere {
             tap: tap.name.clone(),
@@ -196,9 +210,12 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
     }
     let created = origin == Origin::Created;
     let mut d = draft(tap, wanted, created)?;
-    let policy = match wanted.bridge {
-        Some(_) => wanted.port_policy && (d.joining.is_some() || d.resume),
-        None => !d.routes.is_empty() || !wanted.proxy.is_empty(),
+    let policy = match (wanted.bridge, wanted.ovs) {
+        (Some(_), _) => wanted.port_policy && (d.joining.is_some() || d.resume),
+        // The port is added (again, when an interrupted run may have left
+        // it half-way) while the tap is down.
+        (None, Some(_)) => d.joining_ovs || d.resume,
+        (None, None) => !d.routes.is_empty() || !wanted.proxy.is_empty(),
     };
     // A guard or limit already in place needs no step (the driver re-applies
     // it); a new one, or one an interrupted run may not have finished, does.
@@ -209,7 +226,8 @@ pub fn attach(tap: &Link, wanted: &Wanted<'_>, origin: Origin) -> Result<Attach,
     if d.record.rate_out.is_some() && (d.record.rate_out != d.shape_before || d.resume) {
         extra.push(Step::Shape);
     }
-    let mut steps = order(tap, &d, wanted.bridge.is_some(), policy, &extra);
+    let switched = wanted.bridge.is_some() || wanted.ovs.is_some();
+    let mut steps = order(tap, &d, switched, policy, &extra);
     // A guard or limit that is already there is put back by the driver
     // without a plan (re-applying is atomic); on its own it changes nothing
     // here.
@@ -267,6 +285,8 @@ struct Draft {
     undo: LinkChange,
     /// The bridge's ifindex, when the tap joins it in this run.
     joining: Option<u32>,
+    /// The tap joins its Open vSwitch bridge in this run.
+    joining_ovs: bool,
     /// Routes the policy step adds.
     routes: Vec<IpAddr>,
     /// An interrupted run's record (`pending`) is being completed.
@@ -358,6 +378,20 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         }
         _ => None,
     };
+    let joining_ovs = match (&record.ovs, wanted.ovs) {
+        (None, Some(br)) => {
+            record.ovs = Some(br.to_owned());
+            true
+        }
+        (Some(was), Some(br)) if was != br => {
+            return Err(PlanError::OvsElsewhere {
+                tap: tap.name.clone(),
+                was: was.clone(),
+                bridge: br.to_owned(),
+            })
+        }
+        _ => false,
+    };
     let new_routes: Vec<IpAddr> = wanted
         .routes
         .iter()
@@ -378,6 +412,7 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
         undo_detach,
         undo,
         joining,
+        joining_ovs,
         routes,
         resume,
         guard_changed,
@@ -678,6 +713,8 @@ mod tests {
         ];
         let target = Wanted {
             bridge: None,
+            ovs: None,
+            datapath: None,
             mtu: None,
             fe_mac: true,
             port_policy: false,
@@ -953,6 +990,8 @@ mod tests {
         let addrs: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap()];
         let target = Wanted {
             bridge: None,
+            ovs: None,
+            datapath: None,
             mtu: None,
             fe_mac: false,
             port_policy: false,
@@ -1035,6 +1074,8 @@ mod tests {
         up.up = true;
         let target = Wanted {
             bridge: None,
+            ovs: None,
+            datapath: None,
             mtu: None,
             fe_mac: false,
             port_policy: false,

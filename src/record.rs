@@ -11,7 +11,7 @@
 //! - only CAP_NET_ADMIN can change it, so the tap's unprivileged owner cannot
 //!   forge "kvmnet created this" to make ifdown delete something.
 //!
-//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard|policed] [rate_in=BPS/BURST] [rate=BPS/BURST] [alias=REST]`.
+//! Format: `kvmnet:v1 [pending] [created] [attached=BR] [ovs=BR] [up] [mtu=N] [mac=M] [route=A,…] [parp] [pndp] [guard|policed] [rate_in=BPS/BURST] [rate=BPS/BURST] [alias=REST]`.
 //! `mtu`/`mac` hold the values *before* ifup; `up` means ifup brought it up;
 //! `alias=` must be last and keeps an alias the tap had before (restored later).
 //! `pending` is written by the first change of a run whose policy takes more
@@ -32,6 +32,9 @@ pub struct Record {
     pub pending: bool,
     pub created: bool,
     pub attached: Option<String>,
+    /// ifup added the tap as a port of this Open vSwitch bridge (one OVSDB
+    /// transaction; ifdown deletes that port).
+    pub ovs: Option<String>,
     pub brought_up: bool,
     pub old_mtu: Option<u32>,
     pub old_mac: Option<Mac>,
@@ -112,6 +115,9 @@ impl Record {
                 Some(("attached", br)) if crate::name::validate(br).is_ok() => {
                     r.attached = Some(br.to_owned())
                 }
+                Some(("ovs", br)) if crate::name::validate(br).is_ok() => {
+                    r.ovs = Some(br.to_owned())
+                }
                 Some(("mtu", n)) => r.old_mtu = Some(n.parse().map_err(|_| damaged(word))?),
                 Some(("mac", m)) => r.old_mac = Some(m.parse().map_err(|_| damaged(word))?),
                 Some(("rate", v)) => r.rate_out = Some(limit(v).ok_or_else(|| damaged(word))?),
@@ -132,6 +138,10 @@ impl Record {
         }
         if let Some(br) = &self.attached {
             s.push_str(" attached=");
+            s.push_str(br);
+        }
+        if let Some(br) = &self.ovs {
+            s.push_str(" ovs=");
             s.push_str(br);
         }
         if self.brought_up {
@@ -204,6 +214,7 @@ mod tests {
             pending: false,
             created: false,
             attached: Some("br-lab".into()),
+            ovs: None,
             brought_up: true,
             old_mtu: Some(1500),
             old_mac: Some("52:54:00:aa:bb:cc".parse().unwrap()),
@@ -235,6 +246,12 @@ mod tests {
                 pending: true,
                 ..full()
             },
+            Record {
+                created: true,
+                ovs: Some("ovsbr0".into()),
+                pending: true,
+                ..Default::default()
+            },
         ] {
             let s = r.encode("t").unwrap();
             assert!(s.starts_with(PREFIX));
@@ -257,6 +274,7 @@ mod tests {
             "kvmnet:v1 mtu=abc",
             "kvmnet:v1 mac=zz",
             "kvmnet:v1 attached=a/b",
+            "kvmnet:v1 ovs=a/b",
             "kvmnet:v1 deleted",
         ] {
             assert!(Record::parse("t", Some(bad)).is_err(), "{bad}");

@@ -19,6 +19,18 @@ pub enum NetMode {
     /// No bridge: host routes to the guest's addresses via the tap, proxy
     /// ARP/NDP on it (the how-to's "Routing with iptables").
     Route,
+    /// A port of an Open vSwitch bridge, added over OVSDB (docs/ovs-design.md).
+    Ovs,
+}
+
+impl NetMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetMode::Bridge => "bridge",
+            NetMode::Route => "route",
+            NetMode::Ovs => "ovs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,6 +238,8 @@ pub struct Layer {
     pub rate_in: Option<Rate>,
     /// The VXLAN uplink of the bridge kvmnet creates.
     pub vxlan: Option<crate::vxlan::Vxlan>,
+    /// OVS `external_ids:iface-id` template (`{tap}` is the tap name).
+    pub ovs_iface_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,9 +284,22 @@ pub struct Settings {
     pub rate_in: Option<Rate>,
     /// The VXLAN uplink of the bridge kvmnet creates.
     pub vxlan: Option<crate::vxlan::Vxlan>,
+    /// OVS `external_ids:iface-id` template; `None`: the tap name.
+    pub ovs_iface_id: Option<String>,
 }
 
+/// What `{tap}` becomes in an `ovs_iface_id` template.
+pub const TAP_PLACEHOLDER: &str = "{tap}";
+
 impl Settings {
+    /// The OVN logical port name of tap `tap` (`external_ids:iface-id`).
+    pub fn iface_id(&self, tap: &str) -> String {
+        self.ovs_iface_id
+            .as_deref()
+            .unwrap_or(TAP_PLACEHOLDER)
+            .replace(TAP_PLACEHOLDER, tap)
+    }
+
     /// The tap gets a guard: the checks (a program on its ingress), the
     /// rate_in limit (an nf_tables chain), or both.
     pub fn guard_table(&self) -> bool {
@@ -375,6 +402,7 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         rate_out: pick!(rate_out),
         rate_in: pick!(rate_in),
         vxlan: pick!(vxlan),
+        ovs_iface_id: pick!(ovs_iface_id),
     }
 }
 
@@ -403,6 +431,9 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
                 .into(),
         ));
     }
+    if let Some(c) = ovs_contradiction(layer, effective) {
+        return Some(c);
+    }
     if layer.addresses.is_some() && effective.mode != NetMode::Route {
         return Some(("addresses", "only applies to mode = \"route\"".into()));
     }
@@ -422,15 +453,18 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
         ));
     }
     if !effective.guard {
+        // An OVS port's attached-mac is the guest's MAC too.
+        let mac_used = effective.mode == NetMode::Ovs;
         for (key, set) in [
-            ("guest_mac", layer.guest_mac.is_some()),
+            ("guest_mac", layer.guest_mac.is_some() && !mac_used),
             ("guest_ipv4", layer.guest_ipv4.is_some()),
             ("guest_ipv6", layer.guest_ipv6.is_some()),
         ] {
             if set {
                 return Some((
                     key,
-                    "only applies with guard = true (without it nothing is enforced)".into(),
+                    "only applies with guard = true (without it nothing is enforced) or mode = \"ovs\""
+                        .into(),
                 ));
             }
         }
@@ -457,6 +491,59 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
                 format!("VLAN {pvid} is the untagged vlan and cannot also be tagged"),
             ));
         }
+    }
+    None
+}
+
+/// Keys that mean nothing on an Open vSwitch port, and what it needs.
+fn ovs_contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static str, String)> {
+    if effective.mode != NetMode::Ovs {
+        return layer
+            .ovs_iface_id
+            .is_some()
+            .then(|| ("ovs_iface_id", "only applies to mode = \"ovs\"".to_owned()));
+    }
+    for (key, set, why) in [
+        (
+            "create_bridge",
+            effective.create_bridge,
+            "kvmnet does not create Open vSwitch bridges: create it once with `ovs-vsctl add-br BRIDGE`",
+        ),
+        ("isolated", layer.isolated.is_some(), "is a Linux bridge port setting; use OpenFlow rules on an OVS bridge"),
+        ("learning", layer.learning.is_some(), "is a Linux bridge port setting; use OpenFlow rules on an OVS bridge"),
+        ("flooding", layer.flooding.is_some(), "is a Linux bridge port setting; use OpenFlow rules on an OVS bridge"),
+        ("vxlan_vni", layer.vxlan.is_some(), "is for Linux bridges kvmnet creates; add a vxlan port to the OVS bridge instead"),
+    ] {
+        if set {
+            return Some((key, format!("does not apply to mode = \"ovs\": it {why}")));
+        }
+    }
+    // ovs-vswitchd resets the traffic control of every port it adds (and
+    // again when it restarts): the ingress qdisc holding the guard's checks
+    // and rate_in, and a root qdisc such as rate_out's tbf, would be gone
+    // without a word. Refused rather than left to fail open.
+    for (key, set) in [
+        ("guard", effective.guard),
+        ("rate_in", effective.rate_in.is_some()),
+        ("rate_out", effective.rate_out.is_some()),
+    ] {
+        if set {
+            return Some((
+                key,
+                "does not apply to mode = \"ovs\": ovs-vswitchd resets the traffic control of its \
+                 ports, where kvmnet would put it; use OVN port security \
+                 (`ovn-nbctl lsp-set-port-security`) or OpenFlow rules, and the Interface's \
+                 ingress_policing_rate or a QoS row for rates"
+                    .into(),
+            ));
+        }
+    }
+    if effective.bridge.is_none() {
+        return Some((
+            "mode",
+            "mode = \"ovs\" needs bridge = the Open vSwitch bridge, e.g. bridge = \"ovsbr0\""
+                .into(),
+        ));
     }
     None
 }

@@ -631,6 +631,7 @@ fn generated_config() -> impl Strategy<Value = Generated> {
                 acl: Acl { rules: allows },
                 helper_tap: helper_tap.unwrap_or_else(|| DEFAULT_HELPER_TAP.into()),
                 max_ports_per_user: max_ports.unwrap_or(DEFAULT_MAX_PORTS_PER_USER),
+                ..Config::default()
             },
         }
     })
@@ -698,7 +699,7 @@ proptest! {
 fn record() -> impl Strategy<Value = Record> {
     (
         (any::<bool>(), any::<bool>()),
-        option::of(valid_name()),
+        (option::of(valid_name()), option::of(valid_name())),
         any::<bool>(),
         option::of(any::<u32>()),
         option::of(any::<[u8; 6]>().prop_map(Mac)),
@@ -711,7 +712,7 @@ fn record() -> impl Strategy<Value = Record> {
         .prop_map(
             |(
                 (pending, created),
-                attached,
+                (attached, ovs),
                 brought_up,
                 old_mtu,
                 old_mac,
@@ -724,6 +725,7 @@ fn record() -> impl Strategy<Value = Record> {
                 pending,
                 created,
                 attached,
+                ovs,
                 brought_up,
                 old_mtu,
                 old_mac,
@@ -755,6 +757,8 @@ fn record_word() -> impl Strategy<Value = String> {
             "rate=/5",
             "rate=+1/2",
             "attached=br0",
+            "ovs=ovsbr0",
+            "ovs=a/b",
             "attached=",
             "attached=a/b",
             "mtu=1500",

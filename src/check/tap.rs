@@ -70,6 +70,7 @@ pub(super) fn check(
     }
     match subject.settings.mode {
         NetMode::Route => routed(&subject, host, out),
+        NetMode::Ovs => ovs(&subject, config, out),
         NetMode::Bridge => {
             let cfg = opts.config_path.display().to_string();
             bridged(&subject, config, host, &cfg, out)
@@ -97,6 +98,42 @@ fn routed(t: &Subject<'_>, host: &Host, out: &mut Findings) {
         ) {
             out.error("tap", m, f);
         }
+    }
+}
+
+/// An OVS port: its bridge, asked of ovsdb-server (read only).
+fn ovs(t: &Subject<'_>, config: &Config, out: &mut Findings) {
+    let tap = t.tap;
+    let Some(br) = t.settings.bridge.as_ref() else {
+        return;
+    };
+    let db = config.ovs_db.display();
+    let ask = crate::ovsdb::Ovsdb::connect(&config.ovs_db, config.ovs_timeout).and_then(|mut c| {
+        c.transact(vec![serde_json::json!({"op": "select", "table": "Bridge",
+            "where": [["name", "==", br.as_str()]], "columns": ["name"]})])
+    });
+    match ask {
+        Ok(r) if !crate::ovsdb::rows(&r[0]).is_empty() => out.ok(
+            "tap",
+            format!(
+                "tap {tap} {}: a port of Open vSwitch bridge {br} (iface-id {})",
+                t.matches,
+                t.settings.iface_id(tap)
+            ),
+        ),
+        Ok(_) => out.error(
+            "tap",
+            format!(
+                "tap {tap} {}, whose Open vSwitch bridge {br} does not exist ({db})",
+                t.matches
+            ),
+            format!("ovs-vsctl add-br {br}"),
+        ),
+        Err(e) => out.error(
+            "tap",
+            format!("tap {tap} {} (mode = \"ovs\"), but {e}", t.matches),
+            "start Open vSwitch, or set ovs_db to its socket".into(),
+        ),
     }
 }
 
@@ -207,7 +244,7 @@ fn plan_refusal(
         Err(PlanError::AttachedElsewhere { master, .. }) => {
             Some(elsewhere(what, name, host, master))
         }
-        Err(e @ PlanError::Record { .. }) => {
+        Err(e @ (PlanError::Record { .. } | PlanError::OvsElsewhere { .. })) => {
             let lead = if what.is_empty() {
                 String::new()
             } else {

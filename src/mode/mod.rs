@@ -5,6 +5,7 @@
 //! mode through [`Mode`], [`run`] and [`roll_back`]; a new mode is one file.
 
 pub mod bridge;
+pub mod ovs;
 pub mod routed;
 
 use crate::access;

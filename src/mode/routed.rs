@@ -120,6 +120,8 @@ impl Mode for Routed {
 pub fn wanted(settings: &Settings, proxy: Vec<Family>) -> Wanted<'_> {
     Wanted {
         bridge: None,
+        ovs: None,
+        datapath: None,
         mtu: match settings.mtu {
             MtuPolicy::Bridge => None,
             MtuPolicy::Fixed(n) => Some(n),
