@@ -522,10 +522,13 @@ fn ovs_contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
     // again when it restarts): the ingress qdisc holding the guard's checks
     // and rate_in, and a root qdisc such as rate_out's tbf, would be gone
     // without a word. Refused rather than left to fail open.
+    // A guard inherited from the top level must be switched off in the rule
+    // (`guard = false`): silence would be a guard that is not there. Rates
+    // set above the rule are not applied to its OVS ports.
     for (key, set) in [
         ("guard", effective.guard),
-        ("rate_in", effective.rate_in.is_some()),
-        ("rate_out", effective.rate_out.is_some()),
+        ("rate_in", layer.rate_in.is_some()),
+        ("rate_out", layer.rate_out.is_some()),
     ] {
         if set {
             return Some((

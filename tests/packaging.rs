@@ -164,7 +164,7 @@ fn shipped_config_names_every_key_commented_out_and_means_the_defaults() {
     let all = uncommented(&text);
     let parsed = Config::parse(&path, &all)
         .unwrap_or_else(|e| panic!("the uncommented examples do not parse: {e}\n{all}"));
-    assert_eq!(parsed.rules.len(), 8, "the eight [[rule]] examples");
+    assert_eq!(parsed.rules.len(), 9, "the nine [[rule]] examples");
     assert_eq!(
         parsed.acl.rules.len(),
         2,
