@@ -131,7 +131,11 @@ pub const SWEEP_EVERY: u64 = 16;
 impl Guard {
     /// `None` when `settings` want no guard for tap `tap`.
     pub fn wanted(settings: &Settings, tap: &TapName) -> Option<Guard> {
-        settings.guard_table().then(|| {
+        // OVS ports get none: ovs-vswitchd owns their traffic control (the
+        // config refuses a guard there; rates set above the rule are not
+        // applied, so not recorded either).
+        let ovs = settings.mode == crate::settings::NetMode::Ovs;
+        (settings.guard_table() && !ovs).then(|| {
             let (ipv4, ipv6) = settings.guard_addresses();
             let mut macs: Vec<Mac> = settings
                 .guest_mac

@@ -410,7 +410,11 @@ fn wait_for_ofport(
         }
         Err(e) => return Err(e.into()),
     };
-    let row = ovsdb::rows(&r[1]).first().cloned().unwrap_or(Value::Null);
+    // No row: the port went away meanwhile (the wait above is true then
+    // too), which is no success.
+    let Some(row) = ovsdb::rows(&r[1]).first().cloned() else {
+        return Err(OvsError::Raced { tap: s.tap.clone() });
+    };
     if row["ofport"].as_i64() == Some(-1) {
         let error = match &row["error"] {
             Value::String(e) => e.clone(),
