@@ -185,7 +185,9 @@ impl Ovsdb {
                 }
             }
             if self.buf.len() > MAX_MESSAGE {
-                return Err(self.protocol("an answer larger than 16 MiB".into()));
+                return Err(
+                    self.protocol(format!("an answer larger than {} MiB", MAX_MESSAGE >> 20))
+                );
             }
             let left = self.left()?;
             let mut chunk = [0u8; 8192];
