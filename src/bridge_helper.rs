@@ -212,9 +212,16 @@ pub fn run(
     let (queue, tap_name) =
         crate::tap::open_queue(&config.helper_tap, caller.uid, group, args.use_vnet)?;
     let settings = config.settings_on(&tap_name, bridge_name);
-    if settings.mode == NetMode::Route {
-        return Err(Error::HelperRouted {
+    // The helper's contract is a Linux bridge port (QEMU's own helper's).
+    let other = match settings.mode {
+        NetMode::Bridge => None,
+        NetMode::Route => Some("route"),
+        NetMode::Ovs => Some("ovs"),
+    };
+    if let Some(mode) = other {
+        return Err(Error::HelperMode {
             rule: settings.rule.clone().unwrap_or_default(),
+            mode,
         });
     }
     let rule = settings.rule.clone();

@@ -852,6 +852,12 @@ fn check_iface_id(t: &str) -> Result<String, String> {
     if let Some(c) = t.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("{c:?} has no place in an OVN logical port name"));
     }
+    // Without it every tap of the rule would claim one logical port.
+    if !t.contains("{tap}") {
+        return Err(format!(
+            "{t:?} has no {{tap}}: every tap of this rule would claim the same OVN logical port; write e.g. \"{t}-{{tap}}\""
+        ));
+    }
     Ok(t.to_owned())
 }
 
@@ -1240,8 +1246,12 @@ addresses = ["192.0.2.10", "2001:db8::10"]
                 "rate_out: does not apply",
             ),
             (
-                "ovs_iface_id = \"x\"\n".into(),
+                "ovs_iface_id = \"x-{tap}\"\n".into(),
                 "ovs_iface_id: only applies to mode = \"ovs\"",
+            ),
+            (
+                format!("{ovs}ovs_iface_id = \"web\"\n"),
+                "every tap of this rule would claim the same OVN logical port",
             ),
             (
                 format!("{ovs}ovs_iface_id = \"a b\"\n"),

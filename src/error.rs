@@ -99,8 +99,8 @@ pub enum Error {
     QemuAcl(String),
     #[error("QEMU's br={bridge} {problem}; the bridge helper never creates bridges: create it (ip link add {bridge} up type bridge) or give QEMU an existing one")]
     HelperBridge { bridge: String, problem: String },
-    #[error("{rule} sets mode = \"route\", which QEMU's bridge helper cannot do; use kvmnet-ifup as script= for routed taps")]
-    HelperRouted { rule: String },
+    #[error("{rule} sets mode = \"{mode}\", which QEMU's bridge helper cannot do; use kvmnet-ifup as script= for such taps")]
+    HelperMode { rule: String, mode: &'static str },
     #[error("cannot send the tap to QEMU over its socket: {cause} (did QEMU exit?); the tap was removed")]
     HelperSend { cause: String },
     /// A failure after something was changed, and what the rollback did.

@@ -71,7 +71,14 @@ pub struct Ovsdb {
 impl Ovsdb {
     /// Connects; every later call must finish within `timeout` of now.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Ovsdb, OvsdbError> {
-        let stream = UnixStream::connect(path).map_err(|cause| {
+        let deadline = Instant::now() + timeout;
+        let stream = connect_by(path, deadline).map_err(|cause| {
+            if cause.kind() == io::ErrorKind::TimedOut {
+                return OvsdbError::Timeout {
+                    path: path.to_owned(),
+                    secs: timeout.as_secs().max(1),
+                };
+            }
             let hint = match cause.raw_os_error() {
                 Some(libc::EACCES | libc::EPERM) => {
                     "the socket is root's: run kvmnet-ifup as root (QEMU or libvirt as root, or the sudo rule), not setuid or with a file capability"
@@ -87,7 +94,7 @@ impl Ovsdb {
         Ok(Ovsdb {
             stream,
             path: path.to_owned(),
-            deadline: Instant::now() + timeout,
+            deadline,
             timeout,
             next_id: 0,
             buf: Vec::new(),
@@ -232,6 +239,35 @@ impl Ovsdb {
             msg,
         }
     }
+}
+
+/// `connect(2)` within the deadline: a blocking connect to a server that
+/// does not accept (its backlog full, the process stopped) would wait for
+/// ever, so the socket connects non-blocking and retries while the listener
+/// is full.
+fn connect_by(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(path).map_err(io::Error::from)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    loop {
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => break,
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(nix::errno::Errno::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// An OVSDB map of strings: `["map", [[k, v], …]]`.
@@ -396,6 +432,41 @@ mod tests {
         let mut db = Ovsdb::connect(&path, Duration::from_millis(300)).unwrap();
         let e = db.transact(vec![json!({"op": "comment"})]).unwrap_err();
         assert!(matches!(e, OvsdbError::Timeout { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_server_that_does_not_accept_is_a_timeout_too() {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        let dir = tempdir::Dir::new();
+        let path = dir.path().join("db.sock");
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &UnixAddr::new(&path).unwrap(),
+        )
+        .unwrap();
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        // fill the listener's queue: nobody accepts
+        let mut held = Vec::new();
+        while let Ok(s) = connect_by(&path, Instant::now()) {
+            held.push(s);
+            assert!(held.len() < 64, "the backlog never filled");
+        }
+        let t = Instant::now();
+        let e = Ovsdb::connect(&path, Duration::from_millis(300))
+            .err()
+            .unwrap();
+        assert!(matches!(e, OvsdbError::Timeout { .. }), "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(300));
         assert!(t.elapsed() < Duration::from_secs(3));
     }
 

@@ -72,6 +72,8 @@ pub enum PlanError {
         was: String,
         bridge: String,
     },
+    #[error("tap {tap} is recorded as a port of Open vSwitch bridge {was}, and its rule no longer says mode = \"ovs\"; kvmnet does not move it: run kvmnet-ifdown {tap} first")]
+    OvsLeft { tap: String, was: String },
 }
 
 /// One step of an attach, in the order the steps must happen.
@@ -388,6 +390,12 @@ fn draft(tap: &Link, wanted: &Wanted<'_>, created: bool) -> Result<Draft, PlanEr
                 tap: tap.name.clone(),
                 was: was.clone(),
                 bridge: br.to_owned(),
+            })
+        }
+        (Some(was), None) => {
+            return Err(PlanError::OvsLeft {
+                tap: tap.name.clone(),
+                was: was.clone(),
             })
         }
         _ => false,
@@ -745,6 +753,54 @@ mod tests {
             again.routes.is_empty() && !again.changes_anything(),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn an_ovs_port_stays_one_until_ifdown() {
+        let t = tap("vm0");
+        let ovs = Wanted {
+            bridge: None,
+            ovs: Some("br-int"),
+            datapath: None,
+            mtu: None,
+            fe_mac: false,
+            port_policy: false,
+            routes: &[],
+            proxy: Vec::new(),
+            guard: false,
+            shape: None,
+            police_only: false,
+            rate_in: None,
+        };
+        let a = attach(&t, &ovs, Origin::Existing).unwrap();
+        assert!(a.steps.contains(&Step::Policy));
+        let t = after(t, &a);
+        assert!(!attach(&t, &ovs, Origin::Existing)
+            .unwrap()
+            .changes_anything());
+        let other = Wanted {
+            ovs: Some("br-ex"),
+            ..ovs.clone()
+        };
+        assert!(matches!(
+            attach(&t, &other, Origin::Existing),
+            Err(PlanError::OvsElsewhere { .. })
+        ));
+        // its rule now bridges or routes it: still OVS's until ifdown
+        let br = bridge(1500);
+        assert!(matches!(
+            attach(
+                &t,
+                &Wanted::on_bridge(&br, &Settings::default()),
+                Origin::Existing
+            ),
+            Err(PlanError::OvsLeft { .. })
+        ));
+        let routed = Wanted { ovs: None, ..ovs };
+        assert!(matches!(
+            attach(&t, &routed, Origin::Existing),
+            Err(PlanError::OvsLeft { .. })
+        ));
     }
 
     #[test]

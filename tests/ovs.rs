@@ -356,6 +356,76 @@ fn a_missing_bridge_or_another_tools_port_is_refused_and_nothing_changes() {
     // and ifdown leaves it to that tool
     o.ifdown("theirs", &c).ok();
     assert_eq!(o.ports(), ["theirs"]);
+
+    // a port kvmnet added and another tool then replaced is theirs: ifdown
+    // removes the tap it made and leaves the port
+    o.ifup("vm1", &c).ok();
+    o.vsctl(&["del-port", "vm1", "--", "add-port", "sw0", "vm1"]);
+    o.ifdown("vm1", &c).ok();
+    assert!(!o.ns.exists("vm1"));
+    assert_eq!(o.ports(), ["theirs", "vm1"]);
+
+    // an interface of that name in another port (a bond), or a logical port
+    // another interface claims
+    o.vsctl(&["add-bond", "sw0", "bond0", "b1", "vm2"]);
+    o.ifup("vm2", &c)
+        .fails_with("interface named vm2 already exists in a port kvmnet did not add");
+    assert!(!o.ns.exists("vm2"));
+    o.vsctl(&["set", "Interface", "b1", "external_ids:iface-id=vm3"]);
+    o.ifup("vm3", &c)
+        .fails_with("OVN logical port vm3 (ovs_iface_id) is already claimed on this host by Open vSwitch interface b1");
+    assert!(!o.ns.exists("vm3"));
+    assert_eq!(o.ports(), ["bond0", "theirs", "vm1"]);
+}
+
+/// Runs started together on one bridge each get their port; two runs for
+/// one tap leave one port, whatever their order.
+#[test]
+fn concurrent_runs_each_get_their_port_and_one_tap_gets_one() {
+    let o = Ovs::new();
+    let c = o.config("");
+    let taps = ["vm1", "vm2", "vm3", "vm4", "vm5", "vm6"];
+    std::thread::scope(|s| {
+        for t in taps {
+            let (o, c) = (&o, &c);
+            s.spawn(move || {
+                o.ifup(t, c).ok();
+            });
+        }
+    });
+    assert_eq!(o.ports(), taps);
+    for t in taps {
+        assert!(o.get("Interface", t, "ofport").parse::<i64>().unwrap() > 0);
+    }
+    // the same tap twice: a QEMU-made one, as QEMU hands it over
+    o.ns.ip("tuntap add q1 mode tap");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let h: Vec<_> = (0..2)
+            .map(|_| {
+                let (o, c) = (&o, &c);
+                s.spawn(move || o.ifup("q1", c))
+            })
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(runs.iter().any(|r| r.code == Some(0)), "{runs:?}");
+    for r in runs.iter().filter(|r| r.code != Some(0)) {
+        assert!(
+            r.stderr.contains("changed while kvmnet was adding it"),
+            "{r:?}"
+        );
+    }
+    // whichever failed, a run now completes and there is one port
+    o.ifup("q1", &c).ok();
+    assert_eq!(
+        o.ports().iter().filter(|p| *p == "q1").count(),
+        1,
+        "{:?}",
+        o.ports()
+    );
+    assert!(o.get("Interface", "q1", "ofport").parse::<i64>().unwrap() > 0);
+    let link = o.ns.link("q1").unwrap();
+    assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
 }
 
 /// ovsdb-server hung, ovsdb-server gone, ovs-vswitchd hung: a one-line
@@ -412,9 +482,16 @@ fn the_port_of_a_vanished_tap_is_collected_by_the_next_attach() {
     r.ok();
     assert!(r.stderr.contains("vanished taps: vm1"), "{r:?}");
     assert_eq!(o.ports(), ["vm2"]);
-    // the name comes back: its port is kvmnet's and is replaced
+    // the name comes back before anything collected its port: that port is
+    // kvmnet's and is replaced in the attach's one transaction
     o.ifup("vm1", &c).ok();
     assert_eq!(o.ports(), ["vm1", "vm2"]);
+    let before = o.get("Port", "vm1", "_uuid");
+    o.ns.ip("link del vm1");
+    o.ns.ip("tuntap add vm1 mode tap");
+    o.ifup("vm1", &c).ok();
+    assert_eq!(o.ports(), ["vm1", "vm2"]);
+    assert_ne!(o.get("Port", "vm1", "_uuid"), before);
     assert!(o.get("Interface", "vm1", "ofport").parse::<i64>().unwrap() > 0);
 }
 

@@ -244,7 +244,11 @@ fn plan_refusal(
         Err(PlanError::AttachedElsewhere { master, .. }) => {
             Some(elsewhere(what, name, host, master))
         }
-        Err(e @ (PlanError::Record { .. } | PlanError::OvsElsewhere { .. })) => {
+        Err(e @ (PlanError::OvsElsewhere { .. } | PlanError::OvsLeft { .. })) => Some((
+            format!("kvmnet-ifup would refuse it: {e}"),
+            format!("kvmnet-ifdown {name}"),
+        )),
+        Err(e @ PlanError::Record { .. }) => {
             let lead = if what.is_empty() {
                 String::new()
             } else {

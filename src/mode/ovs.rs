@@ -61,6 +61,10 @@ pub enum OvsError {
     },
     #[error("the Open vSwitch port of tap {tap} changed while kvmnet was adding it (another tool or a concurrent run); start the VM again")]
     Raced { tap: String },
+    #[error("an Open vSwitch interface named {tap} already exists in a port kvmnet did not add (a bond?); kvmnet does not take it over: `ovs-vsctl show` tells which")]
+    InterfaceTaken { tap: String },
+    #[error("OVN logical port {iface_id} (ovs_iface_id) is already claimed on this host by Open vSwitch interface {other}; two interfaces claiming one logical port fight over its binding: stop the VM of {other} (kvmnet-ifdown {other}) or give this tap another name")]
+    IfaceIdTaken { iface_id: String, other: String },
 }
 
 /// What one OVS port is made of: the pure input of [`add_ops`].
@@ -83,9 +87,11 @@ pub struct PortSpec {
     pub replaces: Option<String>,
 }
 
-/// Operation indexes of [`add_ops`], for mapping a refused `wait`.
+/// Operation indexes of [`add_ops`], for mapping a refused `wait` and
+/// reading the inserted rows' uuids.
 const OP_BRIDGE: usize = 1;
 const OP_PORT: usize = 2;
+const OP_INSERT_PORT: usize = 5;
 
 /// The one transaction that adds the port: preconditions as `wait`
 /// operations (the bridge exists; the name is free, or still holds the
@@ -174,14 +180,30 @@ struct Found {
     port: Option<(String, bool, bool)>,
     /// The names of the bridge's ports kvmnet added for `owner`.
     owned: Vec<String>,
+    /// An interface named like the tap exists (in whatever port).
+    interface: bool,
+    /// Another interface that claims the same OVN logical port.
+    iface_id_claimed_by: Option<String>,
 }
 
-fn look(db: &mut Ovsdb, bridge: &str, tap: &str, owner: Option<u32>) -> Result<Found, OvsError> {
+fn look(
+    db: &mut Ovsdb,
+    bridge: &str,
+    tap: &str,
+    iface_id: &str,
+    owner: Option<u32>,
+) -> Result<Found, OvsError> {
     let mut ops = vec![
         json!({"op": "select", "table": "Bridge", "where": [["name", "==", bridge]],
                "columns": ["ports"]}),
         json!({"op": "select", "table": "Port", "where": [["name", "==", tap]],
                "columns": ["_uuid", "external_ids"]}),
+        json!({"op": "select", "table": "Interface", "where": [["name", "==", tap]],
+               "columns": ["_uuid"]}),
+        json!({"op": "select", "table": "Interface",
+               "where": [["external_ids", "includes", ovsdb::map([("iface-id", iface_id)])],
+                         ["name", "!=", tap]],
+               "columns": ["name"]}),
     ];
     if let Some(uid) = owner {
         ops.push(json!({"op": "select", "table": "Port",
@@ -205,7 +227,7 @@ fn look(db: &mut Ovsdb, bridge: &str, tap: &str, owner: Option<u32>) -> Result<F
         ))
     });
     let owned = r
-        .get(2)
+        .get(4)
         .map(ovsdb::rows)
         .unwrap_or_default()
         .iter()
@@ -216,6 +238,11 @@ fn look(db: &mut Ovsdb, bridge: &str, tap: &str, owner: Option<u32>) -> Result<F
         bridge: bridge_row.is_some(),
         port,
         owned,
+        interface: !ovsdb::rows(&r[2]).is_empty(),
+        iface_id_claimed_by: ovsdb::rows(&r[3])
+            .first()
+            .and_then(|i| i["name"].as_str())
+            .map(str::to_owned),
     })
 }
 
@@ -230,6 +257,10 @@ pub struct OvsPort {
     datapath: Option<u32>,
     pub acl: String,
     notes: RefCell<Vec<String>>,
+    /// The Port row this run's transaction inserted: what an undo removes,
+    /// and nothing else (another run's port under the tap's name is not
+    /// this run's to remove).
+    added: RefCell<Option<String>>,
 }
 
 impl OvsPort {
@@ -251,11 +282,13 @@ impl OvsPort {
             }
             None => "root".into(),
         };
+        let iface_id = settings.iface_id(tap.name.as_str());
         let mut db = Ovsdb::connect(&config.ovs_db, config.ovs_timeout).map_err(OvsError::from)?;
         let found = look(
             &mut db,
             bridge.as_str(),
             tap.name.as_str(),
+            &iface_id,
             who.map(|w| w.uid),
         )?;
         if !found.bridge {
@@ -283,12 +316,24 @@ impl OvsPort {
                 .into())
             }
         };
+        if replaces.is_none() && found.interface {
+            return Err(OvsError::InterfaceTaken {
+                tap: tap.name.to_string(),
+            }
+            .into());
+        }
+        // Any caller: on one host a logical port is one interface's, and a
+        // sudo user must not take over another VM's by naming a tap.
+        if let Some(other) = found.iface_id_claimed_by {
+            return Err(OvsError::IfaceIdTaken { iface_id, other }.into());
+        }
         // A user's share of the bridge: their live taps among the ports
-        // kvmnet added for them (a port whose tap is gone does not count).
-        let joins = replaces.is_none();
-        if let (Some(who), true) = (who, joins) {
+        // kvmnet added for them (a port whose tap is gone does not count),
+        // this tap aside: a port of kvmnet's it replaces may have been
+        // another user's.
+        if let Some(who) = who {
             let mut live = Vec::new();
-            for name in &found.owned {
+            for name in found.owned.iter().filter(|n| *n != tap.name.as_str()) {
                 if let Ok(n) = IfaceName::new(name) {
                     live.extend(nl.link_by_name(&n)?);
                 }
@@ -315,7 +360,7 @@ impl OvsPort {
         let spec = PortSpec {
             bridge: bridge.to_string(),
             tap: tap.name.to_string(),
-            iface_id: settings.iface_id(tap.name.as_str()),
+            iface_id,
             attached_mac: settings
                 .guest_mac
                 .first()
@@ -335,6 +380,7 @@ impl OvsPort {
             datapath,
             acl,
             notes: RefCell::new(Vec::new()),
+            added: RefCell::new(None),
         })
     }
 
@@ -356,7 +402,7 @@ impl OvsPort {
     fn add(&self, nl: &Netlink) -> Result<(), OvsError> {
         let s = &self.spec;
         self.with_db(|db| {
-            db.transact(add_ops(s)).map_err(|e| match e.refused_at() {
+            let r = db.transact(add_ops(s)).map_err(|e| match e.refused_at() {
                 Some(OP_BRIDGE) => OvsError::BridgeMissing {
                     bridge: s.bridge.clone(),
                     db: self.db_path.clone(),
@@ -366,6 +412,10 @@ impl OvsPort {
                 }
                 _ => e.into(),
             })?;
+            *self.added.borrow_mut() = r
+                .get(OP_INSERT_PORT)
+                .and_then(|i| ovsdb::uuid_of(&i["uuid"]))
+                .map(str::to_owned);
             let stale = wait_for_ofport(db, s, self.timeout)?;
             let gone = collect(db, nl, &stale);
             if !gone.is_empty() {
@@ -379,15 +429,25 @@ impl OvsPort {
     }
 }
 
+impl OvsPort {
+    fn remove_added(&self) {
+        let Some(uuid) = self.added.borrow_mut().take() else {
+            return;
+        };
+        let s = &self.spec;
+        let _ = self.with_db(|db| remove_pinned(db, &s.tap, &uuid, Some(&s.bridge), None));
+    }
+}
+
 /// Waits (in the server: one `wait` operation, no polling) until
 /// ovs-vswitchd has set the interface's `ofport`; an `ofport` of -1 is
-/// OVS's refusal, said with its own `error` text. Returns the names of
-/// kvmnet's interfaces that OVS could not open.
+/// OVS's refusal, said with its own `error` text. Returns kvmnet's
+/// interfaces that OVS has lost.
 fn wait_for_ofport(
     db: &mut Ovsdb,
     s: &PortSpec,
     timeout: Duration,
-) -> Result<Vec<String>, OvsError> {
+) -> Result<Vec<Stale>, OvsError> {
     let name_is = json!([["name", "==", s.tap]]);
     // Ask the server to give up a little before the socket does, so that
     // its answer (not a timeout) says what happened.
@@ -396,9 +456,10 @@ fn wait_for_ofport(
         json!({"op": "wait", "timeout": wait_ms, "table": "Interface", "where": name_is,
                "columns": ["ofport"], "until": "!=", "rows": [{"ofport": ovsdb::set(vec![])}]}),
         json!({"op": "select", "table": "Interface", "where": name_is, "columns": ["ofport", "error"]}),
-        stale_select("ofport", -1),
-        stale_select("ifindex", 0),
-    ]);
+    ]
+    .into_iter()
+    .chain(stale_selects())
+    .collect());
     let r = match r {
         Ok(r) => r,
         Err(e) if e.refused_at() == Some(0) => {
@@ -426,8 +487,8 @@ fn wait_for_ofport(
             error,
         });
     }
-    let mut stale = stale_names(&r[2..]);
-    stale.retain(|n| *n != s.tap);
+    let mut stale = stale_of(&r[2..]);
+    stale.retain(|x| x.name != s.tap);
     Ok(stale)
 }
 
@@ -435,21 +496,50 @@ fn wait_for_ofport(
 /// not open it) or `ifindex` 0 (it had it, and it went away; the userspace
 /// datapath keeps such a port's `ofport`). Candidates only: the tap may be
 /// back by now, which [`collect`] checks.
-fn stale_select(column: &str, value: i64) -> Value {
-    json!({"op": "select", "table": "Interface",
-           "where": [["external_ids", "includes", ovsdb::map([MANAGED])], [column, "==", value]],
-           "columns": ["name"]})
+const STALE: [(&str, i64); 2] = [("ofport", -1), ("ifindex", 0)];
+
+fn stale_selects() -> Vec<Value> {
+    STALE
+        .iter()
+        .map(|(column, value)| {
+            json!({"op": "select", "table": "Interface",
+                   "where": [["external_ids", "includes", ovsdb::map([MANAGED])], [column, "==", value]],
+                   "columns": ["_uuid", "name"]})
+        })
+        .collect()
 }
 
-fn stale_names(results: &[Value]) -> Vec<String> {
-    let mut names: Vec<String> = results
-        .iter()
-        .flat_map(ovsdb::rows)
-        .filter_map(|i| i["name"].as_str().map(str::to_owned))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+/// One interface of kvmnet's that OVS has lost, as it was when read: a
+/// removal holds it to that state, so that a port whose tap came back
+/// meanwhile (and that OVS opened again) stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stale {
+    name: String,
+    iface: String,
+    column: &'static str,
+    value: i64,
+}
+
+/// The results of [`stale_selects`], in their order.
+fn stale_of(results: &[Value]) -> Vec<Stale> {
+    let mut out: Vec<Stale> = Vec::new();
+    for (r, (column, value)) in results.iter().zip(STALE) {
+        for i in ovsdb::rows(r) {
+            let (Some(name), Some(iface)) = (i["name"].as_str(), ovsdb::uuid_of(&i["_uuid"]))
+            else {
+                continue;
+            };
+            if out.iter().all(|s| s.iface != iface) {
+                out.push(Stale {
+                    name: name.to_owned(),
+                    iface: iface.to_owned(),
+                    column,
+                    value,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Removes kvmnet's port named `tap` (from `bridge` only, when given): the
@@ -467,42 +557,78 @@ pub fn remove_port(db: &mut Ovsdb, tap: &str, bridge: Option<&str>) -> Result<bo
     let Some(uuid) = ovsdb::uuid_of(&port["_uuid"]) else {
         return Ok(false);
     };
-    let which = match bridge {
-        Some(b) => json!([["name", "==", b]]),
-        None => json!([["ports", "includes", ["uuid", uuid]]]),
-    };
-    let r = db.transact(vec![
+    remove_pinned(db, tap, uuid, bridge, None)
+}
+
+/// Removes the Port row `uuid`, named `tap`, from `bridge` (any bridge
+/// holding it, when `None`), if it is still that row under that name and,
+/// with `also`, the interface still matches that `wait`; all in one
+/// transaction. The database drops the unreferenced Port and Interface.
+fn remove_pinned(
+    db: &mut Ovsdb,
+    tap: &str,
+    uuid: &str,
+    bridge: Option<&str>,
+    also: Option<Value>,
+) -> Result<bool, OvsError> {
+    let mut which = vec![json!(["ports", "includes", ["uuid", uuid]])];
+    if let Some(b) = bridge {
+        which.push(json!(["name", "==", b]));
+    }
+    let mut ops = vec![
         json!({"op": "comment", "comment": format!("kvmnet: del-port {tap}")}),
         json!({"op": "wait", "timeout": 0, "table": "Port",
                "where": [["_uuid", "==", ["uuid", uuid]], ["name", "==", tap]],
                "columns": ["name"], "until": "==", "rows": [{"name": tap}]}),
-        json!({"op": "mutate", "table": "Bridge", "where": which,
-               "mutations": [["ports", "delete", ovsdb::set(vec![json!(["uuid", uuid])])]]}),
-    ]);
-    match r {
-        Ok(r) => Ok(r[2]["count"].as_u64().unwrap_or(0) > 0),
-        // gone or renamed meanwhile: nothing of ours to remove
-        Err(e) if e.refused_at() == Some(1) => Ok(false),
+    ];
+    ops.extend(also);
+    let mutate = ops.len();
+    ops.push(json!({"op": "mutate", "table": "Bridge", "where": which,
+           "mutations": [["ports", "delete", ovsdb::set(vec![json!(["uuid", uuid])])]]}));
+    match db.transact(ops) {
+        // the bridges matched: only one that held the port is a removal
+        Ok(r) => Ok(r[mutate]["count"].as_u64().unwrap_or(0) > 0),
+        // gone, renamed or back in use meanwhile: nothing of ours to remove
+        Err(e) if e.refused_at().is_some_and(|i| i > 0 && i < mutate) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Removes kvmnet's ports among `names` whose tap no longer exists; for the
+/// Removes kvmnet's ports among `stale` whose tap no longer exists; for the
 /// log line. Another tap's leftovers never fail this tap's run.
-fn collect(db: &mut Ovsdb, nl: &Netlink, names: &[String]) -> Vec<String> {
+fn collect(db: &mut Ovsdb, nl: &Netlink, stale: &[Stale]) -> Vec<String> {
     let mut gone = Vec::new();
-    for name in names.iter().take(64) {
-        let Ok(n) = IfaceName::new(name) else {
+    for s in stale.iter().take(64) {
+        let Ok(n) = IfaceName::new(&s.name) else {
             continue;
         };
         if !matches!(nl.link_by_name(&n), Ok(None)) {
             continue;
         }
-        if let Ok(true) = remove_port(db, name, None) {
-            gone.push(name.clone());
+        if let Ok(true) = remove_stale(db, s) {
+            gone.push(s.name.clone());
         }
     }
     gone
+}
+
+fn remove_stale(db: &mut Ovsdb, s: &Stale) -> Result<bool, OvsError> {
+    let r = db.transact(vec![json!({"op": "select", "table": "Port",
+        "where": [["interfaces", "includes", ["uuid", s.iface]]],
+        "columns": ["_uuid", "external_ids"]})])?;
+    let Some(port) = ovsdb::rows(&r[0]).first() else {
+        return Ok(false);
+    };
+    let (Some(uuid), Some(_)) = (
+        ovsdb::uuid_of(&port["_uuid"]),
+        ovsdb::map_get(&port["external_ids"], OWNER_KEY),
+    ) else {
+        return Ok(false);
+    };
+    let still = json!({"op": "wait", "timeout": 0, "table": "Interface",
+        "where": [["_uuid", "==", ["uuid", s.iface]], [s.column, "==", s.value]],
+        "columns": ["name"], "until": "==", "rows": [{"name": s.name}]});
+    remove_pinned(db, &s.name, uuid, None, Some(still))
 }
 
 /// kvmnet-ifdown's undo: removes kvmnet's port of `tap` from `bridge` (and
@@ -510,10 +636,8 @@ fn collect(db: &mut Ovsdb, nl: &Netlink, names: &[String]) -> Vec<String> {
 pub fn detach(nl: &Netlink, config: &Config, tap: &str, bridge: &str) -> Result<(), Error> {
     let mut db = Ovsdb::connect(&config.ovs_db, config.ovs_timeout).map_err(OvsError::from)?;
     remove_port(&mut db, tap, Some(bridge))?;
-    let r = db
-        .transact(vec![stale_select("ofport", -1), stale_select("ifindex", 0)])
-        .map_err(OvsError::from)?;
-    collect(&mut db, nl, &stale_names(&r));
+    let r = db.transact(stale_selects()).map_err(OvsError::from)?;
+    collect(&mut db, nl, &stale_of(&r));
     Ok(())
 }
 
@@ -541,17 +665,16 @@ impl Mode for OvsPort {
     fn set_policy(&self, nl: &Netlink, _tap: &Link, _attach: &Attach) -> Result<(), Error> {
         match self.add(nl) {
             Ok(()) => Ok(()),
-            Err(e @ (OvsError::NoOfport { .. } | OvsError::NotTaken { .. })) => {
-                // the transaction went through: its port goes again
-                let _ = self.with_db(|db| remove_port(db, &self.spec.tap, Some(&self.spec.bridge)));
+            Err(e) => {
+                // a port this run added goes again; nothing else does
+                self.remove_added();
                 Err(e.into())
             }
-            Err(e) => Err(e.into()),
         }
     }
 
-    fn undo_policy(&self, _nl: &Netlink, tap: &Link, _attach: &Attach) {
-        let _ = self.with_db(|db| remove_port(db, &tap.name, Some(&self.spec.bridge)));
+    fn undo_policy(&self, _nl: &Netlink, _tap: &Link, _attach: &Attach) {
+        self.remove_added();
     }
 
     fn describe(&self) -> String {
