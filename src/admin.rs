@@ -80,6 +80,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Private networks of the config's [[network]] tables: a bridge with
+    /// DHCP, DNS and NAT, like libvirt's default network (root only for up
+    /// and down).
+    Net {
+        #[command(subcommand)]
+        action: NetAction,
+        /// The config file to read.
+        #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH, global = true)]
+        config: PathBuf,
+    },
     /// Write man pages or shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs {
@@ -88,10 +98,48 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum NetAction {
+    /// Make the network: bridge and address, forwarding, NAT rules, dnsmasq.
+    /// Running it again changes nothing, or finishes what an interrupted run
+    /// left.
+    Up { name: String },
+    /// Remove exactly what `up` made (forwarding stays on).
+    Down {
+        name: String,
+        /// Also when VMs' taps are still ports of its bridge.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The networks of the config and their state.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `kvmnet`'s main: returns the exit code.
 pub fn main() -> std::process::ExitCode {
-    drop_all_privilege();
+    // Parsing the command line needs no privilege; only `net up` and `net
+    // down` keep root's (they start dnsmasq and write /run/kvmnet), and only
+    // for a caller who is root, never through a setuid bit.
     let cli = Cli::parse();
+    let changes_networks = matches!(
+        &cli.command,
+        Command::Net {
+            action: NetAction::Up { .. } | NetAction::Down { .. },
+            ..
+        }
+    );
+    if changes_networks && !(nix::unistd::getuid().is_root() && nix::unistd::geteuid().is_root()) {
+        drop_all_privilege();
+        eprintln!("kvmnet: `kvmnet net up` and `down` change the host's networking: run them as root (sudo kvmnet net …)");
+        return std::process::ExitCode::FAILURE;
+    }
+    if !changes_networks {
+        drop_all_privilege();
+    }
     match run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
@@ -128,6 +176,7 @@ fn drop_all_privilege() {
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Net { action, config } => net(action, &config),
         Command::Check { tap, config, json } => {
             let opts = CheckOptions {
                 config_path: config,
@@ -740,6 +789,63 @@ fn generate_docs(out: &std::path::Path) -> std::io::Result<()> {
         clap_complete::generate_to(shell, &mut cmd, "kvmnet", out)?;
     }
     Ok(())
+}
+
+fn net(action: NetAction, path: &std::path::Path) -> anyhow::Result<u8> {
+    let cfg = Config::load(path, false).with_context(|| format!("reading {}", path.display()))?;
+    let find = |name: &str| {
+        cfg.network(name)
+            .ok_or_else(|| crate::net::NetError::Unknown {
+                name: name.to_owned(),
+                config: path.display().to_string(),
+            })
+    };
+    match action {
+        NetAction::Up { name } => {
+            let n = find(&name)?;
+            let r = crate::net::up(n)?;
+            if r.changed.is_empty() {
+                println!("network {name} is up already (dnsmasq pid {})", r.dnsmasq);
+            } else {
+                println!("network {name} is up: {}", r.changed.join("; "));
+            }
+        }
+        NetAction::Down { name, force } => {
+            let n = find(&name)?;
+            let done = crate::net::down(n, force)?;
+            if done.is_empty() {
+                println!("network {name} is down already");
+            } else {
+                println!("network {name} is down: {}", done.join("; "));
+            }
+        }
+        NetAction::List { json } => {
+            let l = crate::net::list(&cfg.networks)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&l)?);
+            } else if l.is_empty() {
+                println!("no [[network]] in {}", path.display());
+            } else {
+                println!(
+                    "{:<15} {:<15} {:<18} {:<5} {:<8} {:<7} STATE",
+                    "NETWORK", "BRIDGE", "IPV4", "NAT", "DNSMASQ", "LEASES"
+                );
+                for n in l {
+                    println!(
+                        "{:<15} {:<15} {:<18} {:<5} {:<8} {:<7} {}",
+                        n.name,
+                        n.bridge,
+                        n.ipv4,
+                        if n.nat { "yes" } else { "no" },
+                        n.dnsmasq.map_or("-".to_owned(), |p| p.to_string()),
+                        n.leases,
+                        n.state
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

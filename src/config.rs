@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use crate::guard::Prefix;
 use crate::name::BridgeName;
+use crate::net::def::Network;
 use crate::rate::Rate;
 use crate::settings::{
     self, Glob, GuestMac, HostMac, Layer, MtuPolicy, NetMode, Settings, TapRule, VlanRange,
@@ -84,7 +85,7 @@ const LAYER_KEYS: [&str; 29] = [
     "evpn",
     "ovs_iface_id",
 ];
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
     "helper_tap",
     "max_ports_per_user",
     "ovs_db",
@@ -92,8 +93,19 @@ const TOP_KEYS: [&str; 7] = [
     "allow",
     "deny",
     "rule",
+    "network",
 ];
-const RULE_KEYS: [&str; 2] = ["match", "match_bridge"];
+const RULE_KEYS: [&str; 3] = ["match", "match_bridge", "network"];
+const NETWORK_KEYS: [&str; 8] = [
+    "name",
+    "bridge",
+    "ipv4",
+    "dhcp_range",
+    "nat",
+    "uplink",
+    "ipv6",
+    "domain",
+];
 const ACL_KEYS: [&str; 3] = ["users", "groups", "bridges"];
 
 struct RawLayer {
@@ -165,6 +177,8 @@ pub struct Config {
     pub ovs_db: PathBuf,
     /// How long an OVS attach may take, waiting for ovs-vswitchd included.
     pub ovs_timeout: std::time::Duration,
+    /// `[[network]]`: private networks `kvmnet net up` makes.
+    pub networks: Vec<Network>,
 }
 
 pub const DEFAULT_HELPER_TAP: &str = "tap%d";
@@ -182,6 +196,7 @@ impl Default for Config {
             max_ports_per_user: DEFAULT_MAX_PORTS_PER_USER,
             ovs_db: PathBuf::from(crate::ovsdb::DEFAULT_SOCKET),
             ovs_timeout: crate::ovsdb::DEFAULT_TIMEOUT,
+            networks: Vec::new(),
         }
     }
 }
@@ -254,6 +269,10 @@ impl Config {
         settings::resolve(&self.defaults, &self.rules, tap, bridge)
     }
 
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
     /// The effective settings for a tap known to go to `bridge`.
     pub fn settings_on(&self, tap: &str, bridge: &str) -> Settings {
         settings::resolve(&self.defaults, &self.rules, tap, Some(bridge))
@@ -300,6 +319,38 @@ impl Parser<'_> {
     fn config(&self, root: &DeTable<'_>) -> Result<Config, ConfigError> {
         let (p, path) = (self, self.path);
         p.known_keys(root, &[&TOP_KEYS, &LAYER_KEYS])?;
+        let mut networks: Vec<Network> = Vec::new();
+        for (table, line) in p.tables(root, "network")? {
+            let n = network(p, table, line)?;
+            for other in &networks {
+                let clash = if other.name == n.name {
+                    Some(("name", format!("{:?} names another network too", n.name)))
+                } else if other.bridge == n.bridge {
+                    Some((
+                        "bridge",
+                        format!("{} is network {}'s bridge already", n.bridge, other.name),
+                    ))
+                } else if other.overlaps(&n) {
+                    Some((
+                        "ipv4",
+                        format!(
+                            "{}/{} overlaps network {}'s {}/{}",
+                            n.subnet(),
+                            n.prefix,
+                            other.name,
+                            other.subnet(),
+                            other.prefix
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((key, m)) = clash {
+                    return Err(p.err(line, key, m));
+                }
+            }
+            networks.push(n);
+        }
         let defaults = layer(p, &p.raw_layer(root)?)?;
         let top = settings::effective(&defaults, None);
         if let Some((key, message)) = settings::contradiction(&defaults, &top) {
@@ -325,7 +376,10 @@ impl Parser<'_> {
                     "a [[rule]] needs `match = \"GLOB\"` (tap names) and/or `match_bridge = \"BRIDGE\"`".into(),
                 ));
             }
-            let layer = layer(p, &p.raw_layer(table)?)?;
+            let mut layer = layer(p, &p.raw_layer(table)?)?;
+            if let Some(net) = p.string(table, "network")? {
+                join_network(p, &mut layer, &net, &networks)?;
+            }
             let rule = TapRule {
                 pattern,
                 on_bridge,
@@ -407,6 +461,7 @@ impl Parser<'_> {
             max_ports_per_user,
             ovs_db,
             ovs_timeout,
+            networks,
         })
     }
 
@@ -840,7 +895,139 @@ fn layer(p: &Parser<'_>, raw: &RawLayer) -> Result<Layer, ConfigError> {
         rate_in,
         vxlan,
         ovs_iface_id,
+        network: None,
     })
+}
+
+/// One `[[network]]` table.
+fn network(p: &Parser<'_>, t: &DeTable<'_>, line: usize) -> Result<Network, ConfigError> {
+    use crate::net::def;
+    p.known_keys(t, &[&NETWORK_KEYS])?;
+    let need = |key: &'static str| -> Result<At<String>, ConfigError> {
+        p.string(t, key)?
+            .ok_or_else(|| p.err(line, key, format!("a [[network]] needs `{key}`")))
+    };
+    let name = need("name")?;
+    def::check_name(&name.v).map_err(|m| p.err(name.line, "name", m))?;
+    let bridge = need("bridge")?;
+    let bridge_name =
+        BridgeName::new(&bridge.v).map_err(|e| p.err(bridge.line, "bridge", e.to_string()))?;
+    let ipv4 = need("ipv4")?;
+    let (address, prefix) = def::parse_ipv4(&ipv4.v).map_err(|m| p.err(ipv4.line, "ipv4", m))?;
+    let dhcp = match p.strings(t, "dhcp_range")? {
+        None => def::default_range(address, prefix),
+        Some(v) if v.len() == 2 => {
+            let ip = |a: &At<String>| {
+                a.v.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                    p.err(
+                        a.line,
+                        "dhcp_range",
+                        format!("{:?} is not an IPv4 address", a.v),
+                    )
+                })
+            };
+            let r = (ip(&v[0])?, ip(&v[1])?);
+            def::check_range(address, prefix, r).map_err(|m| p.err(v[0].line, "dhcp_range", m))?;
+            r
+        }
+        Some(v) => {
+            return Err(p.err(
+                v.first().map_or(line, |a| a.line),
+                "dhcp_range",
+                "must be [\"FIRST\", \"LAST\"]".into(),
+            ))
+        }
+    };
+    let uplink = match p.string(t, "uplink")? {
+        None => None,
+        Some(u) if u.v == "default" => None,
+        Some(u) => {
+            crate::name::IfaceName::new(&u.v)
+                .map_err(|e| p.err(u.line, "uplink", e.to_string()))?;
+            Some(u.v)
+        }
+    };
+    if let Some(u) = uplink.as_deref().filter(|u| *u == bridge_name.as_str()) {
+        return Err(p.err(line, "uplink", format!("{u:?} is the network's own bridge")));
+    }
+    let ipv6 = p
+        .string(t, "ipv6")?
+        .map(|a| def::parse_ipv6(&a.v).map_err(|m| p.err(a.line, "ipv6", m)))
+        .transpose()?;
+    let domain = p
+        .string(t, "domain")?
+        .map(|d| {
+            def::check_domain(&d.v)
+                .map(|()| d.v.clone())
+                .map_err(|m| p.err(d.line, "domain", m))
+        })
+        .transpose()?;
+    Ok(Network {
+        name: name.v,
+        bridge: bridge_name,
+        address,
+        prefix,
+        dhcp,
+        nat: p.boolean(t, "nat")?.unwrap_or(true),
+        uplink,
+        ipv6,
+        domain,
+        location: format!("{} line {line}", p.path.display()),
+    })
+}
+
+/// A rule's `network = "NAME"`: its taps are ports of that network's
+/// bridge, which `kvmnet net up` makes (ifup never creates it).
+fn join_network(
+    p: &Parser<'_>,
+    layer: &mut Layer,
+    net: &At<String>,
+    networks: &[Network],
+) -> Result<(), ConfigError> {
+    let Some(n) = networks.iter().find(|n| n.name == net.v) else {
+        let known: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        return Err(p.err(
+            net.line,
+            "network",
+            format!(
+                "no [[network]] is named {:?}{}",
+                crate::name::printable(&net.v),
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (there are: {})", known.join(", "))
+                }
+            ),
+        ));
+    };
+    let clash = |key: &'static str| {
+        p.err(
+            net.line,
+            key,
+            format!(
+                "does not go with network = {:?}, which sets the bridge",
+                n.name
+            ),
+        )
+    };
+    if layer.bridge.is_some() {
+        return Err(clash("bridge"));
+    }
+    if layer.create_bridge == Some(true) {
+        return Err(clash("create_bridge"));
+    }
+    if layer.vxlan.is_some() {
+        return Err(clash("vxlan_vni"));
+    }
+    match layer.mode {
+        None | Some(NetMode::Bridge) => {}
+        Some(_) => return Err(clash("mode")),
+    }
+    layer.bridge = Some(n.bridge.clone());
+    layer.create_bridge = Some(false);
+    layer.mode = Some(NetMode::Bridge);
+    layer.network = Some(n.name.clone());
+    Ok(())
 }
 
 /// An `ovs_iface_id` template: printable, and short enough for an OVN

@@ -103,6 +103,8 @@ pub enum Error {
     HelperMode { rule: String, mode: &'static str },
     #[error("cannot send the tap to QEMU over its socket: {cause} (did QEMU exit?); the tap was removed")]
     HelperSend { cause: String },
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     /// A failure after something was changed, and what the rollback did.
     #[error("{cause}; {rollback}")]
     RolledBack { cause: Box<Error>, rollback: String },

@@ -145,6 +145,7 @@ pub fn ifdown(
                     rollback: format!("tap {} was deleted; its Open vSwitch port is removed by the next kvmnet-ifup or -ifdown of an OVS tap", tap.name),
                 });
             }
+            crate::net::release(name);
             Ok(report(Outcome::Deleted))
         }
         Detach::Restore {
@@ -163,6 +164,7 @@ pub fn ifdown(
                 crate::mode::clear_shape(nl, &tap, limit)?;
             }
             nl.set_link(tap.index, &restore, &format!("restoring tap {}", tap.name))?;
+            crate::net::release(name);
             Ok(report(Outcome::Restored))
         }
     }

@@ -90,6 +90,14 @@ pub fn ifup(
         guard: mode::Guard::wanted(&settings, name),
     };
     let rule = settings.rule.clone();
+    // A tap of a [[network]]: its fixed address, if the rule gives one, is
+    // in dnsmasq's hosts before the port carries anything.
+    let network = settings
+        .network
+        .as_deref()
+        .and_then(|n| config.network(n))
+        .cloned();
+    let reservation = crate::net::reservation(&settings, name.as_str());
     let tap = ForTap {
         name,
         who: identity.as_ref(),
@@ -99,10 +107,17 @@ pub fn ifup(
     // changing anything, before the first change.
     let (mode, acl, created_bridge): (Box<dyn Mode>, String, bool) = match settings.mode {
         NetMode::Bridge => {
-            let port =
-                bridge::Port::for_ifup(nl, config, settings, requested, &tap, &mut |what| {
-                    run.starting(what)
-                })?;
+            let port = bridge::Port::for_ifup(nl, config, settings, requested, &tap, &mut |what| {
+                run.starting(what)
+            })
+            .map_err(|e| match (e, &network) {
+                (Error::BridgeMissing { .. }, Some(n)) => crate::net::NetError::Down {
+                    net: n.name.clone(),
+                    bridge: n.bridge.to_string(),
+                }
+                .into(),
+                (e, _) => e,
+            })?;
             let (acl, created) = (port.acl.clone(), port.created_bridge);
             (Box::new(port), acl, created)
         }
@@ -116,7 +131,19 @@ pub fn ifup(
             (Box::new(port), acl, false)
         }
     };
-    let (created_tap, changed) = run.configure(existing, mode.as_ref())?;
+    let reserved = match (&network, reservation) {
+        (Some(n), Some((mac, ip))) => {
+            run.starting(&format!("network={} reserve={mac},{ip}", n.name));
+            crate::net::reserve(n, name, mac, ip)?;
+            true
+        }
+        _ => false,
+    };
+    let (created_tap, changed) = run.configure(existing, mode.as_ref()).inspect_err(|_| {
+        if reserved {
+            crate::net::release(name);
+        }
+    })?;
     let mut notes = mode.notes();
     if run.guard.as_ref().is_some_and(mode::Guard::limits) {
         notes.extend(mode::sweep_guards(mode::SWEEP_EVERY));

@@ -158,6 +158,25 @@ pub const NFT_META_IIFTYPE: u32 = libc::NFT_META_IIFTYPE as u32;
 pub const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
 pub const NFT_LIMIT_PKT_BYTES: u32 = libc::NFT_LIMIT_PKT_BYTES as u32;
 pub const NFT_LIMIT_F_INV: u32 = libc::NFT_LIMIT_F_INV as u32;
+// A private network's inet table (`net`): its families, hooks and
+// priorities, and what its rules look at.
+pub const NFPROTO_INET: u8 = libc::NFPROTO_INET as u8;
+pub const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
+pub const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
+pub const NF_INET_FORWARD: u32 = libc::NF_INET_FORWARD as u32;
+pub const NF_INET_POST_ROUTING: u32 = libc::NF_INET_POST_ROUTING as u32;
+/// nft's `priority filter`.
+pub const NF_IP_PRI_FILTER: i32 = libc::NF_IP_PRI_FILTER;
+/// nft's `priority srcnat`.
+pub const NF_IP_PRI_NAT_SRC: i32 = libc::NF_IP_PRI_NAT_SRC;
+pub const NFT_META_IIFNAME: u32 = libc::NFT_META_IIFNAME as u32;
+pub const NFT_META_OIFNAME: u32 = libc::NFT_META_OIFNAME as u32;
+pub const NFT_META_NFPROTO: u32 = libc::NFT_META_NFPROTO as u32;
+pub const NFT_CT_STATE: u32 = libc::NFT_CT_STATE as u32;
+// Not in libc. <linux/netfilter/nf_conntrack_common.h>: `ct state` is a
+// bitmask of NF_CT_STATE_BIT(ctinfo), in host byte order.
+pub const NF_CT_STATE_ESTABLISHED: u32 = 1 << 1;
+pub const NF_CT_STATE_RELATED: u32 = 1 << 2;
 
 // Not in libc. <linux/netlink.h>: the extended ack's attributes
 pub const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -230,6 +249,13 @@ pub const NFTA_BYTEORDER_DREG: u16 = 2;
 pub const NFTA_BYTEORDER_OP: u16 = 3;
 pub const NFTA_BYTEORDER_LEN: u16 = 4;
 pub const NFTA_BYTEORDER_SIZE: u16 = 5;
+pub const NFTA_BITWISE_SREG: u16 = 1;
+pub const NFTA_BITWISE_DREG: u16 = 2;
+pub const NFTA_BITWISE_LEN: u16 = 3;
+pub const NFTA_BITWISE_MASK: u16 = 4;
+pub const NFTA_BITWISE_XOR: u16 = 5;
+pub const NFTA_CT_DREG: u16 = 1;
+pub const NFTA_CT_KEY: u16 = 2;
 /// A nested attribute's type carries this flag (nft sets it; the kernel
 /// accepts nests with or without it).
 pub const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
@@ -279,6 +305,18 @@ mod tests {
             (4, 5, 13, 14)
         );
         assert_eq!((NFT_LIMIT_PKT_BYTES, NFT_LIMIT_F_INV), (1, 1));
+        assert_eq!((NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6), (1, 2, 10));
+        assert_eq!((NF_INET_FORWARD, NF_INET_POST_ROUTING), (2, 4));
+        assert_eq!((NF_IP_PRI_FILTER, NF_IP_PRI_NAT_SRC), (0, 100));
+        assert_eq!(
+            (
+                NFT_META_IIFNAME,
+                NFT_META_OIFNAME,
+                NFT_META_NFPROTO,
+                NFT_CT_STATE
+            ),
+            (6, 7, 15, 0)
+        );
         assert_eq!(NLA_F_NESTED, 0x8000);
     }
 

@@ -35,6 +35,7 @@ pub mod log;
 pub mod mac;
 pub(crate) mod mode;
 pub mod name;
+pub mod net;
 pub mod netlink;
 pub(crate) mod nft;
 pub(crate) mod nlreq;

@@ -321,6 +321,26 @@ impl Netlink {
         }
     }
 
+    /// Adds `addr/len` to interface `index`; `Ok(false)` when it has it
+    /// already (EEXIST).
+    pub fn add_address(
+        &self,
+        index: u32,
+        addr: IpAddr,
+        len: u8,
+        dev: &str,
+    ) -> Result<bool, NetlinkError> {
+        match self.change(
+            || format!("adding {addr}/{len} to {dev}"),
+            nlreq::new_addr(index, addr, len),
+            CREATE,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the host route to `addr` via `oif`; a missing one is fine.
     pub fn del_host_route(&self, addr: IpAddr, oif: u32, dev: &str) -> Result<(), NetlinkError> {
         match self.change(
@@ -433,6 +453,14 @@ impl Netlink {
         let answer = self.call(op, nlreq::dump_ipv4_routes(), NLM_F_DUMP)?;
         crate::routemsg::default_oifs(&answer)
             .map_err(|msg| NetlinkError::Protocol { op: op(), msg })
+    }
+
+    /// The IPv4 routes of the main table but the default one: destination,
+    /// prefix length, output interface. A dump, for the admin command only.
+    pub fn ipv4_routes(&self) -> Result<Vec<(std::net::Ipv4Addr, u8, Option<u32>)>, NetlinkError> {
+        let op = || "listing the IPv4 routes".to_owned();
+        let answer = self.call(op, nlreq::dump_ipv4_routes(), NLM_F_DUMP)?;
+        Ok(crate::routemsg::ipv4_routes(&answer))
     }
 
     /// A traffic-control request ([`crate::shape`]): the messages of its

@@ -371,6 +371,33 @@ pub fn host_route(kind: u16, addr: IpAddr, oif: u32) -> Request {
     r
 }
 
+/// RTM_NEWADDR: `addr/len` on interface `index`, IPv4 with its broadcast
+/// address, IPv6 without duplicate address detection (the network's own
+/// address: dnsmasq's router advertisements need it usable at once).
+pub fn new_addr(index: u32, addr: IpAddr, len: u8) -> Request {
+    let (family, flags) = match addr {
+        IpAddr::V4(_) => (libc::AF_INET as u8, 0u8),
+        IpAddr::V6(_) => (libc::AF_INET6 as u8, libc::IFA_F_NODAD as u8),
+    };
+    let mut body = Vec::with_capacity(48);
+    // ifa_family, ifa_prefixlen, ifa_flags, ifa_scope (universe)
+    body.extend_from_slice(&[family, len, flags, 0]);
+    body.extend_from_slice(&index.to_ne_bytes());
+    let mut r = Request {
+        kind: libc::RTM_NEWADDR,
+        body,
+    };
+    let bytes = ip_bytes(&addr);
+    r.attr(libc::IFA_LOCAL, &bytes)
+        .attr(libc::IFA_ADDRESS, &bytes);
+    if let IpAddr::V4(a) = addr {
+        let host = if len == 0 { u32::MAX } else { u32::MAX >> len };
+        let bcast = std::net::Ipv4Addr::from(u32::from(a) | host);
+        r.attr(libc::IFA_BROADCAST, &bcast.octets());
+    }
+    r
+}
+
 /// RTM_GETROUTE for a dump of the IPv4 routes.
 pub fn dump_ipv4_routes() -> Request {
     // A dump request's rtmsg only selects the family.

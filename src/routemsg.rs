@@ -50,6 +50,39 @@ pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// The IPv4 unicast routes of the main table with a destination (the
+/// default route aside): destination, prefix length, output interface.
+pub fn ipv4_routes(msgs: &[Vec<u8>]) -> Vec<(std::net::Ipv4Addr, u8, Option<u32>)> {
+    let mut out = Vec::new();
+    for msg in msgs {
+        if msg.len() < NLMSG_HDRLEN + RTMSG_LEN
+            || u16::from_ne_bytes([msg[4], msg[5]]) != RTM_NEWROUTE
+        {
+            continue;
+        }
+        let len = (u32_of(msg).unwrap_or(0) as usize).min(msg.len());
+        let rtm = &msg[NLMSG_HDRLEN..NLMSG_HDRLEN + RTMSG_LEN];
+        let (dst_len, header_table, rtype) = (rtm[1], rtm[4], rtm[7]);
+        let attrs = || Attrs(msg.get(NLMSG_HDRLEN + RTMSG_LEN..len).unwrap_or(&[]));
+        let table = attrs()
+            .find(|&(k, _)| k == RTA_TABLE)
+            .and_then(|(_, v)| u32_of(v))
+            .unwrap_or(u32::from(header_table));
+        if dst_len == 0 || table != RT_TABLE_MAIN || rtype != RTN_UNICAST {
+            continue;
+        }
+        let dst = attrs()
+            .find(|&(k, _)| k == crate::kernel::RTA_DST)
+            .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+            .map(std::net::Ipv4Addr::from);
+        let oif = attrs()
+            .find(|&(k, _)| k == RTA_OIF)
+            .and_then(|(_, v)| u32_of(v));
+        out.extend(dst.map(|d| (d, dst_len, oif)));
+    }
+    out
+}
+
 /// The output interface of one RTM_NEWROUTE message (whole, header
 /// included), as the answer to a route get has it.
 pub fn oif(msg: &[u8]) -> Option<u32> {

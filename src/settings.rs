@@ -240,6 +240,8 @@ pub struct Layer {
     pub vxlan: Option<crate::vxlan::Vxlan>,
     /// OVS `external_ids:iface-id` template (`{tap}` is the tap name).
     pub ovs_iface_id: Option<String>,
+    /// The `[[network]]` a rule's taps join (its bridge is set with it).
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +288,8 @@ pub struct Settings {
     pub vxlan: Option<crate::vxlan::Vxlan>,
     /// OVS `external_ids:iface-id` template; `None`: the tap name.
     pub ovs_iface_id: Option<String>,
+    /// The `[[network]]` the tap joins.
+    pub network: Option<String>,
 }
 
 /// What `{tap}` becomes in an `ovs_iface_id` template.
@@ -403,6 +407,7 @@ pub fn effective(defaults: &Layer, hit: Option<(usize, &TapRule)>) -> Settings {
         rate_in: pick!(rate_in),
         vxlan: pick!(vxlan),
         ovs_iface_id: pick!(ovs_iface_id),
+        network: pick!(network),
     }
 }
 
@@ -453,17 +458,20 @@ pub fn contradiction(layer: &Layer, effective: &Settings) -> Option<(&'static st
         ));
     }
     if !effective.guard {
-        // An OVS port's attached-mac is the guest's MAC too.
-        let mac_used = effective.mode == NetMode::Ovs;
+        // An OVS port's attached-mac is the guest's MAC too; on a
+        // [[network]], MAC and IPv4 address make the guest's DHCP
+        // reservation.
+        let network = effective.network.is_some();
+        let mac_used = effective.mode == NetMode::Ovs || network;
         for (key, set) in [
             ("guest_mac", layer.guest_mac.is_some() && !mac_used),
-            ("guest_ipv4", layer.guest_ipv4.is_some()),
+            ("guest_ipv4", layer.guest_ipv4.is_some() && !network),
             ("guest_ipv6", layer.guest_ipv6.is_some()),
         ] {
             if set {
                 return Some((
                     key,
-                    "only applies with guard = true (without it nothing is enforced) or mode = \"ovs\""
+                    "only applies with guard = true (without it nothing is enforced), mode = \"ovs\" or network"
                         .into(),
                 ));
             }

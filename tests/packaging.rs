@@ -60,6 +60,9 @@ const COMPLETIONS: [&str; 3] = [
     "/usr/share/fish/vendor_completions.d/kvmnet.fish",
 ];
 
+/// The `kvmnet net` unit, where Debian 12 keeps units.
+const UNIT: &str = "/lib/systemd/system/kvmnet-net@.service";
+
 fn packaging(file: &str) -> PathBuf {
     Path::new(REPO).join("packaging").join(file)
 }
@@ -95,7 +98,7 @@ fn keys_accepted(table_header: &str) -> Vec<String> {
 }
 
 fn all_keys() -> Vec<(String, Vec<String>)> {
-    ["", "[[rule]]", "[[allow]]", "[[deny]]"]
+    ["", "[[rule]]", "[[allow]]", "[[deny]]", "[[network]]"]
         .iter()
         .map(|t| (t.to_string(), keys_accepted(t)))
         .collect()
@@ -130,7 +133,7 @@ fn shipped_config_names_every_key_commented_out_and_means_the_defaults() {
             );
         }
         for key in keys {
-            if matches!(key.as_str(), "allow" | "deny" | "rule") {
+            if table.is_empty() && matches!(key.as_str(), "allow" | "deny" | "rule" | "network") {
                 continue; // the tables themselves, checked above
             }
             let line = format!("#{key} = ");
@@ -164,7 +167,8 @@ fn shipped_config_names_every_key_commented_out_and_means_the_defaults() {
     let all = uncommented(&text);
     let parsed = Config::parse(&path, &all)
         .unwrap_or_else(|e| panic!("the uncommented examples do not parse: {e}\n{all}"));
-    assert_eq!(parsed.rules.len(), 9, "the nine [[rule]] examples");
+    assert_eq!(parsed.rules.len(), 10, "the ten [[rule]] examples");
+    assert_eq!(parsed.networks.len(), 1, "the [[network]] example");
     assert_eq!(
         parsed.acl.rules.len(),
         2,
@@ -188,6 +192,7 @@ fn man_page_of_the_config_documents_every_key() {
         for key in keys {
             let name = match key.as_str() {
                 "allow" | "deny" | "rule" => format!("*[[{key}]]*"),
+                "network" if table.is_empty() => format!("*[[{key}]]*"),
                 _ => format!("*{key}*"),
             };
             assert!(
@@ -1035,6 +1040,11 @@ fn assert_installed(m: &Machine, distrib: Option<&Vec<u8>>) {
     for c in COMPLETIONS {
         assert!(std::fs::metadata(c).unwrap().len() > 0, "{c}");
     }
+    let unit = read_text(Path::new(UNIT));
+    assert!(
+        unit.contains("ExecStart=/usr/bin/kvmnet net up %i"),
+        "{unit}"
+    );
     assert_verify_clean();
 }
 
@@ -1097,7 +1107,7 @@ fn assert_removed(m: &Machine, conffiles_left: bool) {
         .chain(&["/usr/bin/kvmnet"])
         .chain(&MAN_PAGES)
         .chain(&COMPLETIONS)
-        .chain(&["/usr/share/doc/kvmnet", "/etc/qemu-ifup.distrib"])
+        .chain(&[UNIT, "/usr/share/doc/kvmnet", "/etc/qemu-ifup.distrib"])
     {
         assert!(!exists(p), "{p} is gone");
     }

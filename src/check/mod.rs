@@ -39,7 +39,8 @@
 //! (kvmnet-bridge-helper, bridge.conf, whom it admits), [`libvirt`] (which
 //! helper QEMU and libvirt run by default), [`tun`] (/dev/net/tun),
 //! [`guard`] (nf_tables for the guest guard, stale and missing guard state)
-//! and [`sysctl`] (br_netfilter, forwarding).
+//! [`net`] (`[[network]]`s: bridge, rules, dnsmasq, forwarding, overlapping
+//! routes) and [`sysctl`] (br_netfilter, forwarding).
 
 mod bridges;
 mod config;
@@ -48,6 +49,7 @@ mod helper;
 mod host;
 mod install;
 mod libvirt;
+mod net;
 mod sysctl;
 mod tap;
 mod tun;
@@ -237,6 +239,9 @@ pub fn run(opts: &CheckOptions) -> Vec<Finding> {
     guard::check(config, host.as_ref(), &mut out);
     vxlan::check(config, host.as_ref(), &mut out);
     libvirt::check(opts, &helper, &mut out);
+    if let Some(c) = config {
+        net::check(c, &opts.proc_sys, &mut out);
+    }
     sysctl::check_br_netfilter(&opts.proc_sys, &mut out);
     sysctl::check_forwarding(&opts.proc_sys, &scopes, &mut out);
     out.0

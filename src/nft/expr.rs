@@ -1,15 +1,17 @@
-//! The nf_tables expressions the guard's rules are made of, encoded as nft
-//! 1.0.6 encodes them (attribute order included). Values go through
-//! register 1, as nft's own rules do; a concatenation's second field goes
-//! to the 32-bit register after the first field.
+//! The nf_tables expressions kvmnet's rules (the guard's, a private
+//! network's) are made of, encoded as nft 1.0.6 encodes them (attribute
+//! order included). Values go through register 1, as nft's own rules do; a
+//! concatenation's second field goes to the 32-bit register after the first
+//! field.
 
 use crate::kernel::{
+    NFTA_BITWISE_DREG, NFTA_BITWISE_LEN, NFTA_BITWISE_MASK, NFTA_BITWISE_SREG, NFTA_BITWISE_XOR,
     NFTA_BYTEORDER_DREG, NFTA_BYTEORDER_LEN, NFTA_BYTEORDER_OP, NFTA_BYTEORDER_SIZE,
-    NFTA_BYTEORDER_SREG, NFTA_CMP_DATA, NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_DATA_VERDICT,
-    NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA, NFTA_IMMEDIATE_DREG, NFTA_LIMIT_BURST,
-    NFTA_LIMIT_FLAGS, NFTA_LIMIT_RATE, NFTA_LIMIT_TYPE, NFTA_LIMIT_UNIT, NFTA_LOOKUP_FLAGS,
-    NFTA_LOOKUP_SET, NFTA_LOOKUP_SET_ID, NFTA_LOOKUP_SREG, NFTA_META_DREG, NFTA_META_KEY,
-    NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET,
+    NFTA_BYTEORDER_SREG, NFTA_CMP_DATA, NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_CT_DREG, NFTA_CT_KEY,
+    NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA, NFTA_IMMEDIATE_DREG,
+    NFTA_LIMIT_BURST, NFTA_LIMIT_FLAGS, NFTA_LIMIT_RATE, NFTA_LIMIT_TYPE, NFTA_LIMIT_UNIT,
+    NFTA_LOOKUP_FLAGS, NFTA_LOOKUP_SET, NFTA_LOOKUP_SET_ID, NFTA_LOOKUP_SREG, NFTA_META_DREG,
+    NFTA_META_KEY, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET,
     NFTA_VERDICT_CHAIN, NFTA_VERDICT_CODE, NFT_BYTEORDER_HTON, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_JUMP,
     NFT_LIMIT_F_INV, NFT_LIMIT_PKT_BYTES, NFT_LOOKUP_F_INV, NFT_REG_1, NFT_REG_VERDICT, NFT_RETURN,
     NF_ACCEPT, NF_DROP,
@@ -44,6 +46,12 @@ pub enum Expr {
     /// index (host order) as the first field of a key whose ranges the
     /// kernel compares byte by byte.
     Hton32,
+    /// Register 1 ANDed with `mask` (its length is the width): nft's
+    /// bitwise for a prefix that ends inside a byte and for a test of
+    /// flags, always with an XOR of zeros.
+    Mask(Vec<u8>),
+    /// `ct KEY` into register 1 (the packet's conntrack entry).
+    Ct(u32),
     /// Register 1 compared with `data` (its length is the compared width).
     Cmp {
         eq: bool,
@@ -66,6 +74,8 @@ pub enum Expr {
         burst: u32,
         over: bool,
     },
+    /// Source NAT to the address of the interface the packet leaves by.
+    Masquerade,
     Verdict(Verdict),
 }
 
@@ -76,6 +86,9 @@ impl Expr {
             Expr::Meta(_) => "meta",
             Expr::Payload { .. } => "payload",
             Expr::Hton32 => "byteorder",
+            Expr::Mask(_) => "bitwise",
+            Expr::Ct(_) => "ct",
+            Expr::Masquerade => "masq",
             Expr::Cmp { .. } => "cmp",
             Expr::Lookup { .. } => "lookup",
             Expr::Limit { .. } => "limit",
@@ -109,6 +122,20 @@ impl Expr {
                 be32(r, NFTA_BYTEORDER_LEN, 4);
                 be32(r, NFTA_BYTEORDER_SIZE, 4);
             }
+            Expr::Mask(mask) => {
+                be32(r, NFTA_BITWISE_SREG, NFT_REG_1);
+                be32(r, NFTA_BITWISE_DREG, NFT_REG_1);
+                be32(r, NFTA_BITWISE_LEN, mask.len() as u32);
+                value(r, NFTA_BITWISE_MASK, mask);
+                value(r, NFTA_BITWISE_XOR, &vec![0; mask.len()]);
+            }
+            Expr::Ct(key) => {
+                be32(r, NFTA_CT_KEY, *key);
+                be32(r, NFTA_CT_DREG, NFT_REG_1);
+            }
+            // Masquerading to any port of the interface's address: no
+            // attributes, as nft sends a bare `masquerade`.
+            Expr::Masquerade => {}
             Expr::Cmp { eq, data } => {
                 be32(r, NFTA_CMP_SREG, NFT_REG_1);
                 be32(r, NFTA_CMP_OP, if *eq { NFT_CMP_EQ } else { NFT_CMP_NEQ });
@@ -214,6 +241,55 @@ mod tests {
             over: false,
         });
         assert_eq!(&under[under.len() - 4..], &[0, 0, 0, 0]);
+    }
+
+    /// `ip saddr 10.1.0.0/20`'s mask, as nft --debug=mnl shows nft 1.0.6
+    /// sending it: registers, width, then mask and a zero XOR as data.
+    #[test]
+    fn a_mask_is_laid_out_as_nft_lays_it_out() {
+        let got = encoded(&Expr::Mask(vec![0xff, 0xff, 0xf0, 0]));
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &[12u8, 0, 1, 0][..], b"bitwise\0",
+            &[52, 0, 2, 0x80],
+            &[8, 0, 1, 0], &[0, 0, 0, 1],
+            &[8, 0, 2, 0], &[0, 0, 0, 1],
+            &[8, 0, 3, 0], &[0, 0, 0, 4],
+            &[12, 0, 4, 0x80], &[8, 0, 1, 0], &[0xff, 0xff, 0xf0, 0],
+            &[12, 0, 5, 0x80], &[8, 0, 1, 0], &[0, 0, 0, 0],
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
+
+    /// `ct state`'s load, as nft --debug=mnl shows nft 1.0.6 sending it:
+    /// the key before the register.
+    #[test]
+    fn a_ct_load_is_laid_out_as_nft_lays_it_out() {
+        let got = encoded(&Expr::Ct(crate::kernel::NFT_CT_STATE));
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &[7u8, 0, 1, 0][..], b"ct\0\0",
+            &[20, 0, 2, 0x80],
+            &[8, 0, 2, 0], &[0, 0, 0, 0],
+            &[8, 0, 1, 0], &[0, 0, 0, 1],
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
+
+    /// A bare `masquerade`, as nft --debug=mnl shows nft 1.0.6 sending it:
+    /// its name and an empty data nest.
+    #[test]
+    fn a_masquerade_is_laid_out_as_nft_lays_it_out() {
+        let got = encoded(&Expr::Masquerade);
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &[9u8, 0, 1, 0][..], b"masq\0\0\0\0",
+            &[4, 0, 2, 0x80],
+        ]
+        .concat();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -285,6 +285,57 @@ fn udata_comment(mut data: &[u8]) -> Option<String> {
     None
 }
 
+/// The messages of the batch nft sends, as `nft --debug=mnl` prints
+/// them: (type, everything after the netlink header), BATCH_BEGIN and END
+/// left out; the oracle of tests that hold a batch to nft's bytes. The
+/// dump shows each 4-byte word after the header on a line: attribute
+/// headers as length, flags (N: nested, B: network byte order) and type,
+/// the rest as hex bytes, padding included.
+#[cfg(test)]
+pub(crate) fn mnl_batch(dump: &str) -> Vec<(u16, Vec<u8>)> {
+    let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
+    for raw in dump.lines() {
+        // Attribute headers come coloured (ANSI escapes ending in 'm').
+        let mut line = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                line.push(c);
+            }
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if line.contains("|  type | flags  |") {
+            msgs.push((cells[1].parse().unwrap(), Vec::new()));
+        } else if line.contains("|len |flags| type|") {
+            let len: u16 = cells[1].parse().unwrap();
+            let mut kind: u16 = cells[3].parse().unwrap();
+            if cells[2].contains('N') {
+                kind |= crate::kernel::NLA_F_NESTED;
+            }
+            if cells[2].contains('B') {
+                kind |= libc::NLA_F_NET_BYTEORDER as u16;
+            }
+            let body = &mut msgs.last_mut().unwrap().1;
+            body.extend_from_slice(&len.to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+        } else if line.contains("|      data      |") || line.contains("|  extra header  |") {
+            let body = &mut msgs.last_mut().unwrap().1;
+            body.extend(
+                cells[1]
+                    .split_whitespace()
+                    .map(|b| u8::from_str_radix(b, 16).unwrap()),
+            );
+        }
+    }
+    let begin = |k: &u16| *k == crate::kernel::NFNL_MSG_BATCH_BEGIN;
+    let end = |k: &u16| *k == crate::kernel::NFNL_MSG_BATCH_END;
+    let first = msgs.iter().position(|(k, _)| begin(k)).expect("a batch");
+    let last = msgs.iter().rposition(|(k, _)| end(k)).expect("a batch end");
+    msgs[first + 1..last].to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

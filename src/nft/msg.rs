@@ -172,6 +172,47 @@ pub struct Hook<'a> {
     pub policy: i32,
 }
 
+/// nft's `type` of a base chain: what its rules may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    Filter,
+    /// Sees the first packet of each connection only; its NAT holds for
+    /// the whole connection.
+    Nat,
+}
+
+impl ChainType {
+    fn name(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+        }
+    }
+}
+
+/// A base chain of any family: its type, its hook, and for a netdev chain
+/// the device (the other families hook every device at once).
+pub struct BaseChain<'a> {
+    pub kind: ChainType,
+    pub hooknum: u32,
+    pub priority: i32,
+    pub device: Option<&'a str>,
+    /// The verdict for what no rule decides (NF_DROP, NF_ACCEPT).
+    pub policy: i32,
+}
+
+impl<'a> From<&Hook<'a>> for BaseChain<'a> {
+    fn from(h: &Hook<'a>) -> BaseChain<'a> {
+        BaseChain {
+            kind: ChainType::Filter,
+            hooknum: h.hooknum,
+            priority: h.priority,
+            device: Some(h.device),
+            policy: h.policy,
+        }
+    }
+}
+
 /// NEWCHAIN: a regular chain, or a base chain of type filter on `hook`;
 /// with nft's chain comment when `comment` is given.
 pub fn new_chain(
@@ -179,6 +220,34 @@ pub fn new_chain(
     table: &str,
     name: &str,
     hook: Option<&Hook>,
+    comment: Option<&str>,
+) -> Msg {
+    chain_msg(
+        family,
+        table,
+        name,
+        hook.map(BaseChain::from).as_ref(),
+        comment,
+    )
+}
+
+/// NEWCHAIN of base chain `base`, with nft's chain comment when `comment`
+/// is given.
+pub fn new_base_chain(
+    family: u8,
+    table: &str,
+    name: &str,
+    base: &BaseChain,
+    comment: Option<&str>,
+) -> Msg {
+    chain_msg(family, table, name, Some(base), comment)
+}
+
+fn chain_msg(
+    family: u8,
+    table: &str,
+    name: &str,
+    base: Option<&BaseChain>,
     comment: Option<&str>,
 ) -> Msg {
     let mut m = Msg::new(
@@ -190,13 +259,15 @@ pub fn new_chain(
     let r = &mut m.req;
     r.string(NFTA_CHAIN_TABLE, table)
         .string(NFTA_CHAIN_NAME, name);
-    if let Some(h) = hook {
-        r.string(NFTA_CHAIN_TYPE, "filter");
-        be32(r, NFTA_CHAIN_POLICY, h.policy as u32);
+    if let Some(b) = base {
+        r.string(NFTA_CHAIN_TYPE, b.kind.name());
+        be32(r, NFTA_CHAIN_POLICY, b.policy as u32);
         nest(r, NFTA_CHAIN_HOOK, |r| {
-            be32(r, NFTA_HOOK_HOOKNUM, h.hooknum);
-            be32(r, NFTA_HOOK_PRIORITY, h.priority as u32);
-            r.string(NFTA_HOOK_DEV, h.device);
+            be32(r, NFTA_HOOK_HOOKNUM, b.hooknum);
+            be32(r, NFTA_HOOK_PRIORITY, b.priority as u32);
+            if let Some(dev) = b.device {
+                r.string(NFTA_HOOK_DEV, dev);
+            }
         });
     }
     if let Some(c) = comment {

@@ -1,0 +1,444 @@
+//! Private networks that just work (`[[network]]`, `kvmnet net up|down|list`):
+//! a bridge with the host's address, forwarding, NAT and forwarding rules
+//! in one nf_tables table of the network's own, and dnsmasq for DHCP and DNS
+//! on that bridge only — libvirt's `default` network without libvirt.
+//!
+//! Every step of `up` is idempotent, so a second `up` changes nothing and an
+//! `up` killed half-way is completed by the next `up` (or undone by `down`).
+//! What `up` made is marked before it is made (`created-bridge` in the
+//! network's directory), so `down` removes exactly that: never a bridge the
+//! network did not create.
+
+pub mod def;
+pub mod dnsmasq;
+pub mod nft;
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::link::LinkKind;
+use crate::mac::Mac;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::nft::{Nft, NftError};
+use crate::settings::Settings;
+use crate::sysctl::{self, Family};
+
+pub use def::Network;
+pub use dnsmasq::DnsmasqError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(transparent)]
+    Dnsmasq(#[from] DnsmasqError),
+    #[error(
+        "no [[network]] is named {name:?} in {config}; `kvmnet net list` shows those there are"
+    )]
+    Unknown { name: String, config: String },
+    #[error("network {net}: {reason}; fix it in the config")]
+    Spec { net: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("interface {bridge} exists and is not network {net}'s (kvmnet net up makes its own bridge): give the network another bridge name, or remove {bridge} (ip link del {bridge})")]
+    NotOurs { net: String, bridge: String },
+    #[error("network {net}'s bridge {bridge} still has ports ({ports}): stop those VMs first, or `kvmnet net down --force {net}`")]
+    Busy {
+        net: String,
+        bridge: String,
+        ports: String,
+    },
+    #[error("cannot turn on {family} forwarding ({path}): {source}")]
+    Forwarding {
+        family: &'static str,
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("network {net} is not up (its bridge {bridge} does not exist): `kvmnet net up {net}` (or systemctl start kvmnet-net@{net})")]
+    Down { net: String, bridge: String },
+    #[error("{ip} is reserved for tap {other} on network {net} already; give tap {tap} another guest_ipv4")]
+    Reserved {
+        ip: Ipv4Addr,
+        other: String,
+        net: String,
+        tap: String,
+    },
+    #[error("guest_ipv4 {ip} of tap {tap} is outside network {net}'s {subnet}/{prefix}")]
+    Outside {
+        ip: Ipv4Addr,
+        tap: String,
+        net: String,
+        subnet: Ipv4Addr,
+        prefix: u8,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NetError + '_ {
+    move |source| NetError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Marks a bridge `up` creates: written before the bridge is, so that an
+/// `up` killed in between is finished by the next one, and `down` deletes
+/// only a bridge the network made.
+const CREATED: &str = "created-bridge";
+
+/// What `up` found and did, for its report.
+#[derive(Debug, Default)]
+pub struct UpReport {
+    pub changed: Vec<String>,
+    pub dnsmasq: i32,
+}
+
+/// Serializes `up` and `down` (systemd and a hand may race): a lock on
+/// the directory of all networks, which no `down` removes (a lock file per
+/// network would be left behind, or removed under a waiting holder).
+struct Lock {
+    _held: nix::fcntl::Flock<fs::File>,
+}
+
+fn lock() -> Result<Lock, NetError> {
+    let base = Path::new(def::RUN_DIR);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(base)
+        .map_err(io(base))?;
+    let f = fs::File::open(base).map_err(io(base))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map(|held| Lock { _held: held })
+        .map_err(|(_, e)| NetError::Io {
+            path: base.to_owned(),
+            source: e.into(),
+        })
+}
+
+pub fn up(net: &Network) -> Result<UpReport, NetError> {
+    let _lock = lock()?;
+    let mut report = UpReport::default();
+    let dir = net.dir();
+    for d in [dir.clone(), net.hosts_dir()] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&d)
+            .map_err(io(&d))?;
+    }
+    let nl = Netlink::open()?;
+    let marker = dir.join(CREATED);
+    let bridge = match nl.link_by_name(&net.bridge)? {
+        Some(l) if l.kind == LinkKind::Bridge && marker.exists() => l,
+        Some(_) => {
+            return Err(NetError::NotOurs {
+                net: net.name.clone(),
+                bridge: net.bridge.to_string(),
+            })
+        }
+        None => {
+            write_file(&marker, net.bridge.as_str().as_bytes())?;
+            nl.create_bridge(&net.bridge, Mac::random_local(), false)?;
+            report
+                .changed
+                .push(format!("created bridge {}", net.bridge));
+            nl.link_by_name(&net.bridge)?
+                .filter(|l| l.kind == LinkKind::Bridge)
+                .ok_or_else(|| NetError::NotOurs {
+                    net: net.name.clone(),
+                    bridge: net.bridge.to_string(),
+                })?
+        }
+    };
+    let alias = format!("kvmnet net {}", net.name);
+    let change = crate::link::LinkChange {
+        alias: (bridge.alias.as_deref() != Some(&alias)).then(|| alias.clone()),
+        up: (!bridge.up).then_some(true),
+        ..Default::default()
+    };
+    nl.set_link(bridge.index, &change, &format!("setting up {}", net.bridge))?;
+    let mut addrs = vec![(IpAddr::V4(net.address), net.prefix)];
+    addrs.extend(net.ipv6.map(|(a, l)| (IpAddr::V6(a), l)));
+    for (a, len) in addrs {
+        if nl.add_address(bridge.index, a, len, net.bridge.as_str())? {
+            report.changed.push(format!("added {a}/{len}"));
+        }
+    }
+    let mut families = vec![Family::V4];
+    if net.ipv6.is_some() {
+        families.push(Family::V6);
+    }
+    for f in families {
+        let path = sysctl::forwarding_path(f);
+        let on = sysctl::is_on(path).unwrap_or(false);
+        if !on {
+            sysctl::set(path, true).map_err(|source| NetError::Forwarding {
+                family: f.name(),
+                path,
+                source,
+            })?;
+            report
+                .changed
+                .push(format!("turned on {} forwarding", f.name()));
+        }
+    }
+    let spec = spec(net);
+    spec.check().map_err(|reason| NetError::Spec {
+        net: net.name.clone(),
+        reason,
+    })?;
+    let mut nft = Nft::open()?;
+    let had = nft::installed(&mut nft, &net.name)?.is_some();
+    nft.apply(
+        &format!("installing network {}'s NAT and forwarding rules", net.name),
+        &nft::up_batch(&spec),
+    )?;
+    if !had {
+        report.changed.push(format!(
+            "installed table inet {}",
+            nft::table_name(&net.name)
+        ));
+    }
+    report.dnsmasq = match dnsmasq::running(net) {
+        Some(pid) if dnsmasq::runs_as(pid, net) => pid,
+        Some(pid) => {
+            dnsmasq::stop(net, pid)?;
+            let pid = dnsmasq::start(net)?;
+            report.changed.push(format!(
+                "restarted dnsmasq (pid {pid}): its settings changed"
+            ));
+            pid
+        }
+        None => {
+            let pid = dnsmasq::start(net)?;
+            report.changed.push(format!("started dnsmasq (pid {pid})"));
+            pid
+        }
+    };
+    Ok(report)
+}
+
+fn spec(net: &Network) -> nft::NatSpec<'_> {
+    nft::NatSpec {
+        network: &net.name,
+        bridge: net.bridge.as_str(),
+        v4: (net.subnet(), net.prefix),
+        v6: net.ipv6_prefix(),
+        nat: net.nat,
+        uplink: net.uplink.as_deref(),
+    }
+}
+
+/// Removes what `up` made: dnsmasq, the table, the bridge if the network
+/// created it, its directory. Forwarding stays on: other things on the host
+/// may rely on it by now (libvirt leaves it on too).
+pub fn down(net: &Network, force: bool) -> Result<Vec<String>, NetError> {
+    let _lock = lock()?;
+    let mut done = Vec::new();
+    let nl = Netlink::open()?;
+    let dir = net.dir();
+    let marker = dir.join(CREATED);
+    let bridge = nl
+        .link_by_name(&net.bridge)?
+        .filter(|l| l.kind == LinkKind::Bridge && marker.exists());
+    if let (Some(b), false) = (&bridge, force) {
+        let ports = nl.ports_of(b.index)?;
+        if !ports.is_empty() {
+            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(NetError::Busy {
+                net: net.name.clone(),
+                bridge: net.bridge.to_string(),
+                ports: names.join(", "),
+            });
+        }
+    }
+    if let Some(pid) = dnsmasq::running(net) {
+        dnsmasq::stop(net, pid)?;
+        done.push(format!("stopped dnsmasq (pid {pid})"));
+    }
+    let mut nft = Nft::open()?;
+    if let Some(t) = nft::installed(&mut nft, &net.name)? {
+        nft.apply(
+            &format!("removing network {}'s rules", net.name),
+            &nft::down_batch(&net.name, Some(t.handle)),
+        )?;
+        done.push(format!("removed table inet {}", t.name));
+    }
+    if let Some(b) = bridge {
+        nl.delete_link(b.index, &format!("deleting bridge {}", net.bridge))?;
+        done.push(format!("deleted bridge {}", net.bridge));
+    }
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&dir)(e)),
+        _ => {}
+    }
+    Ok(done)
+}
+
+/// One network's state, for `kvmnet net list`.
+#[derive(Debug, serde::Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub bridge: String,
+    pub ipv4: String,
+    pub ipv6: Option<String>,
+    pub nat: bool,
+    /// "up", "down", or "partial: …" (what is missing).
+    pub state: String,
+    pub dnsmasq: Option<i32>,
+    pub leases: usize,
+}
+
+pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
+    let nl = Netlink::open()?;
+    let mut nft = Nft::open().ok();
+    let mut out = Vec::new();
+    for n in networks {
+        let bridge = nl
+            .link_by_name(&n.bridge)?
+            .filter(|l| l.kind == LinkKind::Bridge);
+        let table = match nft.as_mut() {
+            Some(nft) => nft::installed(nft, &n.name).ok().map(|t| t.is_some()),
+            None => None,
+        };
+        let pid = dnsmasq::running(n);
+        let mut missing = Vec::new();
+        if bridge.as_ref().is_none_or(|b| !b.up) {
+            missing.push("bridge");
+        }
+        if table == Some(false) {
+            missing.push("rules");
+        }
+        if pid.is_none() {
+            missing.push("dnsmasq");
+        }
+        let state = match missing.len() {
+            0 => "up".to_owned(),
+            n if n == 3 || (n == 2 && table.is_none()) => "down".to_owned(),
+            _ => format!("partial: no {}", missing.join(", no ")),
+        };
+        out.push(Listed {
+            name: n.name.clone(),
+            bridge: n.bridge.to_string(),
+            ipv4: format!("{}/{}", n.address, n.prefix),
+            ipv6: n.ipv6.map(|(a, l)| format!("{a}/{l}")),
+            nat: n.nat,
+            state,
+            dnsmasq: pid,
+            leases: if pid.is_some() {
+                dnsmasq::leases(n).len()
+            } else {
+                0
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
+    // a new name, then rename: a reader (dnsmasq) never sees half a file
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The fixed address a tap's rule gives its guest on its network: its
+/// first `guest_mac` and a `guest_ipv4` of one address.
+pub fn reservation(settings: &Settings, tap: &str) -> Option<(Mac, Ipv4Addr)> {
+    settings.network.as_ref()?;
+    let mac = settings.guest_mac.first()?.for_tap(tap);
+    let v4 = settings.guest_ipv4.as_ref()?;
+    match v4.as_slice() {
+        [p] if p.len == 32 => match p.addr {
+            IpAddr::V4(a) => Some((mac, a)),
+            IpAddr::V6(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// Adds the reservation of `tap` to the network's hosts directory (dnsmasq
+/// reads a new file there by itself). Refused when the network is not up or
+/// another tap holds the address.
+pub fn reserve(
+    net: &Network,
+    tap: &crate::name::TapName,
+    mac: Mac,
+    ip: Ipv4Addr,
+) -> Result<(), NetError> {
+    if !net.contains(ip) {
+        return Err(NetError::Outside {
+            ip,
+            tap: tap.to_string(),
+            net: net.name.clone(),
+            subnet: net.subnet(),
+            prefix: net.prefix,
+        });
+    }
+    let dir = net.hosts_dir();
+    if !dir.is_dir() {
+        return Err(NetError::Down {
+            net: net.name.clone(),
+            bridge: net.bridge.to_string(),
+        });
+    }
+    let want = format!("{mac},{ip}\n");
+    for e in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == tap.as_str() || name.ends_with(".tmp") {
+            continue;
+        }
+        let held = fs::read_to_string(e.path()).unwrap_or_default();
+        if held.trim().rsplit(',').next() == Some(ip.to_string().as_str()) {
+            return Err(NetError::Reserved {
+                ip,
+                other: name,
+                net: net.name.clone(),
+                tap: tap.to_string(),
+            });
+        }
+    }
+    let path = dir.join(tap.as_str());
+    if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    write_file(&path, want.as_bytes())
+}
+
+/// Removes `tap`'s reservation from whichever network holds one, and has
+/// that network's dnsmasq forget it (kvmnet-ifdown: it reads no config for
+/// this). Returns the networks.
+pub fn release(tap: &crate::name::TapName) -> Vec<String> {
+    let Ok(dirs) = fs::read_dir(def::RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut from = Vec::new();
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        if def::check_name(&name).is_err() {
+            continue;
+        }
+        let dir = d.path();
+        if fs::remove_file(dir.join("hosts.d").join(tap.as_str())).is_ok() {
+            dnsmasq::reload(&dir.join("dnsmasq.pid"));
+            from.push(name);
+        }
+    }
+    from
+}

@@ -1,0 +1,494 @@
+//! `kvmnet net`: private networks with DHCP, DNS and NAT. Each test has its
+//! own network namespace (the host), an "outside" namespace standing for
+//! the internet where it needs one, and its own /run (a directory of the
+//! test bound over /run in a private mount namespace of every command), so
+//! that /run/kvmnet/net/… and dnsmasq's files are the test's.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::qemu::{find_program, Proc, QEMU_ARGS, ROM_HINT};
+use common::{ok, sh, Netns, Run, TempDir};
+
+const KVMNET: &str = env!("CARGO_BIN_EXE_kvmnet");
+
+const CONFIG: &str = r#"
+[[network]]
+name = "default"
+bridge = "kvbr0"
+ipv4 = "192.168.122.1/24"
+dhcp_range = ["192.168.122.100", "192.168.122.199"]
+ipv6 = "fd00:122::1/64"
+domain = "vm"
+
+[[network]]
+name = "lab"
+bridge = "kvlab0"
+ipv4 = "10.55.0.1/24"
+nat = false
+
+[[rule]]
+match = "fix*"
+network = "default"
+guest_mac = ["derived"]
+guest_ipv4 = ["192.168.122.50"]
+
+[[rule]]
+match = "vm*"
+network = "default"
+"#;
+
+/// The host: a namespace, a /run of its own, the config.
+struct Lab {
+    ns: Netns,
+    run: TempDir,
+    config: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let ns = Netns::new();
+        let run = TempDir::new();
+        let config = run.config(CONFIG);
+        Lab { ns, run, config }
+    }
+
+    /// `prog args…` in the namespace with the lab's /run.
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = self.ns.cmd("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /run && exec \"$@\"",
+                self.run.path().display()
+            ))
+            .args(["sh", prog])
+            .env("KVMNET_CONFIG", &self.config)
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID");
+        c
+    }
+
+    fn net(&self, args: &str) -> Run {
+        let mut c = self.cmd(KVMNET);
+        c.arg("net").args(args.split_whitespace());
+        c.arg("--config").arg(&self.config);
+        Run::from(sh(&mut c))
+    }
+
+    fn kvmnet(&self, bin: &str, tap: &str) -> Run {
+        let mut c = self.cmd(bin);
+        c.arg(tap);
+        Run::from(sh(&mut c))
+    }
+
+    fn dir(&self, net: &str) -> PathBuf {
+        self.run.path().join("kvmnet/net").join(net)
+    }
+
+    fn dnsmasq_pid(&self, net: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir(net).join("dnsmasq.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (!cmdline.is_empty()).then_some(pid)
+    }
+
+    fn nft(&self, args: &str) -> Run {
+        let mut c = self.ns.cmd("nft");
+        c.args(args.split_whitespace());
+        Run::from(sh(&mut c))
+    }
+
+    fn table(&self, net: &str) -> Option<String> {
+        let r = self.nft(&format!("list table inet kvmnet-net-{net}"));
+        (r.code == Some(0)).then_some(r.stdout)
+    }
+
+    fn list(&self) -> serde_json::Value {
+        let r = self.net("list --json");
+        r.ok();
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+
+    fn state(&self, net: &str) -> String {
+        let l = self.list();
+        let n = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == net)
+            .unwrap();
+        n["state"].as_str().unwrap().to_owned()
+    }
+
+    /// Nothing of network `net` is left: no bridge, table, dnsmasq, files.
+    fn assert_gone(&self, net: &str, bridge: &str, pid: Option<i32>) {
+        assert!(!self.ns.exists(bridge), "{bridge} left");
+        assert!(self.table(net).is_none(), "table of {net} left");
+        if let Some(pid) = pid {
+            let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+            assert!(!alive, "dnsmasq {pid} of {net} still runs");
+        }
+        assert!(!self.dir(net).exists(), "{} left", self.dir(net).display());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // dnsmasq outlives the commands that started it
+        for net in ["default", "lab"] {
+            if let Some(pid) = self.dnsmasq_pid(net) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// `up` makes the bridge with its addresses, forwarding, the table and
+/// dnsmasq; again it changes nothing; two networks coexist; `down` removes
+/// exactly one, and again is a no-op.
+#[test]
+fn up_is_idempotent_networks_coexist_and_down_leaves_nothing() {
+    let lab = Lab::new();
+    let r = lab.net("up default");
+    r.ok();
+    assert!(r.stdout.contains("created bridge kvbr0"), "{r:?}");
+    let addrs = lab.ns.ip("-j addr show dev kvbr0");
+    assert!(
+        addrs.contains("192.168.122.1") && addrs.contains("fd00:122::1"),
+        "{addrs}"
+    );
+    assert_eq!(lab.ns.sys("/proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert_eq!(
+        lab.ns.sys("/proc/sys/net/ipv6/conf/all/forwarding").trim(),
+        "1"
+    );
+    let table = lab.table("default").expect("no table");
+    for want in [
+        "masquerade",
+        "192.168.122.0/24",
+        "iifname \"kvbr0\"",
+        "ct state established,related accept",
+    ] {
+        assert!(table.contains(want), "{want} not in\n{table}");
+    }
+    let pid = lab.dnsmasq_pid("default").expect("no dnsmasq");
+    assert_eq!(lab.state("default"), "up");
+
+    let again = lab.net("up default");
+    again.ok();
+    assert!(again.stdout.contains("is up already"), "{again:?}");
+    assert_eq!(lab.dnsmasq_pid("default"), Some(pid));
+
+    lab.net("up lab").ok();
+    assert_eq!(lab.state("lab"), "up");
+    assert!(!lab.table("lab").unwrap().contains("masquerade"));
+    // each dnsmasq serves its own bridge
+    let lab_pid = lab.dnsmasq_pid("lab").unwrap();
+    assert_ne!(lab_pid, pid);
+
+    // a VM's port keeps the network up, unless forced
+    lab.ns.ip("link add p0 type veth peer name p1");
+    lab.ns.ip("link set p0 master kvbr0");
+    lab.net("down default").fails_with("still has ports (p0)");
+    assert_eq!(lab.state("default"), "up");
+    lab.ns.ip("link del p0");
+
+    let r = lab.net("down default");
+    r.ok();
+    lab.assert_gone("default", "kvbr0", Some(pid));
+    assert_eq!(lab.state("default"), "down");
+    assert_eq!(lab.state("lab"), "up");
+    lab.net("down default").ok();
+    lab.net("down lab").ok();
+    lab.assert_gone("lab", "kvlab0", Some(lab_pid));
+
+    // a bridge it did not make is refused, and left
+    lab.ns.ip("link add kvbr0 type bridge");
+    lab.net("up default")
+        .fails_with("kvbr0 exists and is not network default's");
+    lab.net("down default").ok();
+    assert!(lab.ns.exists("kvbr0"));
+}
+
+/// A killed `up`, at every step, is completed by the next `up`, and a
+/// killed one is undone by `down`.
+#[test]
+fn up_killed_at_every_step_is_completed_by_up_or_undone_by_down() {
+    use common::trace::Tracee;
+    let lab = Lab::new();
+    let mut k = 1;
+    loop {
+        let mut c = lab.cmd(KVMNET);
+        c.args(["net", "up", "default", "--config"])
+            .arg(&lab.config);
+        let t = Tracee::new(c, KVMNET).kill_at(k);
+        if !t.reached() {
+            assert_eq!(t.code(), Some(0), "the whole run: {}", t.stderr);
+            break;
+        }
+        assert!(t.killed(), "step {k}: {:?} {}", t.end, t.stderr);
+        if k % 2 == 1 {
+            lab.net("up default").ok();
+            assert_eq!(lab.state("default"), "up", "killed at step {k}");
+        }
+        let pid = lab.dnsmasq_pid("default");
+        lab.net("down default").ok();
+        lab.assert_gone("default", "kvbr0", pid);
+        k += 1;
+    }
+    let pid = lab.dnsmasq_pid("default");
+    lab.net("down default").ok();
+    lab.assert_gone("default", "kvbr0", pid);
+    eprintln!("killed at each of {} steps", k - 1);
+    assert!(k > 6, "only {} steps to kill at", k - 1);
+}
+
+/// A guest's packet to the outside leaves the uplink with the uplink's
+/// address as its source, and the answer comes back to the guest.
+#[test]
+fn guests_reach_the_outside_through_nat_and_the_answers_come_back() {
+    let lab = Lab::new();
+    let outside = Netns::new();
+    let guest = Netns::new();
+    // the uplink: host 10.99.0.1 <-> outside 10.99.0.2, which holds the
+    // "internet" address 198.51.100.1 and has no route to the guests
+    ok(Command::new("ip").args([
+        "-n",
+        &lab.ns.name,
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "wan0",
+        "netns",
+        &outside.name,
+    ]));
+    lab.ns.ip("addr add 10.99.0.1/24 dev up0");
+    lab.ns.ip("link set up0 up");
+    lab.ns.ip("route add default via 10.99.0.2");
+    outside.ip("addr add 10.99.0.2/24 dev wan0");
+    outside.ip("link set wan0 up");
+    outside.ip("addr add 198.51.100.1/32 dev lo");
+    lab.net("up default").ok();
+    // a guest behind a veth port of the network's bridge
+    ok(Command::new("ip").args([
+        "-n",
+        &lab.ns.name,
+        "link",
+        "add",
+        "gport",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "g0",
+        "netns",
+        &guest.name,
+    ]));
+    lab.ns.ip("link set gport master kvbr0");
+    lab.ns.ip("link set gport up");
+    guest.ip("addr add 192.168.122.77/24 dev g0");
+    guest.ip("link set g0 up");
+    guest.ip("route add default via 192.168.122.1");
+
+    let server = "import socket\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind(('198.51.100.1', 9999))\n\
+        s.settimeout(20)\n\
+        data, peer = s.recvfrom(100)\n\
+        s.sendto(peer[0].encode(), peer)\n\
+        print(peer[0])\n";
+    let srv = outside
+        .cmd("python3")
+        .args(["-c", server])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _srv = Proc(srv);
+    let client = "import socket, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.settimeout(1)\n\
+        for i in range(15):\n\
+        \x20   s.sendto(b'hello', ('198.51.100.1', 9999))\n\
+        \x20   try:\n\
+        \x20       print(s.recvfrom(100)[0].decode()); break\n\
+        \x20   except socket.timeout:\n\
+        \x20       pass\n";
+    let seen = ok(guest.cmd("python3").args(["-c", client]));
+    assert_eq!(
+        seen.trim(),
+        "10.99.0.1",
+        "the outside saw the guest as {seen:?}, not as the uplink's address"
+    );
+    lab.net("down --force default").ok();
+}
+
+/// A real QEMU guest (iPXE, TCG) started with kvmnet-ifup as its script
+/// gets its lease from the network's dnsmasq; a tap whose rule fixes the
+/// guest's address gets that address; ifdown takes the reservation away.
+#[test]
+fn qemu_guests_get_leases_and_a_fixed_address_is_honoured() {
+    let lab = Lab::new();
+    lab.net("up default").ok();
+    let qemu_bin = find_program("qemu-system-x86_64");
+    let mac_of = |name: &str| {
+        ok(Command::new(KVMNET).args(["mac", "--name", name]))
+            .trim()
+            .to_owned()
+    };
+    let mut guests = Vec::new();
+    for (tap, mac) in [
+        ("vm1", "52:54:00:12:34:01".to_owned()),
+        ("fix1", mac_of("fix1")),
+    ] {
+        let mut c = lab.cmd(qemu_bin.to_str().unwrap());
+        c.args(QEMU_ARGS)
+            .arg("-netdev")
+            .arg(format!(
+                "tap,id=n0,ifname={tap},script={},downscript={}",
+                common::IFUP,
+                common::IFDOWN
+            ))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(lab.run.path().join(format!("{tap}.err"))).unwrap());
+        guests.push((tap, mac, Proc(c.spawn().unwrap())));
+    }
+    let hosts = lab.dir("default").join("hosts.d/fix1");
+    let leases = lab.dir("default").join("leases");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut got = Vec::new();
+    for (tap, mac, qemu) in &mut guests {
+        let ip = loop {
+            if let Some(st) = qemu.0.try_wait().unwrap() {
+                panic!(
+                    "QEMU of {tap} exited ({st}): {}\n{ROM_HINT}",
+                    std::fs::read_to_string(lab.run.path().join(format!("{tap}.err")))
+                        .unwrap_or_default()
+                );
+            }
+            let text = std::fs::read_to_string(&leases).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains(mac.as_str())) {
+                break l.split_whitespace().nth(2).unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no lease for {tap} ({mac}): leases {text:?}, hosts {:?}",
+                std::fs::read_to_string(&hosts)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        got.push((tap.to_string(), ip));
+    }
+    let dynamic: std::net::Ipv4Addr = got[0].1.parse().unwrap();
+    assert!(
+        (100..=199).contains(&dynamic.octets()[3]),
+        "vm1 got {dynamic}, outside dhcp_range"
+    );
+    assert_eq!(
+        got[1].1, "192.168.122.50",
+        "fix1's reservation was not honoured"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hosts).unwrap(),
+        format!("{},192.168.122.50\n", mac_of("fix1"))
+    );
+    assert_eq!(lab.list()[0]["leases"], 2);
+    // QEMU's exit runs kvmnet-ifdown: the reservation goes with the tap
+    for (_, _, qemu) in &mut guests {
+        let pid = nix::unistd::Pid::from_raw(qemu.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let _ = common::qemu::wait_exit(&mut qemu.0, Duration::from_secs(20));
+    }
+    assert!(!hosts.exists(), "fix1's reservation outlived its tap");
+    assert!(!lab.ns.exists("fix1") && !lab.ns.exists("vm1"));
+    lab.net("down default").ok();
+}
+
+/// A tap of a network that is not up, and a reservation another tap holds,
+/// are refused before anything changes.
+#[test]
+fn taps_of_a_network_that_is_down_or_of_a_taken_address_are_refused() {
+    let lab = Lab::new();
+    lab.kvmnet(common::IFUP, "vm1").fails_with(
+        "network default is not up (its bridge kvbr0 does not exist): `kvmnet net up default`",
+    );
+    assert!(!lab.ns.exists("vm1"));
+    lab.net("up default").ok();
+    lab.kvmnet(common::IFUP, "fix1").ok();
+    assert!(lab.dir("default").join("hosts.d/fix1").exists());
+    lab.kvmnet(common::IFUP, "fix2")
+        .fails_with("192.168.122.50 is reserved for tap fix1 on network default already");
+    assert!(!lab.ns.exists("fix2"));
+    assert!(!lab.dir("default").join("hosts.d/fix2").exists());
+    lab.kvmnet(common::IFDOWN, "fix1").ok();
+    assert!(!lab.dir("default").join("hosts.d/fix1").exists());
+    lab.kvmnet(common::IFUP, "fix2").ok();
+    lab.kvmnet(common::IFDOWN, "fix2").ok();
+    lab.net("down default").ok();
+}
+
+/// `kvmnet check` reports a network whose dnsmasq died, forwarding switched
+/// off, and a subnet the host routes elsewhere.
+#[test]
+fn check_reports_a_network_without_dnsmasq_forwarding_or_its_own_subnet() {
+    let lab = Lab::new();
+    let check = || {
+        let mut c = lab.cmd(KVMNET);
+        c.arg("check").arg("--config").arg(&lab.config);
+        Run::from(sh(&mut c)).stdout
+    };
+    let text = check();
+    assert!(text.contains("ok: network default is down"), "{text}");
+    lab.net("up default").ok();
+    let text = check();
+    assert!(text.contains("ok: network default: dnsmasq runs"), "{text}");
+    assert!(!text.contains("error: network"), "{text}");
+
+    let pid = lab.dnsmasq_pid("default").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.dnsmasq_pid("default").is_some() {
+        assert!(Instant::now() < deadline, "dnsmasq {pid} does not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(lab.ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=0"]));
+    // no dummy driver here: one end of a veth pair stands for an interface
+    lab.ns.ip("link add d0 type veth peer name d1");
+    lab.ns.ip("link set d0 up");
+    lab.ns.ip("route add 192.168.122.128/25 dev d0");
+    let text = check();
+    for want in [
+        "error: network default: its dnsmasq is not running",
+        "error: network default: IPv4 forwarding is off",
+        "error: network default's subnet 192.168.122.0/24 overlaps the host's route to 192.168.122.128/25 via d0",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+    // `up` completes it: dnsmasq again, forwarding on
+    lab.net("up default").ok();
+    let text = check();
+    assert!(
+        !text.contains("error: network default: its dnsmasq"),
+        "{text}"
+    );
+    assert!(!text.contains("IPv4 forwarding is off"), "{text}");
+    lab.net("down default").ok();
+}
