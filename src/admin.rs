@@ -121,9 +121,14 @@ pub enum NetAction {
 
 /// `kvmnet`'s main: returns the exit code.
 pub fn main() -> std::process::ExitCode {
-    // Parsing the command line needs no privilege; only `net up` and `net
-    // down` keep root's (they start dnsmasq and write /run/kvmnet), and only
-    // for a caller who is root, never through a setuid bit.
+    // Only real root's `net up` and `net down` keep privilege (they start
+    // dnsmasq and write /run/kvmnet); anyone else
+    // (a setuid or capability install included) loses it before the
+    // command line is parsed.
+    let root = nix::unistd::getuid().is_root() && nix::unistd::geteuid().is_root();
+    if !root {
+        drop_all_privilege();
+    }
     let cli = Cli::parse();
     let changes_networks = matches!(
         &cli.command,
@@ -132,8 +137,7 @@ pub fn main() -> std::process::ExitCode {
             ..
         }
     );
-    if changes_networks && !(nix::unistd::getuid().is_root() && nix::unistd::geteuid().is_root()) {
-        drop_all_privilege();
+    if changes_networks && !root {
         eprintln!("kvmnet: `kvmnet net up` and `down` change the host's networking: run them as root (sudo kvmnet net …)");
         return std::process::ExitCode::FAILURE;
     }
@@ -811,8 +815,8 @@ fn net(action: NetAction, path: &std::path::Path) -> anyhow::Result<u8> {
             }
         }
         NetAction::Down { name, force } => {
-            let n = find(&name)?;
-            let done = crate::net::down(n, force)?;
+            // from what `up` recorded: the network may have left the config
+            let done = crate::net::down(&name, force)?;
             if done.is_empty() {
                 println!("network {name} is down already");
             } else {

@@ -352,6 +352,11 @@ impl Parser<'_> {
             networks.push(n);
         }
         let defaults = layer(p, &p.raw_layer(root)?)?;
+        if let Some((key, message)) =
+            network_clash(&settings::effective(&defaults, None), &networks)
+        {
+            return Err(p.err(1, key, message));
+        }
         let top = settings::effective(&defaults, None);
         if let Some((key, message)) = settings::contradiction(&defaults, &top) {
             return Err(p.err(1, key, message));
@@ -388,6 +393,9 @@ impl Parser<'_> {
             };
             let eff = settings::effective(&defaults, Some((rules.len(), &rule)));
             if let Some((key, message)) = settings::contradiction(&rule.layer, &eff) {
+                return Err(p.err(line, key, message));
+            }
+            if let Some((key, message)) = network_clash(&eff, &networks) {
                 return Err(p.err(line, key, message));
             }
             rules.push(rule);
@@ -976,6 +984,45 @@ fn network(p: &Parser<'_>, t: &DeTable<'_>, line: usize) -> Result<Network, Conf
     })
 }
 
+/// A tap's settings against the networks: a bridge kvmnet-ifup would
+/// create that is a network's (which `kvmnet net up` must make), and a
+/// fixed address DHCP could not keep for the guest.
+fn network_clash(eff: &Settings, networks: &[Network]) -> Option<(&'static str, String)> {
+    if let (Some(b), true, None) = (&eff.bridge, eff.create_bridge, &eff.network) {
+        if let Some(n) = networks.iter().find(|n| n.bridge == *b) {
+            return Some((
+                "create_bridge",
+                format!("{b} is network {}'s bridge, which `kvmnet net up {}` makes: join it with network = {:?} instead", n.name, n.name, n.name),
+            ));
+        }
+    }
+    let n = networks
+        .iter()
+        .find(|n| Some(&n.name) == eff.network.as_ref())?;
+    let v4 = eff.guest_ipv4.as_ref()?;
+    let [p] = v4.as_slice() else { return None };
+    let (32, std::net::IpAddr::V4(ip)) = (p.len, p.addr) else {
+        return None;
+    };
+    let (first, last) = n.dhcp;
+    let bcast = std::net::Ipv4Addr::from(u32::from(n.subnet()) | !n.mask());
+    let why = if !n.contains(ip) {
+        format!(
+            "is outside network {}'s {}/{}",
+            n.name,
+            n.subnet(),
+            n.prefix
+        )
+    } else if ip == n.address || ip == n.subnet() || ip == bcast {
+        format!("is network {}'s own, network or broadcast address", n.name)
+    } else if (u32::from(first)..=u32::from(last)).contains(&u32::from(ip)) {
+        format!("lies in network {}'s dhcp_range {first} - {last}, where dnsmasq may lease it to another guest while this one is off: pick one outside it, or narrow the range", n.name)
+    } else {
+        return None;
+    };
+    Some(("guest_ipv4", format!("{ip} {why}")))
+}
+
 /// A rule's `network = "NAME"`: its taps are ports of that network's
 /// bridge, which `kvmnet net up` makes (ifup never creates it).
 fn join_network(
@@ -1444,6 +1491,37 @@ addresses = ["192.0.2.10", "2001:db8::10"]
                 format!("{ovs}ovs_iface_id = \"a b\"\n"),
                 "line 3: ovs_iface_id:",
             ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn networks_and_the_rules_that_join_them() {
+        let net =
+            "[[network]]\nname = \"default\"\nbridge = \"kvbr0\"\nipv4 = \"192.168.122.1/24\"\n\
+                   dhcp_range = [\"192.168.122.100\", \"192.168.122.200\"]\n";
+        let c = parse(&format!(
+            "{net}[[rule]]\nmatch = \"vm*\"\nnetwork = \"default\"\nguest_mac = [\"derived\"]\nguest_ipv4 = [\"192.168.122.10\"]\n"
+        ))
+        .unwrap();
+        let s = c.settings_for("vm1");
+        assert_eq!(s.bridge.unwrap().as_str(), "kvbr0");
+        assert_eq!(s.network.as_deref(), Some("default"));
+        assert!(!s.create_bridge);
+        for (text, needle) in [
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"nosuch\"\n"), "no [[network]] is named \"nosuch\" (there are: default)"),
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"default\"\nbridge = \"br0\"\n"), "bridge: does not go with network"),
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"default\"\nmode = \"route\"\n"), "mode: does not go with network"),
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"default\"\nguest_ipv4 = [\"192.168.122.150\"]\n"), "lies in network default's dhcp_range"),
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"default\"\nguest_ipv4 = [\"192.168.122.1\"]\n"), "network default's own, network or broadcast address"),
+            (format!("{net}[[rule]]\nmatch = \"x\"\nnetwork = \"default\"\nguest_ipv4 = [\"10.0.0.5\"]\n"), "is outside network default's 192.168.122.0/24"),
+            (format!("bridge = \"kvbr0\"\ncreate_bridge = true\n{net}"), "kvbr0 is network default's bridge"),
+            (format!("{net}{net}"), "\"default\" names another network too"),
+            (format!("{net}[[network]]\nname = \"b\"\nbridge = \"kvbr1\"\nipv4 = \"192.168.0.1/16\"\n"), "overlaps network default's"),
+            ("[[network]]\nname = \"n\"\nbridge = \"kvbr0\"\nipv4 = \"10.0.0.1/24\"\nuplink = \"kvbr0\"\n".into(), "the network's own bridge"),
+            ("[[network]]\nname = \"n\"\nbridge = \"kvbr0\"\n".into(), "a [[network]] needs `ipv4`"),
         ] {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");

@@ -62,6 +62,11 @@ pub fn ifdown(
         if inv.mode != Mode::None {
             crate::mode::sweep_guards(1);
         }
+        // and its reservation, if it had one, goes too (harmless for a tap
+        // that is not there: its next ifup makes it again)
+        if inv.mode == Mode::Root {
+            crate::net::release(name);
+        }
         return Ok(report(Outcome::Missing));
     };
     let tap = crate::mode::admit(tap, name, None)?;

@@ -98,6 +98,16 @@ pub fn ifup(
         .and_then(|n| config.network(n))
         .cloned();
     let reservation = crate::net::reservation(&settings, name.as_str());
+    // KVMNET_BRIDGE must not move a network's tap elsewhere while it keeps
+    // the network's fixed address
+    if let (Some(n), Some(b)) = (&network, &requested) {
+        if *b != n.bridge {
+            return Err(Error::Denied {
+                message: format!("tap {name} joins network {} (bridge {}), not bridge {b}: unset KVMNET_BRIDGE or change the tap's rule", n.name, n.bridge),
+                details: format!("tap={name} bridge={b} decision=denied rule=\"network = {}\"", n.name),
+            });
+        }
+    }
     let tap = ForTap {
         name,
         who: identity.as_ref(),
@@ -132,16 +142,23 @@ pub fn ifup(
         }
     };
     let reserved = match (&network, reservation) {
+        (Some(n), Some(_)) if inv.mode != crate::privilege::Mode::Root => {
+            return Err(crate::net::NetError::ReserveUnprivileged {
+                tap: name.to_string(),
+                net: n.name.clone(),
+                mode: inv.mode,
+            }
+            .into())
+        }
         (Some(n), Some((mac, ip))) => {
             run.starting(&format!("network={} reserve={mac},{ip}", n.name));
-            crate::net::reserve(n, name, mac, ip)?;
-            true
+            crate::net::reserve(n, name, mac, ip)?.then_some(n)
         }
-        _ => false,
+        _ => None,
     };
     let (created_tap, changed) = run.configure(existing, mode.as_ref()).inspect_err(|_| {
-        if reserved {
-            crate::net::release(name);
+        if let Some(n) = reserved {
+            crate::net::unreserve(n, name);
         }
     })?;
     let mut notes = mode.notes();

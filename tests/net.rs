@@ -126,14 +126,29 @@ impl Lab {
         n["state"].as_str().unwrap().to_owned()
     }
 
+    /// The dnsmasq processes of network `net` in this lab's namespace,
+    /// whether or not they wrote their pid file.
+    fn dnsmasqs(&self, net: &str) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = std::fs::metadata(format!("/run/netns/{}", self.ns.name)).unwrap();
+        let arg = format!("--pid-file=/run/kvmnet/net/{net}/dnsmasq.pid");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == ns.ino())
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            })
+            .collect()
+    }
+
     /// Nothing of network `net` is left: no bridge, table, dnsmasq, files.
-    fn assert_gone(&self, net: &str, bridge: &str, pid: Option<i32>) {
+    fn assert_gone(&self, net: &str, bridge: &str) {
         assert!(!self.ns.exists(bridge), "{bridge} left");
         assert!(self.table(net).is_none(), "table of {net} left");
-        if let Some(pid) = pid {
-            let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-            assert!(!alive, "dnsmasq {pid} of {net} still runs");
-        }
+        assert_eq!(self.dnsmasqs(net), [0; 0], "dnsmasq of {net} still runs");
         assert!(!self.dir(net).exists(), "{} left", self.dir(net).display());
     }
 }
@@ -142,7 +157,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // dnsmasq outlives the commands that started it
         for net in ["default", "lab"] {
-            if let Some(pid) = self.dnsmasq_pid(net) {
+            for pid in self.dnsmasqs(net) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -204,12 +219,12 @@ fn up_is_idempotent_networks_coexist_and_down_leaves_nothing() {
 
     let r = lab.net("down default");
     r.ok();
-    lab.assert_gone("default", "kvbr0", Some(pid));
+    lab.assert_gone("default", "kvbr0");
     assert_eq!(lab.state("default"), "down");
     assert_eq!(lab.state("lab"), "up");
     lab.net("down default").ok();
     lab.net("down lab").ok();
-    lab.assert_gone("lab", "kvlab0", Some(lab_pid));
+    lab.assert_gone("lab", "kvlab0");
 
     // a bridge it did not make is refused, and left
     lab.ns.ip("link add kvbr0 type bridge");
@@ -217,6 +232,27 @@ fn up_is_idempotent_networks_coexist_and_down_leaves_nothing() {
         .fails_with("kvbr0 exists and is not network default's");
     lab.net("down default").ok();
     assert!(lab.ns.exists("kvbr0"));
+}
+
+/// A network that is up keeps its bridge and addresses when the config
+/// changes under it: `up` refuses to take another bridge over, and `down`
+/// removes what `up` made even when the config no longer has the network.
+#[test]
+fn a_config_change_never_moves_a_network_and_down_works_from_what_up_made() {
+    let lab = Lab::new();
+    lab.net("up default").ok();
+    // an admin's own bridge, which a config edit now names
+    lab.ns.ip("link add br9 type bridge");
+    std::fs::write(&lab.config, CONFIG.replace("\"kvbr0\"", "\"br9\"")).unwrap();
+    lab.net("up default")
+        .fails_with("network default is up with bridge kvbr0, 192.168.122.1/24 fd00:122::1/64, and its [[network]] now says bridge br9");
+    let addrs = lab.ns.ip("-j addr show dev br9");
+    assert!(!addrs.contains("192.168.122.1"), "{addrs}");
+    // the network leaves the config: down still takes it down, br9 stays
+    std::fs::write(&lab.config, "").unwrap();
+    lab.net("down default").ok();
+    lab.assert_gone("default", "kvbr0");
+    assert!(lab.ns.exists("br9"));
 }
 
 /// A killed `up`, at every step, is completed by the next `up`, and a
@@ -240,14 +276,12 @@ fn up_killed_at_every_step_is_completed_by_up_or_undone_by_down() {
             lab.net("up default").ok();
             assert_eq!(lab.state("default"), "up", "killed at step {k}");
         }
-        let pid = lab.dnsmasq_pid("default");
         lab.net("down default").ok();
-        lab.assert_gone("default", "kvbr0", pid);
+        lab.assert_gone("default", "kvbr0");
         k += 1;
     }
-    let pid = lab.dnsmasq_pid("default");
     lab.net("down default").ok();
-    lab.assert_gone("default", "kvbr0", pid);
+    lab.assert_gone("default", "kvbr0");
     eprintln!("killed at each of {} steps", k - 1);
     assert!(k > 6, "only {} steps to kill at", k - 1);
 }
@@ -438,6 +472,32 @@ fn taps_of_a_network_that_is_down_or_of_a_taken_address_are_refused() {
     assert!(!lab.dir("default").join("hosts.d/fix1").exists());
     lab.kvmnet(common::IFUP, "fix2").ok();
     lab.kvmnet(common::IFDOWN, "fix2").ok();
+
+    // taps asking for the one address at once: exactly one gets it
+    let taps = ["fix3", "fix4", "fix5", "fix6"];
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let h: Vec<_> = taps
+            .iter()
+            .map(|t| {
+                let lab = &lab;
+                s.spawn(move || lab.kvmnet(common::IFUP, t))
+            })
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<&str> = taps
+        .iter()
+        .zip(&runs)
+        .filter(|(_, r)| r.code == Some(0))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(won.len(), 1, "{runs:?}");
+    let files: Vec<String> = std::fs::read_dir(lab.dir("default").join("hosts.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, won, "reservations after the race");
+    lab.kvmnet(common::IFDOWN, won[0]).ok();
     lab.net("down default").ok();
 }
 

@@ -27,7 +27,7 @@ pub(super) fn check(config: &Config, proc_sys: &std::path::Path, out: &mut Findi
     for n in &config.networks {
         let bridge = nl.link_by_name(&n.bridge).ok().flatten();
         overlap(n, bridge.as_ref().map(|b| b.index), &routes, &nl, out);
-        let made = n.dir().join("created-bridge").exists();
+        let made = crate::net::is_made(&n.dir());
         let Some(bridge) = bridge.filter(|b| b.kind == LinkKind::Bridge && made) else {
             if bridge_exists_unmade(n, &nl, made) {
                 out.error(

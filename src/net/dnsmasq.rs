@@ -82,23 +82,43 @@ pub fn running(net: &Network) -> Option<i32> {
     running_at(&pid_file(net))
 }
 
-/// [`running`] by the pid file's path.
+/// [`running`] by the pid file's path. A dnsmasq whose start was cut short
+/// (`up` killed before it wrote its pid file) has no pid file yet: the
+/// process list finds it by the pid file its command line names.
 pub fn running_at(pid_file: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = cmdline(pid)?;
     let ours = format!("--pid-file={}", pid_file.display());
-    (cmdline.first().is_some_and(|c| c.ends_with("dnsmasq")) && cmdline.contains(&ours))
-        .then_some(pid)
+    let is_ours = |pid: i32| {
+        cmdline(pid)
+            .is_some_and(|c| c.first().is_some_and(|c| c.ends_with("dnsmasq")) && c.contains(&ours))
+    };
+    let listed = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|&pid| is_ours(pid) && here(pid) != Some(false));
+    listed.or_else(|| {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|&pid| is_ours(pid) && here(pid) == Some(true))
+    })
 }
 
 /// Whether the running dnsmasq was started with exactly these arguments
 /// (else `up` restarts it: the config changed).
 pub fn runs_as(pid: i32, net: &Network) -> bool {
     cmdline(pid).is_some_and(|c| c.get(1..) == Some(&args(net)[..]))
+}
+
+/// Whether process `pid` lives in this process's network namespace
+/// (another container's, or another test's, dnsmasq names the same pid
+/// file path); `None` when that cannot be read (not root). Not the mount
+/// namespace: a unit with a private /tmp, or a command run through
+/// `unshare`, has its own, and it still is this network's dnsmasq.
+fn here(pid: i32) -> Option<bool> {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let mine = std::fs::read_link("/proc/self/ns/net").ok()?;
+    Some(theirs == mine)
 }
 
 fn cmdline(pid: i32) -> Option<Vec<String>> {
@@ -149,9 +169,14 @@ pub fn start(net: &Network) -> Result<i32, DnsmasqError> {
 
 /// SIGTERM, then SIGKILL; waits until the process is gone.
 pub fn stop(net: &Network, pid: i32) -> Result<(), DnsmasqError> {
+    stop_pid(&net.name, &pid_file(net), pid)
+}
+
+/// [`stop`] by the network's name and pid file.
+pub fn stop_pid(net: &str, pid_file: &Path, pid: i32) -> Result<(), DnsmasqError> {
     let p = Pid::from_raw(pid);
     let gone = |until: Instant| loop {
-        if kill(p, None).is_err() || running(net) != Some(pid) {
+        if kill(p, None).is_err() || running_at(pid_file) != Some(pid) {
             return true;
         }
         if Instant::now() > until {
@@ -164,18 +189,20 @@ pub fn stop(net: &Network, pid: i32) -> Result<(), DnsmasqError> {
         let _ = kill(p, Signal::SIGKILL);
         if !gone(Instant::now() + Duration::from_secs(2)) {
             return Err(DnsmasqError::Stop {
-                net: net.name.clone(),
+                net: net.to_owned(),
                 pid,
                 secs: 5,
             });
         }
     }
-    let _ = std::fs::remove_file(pid_file(net));
+    let _ = std::fs::remove_file(pid_file);
     Ok(())
 }
 
 /// Asks it to re-read its hosts directory (it notices new files by itself,
-/// not removed ones).
+/// not removed ones). Root's `kvmnet net up` only: dnsmasq has given up
+/// root for its own user, which kvmnet-ifdown (CAP_NET_ADMIN alone) may
+/// not signal.
 pub fn reload(pid_file: &Path) {
     if let Some(pid) = running_at(pid_file) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);

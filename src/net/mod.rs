@@ -5,9 +5,9 @@
 //!
 //! Every step of `up` is idempotent, so a second `up` changes nothing and an
 //! `up` killed half-way is completed by the next `up` (or undone by `down`).
-//! What `up` made is marked before it is made (`created-bridge` in the
-//! network's directory), so `down` removes exactly that: never a bridge the
-//! network did not create.
+//! What `up` made is recorded before it is made (`made` in the network's
+//! directory), so `down` removes exactly that, whatever the config says by
+//! then: never a bridge the network did not create.
 
 pub mod def;
 pub mod dnsmasq;
@@ -41,6 +41,20 @@ pub enum NetError {
         "no [[network]] is named {name:?} in {config}; `kvmnet net list` shows those there are"
     )]
     Unknown { name: String, config: String },
+    #[error("network {net} is up with {was}, and its [[network]] now says {now}: take it down as it is (kvmnet net down {net}), then up again")]
+    Changed {
+        net: String,
+        was: String,
+        now: String,
+    },
+    #[error("tap {tap} would get a fixed address on network {net}, which kvmnet-ifup can record only when run as root or through the sudo rule (this install runs as the user: {mode}); use the sudo rule, or leave out guest_ipv4")]
+    ReserveUnprivileged {
+        tap: String,
+        net: String,
+        mode: crate::privilege::Mode,
+    },
+    #[error("tap {tap} cannot have a fixed address on network {net}: dnsmasq ignores hidden files, and a tap whose name starts with '.' would be one")]
+    Hidden { tap: String, net: String },
     #[error("network {net}: {reason}; fix it in the config")]
     Spec { net: String, reason: String },
     #[error("{path}: {source}")]
@@ -88,10 +102,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NetError + '_ {
     }
 }
 
-/// Marks a bridge `up` creates: written before the bridge is, so that an
-/// `up` killed in between is finished by the next one, and `down` deletes
-/// only a bridge the network made.
-const CREATED: &str = "created-bridge";
+/// Marks what `up` creates ([`Made`]): written before the bridge is, so
+/// that an `up` killed in between is finished by the next one, and `down`
+/// deletes only a bridge the network made.
+const MADE: &str = "made";
+/// Serializes reservations on one network (root's, 0600).
+const RESERVE_LOCK: &str = ".reserve.lock";
+
+/// Whether `up` made (or set out to make) network `dir`'s bridge.
+pub fn is_made(dir: &Path) -> bool {
+    Made::read(dir).is_some()
+}
 
 /// What `up` found and did, for its report.
 #[derive(Debug, Default)]
@@ -100,11 +121,30 @@ pub struct UpReport {
     pub dnsmasq: i32,
 }
 
-/// Serializes `up` and `down` (systemd and a hand may race): a lock on
-/// the directory of all networks, which no `down` removes (a lock file per
-/// network would be left behind, or removed under a waiting holder).
+/// Serializes `up` and `down` (systemd and a hand may race): a root-only
+/// lock file that no `down` removes, so that no user can hold it and no
+/// waiting holder loses it.
 struct Lock {
     _held: nix::fcntl::Flock<fs::File>,
+}
+
+/// Locks `path`, a 0600 file of root's: an ordinary user can open neither
+/// it nor (O_NOFOLLOW) a link planted in its place.
+fn lock_file(path: &Path) -> Result<Lock, NetError> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io(path))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map(|held| Lock { _held: held })
+        .map_err(|(_, e)| NetError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        })
 }
 
 fn lock() -> Result<Lock, NetError> {
@@ -114,13 +154,48 @@ fn lock() -> Result<Lock, NetError> {
         .mode(0o755)
         .create(base)
         .map_err(io(base))?;
-    let f = fs::File::open(base).map_err(io(base))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map(|held| Lock { _held: held })
-        .map_err(|(_, e)| NetError::Io {
-            path: base.to_owned(),
-            source: e.into(),
-        })
+    lock_file(&base.join(".lock"))
+}
+
+/// What `up` made, as `up` made it: written before the bridge is created,
+/// so that `down` removes that (whatever the config says by then), and an
+/// `up` with other settings is refused instead of taking over a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Made {
+    bridge: String,
+    addresses: String,
+}
+
+impl Made {
+    fn of(net: &Network) -> Made {
+        Made {
+            bridge: net.bridge.to_string(),
+            addresses: addresses(net)
+                .iter()
+                .map(|(a, l)| format!("{a}/{l}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    fn read(dir: &Path) -> Option<Made> {
+        let text = fs::read_to_string(dir.join(MADE)).ok()?;
+        let mut lines = text.lines();
+        let bridge = lines.next()?.strip_prefix("bridge ")?.to_owned();
+        let addresses = lines.next()?.strip_prefix("addresses ")?.to_owned();
+        crate::name::validate(&bridge).ok()?;
+        Some(Made { bridge, addresses })
+    }
+
+    fn text(&self) -> String {
+        format!("bridge {}\naddresses {}\n", self.bridge, self.addresses)
+    }
+}
+
+fn addresses(net: &Network) -> Vec<(IpAddr, u8)> {
+    let mut a = vec![(IpAddr::V4(net.address), net.prefix)];
+    a.extend(net.ipv6.map(|(x, l)| (IpAddr::V6(x), l)));
+    a
 }
 
 pub fn up(net: &Network) -> Result<UpReport, NetError> {
@@ -134,10 +209,19 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
             .create(&d)
             .map_err(io(&d))?;
     }
+    drop(lock_file(&dir.join(RESERVE_LOCK))?);
     let nl = Netlink::open()?;
-    let marker = dir.join(CREATED);
+    let want = Made::of(net);
+    let made = Made::read(&dir);
+    if let Some(m) = made.as_ref().filter(|m| **m != want) {
+        return Err(NetError::Changed {
+            net: net.name.clone(),
+            was: format!("bridge {}, {}", m.bridge, m.addresses),
+            now: format!("bridge {}, {}", want.bridge, want.addresses),
+        });
+    }
     let bridge = match nl.link_by_name(&net.bridge)? {
-        Some(l) if l.kind == LinkKind::Bridge && marker.exists() => l,
+        Some(l) if l.kind == LinkKind::Bridge && made.is_some() => l,
         Some(_) => {
             return Err(NetError::NotOurs {
                 net: net.name.clone(),
@@ -145,7 +229,7 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
             })
         }
         None => {
-            write_file(&marker, net.bridge.as_str().as_bytes())?;
+            write_file(&dir.join(MADE), want.text().as_bytes())?;
             nl.create_bridge(&net.bridge, Mac::random_local(), false)?;
             report
                 .changed
@@ -165,9 +249,7 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
         ..Default::default()
     };
     nl.set_link(bridge.index, &change, &format!("setting up {}", net.bridge))?;
-    let mut addrs = vec![(IpAddr::V4(net.address), net.prefix)];
-    addrs.extend(net.ipv6.map(|(a, l)| (IpAddr::V6(a), l)));
-    for (a, len) in addrs {
+    for (a, len) in addresses(net) {
         if nl.add_address(bridge.index, a, len, net.bridge.as_str())? {
             report.changed.push(format!("added {a}/{len}"));
         }
@@ -208,7 +290,12 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
         ));
     }
     report.dnsmasq = match dnsmasq::running(net) {
-        Some(pid) if dnsmasq::runs_as(pid, net) => pid,
+        Some(pid) if dnsmasq::runs_as(pid, net) => {
+            // `up` is also the reload: reservations removed since are
+            // forgotten (kvmnet-ifdown cannot signal it)
+            dnsmasq::reload(&dnsmasq::pid_file(net));
+            pid
+        }
         Some(pid) => {
             dnsmasq::stop(net, pid)?;
             let pid = dnsmasq::start(net)?;
@@ -237,44 +324,65 @@ fn spec(net: &Network) -> nft::NatSpec<'_> {
     }
 }
 
-/// Removes what `up` made: dnsmasq, the table, the bridge if the network
-/// created it, its directory. Forwarding stays on: other things on the host
+/// Removes what `up` made — from the record `up` left, not from the config,
+/// which may have changed or lost the network since: dnsmasq, the table,
+/// the bridge, the directory. Forwarding stays on: other things on the host
 /// may rely on it by now (libvirt leaves it on too).
-pub fn down(net: &Network, force: bool) -> Result<Vec<String>, NetError> {
+pub fn down(name: &str, force: bool) -> Result<Vec<String>, NetError> {
+    def::check_name(name).map_err(|reason| NetError::Spec {
+        net: name.to_owned(),
+        reason,
+    })?;
     let _lock = lock()?;
     let mut done = Vec::new();
     let nl = Netlink::open()?;
-    let dir = net.dir();
-    let marker = dir.join(CREATED);
-    let bridge = nl
-        .link_by_name(&net.bridge)?
-        .filter(|l| l.kind == LinkKind::Bridge && marker.exists());
+    let dir = Path::new(def::RUN_DIR).join(name);
+    let alias = format!("kvmnet net {name}");
+    let bridge = match Made::read(&dir) {
+        Some(m) => {
+            let b = crate::name::IfaceName::new(&m.bridge).ok();
+            match b.map(|b| nl.link_by_name(&b)).transpose()?.flatten() {
+                // a bridge of that name that is not the one `up` made stays;
+                // one without an alias is `up`'s, killed before it set it
+                // (the kernel takes no alias with a new link)
+                Some(l)
+                    if l.kind == LinkKind::Bridge
+                        && l.alias.as_deref().is_none_or(|a| a == alias) =>
+                {
+                    Some(l)
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
     if let (Some(b), false) = (&bridge, force) {
         let ports = nl.ports_of(b.index)?;
         if !ports.is_empty() {
             let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
             return Err(NetError::Busy {
-                net: net.name.clone(),
-                bridge: net.bridge.to_string(),
+                net: name.to_owned(),
+                bridge: b.name.clone(),
                 ports: names.join(", "),
             });
         }
     }
-    if let Some(pid) = dnsmasq::running(net) {
-        dnsmasq::stop(net, pid)?;
+    let pid_file = dir.join("dnsmasq.pid");
+    while let Some(pid) = dnsmasq::running_at(&pid_file) {
+        dnsmasq::stop_pid(name, &pid_file, pid)?;
         done.push(format!("stopped dnsmasq (pid {pid})"));
     }
     let mut nft = Nft::open()?;
-    if let Some(t) = nft::installed(&mut nft, &net.name)? {
+    if let Some(t) = nft::installed(&mut nft, name)? {
         nft.apply(
-            &format!("removing network {}'s rules", net.name),
-            &nft::down_batch(&net.name, Some(t.handle)),
+            &format!("removing network {name}'s rules"),
+            &nft::down_batch(name, Some(t.handle)),
         )?;
         done.push(format!("removed table inet {}", t.name));
     }
     if let Some(b) = bridge {
-        nl.delete_link(b.index, &format!("deleting bridge {}", net.bridge))?;
-        done.push(format!("deleted bridge {}", net.bridge));
+        nl.delete_link(b.index, &format!("deleting bridge {}", b.name))?;
+        done.push(format!("deleted bridge {}", b.name));
     }
     match fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&dir)(e)),
@@ -344,8 +452,11 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
-    // a new name, then rename: a reader (dnsmasq) never sees half a file
-    let tmp = path.with_extension("tmp");
+    // a new name, then rename: a reader (dnsmasq) never sees half a file.
+    // No tap name holds '~', and dnsmasq skips such names (editor backups).
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push("~");
+    let tmp = PathBuf::from(tmp);
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -375,13 +486,14 @@ pub fn reservation(settings: &Settings, tap: &str) -> Option<(Mac, Ipv4Addr)> {
 
 /// Adds the reservation of `tap` to the network's hosts directory (dnsmasq
 /// reads a new file there by itself). Refused when the network is not up or
-/// another tap holds the address.
+/// another tap holds the address. Returns whether this run wrote it (an
+/// undo removes only that).
 pub fn reserve(
     net: &Network,
     tap: &crate::name::TapName,
     mac: Mac,
     ip: Ipv4Addr,
-) -> Result<(), NetError> {
+) -> Result<bool, NetError> {
     if !net.contains(ip) {
         return Err(NetError::Outside {
             ip,
@@ -389,6 +501,12 @@ pub fn reserve(
             net: net.name.clone(),
             subnet: net.subnet(),
             prefix: net.prefix,
+        });
+    }
+    if tap.as_str().starts_with('.') {
+        return Err(NetError::Hidden {
+            tap: tap.to_string(),
+            net: net.name.clone(),
         });
     }
     let dir = net.hosts_dir();
@@ -399,9 +517,12 @@ pub fn reserve(
         });
     }
     let want = format!("{mac},{ip}\n");
+    // One reservation at a time per network: two taps asking for one address
+    // at once must not both find it free.
+    let _held = lock_file(&net.dir().join(RESERVE_LOCK))?;
     for e in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name == tap.as_str() || name.ends_with(".tmp") {
+        if name == tap.as_str() || name.starts_with('.') || name.ends_with('~') {
             continue;
         }
         let held = fs::read_to_string(e.path()).unwrap_or_default();
@@ -416,14 +537,24 @@ pub fn reserve(
     }
     let path = dir.join(tap.as_str());
     if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
-    write_file(&path, want.as_bytes())
+    write_file(&path, want.as_bytes())?;
+    Ok(true)
 }
 
-/// Removes `tap`'s reservation from whichever network holds one, and has
-/// that network's dnsmasq forget it (kvmnet-ifdown: it reads no config for
-/// this). Returns the networks.
+/// Undoes a [`reserve`] of this run.
+pub fn unreserve(net: &Network, tap: &crate::name::TapName) {
+    let _ = fs::remove_file(net.hosts_dir().join(tap.as_str()));
+}
+
+/// Removes `tap`'s reservation from whichever network holds one
+/// (kvmnet-ifdown: it reads no config for this). Returns the networks.
+///
+/// dnsmasq keeps a removed entry until it is told to re-read, which only
+/// root's `kvmnet net up` may do (it runs as its own user): the same tap
+/// gets the same MAC and address again meanwhile, and a new address for
+/// another guest takes effect at the next `kvmnet net up`.
 pub fn release(tap: &crate::name::TapName) -> Vec<String> {
     let Ok(dirs) = fs::read_dir(def::RUN_DIR) else {
         return Vec::new();
@@ -434,9 +565,7 @@ pub fn release(tap: &crate::name::TapName) -> Vec<String> {
         if def::check_name(&name).is_err() {
             continue;
         }
-        let dir = d.path();
-        if fs::remove_file(dir.join("hosts.d").join(tap.as_str())).is_ok() {
-            dnsmasq::reload(&dir.join("dnsmasq.pid"));
+        if fs::remove_file(d.path().join("hosts.d").join(tap.as_str())).is_ok() {
             from.push(name);
         }
     }

@@ -366,17 +366,25 @@ fn rules(spec: &NatSpec) -> Vec<Rule> {
         vec![iif(), oif()],
         Then::Accept,
     ));
+    // With an uplink, guests leave through it alone: not into a VPN or a
+    // management LAN behind another interface, with their private source.
+    let out_to = |from: Match| {
+        let mut m = vec![iif()];
+        m.extend(spec.uplink.map(|up| ifname(true, true, up)));
+        m.push(from);
+        m
+    };
     out.push(rule(
         FORWARD,
         "out of the network from its IPv4 subnet",
-        vec![iif(), addr(false, true, &v4)],
+        out_to(addr(false, true, &v4)),
         Then::Accept,
     ));
     if let Some(v6) = &v6 {
         out.push(rule(
             FORWARD,
             "out of the network from its IPv6 subnet",
-            vec![iif(), addr(false, true, v6)],
+            out_to(addr(false, true, v6)),
             Then::Accept,
         ));
     }
@@ -627,8 +635,8 @@ table inet kvmnet-net-t1 {
 \tchain forward {
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname \"virbr0\" oifname \"virbr0\" accept
-\t\tiifname \"virbr0\" ip saddr 192.168.122.0/24 accept
-\t\tiifname \"virbr0\" ip6 saddr 2001:db8:1::/64 accept
+\t\tiifname \"virbr0\" oifname \"eth0\" ip saddr 192.168.122.0/24 accept
+\t\tiifname \"virbr0\" oifname \"eth0\" ip6 saddr 2001:db8:1::/64 accept
 \t\toifname \"virbr0\" ct state established,related accept
 \t\tiifname \"virbr0\" drop
 \t\toifname \"virbr0\" drop
