@@ -366,6 +366,38 @@ fn guests_reach_the_outside_through_nat_and_the_answers_come_back() {
         "10.99.0.1",
         "the outside saw the guest as {seen:?}, not as the uplink's address"
     );
+    // DNS on the network's address: the host's names, and the network's
+    // own domain answered locally (never forwarded)
+    let dns = "import socket, struct, sys\n\
+        def ask(name):\n\
+        \x20   q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'\n\
+        \x20   q += b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\\x00\\x00\\x01\\x00\\x01'\n\
+        \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        \x20   s.settimeout(3)\n\
+        \x20   s.sendto(q, ('192.168.122.1', 53))\n\
+        \x20   r = s.recv(512)\n\
+        \x20   return r[3] & 15, struct.unpack('>H', r[6:8])[0]\n\
+        print(ask('localhost'), ask('nosuch.vm'))\n";
+    let answers = ok(guest.cmd("python3").args(["-c", dns]));
+    assert_eq!(
+        answers.trim(),
+        "(0, 1) (3, 0)",
+        "DNS answers (rcode, answers) for localhost and nosuch.vm"
+    );
+    // IPv6: the network's router advertisements give the guest an address
+    // of its /64 (SLAAC)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = guest.ip("-6 addr show dev g0");
+        if a.contains("fd00:122:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SLAAC address from the network's RAs: {a}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     lab.net("down --force default").ok();
 }
 

@@ -129,7 +129,15 @@ pub(super) fn check(
     }
     for (name, users) in &by_bridge {
         match host.by_name(name) {
-            None => missing(opts, name, users, host, &cfg, out),
+            None => match config.networks.iter().find(|n| n.bridge.as_str() == name) {
+                // a network's bridge is `kvmnet net up`'s to make
+                Some(n) => out.error(
+                    "bridge",
+                    format!("bridge {name} of network {} does not exist: the network is down, and taps joining it would be refused", n.name),
+                    format!("kvmnet net up {} (or systemctl enable --now kvmnet-net@{})", n.name, n.name),
+                ),
+                None => missing(opts, name, users, host, &cfg, out),
+            },
             Some(l) if !l.is_bridge() => out.error(
                 "bridge",
                 format!("{name} is {}, not a bridge, but {} uses it as the bridge", l.kind.describe(), users.list(|_| true)),

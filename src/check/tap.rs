@@ -170,7 +170,10 @@ fn bridged_line(t: &Subject<'_>, config: &Config, host: &Host, cfg: &str) -> Lin
     match host.by_name(b) {
         None if !choice.create => Line::Refused(
             format!("{what}, which does not exist: kvmnet-ifup would refuse it"),
-            format!("create it (ip link add {b} up type bridge) or set create_bridge = true in {cfg}"),
+            match &s.network {
+                Some(n) => format!("kvmnet net up {n}: the bridge is network {n}'s"),
+                None => format!("create it (ip link add {b} up type bridge) or set create_bridge = true in {cfg}"),
+            },
         ),
         None => match (s.needs_vlan_filtering(), host.kernel_vlan) {
             (true, VlanSupport::No) => Line::Refused(

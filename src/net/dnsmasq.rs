@@ -47,7 +47,9 @@ pub fn lease_file(net: &Network) -> PathBuf {
 pub fn args(net: &Network) -> Vec<String> {
     let dir = net.dir();
     let (first, last) = net.dhcp;
-    let size = u32::from(last) - u32::from(first) + 1;
+    // every address of the subnet: fixed addresses (outside the range)
+    // count against the limit too
+    let size = (1u32 << (32 - net.prefix)) - 2;
     let mut a = vec![
         "--conf-file=/dev/null".to_owned(),
         format!("--pid-file={}", pid_file(net).display()),
@@ -249,7 +251,7 @@ mod tests {
             "--bind-dynamic",
             "--except-interface=lo",
             "--dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,1h",
-            "--dhcp-lease-max=253",
+            "--dhcp-lease-max=254",
             "--pid-file=/run/kvmnet/net/default/dnsmasq.pid",
             "--dhcp-hostsdir=/run/kvmnet/net/default/hosts.d",
             "--domain=vm",
