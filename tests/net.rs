@@ -248,9 +248,18 @@ fn a_config_change_never_moves_a_network_and_down_works_from_what_up_made() {
         .fails_with("network default is up with bridge kvbr0, 192.168.122.1/24 fd00:122::1/64, and its [[network]] now says bridge br9");
     let addrs = lab.ns.ip("-j addr show dev br9");
     assert!(!addrs.contains("192.168.122.1"), "{addrs}");
-    // the network leaves the config: down still takes it down, br9 stays
+    // the network leaves the config: list still shows it, and down still
+    // takes it down; br9 stays
     std::fs::write(&lab.config, "").unwrap();
+    let l = lab.list();
+    assert_eq!(l[0]["name"], "default", "{l}");
+    assert_eq!(l[0]["bridge"], "kvbr0", "{l}");
+    assert!(
+        l[0]["state"].as_str().unwrap().starts_with("orphaned"),
+        "{l}"
+    );
     lab.net("down default").ok();
+    assert_eq!(lab.list(), serde_json::json!([]));
     lab.assert_gone("default", "kvbr0");
     assert!(lab.ns.exists("br9"));
 }

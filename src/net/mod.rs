@@ -448,6 +448,37 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
             },
         });
     }
+    // Networks `up` made that the config no longer has: only `down` can
+    // take them away now, which works from their record.
+    let mut orphans: Vec<(String, Made)> = fs::read_dir(def::RUN_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|d| {
+            let name = d.file_name().to_str()?.to_owned();
+            def::check_name(&name).ok()?;
+            let made = Made::read(&d.path())?;
+            networks
+                .iter()
+                .all(|n| n.name != name)
+                .then_some((name, made))
+        })
+        .collect();
+    orphans.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, made) in orphans {
+        let pid = dnsmasq::running_at(&Path::new(def::RUN_DIR).join(&name).join("dnsmasq.pid"));
+        let mut addrs = made.addresses.split(' ');
+        out.push(Listed {
+            state: format!("orphaned: not in the config any more; kvmnet net down {name}"),
+            bridge: made.bridge,
+            ipv4: addrs.next().unwrap_or_default().to_owned(),
+            ipv6: addrs.next().map(str::to_owned),
+            nat: false,
+            name,
+            dnsmasq: pid,
+            leases: 0,
+        });
+    }
     Ok(out)
 }
 
