@@ -25,21 +25,13 @@ pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
         if u16::from_ne_bytes([msg[4], msg[5]]) != RTM_NEWROUTE {
             continue;
         }
-        let len = (u32_of(msg).unwrap_or(0) as usize).min(msg.len());
-        let Some(rtm) = msg.get(NLMSG_HDRLEN..NLMSG_HDRLEN + RTMSG_LEN) else {
+        if msg.len() < NLMSG_HDRLEN + RTMSG_LEN {
             return Err(format!("a {}-byte route message is too short", msg.len()));
-        };
-        let (dst_len, header_table, rtype) = (rtm[1], rtm[4], rtm[7]);
-        let attrs = || Attrs(msg.get(NLMSG_HDRLEN + RTMSG_LEN..len).unwrap_or(&[]));
-        // Tables above 255 only fit RTA_TABLE; the kernel always sends it.
-        let table = attrs()
-            .find(|&(k, _)| k == RTA_TABLE)
-            .and_then(|(_, v)| u32_of(v))
-            .unwrap_or(u32::from(header_table));
-        if dst_len != 0 || table != RT_TABLE_MAIN || rtype != RTN_UNICAST {
-            continue;
         }
-        for (kind, v) in attrs() {
+        let Some((0, attrs)) = main_unicast(msg) else {
+            continue;
+        };
+        for (kind, v) in Attrs(attrs) {
             match kind {
                 RTA_OIF => out.extend(u32_of(v)),
                 RTA_MULTIPATH => next_hops(v, &mut out),
@@ -50,32 +42,38 @@ pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// A unicast route of the main table: its destination's prefix length and
+/// its attributes; `None` for any other message.
+fn main_unicast(msg: &[u8]) -> Option<(u8, &[u8])> {
+    if msg.len() < NLMSG_HDRLEN + RTMSG_LEN || u16::from_ne_bytes([msg[4], msg[5]]) != RTM_NEWROUTE
+    {
+        return None;
+    }
+    let len = (u32_of(msg).unwrap_or(0) as usize).min(msg.len());
+    let rtm = &msg[NLMSG_HDRLEN..NLMSG_HDRLEN + RTMSG_LEN];
+    let (dst_len, header_table, rtype) = (rtm[1], rtm[4], rtm[7]);
+    let attrs = msg.get(NLMSG_HDRLEN + RTMSG_LEN..len).unwrap_or(&[]);
+    // Tables above 255 only fit RTA_TABLE; the kernel always sends it.
+    let table = Attrs(attrs)
+        .find(|&(k, _)| k == RTA_TABLE)
+        .and_then(|(_, v)| u32_of(v))
+        .unwrap_or(u32::from(header_table));
+    (table == RT_TABLE_MAIN && rtype == RTN_UNICAST).then_some((dst_len, attrs))
+}
+
 /// The IPv4 unicast routes of the main table with a destination (the
 /// default route aside): destination, prefix length, output interface.
 pub fn ipv4_routes(msgs: &[Vec<u8>]) -> Vec<(std::net::Ipv4Addr, u8, Option<u32>)> {
     let mut out = Vec::new();
     for msg in msgs {
-        if msg.len() < NLMSG_HDRLEN + RTMSG_LEN
-            || u16::from_ne_bytes([msg[4], msg[5]]) != RTM_NEWROUTE
-        {
+        let Some((dst_len @ 1.., attrs)) = main_unicast(msg) else {
             continue;
-        }
-        let len = (u32_of(msg).unwrap_or(0) as usize).min(msg.len());
-        let rtm = &msg[NLMSG_HDRLEN..NLMSG_HDRLEN + RTMSG_LEN];
-        let (dst_len, header_table, rtype) = (rtm[1], rtm[4], rtm[7]);
-        let attrs = || Attrs(msg.get(NLMSG_HDRLEN + RTMSG_LEN..len).unwrap_or(&[]));
-        let table = attrs()
-            .find(|&(k, _)| k == RTA_TABLE)
-            .and_then(|(_, v)| u32_of(v))
-            .unwrap_or(u32::from(header_table));
-        if dst_len == 0 || table != RT_TABLE_MAIN || rtype != RTN_UNICAST {
-            continue;
-        }
-        let dst = attrs()
+        };
+        let dst = Attrs(attrs)
             .find(|&(k, _)| k == crate::kernel::RTA_DST)
             .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
             .map(std::net::Ipv4Addr::from);
-        let oif = attrs()
+        let oif = Attrs(attrs)
             .find(|&(k, _)| k == RTA_OIF)
             .and_then(|(_, v)| u32_of(v));
         out.extend(dst.map(|d| (d, dst_len, oif)));

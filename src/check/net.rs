@@ -28,8 +28,9 @@ pub(super) fn check(config: &Config, proc_sys: &std::path::Path, out: &mut Findi
         let bridge = nl.link_by_name(&n.bridge).ok().flatten();
         overlap(n, bridge.as_ref().map(|b| b.index), &routes, &nl, out);
         let made = crate::net::is_made(&n.dir());
+        let exists = bridge.is_some();
         let Some(bridge) = bridge.filter(|b| b.kind == LinkKind::Bridge && made) else {
-            if bridge_exists_unmade(n, &nl, made) {
+            if exists && !made {
                 out.error(
                     "network",
                     format!("network {}: interface {} exists and is not the network's (kvmnet net up would refuse it)", n.name, n.bridge),
@@ -98,10 +99,6 @@ pub(super) fn check(config: &Config, proc_sys: &std::path::Path, out: &mut Findi
     }
 }
 
-fn bridge_exists_unmade(n: &Network, nl: &Netlink, made: bool) -> bool {
-    !made && matches!(nl.link_by_name(&n.bridge), Ok(Some(_)))
-}
-
 /// A route of the host to (part of) the network's subnet through another
 /// interface than its bridge.
 fn overlap(
@@ -112,11 +109,7 @@ fn overlap(
     out: &mut Findings,
 ) {
     for &(dst, len, oif) in routes {
-        let m = |l: u8| if l == 0 { 0 } else { u32::MAX << (32 - l) };
-        let shared = m(len.min(n.prefix));
-        if u32::from(dst) & shared != u32::from(n.address) & shared
-            || (oif.is_some() && oif == bridge)
-        {
+        if !n.overlaps_prefix(dst, len) || (oif.is_some() && oif == bridge) {
             continue;
         }
         let dev = oif

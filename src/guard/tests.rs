@@ -76,56 +76,6 @@ pub(crate) fn spec(ifindex: u32) -> GuardSpec {
     }
 }
 
-/// The messages of the batch nft sends, as `nft --debug=mnl` prints
-/// them: (type, everything after the netlink header), BATCH_BEGIN and
-/// END left out. The dump shows each 4-byte word of a message after the
-/// header on a line: attribute headers as length, flags (N: nested, B:
-/// network byte order) and type, the rest as hex bytes.
-fn nft_batch(dump: &str) -> Vec<(u16, Vec<u8>)> {
-    let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
-    for raw in dump.lines() {
-        // Attribute headers come coloured (ANSI escapes ending in 'm').
-        let mut line = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\x1b' {
-                chars.by_ref().find(|c| *c == 'm');
-            } else {
-                line.push(c);
-            }
-        }
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if line.contains("|  type | flags  |") {
-            msgs.push((cells[1].parse().unwrap(), Vec::new()));
-        } else if line.contains("|len |flags| type|") {
-            let len: u16 = cells[1].parse().unwrap();
-            let mut kind: u16 = cells[3].parse().unwrap();
-            if cells[2].contains('N') {
-                kind |= 0x8000;
-            }
-            if cells[2].contains('B') {
-                kind |= 0x4000;
-            }
-            let body = &mut msgs.last_mut().unwrap().1;
-            body.extend_from_slice(&len.to_ne_bytes());
-            body.extend_from_slice(&kind.to_ne_bytes());
-        } else if line.contains("|      data      |") || line.contains("|  extra header  |") {
-            let body = &mut msgs.last_mut().unwrap().1;
-            body.extend(
-                cells[1]
-                    .split_whitespace()
-                    .map(|b| u8::from_str_radix(b, 16).unwrap()),
-            );
-        }
-    }
-    let begin = msgs.iter().position(|(k, _)| *k == 16).expect("a batch");
-    let end = msgs
-        .iter()
-        .rposition(|(k, _)| *k == 17)
-        .expect("a batch end");
-    msgs[begin + 1..end].to_vec()
-}
-
 /// A spec with only the guest->host rate, for tap vm0.
 pub(crate) fn rate_only(ifindex: u32, rate: &str, burst: Option<&str>) -> GuardSpec {
     GuardSpec::rate_only(
@@ -158,7 +108,7 @@ fn the_batch_is_byte_for_byte_what_nft_sends_for_the_same_ruleset() {
         };
         let shard = shard_of(index);
         let text = shard_text(shard);
-        let theirs = nft_batch(&run("nft", &["--debug=mnl", "-f", "-"], &text));
+        let theirs = crate::nft::mnl_batch(&run("nft", &["--debug=mnl", "-f", "-"], &text));
         same(ours(shard_batch(shard)), theirs, &text);
 
         let mut only_mac = spec(index);
@@ -196,7 +146,7 @@ fn the_batch_is_byte_for_byte_what_nft_sends_for_the_same_ruleset() {
         ] {
             run("nft", &["-f", "-"], &text);
             let tap_text = nft_text(&s).unwrap();
-            let theirs = nft_batch(&run("nft", &["--debug=mnl", "-f", "-"], &tap_text));
+            let theirs = crate::nft::mnl_batch(&run("nft", &["--debug=mnl", "-f", "-"], &tap_text));
             run("nft", &["flush", "ruleset"], "");
             same(ours(tap_batch(&s).unwrap()), theirs, &tap_text);
         }

@@ -74,8 +74,13 @@ impl Network {
 
     /// Whether two networks' subnets share an address.
     pub fn overlaps(&self, other: &Network) -> bool {
-        let m = mask(self.prefix.min(other.prefix));
-        u32::from(self.address) & m == u32::from(other.address) & m
+        self.overlaps_prefix(other.address, other.prefix)
+    }
+
+    /// Whether the subnet shares an address with `addr/len`.
+    pub fn overlaps_prefix(&self, addr: Ipv4Addr, len: u8) -> bool {
+        let m = mask(self.prefix.min(len));
+        u32::from(self.address) & m == u32::from(addr) & m
     }
 }
 
