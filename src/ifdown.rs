@@ -63,8 +63,11 @@ pub fn ifdown(
             crate::mode::sweep_guards(1);
         }
         // and its reservation, if it had one, goes too (harmless for a tap
-        // that is not there: its next ifup makes it again)
-        if inv.mode == Mode::Root {
+        // that is not there: its next ifup makes it again). Only for root
+        // itself: a reservation exists before its tap does (ifup writes it
+        // first), so a sudo user naming another VM's tap that is starting
+        // could otherwise take that guest's fixed address away.
+        if inv.mode == Mode::Root && !caller.via_sudo && caller.uid == 0 {
             crate::net::release(name);
         }
         return Ok(report(Outcome::Missing));

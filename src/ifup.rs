@@ -152,15 +152,19 @@ pub fn ifup(
         }
         (Some(n), Some((mac, ip))) => {
             run.starting(&format!("network={} reserve={mac},{ip}", n.name));
-            crate::net::reserve(n, name, mac, ip)?.then_some(n)
+            crate::net::reserve(n, name, mac, ip)?
         }
         _ => None,
     };
-    let (created_tap, changed) = run.configure(existing, mode.as_ref()).inspect_err(|_| {
-        if let Some(n) = reserved {
-            crate::net::unreserve(n, name);
+    let (created_tap, changed) = match run.configure(existing, mode.as_ref()) {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some(r) = reserved {
+                r.undo();
+            }
+            return Err(e);
         }
-    })?;
+    };
     let mut notes = mode.notes();
     if run.guard.as_ref().is_some_and(mode::Guard::limits) {
         notes.extend(mode::sweep_guards(mode::SWEEP_EVERY));

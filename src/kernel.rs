@@ -38,6 +38,8 @@ pub const IFLA_INFO_SLAVE_DATA: u16 = libc::IFLA_INFO_SLAVE_DATA;
 pub const RTEXT_FILTER_BRVLAN: u32 = libc::RTEXT_FILTER_BRVLAN as u32;
 pub const RTEXT_FILTER_SKIP_STATS: u32 = libc::RTEXT_FILTER_SKIP_STATS as u32;
 pub const RTPROT_STATIC: u8 = libc::RTPROT_STATIC;
+/// Routes the kernel learned from router advertisements (`proto ra`).
+pub const RTPROT_RA: u8 = 9; // linux/rtnetlink.h; libc has no name for it
 pub const RT_SCOPE_LINK: u8 = libc::RT_SCOPE_LINK;
 pub const RTN_UNICAST: u8 = libc::RTN_UNICAST;
 pub const RT_TABLE_MAIN: u32 = libc::RT_TABLE_MAIN as u32;

@@ -455,6 +455,15 @@ impl Netlink {
             .map_err(|msg| NetlinkError::Protocol { op: op(), msg })
     }
 
+    /// Output interfaces of the IPv6 default routes learned from router
+    /// advertisements. A dump, for the admin command only.
+    pub fn ra_default_oifs(&self) -> Result<Vec<u32>, NetlinkError> {
+        let op = || "reading the IPv6 default routes".to_owned();
+        let answer = self.call(op, nlreq::dump_ipv6_routes(), NLM_F_DUMP)?;
+        crate::routemsg::ra_default_oifs(&answer)
+            .map_err(|msg| NetlinkError::Protocol { op: op(), msg })
+    }
+
     /// The IPv4 routes of the main table but the default one: destination,
     /// prefix length, output interface. A dump, for the admin command only.
     pub fn ipv4_routes(&self) -> Result<Vec<(std::net::Ipv4Addr, u8, Option<u32>)>, NetlinkError> {

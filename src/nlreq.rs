@@ -404,6 +404,11 @@ pub fn dump_ipv4_routes() -> Request {
     Request::route(RTM_GETROUTE, AF_INET, 0, 0, 0, 0, 0)
 }
 
+/// RTM_GETROUTE for a dump of the IPv6 routes.
+pub fn dump_ipv6_routes() -> Request {
+    Request::route(RTM_GETROUTE, AF_INET6, 0, 0, 0, 0, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,6 +682,11 @@ mod tests {
         m.header.address_family = AddressFamily::Inet;
         assert_eq!(
             dump_ipv4_routes(),
+            emitted(RouteNetlinkMessage::GetRoute(m.clone()))
+        );
+        m.header.address_family = AddressFamily::Inet6;
+        assert_eq!(
+            dump_ipv6_routes(),
             emitted(RouteNetlinkMessage::GetRoute(m))
         );
     }

@@ -6,7 +6,9 @@
 //! interface, next hops) itself; a unit test holds it to
 //! netlink-packet-route's parser.
 
-use crate::kernel::{RTA_MULTIPATH, RTA_OIF, RTA_TABLE, RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN};
+use crate::kernel::{
+    RTA_MULTIPATH, RTA_OIF, RTA_TABLE, RTM_NEWROUTE, RTN_UNICAST, RTPROT_RA, RT_TABLE_MAIN,
+};
 use crate::linkmsg::{u32_of, Attrs};
 use crate::nlsock::NLMSG_HDRLEN;
 
@@ -17,6 +19,17 @@ const RTNEXTHOP_LEN: usize = 8;
 /// the kernel's order; `msgs` are the whole messages of the dump (headers
 /// included). Messages that are not routes are skipped.
 pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
+    defaults(msgs, None)
+}
+
+/// As [`default_oifs`], only the default routes learned from router
+/// advertisements (protocol `ra`): what turning IPv6 forwarding on drops
+/// on an interface whose `accept_ra` is not 2.
+pub fn ra_default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
+    defaults(msgs, Some(RTPROT_RA))
+}
+
+fn defaults(msgs: &[Vec<u8>], protocol: Option<u8>) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
     for msg in msgs {
         if msg.len() < NLMSG_HDRLEN + 4 {
@@ -31,6 +44,9 @@ pub fn default_oifs(msgs: &[Vec<u8>]) -> Result<Vec<u32>, String> {
         let Some((0, attrs)) = main_unicast(msg) else {
             continue;
         };
+        if protocol.is_some_and(|p| msg[NLMSG_HDRLEN + 5] != p) {
+            continue;
+        }
         for (kind, v) in Attrs(attrs) {
             match kind {
                 RTA_OIF => out.extend(u32_of(v)),
@@ -237,6 +253,29 @@ mod tests {
             .collect();
         assert_eq!(default_oifs(&msgs).unwrap(), oracle(&decoded));
         assert_eq!(default_oifs(&msgs).unwrap(), [3, 5, 5]);
+    }
+
+    #[test]
+    fn router_advertisement_defaults_by_their_protocol() {
+        use netlink_packet_route::route::RouteProtocol;
+        let v6 = |oif: u32, protocol| {
+            let mut r = route(0, 254, RouteType::Unicast, vec![RouteAttribute::Oif(oif)]);
+            r.header.address_family = AddressFamily::Inet6;
+            r.header.protocol = protocol;
+            r
+        };
+        let mut subnet = v6(9, RouteProtocol::Ra);
+        subnet.header.destination_prefix_length = 64;
+        let routes = [
+            v6(2, RouteProtocol::Ra),
+            v6(3, RouteProtocol::Static),
+            v6(4, RouteProtocol::Boot),
+            subnet,
+            v6(5, RouteProtocol::Ra),
+        ];
+        let msgs: Vec<Vec<u8>> = routes.iter().cloned().map(wire).collect();
+        assert_eq!(ra_default_oifs(&msgs).unwrap(), [2, 5]);
+        assert_eq!(default_oifs(&msgs).unwrap(), [2, 3, 4, 5]);
     }
 
     #[test]

@@ -264,6 +264,76 @@ fn a_config_change_never_moves_a_network_and_down_works_from_what_up_made() {
     assert!(lab.ns.exists("br9"));
 }
 
+/// What `up` and `down` do not trust: a bridge of the network's name that
+/// is not the one `up` made (deleted and made again by someone else), a
+/// process of an ordinary user posing as the network's dnsmasq, and IPv6
+/// forwarding that would drop the host's default route learned from
+/// router advertisements.
+#[test]
+fn impostors_are_not_the_network_and_ipv6_forwarding_keeps_ra_routes() {
+    let lab = Lab::new();
+    // an RA-learned default route out of d0, whose accept_ra is 1
+    lab.ns.ip("link add d0 type veth peer name d0p");
+    lab.ns.ip("link set d0p up");
+    lab.ns.ip("link set d0 up");
+    lab.ns
+        .ip("-6 route add default via fe80::1 dev d0 proto ra");
+    lab.net("up default").fails_with(
+        "would drop the default route this host learned from router advertisements on d0",
+    );
+    assert!(!lab.ns.exists("kvbr0"));
+    assert!(!lab.dir("default").exists());
+    ok(lab
+        .ns
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv6.conf.d0.accept_ra=2"]));
+    lab.net("up default").ok();
+    assert!(lab
+        .ns
+        .ip("-6 route show default")
+        .contains("dev d0 proto ra"));
+
+    // the bridge deleted and made again by an admin: not the network's
+    lab.ns.ip("link del kvbr0");
+    lab.ns.ip("link add kvbr0 type bridge");
+    lab.net("up default")
+        .fails_with("interface kvbr0 exists and is not network default's");
+    lab.net("down --force default").ok();
+    assert!(lab.ns.exists("kvbr0"), "down deleted the admin's bridge");
+    lab.ns.ip("link del kvbr0");
+
+    // uid 1000 runs something with dnsmasq's command line in the namespace
+    let mut fake = lab.ns.cmd("setpriv");
+    fake.args(["--reuid=1000", "--regid=1000", "--clear-groups", "--"])
+        .args(["bash", "-c", "exec -a /usr/sbin/dnsmasq python3 -c 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)' \"$@\"", "sh"])
+        .arg("--pid-file=/run/kvmnet/net/default/dnsmasq.pid")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut fake = Proc(fake.spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let up = lab.net("up default");
+    up.ok();
+    assert!(up.stdout.contains("started dnsmasq"), "{}", up.stdout);
+    let real = lab
+        .dnsmasq_pid("default")
+        .expect("a dnsmasq of the network's");
+    assert_ne!(real as u32, fake.0.id());
+    let t = Instant::now();
+    lab.net("down default").ok();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "down took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        matches!(fake.0.try_wait(), Ok(None)),
+        "down signalled the user's process"
+    );
+    drop(fake);
+    lab.assert_gone("default", "kvbr0");
+}
+
 /// A killed `up`, at every step, is completed by the next `up`, and a
 /// killed one is undone by `down`.
 #[test]
@@ -509,6 +579,21 @@ fn taps_of_a_network_that_is_down_or_of_a_taken_address_are_refused() {
         .fails_with("192.168.122.50 is reserved for tap fix1 on network default already");
     assert!(!lab.ns.exists("fix2"));
     assert!(!lab.dir("default").join("hosts.d/fix2").exists());
+    // a run refused after it rewrote a reservation (fix1 is a port of
+    // another bridge now) puts back what the file held
+    let held = lab.dir("default").join("hosts.d/fix1");
+    std::fs::write(&held, "52:54:00:00:00:60,192.168.122.60\n").unwrap();
+    lab.ns.ip("link add other0 type bridge");
+    lab.ns.ip("link set fix1 nomaster");
+    lab.ns.ip("link set fix1 master other0");
+    lab.kvmnet(common::IFUP, "fix1")
+        .fails_with("tap fix1 is already a port of another bridge");
+    assert_eq!(
+        std::fs::read_to_string(&held).unwrap(),
+        "52:54:00:00:00:60,192.168.122.60\n"
+    );
+    lab.ns.ip("link set fix1 nomaster");
+    lab.ns.ip("link del other0");
     lab.kvmnet(common::IFDOWN, "fix1").ok();
     assert!(!lab.dir("default").join("hosts.d/fix1").exists());
     lab.kvmnet(common::IFUP, "fix2").ok();

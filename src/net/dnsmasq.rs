@@ -5,6 +5,7 @@
 //! Only the admin command starts it; the VM-start binaries at most signal it
 //! (SIGHUP: re-read the hosts directory after a reservation went away).
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub enum DnsmasqError {
     Start { net: String, why: String },
     #[error("dnsmasq of network {net} (pid {pid}) did not stop within {secs} s after SIGTERM and SIGKILL")]
     Stop { net: String, pid: i32, secs: u64 },
+    #[error("dnsmasq of network {net} keeps coming back (pid {pid} now): stop what restarts it (systemctl stop kvmnet-net@{net}), then kvmnet net down {net} again")]
+    Respawned { net: String, pid: i32 },
 }
 
 const PATHS: [&str; 2] = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"];
@@ -87,11 +90,19 @@ pub fn running(net: &Network) -> Option<i32> {
 /// [`running`] by the pid file's path. A dnsmasq whose start was cut short
 /// (`up` killed before it wrote its pid file) has no pid file yet: the
 /// process list finds it by the pid file its command line names.
+///
+/// A command line is the process's own to choose, so it also has to run as
+/// root or as the user the pid file belongs to: only a dnsmasq root started
+/// can own a file in the network's directory (it gives its pid file to the
+/// user it switches to), and no ordinary user can pose as either.
 pub fn running_at(pid_file: &Path) -> Option<i32> {
     let ours = format!("--pid-file={}", pid_file.display());
+    let owner = std::fs::symlink_metadata(pid_file).ok().map(|m| m.uid());
     let is_ours = |pid: i32| {
-        cmdline(pid)
-            .is_some_and(|c| c.first().is_some_and(|c| c.ends_with("dnsmasq")) && c.contains(&ours))
+        uids(pid).is_some_and(|u| u.iter().all(|&u| u == 0 || Some(u) == owner))
+            && cmdline(pid).is_some_and(|c| {
+                c.first().is_some_and(|c| c.ends_with("dnsmasq")) && c.contains(&ours)
+            })
     };
     let listed = std::fs::read_to_string(pid_file)
         .ok()
@@ -121,6 +132,19 @@ fn here(pid: i32) -> Option<bool> {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
     let mine = std::fs::read_link("/proc/self/ns/net").ok()?;
     Some(theirs == mine)
+}
+
+/// The real, effective, saved and filesystem uids of process `pid`
+/// (/proc/PID/status is readable without privilege).
+fn uids(pid: i32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let uids: Vec<u32> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (uids.len() == 4).then_some(uids)
 }
 
 fn cmdline(pid: i32) -> Option<Vec<String>> {

@@ -76,6 +76,12 @@ pub enum NetError {
         path: &'static str,
         source: std::io::Error,
     },
+    #[error("network {net} needs IPv6 forwarding, which would drop the default route this host learned from router advertisements on {ifaces} (accept_ra is not 2 there): `sysctl -w net.ipv6.conf.{first}.accept_ra=2` (and in /etc/sysctl.d), or leave ipv6 out of network {net}")]
+    RaRoutes {
+        net: String,
+        ifaces: String,
+        first: String,
+    },
     #[error("network {net} is not up (its bridge {bridge} does not exist): `kvmnet net up {net}` (or systemctl start kvmnet-net@{net})")]
     Down { net: String, bridge: String },
     #[error("{ip} is reserved for tap {other} on network {net} already; give tap {tap} another guest_ipv4")]
@@ -108,6 +114,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NetError + '_ {
 const MADE: &str = "made";
 /// Serializes reservations on one network (root's, 0600).
 const RESERVE_LOCK: &str = ".reserve.lock";
+/// How many dnsmasq processes of one network `down` stops before it gives up.
+const DNSMASQ_STOPS: usize = 4;
 
 /// Whether `up` made (or set out to make) network `dir`'s bridge.
 pub fn is_made(dir: &Path) -> bool {
@@ -160,10 +168,17 @@ fn lock() -> Result<Lock, NetError> {
 /// What `up` made, as `up` made it: written before the bridge is created,
 /// so that `down` removes that (whatever the config says by then), and an
 /// `up` with other settings is refused instead of taking over a bridge.
+///
+/// The bridge's ifindex is added once it exists: from then on only that
+/// bridge is the network's (one deleted and made again under the name by
+/// someone else is not). Without it (`up` killed between creating the bridge
+/// and recording it), a bridge of the name counts only without an alias or
+/// with the network's: the kernel gives a new link none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Made {
     bridge: String,
     addresses: String,
+    index: Option<u32>,
 }
 
 impl Made {
@@ -175,6 +190,7 @@ impl Made {
                 .map(|(a, l)| format!("{a}/{l}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            index: None,
         }
     }
 
@@ -183,12 +199,37 @@ impl Made {
         let mut lines = text.lines();
         let bridge = lines.next()?.strip_prefix("bridge ")?.to_owned();
         let addresses = lines.next()?.strip_prefix("addresses ")?.to_owned();
+        let index = match lines.next() {
+            Some(l) => Some(l.strip_prefix("index ")?.parse().ok()?),
+            None => None,
+        };
         crate::name::validate(&bridge).ok()?;
-        Some(Made { bridge, addresses })
+        Some(Made {
+            bridge,
+            addresses,
+            index,
+        })
     }
 
     fn text(&self) -> String {
-        format!("bridge {}\naddresses {}\n", self.bridge, self.addresses)
+        let mut t = format!("bridge {}\naddresses {}\n", self.bridge, self.addresses);
+        if let Some(i) = self.index {
+            t.push_str(&format!("index {i}\n"));
+        }
+        t
+    }
+
+    /// Whether `l` is the bridge this record made.
+    fn owns(&self, l: &crate::link::Link, alias: &str) -> bool {
+        l.kind == LinkKind::Bridge
+            && match self.index {
+                Some(i) => l.index == i,
+                None => l.alias.as_deref().is_none_or(|a| a == alias),
+            }
+    }
+
+    fn same_network(&self, other: &Made) -> bool {
+        self.bridge == other.bridge && self.addresses == other.addresses
     }
 }
 
@@ -200,6 +241,11 @@ fn addresses(net: &Network) -> Vec<(IpAddr, u8)> {
 
 pub fn up(net: &Network) -> Result<UpReport, NetError> {
     let _lock = lock()?;
+    let nl = Netlink::open()?;
+    // before anything is made: a refusal leaves nothing to undo
+    if net.ipv6.is_some() && !sysctl::is_on(sysctl::forwarding_path(Family::V6)).unwrap_or(false) {
+        ra_routes_survive(&nl, net)?;
+    }
     let mut report = UpReport::default();
     let dir = net.dir();
     for d in [dir.clone(), net.hosts_dir()] {
@@ -210,39 +256,47 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
             .map_err(io(&d))?;
     }
     drop(lock_file(&dir.join(RESERVE_LOCK))?);
-    let nl = Netlink::open()?;
-    let want = Made::of(net);
+    let mut want = Made::of(net);
     let made = Made::read(&dir);
-    if let Some(m) = made.as_ref().filter(|m| **m != want) {
+    if let Some(m) = made.as_ref().filter(|m| !m.same_network(&want)) {
         return Err(NetError::Changed {
             net: net.name.clone(),
             was: format!("bridge {}, {}", m.bridge, m.addresses),
             now: format!("bridge {}, {}", want.bridge, want.addresses),
         });
     }
-    let bridge = match nl.link_by_name(&net.bridge)? {
-        Some(l) if l.kind == LinkKind::Bridge && made.is_some() => l,
-        Some(_) => {
-            return Err(NetError::NotOurs {
-                net: net.name.clone(),
-                bridge: net.bridge.to_string(),
-            })
-        }
-        None => {
+    let alias = format!("kvmnet net {}", net.name);
+    let not_ours = || NetError::NotOurs {
+        net: net.name.clone(),
+        bridge: net.bridge.to_string(),
+    };
+    let bridge = match (nl.link_by_name(&net.bridge)?, &made) {
+        (Some(l), Some(m)) if m.owns(&l, &alias) => l,
+        (Some(_), _) => return Err(not_ours()),
+        (None, _) => {
+            // recorded before it exists: a kill right after the create
+            // leaves a bridge the next `up` or `down` knows as the network's
             write_file(&dir.join(MADE), want.text().as_bytes())?;
-            nl.create_bridge(&net.bridge, Mac::random_local(), false)?;
+            if let Err(e) = nl.create_bridge(&net.bridge, Mac::random_local(), false) {
+                // nothing made (someone took the name meanwhile, say): no
+                // record that would let the next `up` adopt their bridge
+                if made.is_none() {
+                    let _ = fs::remove_file(dir.join(MADE));
+                }
+                return Err(e.into());
+            }
             report
                 .changed
                 .push(format!("created bridge {}", net.bridge));
             nl.link_by_name(&net.bridge)?
-                .filter(|l| l.kind == LinkKind::Bridge)
-                .ok_or_else(|| NetError::NotOurs {
-                    net: net.name.clone(),
-                    bridge: net.bridge.to_string(),
-                })?
+                .filter(|l| l.kind == LinkKind::Bridge && l.alias.is_none())
+                .ok_or_else(not_ours)?
         }
     };
-    let alias = format!("kvmnet net {}", net.name);
+    if made.as_ref().and_then(|m| m.index) != Some(bridge.index) {
+        want.index = Some(bridge.index);
+        write_file(&dir.join(MADE), want.text().as_bytes())?;
+    }
     let change = crate::link::LinkChange {
         alias: (bridge.alias.as_deref() != Some(&alias)).then(|| alias.clone()),
         up: (!bridge.up).then_some(true),
@@ -313,6 +367,32 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
     Ok(report)
 }
 
+/// Refuses to turn IPv6 forwarding on while a default route learned from
+/// router advertisements goes out of an interface with `accept_ra` below 2:
+/// the kernel drops such routes the moment forwarding goes on, and a host
+/// reached over IPv6 would be cut off (libvirt refuses the same way).
+fn ra_routes_survive(nl: &Netlink, net: &Network) -> Result<(), NetError> {
+    let mut at_risk = Vec::new();
+    for oif in nl.ra_default_oifs()? {
+        let Some(link) = nl.link_by_index(oif)? else {
+            continue;
+        };
+        let path = format!("/proc/sys/net/ipv6/conf/{}/accept_ra", link.name);
+        let keeps = fs::read_to_string(&path).is_ok_and(|v| v.trim() == "2");
+        if !keeps && !at_risk.contains(&link.name) {
+            at_risk.push(link.name);
+        }
+    }
+    match at_risk.first() {
+        None => Ok(()),
+        Some(first) => Err(NetError::RaRoutes {
+            net: net.name.clone(),
+            ifaces: at_risk.join(", "),
+            first: first.clone(),
+        }),
+    }
+}
+
 fn spec(net: &Network) -> nft::NatSpec<'_> {
     nft::NatSpec {
         network: &net.name,
@@ -338,21 +418,14 @@ pub fn down(name: &str, force: bool) -> Result<Vec<String>, NetError> {
     let nl = Netlink::open()?;
     let dir = Path::new(def::RUN_DIR).join(name);
     let alias = format!("kvmnet net {name}");
+    // a bridge of that name that is not the one `up` made stays
     let bridge = match Made::read(&dir) {
         Some(m) => {
             let b = crate::name::IfaceName::new(&m.bridge).ok();
-            match b.map(|b| nl.link_by_name(&b)).transpose()?.flatten() {
-                // a bridge of that name that is not the one `up` made stays;
-                // one without an alias is `up`'s, killed before it set it
-                // (the kernel takes no alias with a new link)
-                Some(l)
-                    if l.kind == LinkKind::Bridge
-                        && l.alias.as_deref().is_none_or(|a| a == alias) =>
-                {
-                    Some(l)
-                }
-                _ => None,
-            }
+            b.map(|b| nl.link_by_name(&b))
+                .transpose()?
+                .flatten()
+                .filter(|l| m.owns(l, &alias))
         }
         None => None,
     };
@@ -368,9 +441,22 @@ pub fn down(name: &str, force: bool) -> Result<Vec<String>, NetError> {
         }
     }
     let pid_file = dir.join("dnsmasq.pid");
-    while let Some(pid) = dnsmasq::running_at(&pid_file) {
+    // More than one only when an `up` was killed after starting one; a
+    // bound, so that something restarting it cannot keep `down` (and the
+    // lock every network's up and down waits for) forever.
+    for _ in 0..DNSMASQ_STOPS {
+        let Some(pid) = dnsmasq::running_at(&pid_file) else {
+            break;
+        };
         dnsmasq::stop_pid(name, &pid_file, pid)?;
         done.push(format!("stopped dnsmasq (pid {pid})"));
+    }
+    if let Some(pid) = dnsmasq::running_at(&pid_file) {
+        return Err(DnsmasqError::Respawned {
+            net: name.to_owned(),
+            pid,
+        }
+        .into());
     }
     let mut nft = Nft::open()?;
     if let Some(t) = nft::installed(&mut nft, name)? {
@@ -515,16 +601,35 @@ pub fn reservation(settings: &Settings, tap: &str) -> Option<(Mac, Ipv4Addr)> {
     }
 }
 
+/// A reservation this run wrote, and what the file held before: an undo
+/// puts that back (a running guest's reservation, rewritten by an ifup
+/// that was then refused, stays its own).
+#[derive(Debug)]
+pub struct Reserved {
+    path: PathBuf,
+    previous: Option<Vec<u8>>,
+}
+
+impl Reserved {
+    /// Undoes the [`reserve`] that returned it.
+    pub fn undo(self) {
+        let _ = match self.previous {
+            Some(bytes) => write_file(&self.path, &bytes),
+            None => fs::remove_file(&self.path).map_err(io(&self.path)),
+        };
+    }
+}
+
 /// Adds the reservation of `tap` to the network's hosts directory (dnsmasq
 /// reads a new file there by itself). Refused when the network is not up or
-/// another tap holds the address. Returns whether this run wrote it (an
-/// undo removes only that).
+/// another tap holds the address. Returns what an undo needs when this run
+/// changed the file (`None`: it held this reservation already).
 pub fn reserve(
     net: &Network,
     tap: &crate::name::TapName,
     mac: Mac,
     ip: Ipv4Addr,
-) -> Result<bool, NetError> {
+) -> Result<Option<Reserved>, NetError> {
     if !net.contains(ip) {
         return Err(NetError::Outside {
             ip,
@@ -567,16 +672,14 @@ pub fn reserve(
         }
     }
     let path = dir.join(tap.as_str());
-    if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
-        return Ok(false);
-    }
+    let previous = match fs::read(&path) {
+        Ok(b) if b == want.as_bytes() => return Ok(None),
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&path)(e)),
+    };
     write_file(&path, want.as_bytes())?;
-    Ok(true)
-}
-
-/// Undoes a [`reserve`] of this run.
-pub fn unreserve(net: &Network, tap: &crate::name::TapName) {
-    let _ = fs::remove_file(net.hosts_dir().join(tap.as_str()));
+    Ok(Some(Reserved { path, previous }))
 }
 
 /// Removes `tap`'s reservation from whichever network holds one
