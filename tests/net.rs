@@ -298,8 +298,16 @@ fn impostors_are_not_the_network_and_ipv6_forwarding_keeps_ra_routes() {
     lab.ns.ip("link add kvbr0 type bridge");
     lab.net("up default")
         .fails_with("interface kvbr0 exists and is not network default's");
+    assert_eq!(
+        lab.state("default"),
+        "partial: no bridge (kvbr0 is another interface)"
+    );
     lab.net("down --force default").ok();
     assert!(lab.ns.exists("kvbr0"), "down deleted the admin's bridge");
+    assert_eq!(
+        lab.state("default"),
+        "down; kvbr0 is another interface, which kvmnet net up refuses"
+    );
     lab.ns.ip("link del kvbr0");
 
     // uid 1000 runs something with dnsmasq's command line in the namespace

@@ -496,16 +496,25 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
     let mut nft = Nft::open().ok();
     let mut out = Vec::new();
     for n in networks {
-        let bridge = nl
+        // an interface of the bridge's name that `up` did not make is not
+        // the network's bridge, whatever it is
+        let made = Made::read(&n.dir());
+        let alias = format!("kvmnet net {}", n.name);
+        let (bridge, foreign): (Vec<_>, Vec<_>) = nl
             .link_by_name(&n.bridge)?
-            .filter(|l| l.kind == LinkKind::Bridge);
+            .into_iter()
+            .partition(|l| made.as_ref().is_some_and(|m| m.owns(l, &alias)));
+        let bridge = bridge.into_iter().next();
         let table = match nft.as_mut() {
             Some(nft) => nft::installed(nft, &n.name).ok().map(|t| t.is_some()),
             None => None,
         };
         let pid = dnsmasq::running(n);
         let mut missing = Vec::new();
-        if bridge.as_ref().is_none_or(|b| !b.up) {
+        let not_ours = format!("bridge ({} is another interface)", n.bridge);
+        if !foreign.is_empty() {
+            missing.push(not_ours.as_str());
+        } else if bridge.as_ref().is_none_or(|b| !b.up) {
             missing.push("bridge");
         }
         if table == Some(false) {
@@ -516,7 +525,13 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
         }
         let state = match missing.len() {
             0 => "up".to_owned(),
-            n if n == 3 || (n == 2 && table.is_none()) => "down".to_owned(),
+            k if k == 3 || (k == 2 && table.is_none()) => match foreign.is_empty() {
+                true => "down".to_owned(),
+                false => format!(
+                    "down; {} is another interface, which kvmnet net up refuses",
+                    n.bridge
+                ),
+            },
             _ => format!("partial: no {}", missing.join(", no ")),
         };
         out.push(Listed {
