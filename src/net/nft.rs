@@ -388,24 +388,35 @@ fn rules(spec: &NatSpec) -> Vec<Rule> {
             Then::Accept,
         ));
     }
+    // and what comes in, comes in through it alone
+    let in_from = |then: Match| {
+        let mut m: Vec<Match> = spec
+            .uplink
+            .map(|up| ifname(false, true, up))
+            .into_iter()
+            .collect();
+        m.push(oif());
+        m.push(then);
+        m
+    };
     out.push(rule(
         FORWARD,
         "replies into the network",
-        vec![oif(), replies()],
+        in_from(replies()),
         Then::Accept,
     ));
     if !spec.nat {
         out.push(rule(
             FORWARD,
             "into the routed network's IPv4 subnet",
-            vec![oif(), addr(true, true, &v4)],
+            in_from(addr(true, true, &v4)),
             Then::Accept,
         ));
         if let Some(v6) = &v6 {
             out.push(rule(
                 FORWARD,
                 "into the routed network's IPv6 subnet",
-                vec![oif(), addr(true, true, v6)],
+                in_from(addr(true, true, v6)),
                 Then::Accept,
             ));
         }
@@ -637,7 +648,7 @@ table inet kvmnet-net-t1 {
 \t\tiifname \"virbr0\" oifname \"virbr0\" accept
 \t\tiifname \"virbr0\" oifname \"eth0\" ip saddr 192.168.122.0/24 accept
 \t\tiifname \"virbr0\" oifname \"eth0\" ip6 saddr 2001:db8:1::/64 accept
-\t\toifname \"virbr0\" ct state established,related accept
+\t\tiifname \"eth0\" oifname \"virbr0\" ct state established,related accept
 \t\tiifname \"virbr0\" drop
 \t\toifname \"virbr0\" drop
 \t}
@@ -652,8 +663,8 @@ table inet kvmnet-net-t1 {
         assert!(!text.contains("postrouting"), "{text}");
         assert!(
             text.contains(
-                "\t\toifname \"virbr0\" ip daddr 192.168.122.0/24 accept\n\
-                 \t\toifname \"virbr0\" ip6 daddr 2001:db8:1::/64 accept\n\
+                "\t\tiifname \"eth0\" oifname \"virbr0\" ip daddr 192.168.122.0/24 accept\n\
+                 \t\tiifname \"eth0\" oifname \"virbr0\" ip6 daddr 2001:db8:1::/64 accept\n\
                  \t\tiifname \"virbr0\" drop\n"
             ),
             "{text}"
@@ -743,7 +754,7 @@ table inet kvmnet-net-t1 {
             .find(|r| r.why == "replies into the network")
             .unwrap();
         assert_eq!(
-            replies.exprs[2..],
+            replies.exprs[4..],
             [
                 Expr::Ct(NFT_CT_STATE),
                 Expr::Mask(6u32.to_ne_bytes().to_vec()),
