@@ -264,6 +264,20 @@ fn a_config_change_never_moves_a_network_and_down_works_from_what_up_made() {
     assert!(lab.ns.exists("br9"));
 }
 
+/// Sends one router advertisement (router lifetime 1800 s, no options) to
+/// all nodes out of the interface named by argv[1]; the kernel fills in the
+/// ICMPv6 checksum.
+const SEND_RA: &str = r#"
+import socket, struct, sys
+dev = sys.argv[1]
+idx = socket.if_nametoindex(dev)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+s.sendto(struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0), ("ff02::1", 0, 0, idx))
+"#;
+
 /// What `up` and `down` do not trust: a bridge of the network's name that
 /// is not the one `up` made (deleted and made again by someone else), a
 /// process of an ordinary user posing as the network's dnsmasq, and IPv6
@@ -272,26 +286,46 @@ fn a_config_change_never_moves_a_network_and_down_works_from_what_up_made() {
 #[test]
 fn impostors_are_not_the_network_and_ipv6_forwarding_keeps_ra_routes() {
     let lab = Lab::new();
-    // an RA-learned default route out of d0, whose accept_ra is 1
+    let sysctl = |kv: &str| ok(lab.ns.cmd("sysctl").args(["-qw", kv]));
+    // a default route the kernel learned from a router advertisement sent
+    // from d0p into d0 (accept_ra 1)...
     lab.ns.ip("link add d0 type veth peer name d0p");
+    sysctl("net.ipv6.conf.d0p.accept_dad=0");
     lab.ns.ip("link set d0p up");
     lab.ns.ip("link set d0 up");
+    let t = Instant::now();
+    while !lab
+        .ns
+        .ip("-6 route show default")
+        .contains("dev d0 proto ra")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no route from the RA"
+        );
+        ok(lab.ns.cmd("python3").arg("-c").arg(SEND_RA).arg("d0p"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...and one a network manager added on e0 (accept_ra 0), which
+    // forwarding leaves alone
+    lab.ns.ip("link add e0 type veth peer name e0p");
+    sysctl("net.ipv6.conf.e0.accept_ra=0");
+    lab.ns.ip("link set e0p up");
+    lab.ns.ip("link set e0 up");
     lab.ns
-        .ip("-6 route add default via fe80::1 dev d0 proto ra");
+        .ip("-6 route add default via fe80::2 dev e0 proto ra metric 2000");
     lab.net("up default").fails_with(
-        "would drop the default route this host learned from router advertisements on d0",
+        "would drop the default route this host learned from router advertisements on d0 (accept_ra is 1 there): `sysctl -w net.ipv6.conf.d0.accept_ra=2`",
     );
     assert!(!lab.ns.exists("kvbr0"));
     assert!(!lab.dir("default").exists());
-    ok(lab
-        .ns
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv6.conf.d0.accept_ra=2"]));
+    sysctl("net.ipv6.conf.d0.accept_ra=2");
     lab.net("up default").ok();
-    assert!(lab
-        .ns
-        .ip("-6 route show default")
-        .contains("dev d0 proto ra"));
+    let routes = lab.ns.ip("-6 route show default");
+    assert!(
+        routes.contains("dev d0 proto ra") && routes.contains("dev e0 proto ra"),
+        "{routes}"
+    );
 
     // the bridge deleted and made again by an admin: not the network's
     lab.ns.ip("link del kvbr0");

@@ -76,7 +76,7 @@ pub enum NetError {
         path: &'static str,
         source: std::io::Error,
     },
-    #[error("network {net} needs IPv6 forwarding, which would drop the default route this host learned from router advertisements on {ifaces} (accept_ra is not 2 there): `sysctl -w net.ipv6.conf.{first}.accept_ra=2` (and in /etc/sysctl.d), or leave ipv6 out of network {net}")]
+    #[error("network {net} needs IPv6 forwarding, which would drop the default route this host learned from router advertisements on {ifaces} (accept_ra is 1 there): `sysctl -w net.ipv6.conf.{first}.accept_ra=2` (and in /etc/sysctl.d), or leave ipv6 out of network {net}")]
     RaRoutes {
         net: String,
         ifaces: String,
@@ -276,14 +276,22 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
         (None, _) => {
             // recorded before it exists: a kill right after the create
             // leaves a bridge the next `up` or `down` knows as the network's
-            write_file(&dir.join(MADE), want.text().as_bytes())?;
-            if let Err(e) = nl.create_bridge(&net.bridge, Mac::random_local(), false) {
-                // nothing made (someone took the name meanwhile, say): no
-                // record that would let the next `up` adopt their bridge
-                if made.is_none() {
-                    let _ = fs::remove_file(dir.join(MADE));
-                }
-                return Err(e.into());
+            let record = dir.join(MADE);
+            let before = fs::read(&record).ok();
+            write_file(&record, want.text().as_bytes())?;
+            let created = nl.create_bridge(&net.bridge, Mac::random_local(), false);
+            if !matches!(created, Ok(true)) {
+                // nothing made (someone took the name meanwhile: EEXIST is
+                // `false`): the record goes back to what it was, so that the
+                // next `up` does not adopt their bridge
+                let _ = match &before {
+                    Some(b) => write_file(&record, b),
+                    None => fs::remove_file(&record).map_err(io(&record)),
+                };
+                return Err(match created {
+                    Err(e) => e.into(),
+                    Ok(_) => not_ours(),
+                });
             }
             report
                 .changed
@@ -368,9 +376,13 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
 }
 
 /// Refuses to turn IPv6 forwarding on while a default route learned from
-/// router advertisements goes out of an interface with `accept_ra` below 2:
-/// the kernel drops such routes the moment forwarding goes on, and a host
-/// reached over IPv6 would be cut off (libvirt refuses the same way).
+/// router advertisements goes out of an interface with `accept_ra` 1: the
+/// kernel drops the routes it learned there the moment forwarding goes on,
+/// and a host reached over IPv6 would be cut off (libvirt refuses the same
+/// way). With `accept_ra` 0 the kernel learned none: a `proto ra` route there
+/// is a network manager's (NetworkManager, systemd-networkd handle RAs
+/// themselves), which forwarding leaves alone; with 2 the kernel keeps its
+/// own.
 fn ra_routes_survive(nl: &Netlink, net: &Network) -> Result<(), NetError> {
     let mut at_risk = Vec::new();
     for oif in nl.ra_default_oifs()? {
@@ -378,8 +390,8 @@ fn ra_routes_survive(nl: &Netlink, net: &Network) -> Result<(), NetError> {
             continue;
         };
         let path = format!("/proc/sys/net/ipv6/conf/{}/accept_ra", link.name);
-        let keeps = fs::read_to_string(&path).is_ok_and(|v| v.trim() == "2");
-        if !keeps && !at_risk.contains(&link.name) {
+        let drops = fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1");
+        if drops && !at_risk.contains(&link.name) {
             at_risk.push(link.name);
         }
     }
@@ -388,7 +400,8 @@ fn ra_routes_survive(nl: &Netlink, net: &Network) -> Result<(), NetError> {
         Some(first) => Err(NetError::RaRoutes {
             net: net.name.clone(),
             ifaces: at_risk.join(", "),
-            first: first.clone(),
+            // sysctl(8) reads '.' as a separator: eth0.100 is eth0/100
+            first: first.replace('.', "/"),
         }),
     }
 }
@@ -622,17 +635,46 @@ pub fn reservation(settings: &Settings, tap: &str) -> Option<(Mac, Ipv4Addr)> {
 #[derive(Debug)]
 pub struct Reserved {
     path: PathBuf,
-    previous: Option<Vec<u8>>,
+    lock: PathBuf,
+    previous: Option<String>,
 }
 
 impl Reserved {
-    /// Undoes the [`reserve`] that returned it.
+    /// Undoes the [`reserve`] that returned it, under the network's reserve
+    /// lock: the old reservation comes back unless another tap took its
+    /// address meanwhile (then the file goes: never one address twice).
     pub fn undo(self) {
-        let _ = match self.previous {
-            Some(bytes) => write_file(&self.path, &bytes),
+        let Ok(_held) = lock_file(&self.lock) else {
+            let _ = fs::remove_file(&self.path);
+            return;
+        };
+        let tap = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let restore = self.previous.filter(|p| {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            matches!(holder_of(dir, reserved_ip(p), tap), Ok(None))
+        });
+        let _ = match restore {
+            Some(text) => write_file(&self.path, text.as_bytes()),
             None => fs::remove_file(&self.path).map_err(io(&self.path)),
         };
     }
+}
+
+/// The address of a reservation file's `MAC,IP` line.
+fn reserved_ip(text: &str) -> &str {
+    text.trim().rsplit(',').next().unwrap_or("")
+}
+
+/// The tap (other than `tap`) whose reservation in `dir` holds `ip`.
+fn holder_of(dir: &Path, ip: &str, tap: &str) -> std::io::Result<Option<String>> {
+    Ok(fs::read_dir(dir)?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == tap || name.starts_with('.') || name.ends_with('~') {
+            return None;
+        }
+        let held = fs::read_to_string(e.path()).unwrap_or_default();
+        (reserved_ip(&held) == ip).then_some(name)
+    }))
 }
 
 /// Adds the reservation of `tap` to the network's hosts directory (dnsmasq
@@ -670,31 +712,29 @@ pub fn reserve(
     let want = format!("{mac},{ip}\n");
     // One reservation at a time per network: two taps asking for one address
     // at once must not both find it free.
-    let _held = lock_file(&net.dir().join(RESERVE_LOCK))?;
-    for e in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == tap.as_str() || name.starts_with('.') || name.ends_with('~') {
-            continue;
-        }
-        let held = fs::read_to_string(e.path()).unwrap_or_default();
-        if held.trim().rsplit(',').next() == Some(ip.to_string().as_str()) {
-            return Err(NetError::Reserved {
-                ip,
-                other: name,
-                net: net.name.clone(),
-                tap: tap.to_string(),
-            });
-        }
+    let lock = net.dir().join(RESERVE_LOCK);
+    let _held = lock_file(&lock)?;
+    if let Some(other) = holder_of(&dir, &ip.to_string(), tap.as_str()).map_err(io(&dir))? {
+        return Err(NetError::Reserved {
+            ip,
+            other,
+            net: net.name.clone(),
+            tap: tap.to_string(),
+        });
     }
     let path = dir.join(tap.as_str());
-    let previous = match fs::read(&path) {
-        Ok(b) if b == want.as_bytes() => return Ok(None),
+    let previous = match fs::read_to_string(&path) {
+        Ok(b) if b == want => return Ok(None),
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&path)(e)),
     };
     write_file(&path, want.as_bytes())?;
-    Ok(Some(Reserved { path, previous }))
+    Ok(Some(Reserved {
+        path,
+        lock,
+        previous,
+    }))
 }
 
 /// Removes `tap`'s reservation from whichever network holds one
@@ -719,4 +759,36 @@ pub fn release(tap: &crate::name::TapName) -> Vec<String> {
         }
     }
     from
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run refused after rewriting a reservation puts the old one back,
+    /// unless another tap took that address meanwhile: then the file goes.
+    #[test]
+    fn an_undone_reservation_comes_back_unless_its_address_was_taken() {
+        let dir = std::env::temp_dir().join(format!("kvmnet-reserved-{}", std::process::id()));
+        let hosts = dir.join("hosts.d");
+        fs::create_dir_all(&hosts).unwrap();
+        let undo = |previous: &str| {
+            fs::write(hosts.join("t"), "52:54:00:00:00:01,10.0.0.9\n").unwrap();
+            Reserved {
+                path: hosts.join("t"),
+                lock: dir.join(RESERVE_LOCK),
+                previous: Some(previous.to_owned()),
+            }
+            .undo();
+        };
+        undo("52:54:00:00:00:01,10.0.0.5\n");
+        assert_eq!(
+            fs::read_to_string(hosts.join("t")).unwrap(),
+            "52:54:00:00:00:01,10.0.0.5\n"
+        );
+        fs::write(hosts.join("u"), "52:54:00:00:00:02,10.0.0.5\n").unwrap();
+        undo("52:54:00:00:00:01,10.0.0.5\n");
+        assert!(!hosts.join("t").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
