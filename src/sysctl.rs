@@ -38,6 +38,15 @@ pub fn proxy_path(family: Family, tap: &TapName) -> String {
     }
 }
 
+/// accept_ra (0, 1 or 2) of one interface, by a validated name.
+pub fn accept_ra(dev: &crate::name::IfaceName) -> io::Result<u8> {
+    let path = format!("/proc/sys/net/ipv6/conf/{}/accept_ra", dev.as_str());
+    std::fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 pub fn forwarding_path(family: Family) -> &'static str {
     match family {
         Family::V4 => "/proc/sys/net/ipv4/ip_forward",

@@ -4,7 +4,6 @@
 
 use super::{as_whom, Findings};
 use crate::config::Config;
-use crate::link::LinkKind;
 use crate::net::{dnsmasq, nft, Network};
 use crate::netlink::Netlink;
 
@@ -27,10 +26,10 @@ pub(super) fn check(config: &Config, proc_sys: &std::path::Path, out: &mut Findi
     for n in &config.networks {
         let bridge = nl.link_by_name(&n.bridge).ok().flatten();
         overlap(n, bridge.as_ref().map(|b| b.index), &routes, &nl, out);
-        let made = crate::net::is_made(&n.dir());
         let exists = bridge.is_some();
-        let Some(bridge) = bridge.filter(|b| b.kind == LinkKind::Bridge && made) else {
-            if exists && !made {
+        let Some(bridge) = bridge.filter(|b| crate::net::is_its_bridge(&n.name, &n.dir(), b))
+        else {
+            if exists {
                 out.error(
                     "network",
                     format!("network {}: interface {} exists and is not the network's (kvmnet net up would refuse it)", n.name, n.bridge),

@@ -117,9 +117,16 @@ const RESERVE_LOCK: &str = ".reserve.lock";
 /// How many dnsmasq processes of one network `down` stops before it gives up.
 const DNSMASQ_STOPS: usize = 4;
 
-/// Whether `up` made (or set out to make) network `dir`'s bridge.
-pub fn is_made(dir: &Path) -> bool {
-    Made::read(dir).is_some()
+/// Whether `l` is the bridge `up` made for network `name`, whose
+/// directory is `dir` (see [`Made`]).
+pub fn is_its_bridge(name: &str, dir: &Path, l: &crate::link::Link) -> bool {
+    Made::read(dir).is_some_and(|m| m.owns(l, name))
+}
+
+/// The alias `up` gives the network's bridge (for `ip link`, and to know it
+/// again when `up` was killed before recording the bridge's index).
+fn bridge_alias(net: &str) -> String {
+    format!("kvmnet net {net}")
 }
 
 /// What `up` found and did, for its report.
@@ -219,12 +226,12 @@ impl Made {
         t
     }
 
-    /// Whether `l` is the bridge this record made.
-    fn owns(&self, l: &crate::link::Link, alias: &str) -> bool {
+    /// Whether `l` is the bridge this record of network `net` made.
+    fn owns(&self, l: &crate::link::Link, net: &str) -> bool {
         l.kind == LinkKind::Bridge
             && match self.index {
                 Some(i) => l.index == i,
-                None => l.alias.as_deref().is_none_or(|a| a == alias),
+                None => l.alias.as_ref().is_none_or(|a| *a == bridge_alias(net)),
             }
     }
 
@@ -265,13 +272,13 @@ pub fn up(net: &Network) -> Result<UpReport, NetError> {
             now: format!("bridge {}, {}", want.bridge, want.addresses),
         });
     }
-    let alias = format!("kvmnet net {}", net.name);
+    let alias = bridge_alias(&net.name);
     let not_ours = || NetError::NotOurs {
         net: net.name.clone(),
         bridge: net.bridge.to_string(),
     };
     let bridge = match (nl.link_by_name(&net.bridge)?, &made) {
-        (Some(l), Some(m)) if m.owns(&l, &alias) => l,
+        (Some(l), Some(m)) if m.owns(&l, &net.name) => l,
         (Some(_), _) => return Err(not_ours()),
         (None, _) => {
             // recorded before it exists: a kill right after the create
@@ -389,8 +396,8 @@ fn ra_routes_survive(nl: &Netlink, net: &Network) -> Result<(), NetError> {
         let Some(link) = nl.link_by_index(oif)? else {
             continue;
         };
-        let path = format!("/proc/sys/net/ipv6/conf/{}/accept_ra", link.name);
-        let drops = fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1");
+        let drops = crate::name::IfaceName::new(&link.name)
+            .is_ok_and(|dev| matches!(sysctl::accept_ra(&dev), Ok(1)));
         if drops && !at_risk.contains(&link.name) {
             at_risk.push(link.name);
         }
@@ -430,7 +437,6 @@ pub fn down(name: &str, force: bool) -> Result<Vec<String>, NetError> {
     let mut done = Vec::new();
     let nl = Netlink::open()?;
     let dir = Path::new(def::RUN_DIR).join(name);
-    let alias = format!("kvmnet net {name}");
     // a bridge of that name that is not the one `up` made stays
     let bridge = match Made::read(&dir) {
         Some(m) => {
@@ -438,7 +444,7 @@ pub fn down(name: &str, force: bool) -> Result<Vec<String>, NetError> {
             b.map(|b| nl.link_by_name(&b))
                 .transpose()?
                 .flatten()
-                .filter(|l| m.owns(l, &alias))
+                .filter(|l| m.owns(l, name))
         }
         None => None,
     };
@@ -511,13 +517,12 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
     for n in networks {
         // an interface of the bridge's name that `up` did not make is not
         // the network's bridge, whatever it is
-        let made = Made::read(&n.dir());
-        let alias = format!("kvmnet net {}", n.name);
-        let (bridge, foreign): (Vec<_>, Vec<_>) = nl
-            .link_by_name(&n.bridge)?
-            .into_iter()
-            .partition(|l| made.as_ref().is_some_and(|m| m.owns(l, &alias)));
-        let bridge = bridge.into_iter().next();
+        let link = nl.link_by_name(&n.bridge)?;
+        let ours = link
+            .as_ref()
+            .is_some_and(|l| is_its_bridge(&n.name, &n.dir(), l));
+        let foreign = link.is_some() && !ours;
+        let bridge = link.filter(|_| ours);
         let table = match nft.as_mut() {
             Some(nft) => nft::installed(nft, &n.name).ok().map(|t| t.is_some()),
             None => None,
@@ -525,7 +530,7 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
         let pid = dnsmasq::running(n);
         let mut missing = Vec::new();
         let not_ours = format!("bridge ({} is another interface)", n.bridge);
-        if !foreign.is_empty() {
+        if foreign {
             missing.push(not_ours.as_str());
         } else if bridge.as_ref().is_none_or(|b| !b.up) {
             missing.push("bridge");
@@ -538,9 +543,9 @@ pub fn list(networks: &[Network]) -> Result<Vec<Listed>, NetError> {
         }
         let state = match missing.len() {
             0 => "up".to_owned(),
-            k if k == 3 || (k == 2 && table.is_none()) => match foreign.is_empty() {
-                true => "down".to_owned(),
-                false => format!(
+            k if k == 3 || (k == 2 && table.is_none()) => match foreign {
+                false => "down".to_owned(),
+                true => format!(
                     "down; {} is another interface, which kvmnet net up refuses",
                     n.bridge
                 ),
